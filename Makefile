@@ -1,0 +1,31 @@
+# Two entry points: `make serve` (service on the embedded default) and `make test` (the whole suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test bench services clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -e ".[dev]" "torch==2.14.1" "torchvision==0.29.1"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install
+	$(VENV)/bin/synthaudit serve
+
+
+services:
+	bash scripts/ensure_services.sh
+
+test: install services
+	$(PY) -m pytest
+
+bench: install
+	$(VENV)/bin/synthaudit bench ../shared/bench/*
+
+clean:
+	rm -rf $(VENV) .synthaudit

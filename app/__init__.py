@@ -1,0 +1,1 @@
+"""synthaudit: app package."""

@@ -1,0 +1,246 @@
+"""The `synthaudit` command: audit, evaluate, bench, and the service commands (serve, migrate, worker)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from models.config import DECISION_RULES, AuditConfig
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _progress_bars() -> tuple[Callable[[str, float], None], Callable[[], None]]:
+    """A tqdm bar per stage, fed with (stage, fraction)."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(stage: str, fraction: float) -> None:
+        for name, bar in bars.items():
+            if name != stage and bar.n < 100:
+                bar.update(100 - bar.n)
+                bar.close()
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=100, desc=f"{stage:>8}", unit="%", leave=True,
+                                     bar_format="{desc} {bar} {percentage:3.0f}% {elapsed}")
+        target = int(round(100 * min(max(fraction, 0.0), 1.0)))
+        if target > bar.n:
+            bar.update(target - bar.n)
+
+    def close() -> None:
+        for bar in bars.values():
+            if bar.n < 100:
+                bar.update(100 - bar.n)
+            bar.close()
+
+    return update, close
+
+
+def _config_from_args(args: argparse.Namespace) -> AuditConfig:
+    values = {
+        "method": args.method, "encoder": args.encoder, "metric": args.metric, "k": args.k,
+        "decision": args.decision, "used_fraction": args.used_fraction, "threshold": args.threshold,
+        "seed": args.seed, "device": args.device, "image_size": args.image_size,
+        "mae_preset": args.mae_preset, "pretrain_images_seen": args.pretrain_images_seen,
+        "batch_size": args.batch_size,
+        "weights": str(args.weights) if args.weights else None,
+        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+    }
+    try:
+        return AuditConfig.from_dict(values)
+    except (TypeError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = AuditConfig()
+    parser.add_argument("--method", default=defaults.method, help="membership method (default: the benchmark winner)")
+    parser.add_argument("--encoder", default=defaults.encoder, help="encoder for --method similarity")
+    parser.add_argument("--metric", default=defaults.metric, choices=["cosine", "euclidean", "manhattan"])
+    parser.add_argument("--k", type=int, default=defaults.k, help="nearest generated images kept as evidence")
+    parser.add_argument("--decision", default=defaults.decision, choices=DECISION_RULES)
+    parser.add_argument("--used-fraction", type=float, default=defaults.used_fraction,
+                        help="expected share of used images for the unsupervised 'prior' rule")
+    parser.add_argument("--threshold", type=float, default=None, help="threshold for --decision fixed")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
+    parser.add_argument("--image-size", type=int, default=defaults.image_size)
+    parser.add_argument("--mae-preset", default=defaults.mae_preset)
+    parser.add_argument("--pretrain-images-seen", type=int, default=None, help="MAE pretraining budget")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--weights", type=Path, default=None, help="local weights file for a timm backbone")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a pretrained MAE (.safetensors) to reuse")
+
+
+def _print_metrics(title: str, metrics_row: dict) -> None:
+    from models.metrics import format_metrics_table
+
+    columns = ["n", "accuracy", "precision", "recall", "specificity", "f1", "auc", "tpr_at_1pct_fpr",
+               "tp", "fp", "tn", "fn"]
+    print(f"\n{title}")
+    print(format_metrics_table([metrics_row], columns))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Audit a real set against a generated set and write the CSV."""
+    from models.results import read_labels_csv, write_results_csv
+    from models.stages import AuditInputs, run_audit
+
+    for name in ("real", "generated"):
+        if not getattr(args, name).exists():
+            raise CliError(f"--{name} {getattr(args, name)} does not exist")
+    config = _config_from_args(args)
+    labels = read_labels_csv(args.labels) if args.labels else None
+    update, close = _progress_bars()
+    with tempfile.TemporaryDirectory(prefix="synthaudit-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        try:
+            outcome = run_audit(AuditInputs(args.real, args.generated, labels), config, workdir, update)
+        finally:
+            close()
+        if args.save_encoder and (workdir / "encoder.safetensors").exists():
+            import shutil
+
+            shutil.copyfile(workdir / "encoder.safetensors", args.save_encoder)
+    write_results_csv(outcome.rows, args.out, fmt=args.format)
+    m = outcome.metrics
+    for role, items in outcome.rejected.items():
+        for item in items:
+            print(f"skipped {role} file {item['name']}: {item['reason']}", file=sys.stderr)
+    print(f"{m['n_real']} real images, {m['n_generated']} generated; method {m['method']}; "
+          f"{m['n_decided_used']} decided used (threshold {m['threshold']:.4f}, rule {m['decision_rule']})")
+    print(f"wrote {args.out}")
+    if m.get("labelled"):
+        _print_metrics("labelled images, threshold as applied (calibrated on these same labels):",
+                       m["labelled"]["applied"])
+        if "cross_validated" in m["labelled"]:
+            _print_metrics(f"labelled images, {m['labelled']['cv_folds']}-fold cross-validated threshold (honest estimate):",
+                           m["labelled"]["cross_validated"])
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score a results CSV against labels."""
+    import numpy as np
+
+    from models.metrics import classification_metrics
+    from models.results import read_labels_csv, read_results_csv
+
+    rows = read_results_csv(args.pred)
+    labels = read_labels_csv(args.labels)
+    known = [r for r in rows if r.id in labels]
+    if not known:
+        raise CliError("no id of the predictions is in the labels file")
+    y = np.array([labels[r.id] for r in known])
+    pred = np.array([r.used for r in known])
+    scores = np.array([r.score for r in known])
+    result = classification_metrics(y, pred, None if np.isnan(scores).any() else scores)
+    missing = len(labels) - len(known)
+    _print_metrics(f"{len(known)} labelled images scored" + (f" ({missing} labels without prediction)" if missing else ""),
+                   result)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run methods over benchmark folders and print the comparison table."""
+    from models.bench import CALIBRATION, TABLE_COLUMNS, run_bench
+    from models.metrics import format_metrics_table
+
+    config = _config_from_args(args)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(args.folders) * len(methods) * 100, unit="%", desc="bench",
+               bar_format="{desc} {bar} {percentage:3.0f}% {elapsed} {postfix}")
+    from models.stages import STAGES, overall_progress
+
+    state = {"done": 0, "key": None, "last": 0.0}
+
+    def progress(folder: str, method: str, stage: str, fraction: float) -> None:
+        key = (folder, method)
+        if state["key"] != key:
+            if state["key"] is not None:
+                state["done"] += 100
+            state["key"], state["last"] = key, 0.0
+        bar.set_postfix_str(f"{folder} {method} {stage}")
+        value = state["done"] + overall_progress(stage, fraction)
+        if value > bar.n:
+            bar.update(value - bar.n)
+
+    try:
+        rows = run_bench(args.folders, methods, config, args.workdir, progress)
+    finally:
+        bar.close()
+    print()
+    print(format_metrics_table(rows, TABLE_COLUMNS))
+    print(f"\nthreshold: {CALIBRATION}; f1_median: label-free median split; t_*: seconds per stage "
+          f"({', '.join(STAGES)}); CIs: bootstrap 95 %.")
+    if args.output:
+        import json
+
+        args.output.write_text(json.dumps(rows, indent=2, default=float))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="synthaudit", description="Audit synthetic images for training-data leakage.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    audit = sub.add_parser("audit", help="audit real images against generated ones and write a CSV")
+    audit.add_argument("--real", type=Path, required=True, help="folder or archive of real candidate images")
+    audit.add_argument("--generated", type=Path, required=True, help="folder or archive of generated images")
+    audit.add_argument("--out", type=Path, default=Path("results.csv"))
+    audit.add_argument("--labels", type=Path, default=None, help="CSV id,used for some real images: calibrates")
+    audit.add_argument("--format", choices=["synthaudit", "imageclef"], default="synthaudit")
+    audit.add_argument("--workdir", type=Path, default=None, help="keep the stage artifacts here (resumable)")
+    audit.add_argument("--save-encoder", type=Path, default=None, help="keep the pretrained MAE (.safetensors)")
+    _add_config_arguments(audit)
+    audit.set_defaults(func=cmd_audit)
+
+    evaluate = sub.add_parser("evaluate", help="score a results CSV against labels")
+    evaluate.add_argument("--pred", type=Path, required=True)
+    evaluate.add_argument("--labels", type=Path, required=True)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    bench = sub.add_parser("bench", help="compare methods on folders with real/, generated/, labels.csv")
+    bench.add_argument("folders", type=Path, nargs="+")
+    bench.add_argument("--methods", default="pixels,paper,default", help="comma-separated method names")
+    bench.add_argument("--workdir", type=Path, default=None)
+    bench.add_argument("--output", type=Path, default=None, help="also write the rows as JSON")
+    _add_config_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
+
+    try:
+        from app.cli_service import add_service_commands
+    except ImportError:  # the service layer is optional for the engine's commands
+        pass
+    else:
+        add_service_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `synthaudit` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"synthaudit: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"synthaudit: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("synthaudit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

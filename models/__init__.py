@@ -1,0 +1,1 @@
+"""synthaudit: models package."""

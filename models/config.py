@@ -1,0 +1,58 @@
+"""The audit configuration: one frozen dataclass that round-trips through JSON."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+DECISION_RULES = ("auto", "calibrated", "prior", "mixture", "fixed")
+DEFAULT_METHOD = "default"
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Everything that decides an audit's result; the same config and seed give the same CSV."""
+
+    method: str = DEFAULT_METHOD
+    encoder: str = "mae"
+    metric: str = "cosine"
+    k: int = 5
+    decision: str = "auto"
+    used_fraction: float = 0.5
+    threshold: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    image_size: int = 64
+    mae_preset: str = "mae_tiny_patch8_64"
+    pretrain_images_seen: int | None = None
+    batch_size: int = 64
+    weights: str | None = None
+    checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.decision not in DECISION_RULES:
+            raise ValueError(f"decision must be one of {', '.join(DECISION_RULES)}, not {self.decision!r}")
+        if self.decision == "fixed" and self.threshold is None:
+            raise ValueError("decision 'fixed' needs a threshold")
+        if not 0.0 < self.used_fraction < 1.0:
+            raise ValueError("used_fraction must lie strictly between 0 and 1")
+        if self.k < 1:
+            raise ValueError("k must be at least 1")
+        if not 8 <= self.image_size <= 1024:
+            raise ValueError("image_size must lie between 8 and 1024")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.pretrain_images_seen is not None and self.pretrain_images_seen < 1:
+            raise ValueError("pretrain_images_seen must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AuditConfig:
+        """Build from a dict, naming any unknown key."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown audit setting(s): {', '.join(unknown)}")
+        return cls(**data)

@@ -1,0 +1,399 @@
+"""The audit as five idempotent stages over a work folder, shared by the CLI, the embedded runner and Celery."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models import decide, metrics
+from models.config import AuditConfig
+from models.io import ImageSet, Rejected, load_images
+from models.methods import Method, Neighbours, ScoreInputs, View, get_method, resolve_method_name
+from models.results import ResultRow, write_results_csv
+
+STAGES = ("decode", "pretrain", "embed", "search", "decide")
+# Share of the overall progress each stage takes (roughly its share of CPU time).
+STAGE_WEIGHTS = {"decode": 0.10, "pretrain": 0.55, "embed": 0.20, "search": 0.10, "decide": 0.05}
+ARTIFACTS = {
+    "decode": "images.npz",
+    "pretrain": "encoder.done",
+    "embed": "features.npz",
+    "search": "neighbours.npz",
+    "decide": "metrics.json",
+}
+CV_FOLDS = 5
+
+Progress = Callable[[float], None]
+
+
+@dataclass
+class AuditInputs:
+    """Where the real and generated images are, and optional labels for some real images."""
+
+    real: Path
+    generated: Path
+    labels: dict[str, int] | None = None
+
+
+@dataclass
+class AuditOutcome:
+    """What an audit produced: the rows of results.csv, metrics.json and rejected files."""
+
+    workdir: Path
+    rows: list[ResultRow]
+    metrics: dict[str, Any]
+    rejected: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+
+def _noop(_: float) -> None:
+    return None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that readers never see half of it."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez to a temp file, then rename."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default).encode())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def stage_done(stage: str, workdir: Path) -> bool:
+    """True when the stage's artifact exists (the stage will be skipped)."""
+    return (Path(workdir) / ARTIFACTS[stage]).exists()
+
+
+def method_for(config: AuditConfig) -> Method:
+    """The method object an audit config names."""
+    return get_method(config.method)
+
+
+def _record_timing(workdir: Path, stage: str, seconds: float) -> None:
+    path = workdir / "timings.json"
+    timings = json.loads(path.read_text()) if path.exists() else {}
+    timings[stage] = round(seconds, 3)
+    _write_json(path, timings)
+
+
+# --- decode -----------------------------------------------------------------------------------------
+
+
+def _rejected_dicts(items: list[Rejected]) -> list[dict[str, str]]:
+    return [{"name": r.name, "reason": r.reason} for r in items]
+
+
+def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
+    """Decode both image sets once into a uint8 cache."""
+    real = load_images(inputs.real, config.image_size, on_progress=lambda f: on_progress(0.5 * f))
+    generated = load_images(inputs.generated, config.image_size, on_progress=lambda f: on_progress(0.5 + 0.5 * f))
+    _write_json(
+        workdir / "rejected.json",
+        {"real": _rejected_dicts(real.rejected), "generated": _rejected_dicts(generated.rejected)},
+    )
+    atomic_save_npz(
+        workdir / ARTIFACTS["decode"],
+        {
+            "real_ids": np.array(real.ids, dtype=str),
+            "real": real.images,
+            "generated_ids": np.array(generated.ids, dtype=str),
+            "generated": generated.images,
+        },
+    )
+
+
+def load_decoded(workdir: Path) -> tuple[ImageSet, ImageSet]:
+    """The decoded real and generated sets of a work folder."""
+    data = _load_npz(Path(workdir) / ARTIFACTS["decode"])
+    real = ImageSet(ids=[str(i) for i in data["real_ids"]], images=data["real"], rejected=[])
+    generated = ImageSet(ids=[str(i) for i in data["generated_ids"]], images=data["generated"], rejected=[])
+    return real, generated
+
+
+# --- pretrain ---------------------------------------------------------------------------------------
+
+
+def _needs_mae(config: AuditConfig) -> bool:
+    return any(view.encoder == "mae" for view in method_for(config).views(config))
+
+
+def mae_checkpoint_path(workdir: Path, config: AuditConfig) -> Path:
+    """The MAE checkpoint an audit embeds with: the user's, or the one pretrained in the audit."""
+    return Path(config.checkpoint) if config.checkpoint else Path(workdir) / "encoder.safetensors"
+
+
+def run_pretrain(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
+    """Pretrain the MAE on the union of real and generated images (no labels), when the method needs one."""
+    if _needs_mae(config) and not config.checkpoint:
+        from models.pretrain import PretrainConfig, pretrain_mae, save_checkpoint
+
+        real, generated = load_decoded(workdir)
+        images = np.concatenate([real.images, generated.images])
+        pconfig = PretrainConfig(
+            preset=config.mae_preset,
+            images_seen=config.pretrain_images_seen,
+            seed=config.seed,
+            device=config.device,
+        )
+        model, losses = pretrain_mae(images, pconfig, on_progress=on_progress)
+        save_checkpoint(
+            model,
+            mae_checkpoint_path(workdir, config),
+            extra={"final_loss": losses[-1] if losses else None, "seed": config.seed},
+        )
+    atomic_write_bytes(workdir / ARTIFACTS["pretrain"], b"ok\n")
+
+
+# --- embed ------------------------------------------------------------------------------------------
+
+
+def run_embed(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
+    """Embed both sets with every encoder the method's views need."""
+    from models.encoders import create_encoder
+
+    real, generated = load_decoded(workdir)
+    encoders = sorted({view.encoder for view in method_for(config).views(config)})
+    arrays: dict[str, np.ndarray] = {}
+    for i, name in enumerate(encoders):
+        encoder = create_encoder(
+            name,
+            weights=Path(config.weights) if config.weights else None,
+            checkpoint=mae_checkpoint_path(workdir, config) if name == "mae" else None,
+            device=config.device,
+            image_size=config.image_size,
+        )
+        span = 1.0 / len(encoders)
+        both = np.concatenate([real.images, generated.images])
+        features = encoder.embed(
+            both, batch_size=config.batch_size, on_progress=lambda f, i=i: on_progress(span * (i + f))
+        )
+        arrays[f"{name}/real"] = features[: len(real.ids)]
+        arrays[f"{name}/generated"] = features[len(real.ids) :]
+    atomic_save_npz(workdir / ARTIFACTS["embed"], arrays)
+
+
+# --- search -----------------------------------------------------------------------------------------
+
+
+def run_search(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
+    """Nearest generated and nearest other real images of every real image, per view."""
+    from models.index import search
+
+    features = _load_npz(workdir / ARTIFACTS["embed"])
+    views = method_for(config).views(config)
+    arrays: dict[str, np.ndarray] = {}
+    for i, view in enumerate(views):
+        real = features[f"{view.encoder}/real"]
+        generated = features[f"{view.encoder}/generated"]
+        rg_sims, rg_idx = search(real, generated, config.k, metric=view.metric, device=config.device)
+        rr_sims, rr_idx = search(real, real, config.k, metric=view.metric, device=config.device, exclude_self=True)
+        arrays.update(
+            {
+                f"{view.key}/rg_sims": rg_sims,
+                f"{view.key}/rg_idx": rg_idx,
+                f"{view.key}/rr_sims": rr_sims,
+                f"{view.key}/rr_idx": rr_idx,
+            }
+        )
+        on_progress((i + 1) / len(views))
+    atomic_save_npz(workdir / ARTIFACTS["search"], arrays)
+
+
+def load_neighbours(workdir: Path, views: tuple[View, ...]) -> dict[str, Neighbours]:
+    """The search stage's neighbours, per view key."""
+    data = _load_npz(Path(workdir) / ARTIFACTS["search"])
+    return {
+        v.key: Neighbours(
+            data[f"{v.key}/rg_sims"], data[f"{v.key}/rg_idx"], data[f"{v.key}/rr_sims"], data[f"{v.key}/rr_idx"]
+        )
+        for v in views
+    }
+
+
+# --- decide -----------------------------------------------------------------------------------------
+
+
+def choose_threshold(scores: np.ndarray, labelled: np.ndarray, labels: np.ndarray, config: AuditConfig) -> tuple[float, str]:
+    """The decision threshold and the rule that produced it."""
+    rule = config.decision
+    if rule == "auto":
+        rule = "calibrated" if len(labels) and len(set(labels.tolist())) == 2 else "prior"
+    if rule == "calibrated":
+        if len(set(labels.tolist())) < 2:
+            raise ValueError("calibration needs labels with both used (1) and not used (0) images")
+        return decide.f1_optimal_threshold(scores[labelled], labels), rule
+    if rule == "mixture":
+        return decide.mixture_threshold(scores, seed=config.seed), rule
+    if rule == "fixed":
+        assert config.threshold is not None
+        return float(config.threshold), rule
+    return decide.prior_threshold(scores, config.used_fraction), "prior"
+
+
+def _labelled_positions(ids: list[str], labels: dict[str, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    if not labels:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    position = {image_id: i for i, image_id in enumerate(ids)}
+    known = [(position[i], int(v)) for i, v in labels.items() if i in position]
+    if not known:
+        raise ValueError("none of the labelled ids is among the real images")
+    idx, values = zip(*sorted(known))
+    return np.array(idx, dtype=np.int64), np.array(values, dtype=np.int64)
+
+
+def label_metrics(scores: np.ndarray, decisions: np.ndarray, labelled: np.ndarray, labels: np.ndarray, config: AuditConfig) -> dict[str, Any]:
+    """Metrics on the labelled images: with the applied threshold, and cross-validated when calibrated."""
+    out: dict[str, Any] = {
+        "applied": metrics.classification_metrics(labels, decisions[labelled], scores[labelled]),
+    }
+    counts = np.bincount(labels, minlength=2)
+    if counts.min() >= 2:
+        folds = int(min(CV_FOLDS, counts.min()))
+        cv_decisions, _ = decide.cross_validated_decisions(scores[labelled], labels, folds=folds, seed=config.seed)
+        out["cross_validated"] = metrics.classification_metrics(labels, cv_decisions, scores[labelled])
+        out["cv_folds"] = folds
+    return out
+
+
+def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
+    """Score every real image, choose the threshold, write results.csv, scores.npz and metrics.json."""
+    method = method_for(config)
+    real, generated = load_decoded(workdir)
+    neighbours = load_neighbours(workdir, method.views(config))
+    output = method.score(ScoreInputs(real.images, generated.images, neighbours), config)
+    scores = np.asarray(output.scores, dtype=np.float64)
+    labelled, labels = _labelled_positions(real.ids, inputs.labels)
+    threshold, rule = choose_threshold(scores, labelled, labels, config)
+    decisions = decide.apply_threshold(scores, threshold)
+    rows = [
+        ResultRow(
+            id=image_id,
+            used=int(decisions[i]),
+            score=float(scores[i]),
+            nearest_generated=generated.ids[int(output.evidence_idx[i, 0])],
+            similarity=float(output.evidence_sims[i, 0]),
+        )
+        for i, image_id in enumerate(real.ids)
+    ]
+    atomic_save_npz(
+        workdir / "scores.npz",
+        {"scores": scores, "evidence_idx": output.evidence_idx, "evidence_sims": output.evidence_sims},
+    )
+    write_results_csv(rows, workdir / "results.csv")
+    summary: dict[str, Any] = {
+        "method": resolve_method_name(config.method),
+        "decision_rule": rule,
+        "threshold": threshold,
+        "n_real": len(real.ids),
+        "n_generated": len(generated.ids),
+        "n_decided_used": int(decisions.sum()),
+        "n_labelled": int(len(labelled)),
+        "labelled": label_metrics(scores, decisions, labelled, labels, config) if len(labelled) else None,
+    }
+    on_progress(1.0)
+    _write_json(workdir / ARTIFACTS["decide"], summary)
+
+
+def read_evidence(workdir: Path) -> dict[str, list[tuple[str, float]]]:
+    """For each real id, its nearest generated ids with their similarities (closest first)."""
+    real, generated = load_decoded(workdir)
+    data = _load_npz(Path(workdir) / "scores.npz")
+    return {
+        image_id: [(generated.ids[int(j)], float(s)) for j, s in zip(data["evidence_idx"][i], data["evidence_sims"][i])]
+        for i, image_id in enumerate(real.ids)
+    }
+
+
+# --- running ----------------------------------------------------------------------------------------
+
+_RUNNERS = {
+    "decode": run_decode,
+    "pretrain": run_pretrain,
+    "embed": run_embed,
+    "search": run_search,
+    "decide": run_decide,
+}
+
+
+def _pin_config(workdir: Path, config: AuditConfig) -> None:
+    """Record the config in the work folder; refuse to mix artifacts of two different configs."""
+    path = workdir / "config.json"
+    if not path.exists():
+        _write_json(path, config.to_dict())
+    elif json.loads(path.read_text()) != json.loads(json.dumps(config.to_dict())):
+        raise ValueError(f"work folder {workdir} holds an audit with another configuration")
+
+
+def run_stage(stage: str, workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress = _noop) -> None:
+    """Run one stage unless its artifact already exists; records its wall time in timings.json."""
+    if stage not in _RUNNERS:
+        raise ValueError(f"unknown stage {stage!r}")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _pin_config(workdir, config)
+    if stage_done(stage, workdir):
+        on_progress(1.0)
+        return
+    started = time.perf_counter()
+    _RUNNERS[stage](workdir, inputs, config, on_progress)
+    _record_timing(workdir, stage, time.perf_counter() - started)
+
+
+def read_outcome(workdir: Path) -> AuditOutcome:
+    """Results, metrics and rejected files of a finished work folder."""
+    from models.results import read_results_csv
+
+    workdir = Path(workdir)
+    outcome_metrics = json.loads((workdir / ARTIFACTS["decide"]).read_text())
+    timings_path = workdir / "timings.json"
+    outcome_metrics["timings"] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    return AuditOutcome(
+        workdir=workdir,
+        rows=read_results_csv(workdir / "results.csv"),
+        metrics=outcome_metrics,
+        rejected=json.loads((workdir / "rejected.json").read_text()),
+    )
+
+
+def run_audit(
+    inputs: AuditInputs,
+    config: AuditConfig,
+    workdir: Path,
+    on_progress: Callable[[str, float], None] | None = None,
+) -> AuditOutcome:
+    """Run every stage in this process and return the outcome."""
+    method_for(config)  # fail fast on an unknown method
+    for stage in STAGES:
+        run_stage(stage, workdir, inputs, config, (lambda f, s=stage: on_progress(s, f)) if on_progress else _noop)
+    return read_outcome(workdir)
+
+
+def overall_progress(stage: str, fraction: float) -> float:
+    """Overall progress 0-100 from the current stage and its own fraction."""
+    done = sum(STAGE_WEIGHTS[s] for s in STAGES[: STAGES.index(stage)])
+    return round(100.0 * (done + STAGE_WEIGHTS[stage] * min(max(fraction, 0.0), 1.0)), 1)

@@ -1,0 +1,1 @@
+"""synthaudit: worker package."""
