@@ -1,0 +1,591 @@
+"""Image loading: folders, single files and archives -> uint8 grayscale squares.
+
+Sources are read without ever extracting anything to disk. Image type is decided by content
+(DICOM magic / Pillow signatures), the suffix only decides whether a file that fails to decode is
+reported (image suffix) or silently ignored (anything else, e.g. ``labels.csv``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+import tarfile
+import zipfile
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_IMAGE_PIXELS = 64_000_000
+"""Decompression-bomb guard: images with more pixels than this are rejected."""
+MAX_FILE_BYTES = 512 * 2**20
+"""Files / archive members larger than this are rejected unread."""
+
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+IMAGE_SUFFIXES: frozenset[str] = frozenset(PILLOW_SUFFIXES + DICOM_SUFFIXES)
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
+
+_SNIFF_BYTES = 132
+_BMP_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
+_MAX_WORKERS = 8
+
+ProgressFn = Callable[[float], None]
+
+
+class ImageSetError(ValueError):
+    """Base class for every error raised while building an image set."""
+
+
+class ImageReadError(ImageSetError):
+    """One file (or one archive) could not be decoded."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class EmptySetError(ImageSetError):
+    """No readable image was found in a source."""
+
+
+class DuplicateIdError(ImageSetError):
+    """Two or more files map to the same image id."""
+
+    def __init__(self, ids: list[str]) -> None:
+        shown = ", ".join(ids[:10])
+        more = f" (and {len(ids) - 10} more)" if len(ids) > 10 else ""
+        super().__init__(f"duplicate image ids: {shown}{more}")
+        self.ids = ids
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file that looked like an image but could not be used, with a short reason."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class ImageSet:
+    """Decoded images: ``images[i]`` (uint8 [S, S]) belongs to ``ids[i]``; ids are sorted."""
+
+    ids: list[str]
+    images: np.ndarray
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A candidate image: its display name (relative, '/'-separated) and a way to get its bytes."""
+
+    name: str
+    read: Callable[[], bytes]
+
+
+# --------------------------------------------------------------------------- content sniffing
+
+
+def _suffix(name: str) -> str:
+    return PurePosixPath(name).suffix.lower()
+
+
+def _is_dicom_magic(data: bytes) -> bool:
+    return data[128:132] == b"DICM"
+
+
+def _is_pillow_magic(head: bytes) -> bool:
+    if head.startswith(
+        (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+    ):
+        return True
+    if head.startswith(b"BM") and len(head) >= 18:
+        return int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES
+    return False
+
+
+def _looks_like_image(head: bytes) -> bool:
+    """True when the first bytes carry a DICOM or supported Pillow signature."""
+    return _is_dicom_magic(head) or _is_pillow_magic(head)
+
+
+def _is_ignored(name: str) -> bool:
+    """Hidden files/folders and macOS resource forks are never images."""
+    return any(p.startswith(".") or p == "__MACOSX" for p in PurePosixPath(name).parts)
+
+
+def _is_archive_name(name: str) -> bool:
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _wants(name: str, head: Callable[[], bytes]) -> bool:
+    """Whether a file should be decoded: image suffix, or image content without one."""
+    if _is_ignored(name):
+        return False
+    if _suffix(name) in IMAGE_SUFFIXES:
+        return True
+    if _is_archive_name(name):
+        return False
+    return _looks_like_image(head())
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _minmax_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale an array to 0..255 by its finite min and max (constant images become 0)."""
+    a = np.asarray(arr, dtype=np.float64)
+    finite = np.isfinite(a)
+    if not finite.any():
+        return np.zeros(a.shape, dtype=np.uint8)
+    lo, hi = float(a[finite].min()), float(a[finite].max())
+    if hi <= lo:
+        return np.zeros(a.shape, dtype=np.uint8)
+    out = (np.where(finite, a, lo) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of an [H, W, 3+] array, as float64."""
+    a = rgb.astype(np.float64)
+    return a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+
+
+def _pil_to_gray(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> uint8 [H, W]; high bit-depth modes are min-max scaled."""
+    if im.mode == "L":
+        return np.asarray(im, dtype=np.uint8)
+    if im.mode.startswith("I") or im.mode == "F":
+        return _minmax_uint8(np.asarray(im))
+    try:
+        gray = im.convert("L")
+    except ValueError:
+        gray = im.convert("RGB").convert("L")
+    return np.asarray(gray, dtype=np.uint8)
+
+
+def _decode_pillow(data: bytes, name: str) -> np.ndarray:
+    """Decode PNG/JPEG/TIFF/BMP bytes to uint8 [H, W]."""
+    try:
+        with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as im:
+            width, height = im.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageReadError(name, f"image too large ({width}x{height} pixels)")
+            im.load()
+            return _pil_to_gray(im)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageReadError(name, "image too large (decompression bomb guard)") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(name, "not a supported image (PNG, JPEG, TIFF, BMP or DICOM)") from None
+    except (OSError, SyntaxError, EOFError):
+        raise ImageReadError(name, "corrupt or truncated image data") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a rejection, not a crash
+        raise ImageReadError(name, f"cannot decode image ({type(exc).__name__})") from None
+
+
+def _first_float(value: object) -> float | None:
+    """First value of a (possibly multi-valued) DICOM numeric element, or None."""
+    if value is None:
+        return None
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        if len(value) == 0:
+            return None
+        value = value[0]
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+def _window_uint8(arr: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM linear VOI window (PS3.3 C.11.2.1.2) to 0..255."""
+    lo = center - 0.5 - (width - 1.0) / 2.0
+    hi = center - 0.5 + (width - 1.0) / 2.0
+    out = np.clip((arr - lo) / (hi - lo), 0.0, 1.0) * 255.0
+    return np.rint(out).astype(np.uint8)
+
+
+def _dicom_gray_to_uint8(arr: np.ndarray, ds: object) -> np.ndarray:
+    """Modality rescale, then VOI window (or min-max), then MONOCHROME1 inversion."""
+    slope = _first_float(getattr(ds, "RescaleSlope", None))
+    intercept = _first_float(getattr(ds, "RescaleIntercept", None))
+    values = arr.astype(np.float64) * (1.0 if slope is None or slope == 0 else slope)
+    values += 0.0 if intercept is None else intercept
+    center = _first_float(getattr(ds, "WindowCenter", None))
+    width = _first_float(getattr(ds, "WindowWidth", None))
+    if center is not None and width is not None and width > 1.0:
+        out = _window_uint8(values, center, width)
+    else:
+        out = _minmax_uint8(values)
+    if str(getattr(ds, "PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
+        out = 255 - out
+    return out
+
+
+def _decode_dicom(data: bytes, name: str) -> np.ndarray:
+    """Decode DICOM bytes to uint8 [H, W]; multi-frame series give their middle frame."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=not _is_dicom_magic(data))
+    except InvalidDicomError:
+        raise ImageReadError(name, "not a valid DICOM file") from None
+    except Exception as exc:  # noqa: BLE001
+        raise ImageReadError(name, f"cannot parse DICOM file ({type(exc).__name__})") from None
+    if "PixelData" not in ds:
+        raise ImageReadError(name, "DICOM file without pixel data")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows * cols > MAX_IMAGE_PIXELS:
+        raise ImageReadError(name, f"image too large ({cols}x{rows} pixels)")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - missing codec, bad length, ...
+        raise ImageReadError(name, f"cannot decode DICOM pixel data ({type(exc).__name__})") from None
+    return _dicom_array_to_gray(arr, ds, name)
+
+
+def _dicom_array_to_gray(arr: np.ndarray, ds: object, name: str) -> np.ndarray:
+    """Pick the middle frame and map grayscale / colour pixel arrays to uint8 [H, W]."""
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    if frames > 1 and arr.ndim == (4 if samples > 1 else 3):
+        arr = arr[frames // 2]
+    photometric = str(getattr(ds, "PhotometricInterpretation", "")).strip().upper()
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        try:
+            arr = apply_color_lut(arr, ds)
+        except Exception as exc:  # noqa: BLE001
+            raise ImageReadError(name, f"cannot apply DICOM palette ({type(exc).__name__})") from None
+        return _minmax_uint8(_luma(arr))
+    if arr.ndim == 3 and samples > 1:
+        gray = _luma(arr)
+        return (
+            np.clip(np.rint(gray), 0, 255).astype(np.uint8) if arr.dtype == np.uint8 else _minmax_uint8(gray)
+        )
+    if arr.ndim != 2:
+        raise ImageReadError(name, f"unexpected DICOM pixel array with {arr.ndim} dimensions")
+    return _dicom_gray_to_uint8(arr, ds)
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
+    """Content-based dispatch between DICOM and Pillow."""
+    if _is_dicom_magic(data):
+        return _decode_dicom(data, name)
+    if not _is_pillow_magic(data[:_SNIFF_BYTES]) and _suffix(name) in DICOM_SUFFIXES:
+        return _decode_dicom(data, name)
+    return _decode_pillow(data, name)
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """Decode one image file's bytes to uint8 grayscale [H, W]; raises ImageReadError."""
+    if not data:
+        raise ImageReadError(name, "empty file")
+    return _decode(data, name)
+
+
+def _fit(arr: np.ndarray, size: int) -> np.ndarray:
+    """Resize to size x size with Pillow bilinear (antialiased when shrinking)."""
+    if arr.shape == (size, size):
+        return np.ascontiguousarray(arr, dtype=np.uint8)
+    resized = Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8)).resize(
+        (size, size), Image.Resampling.BILINEAR
+    )
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def _decode_entry(entry: _Entry, size: int) -> np.ndarray:
+    data = entry.read()
+    if not data:
+        raise ImageReadError(entry.name, "empty file")
+    return _fit(_decode(data, entry.name), size)
+
+
+# --------------------------------------------------------------------------- sources
+
+Item = tuple[_Entry | Rejected, float]
+
+
+def _read_file(path: Path) -> Callable[[], bytes]:
+    return path.read_bytes
+
+
+def _file_head(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(_SNIFF_BYTES)
+
+
+def _walk_folder(root: Path) -> list[str]:
+    """Relative '/'-separated paths of all files under root, sorted, skipping hidden folders."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        rel_dir = Path(dirpath).relative_to(root)
+        found.extend((rel_dir / f).as_posix() for f in sorted(filenames))
+    return found
+
+
+def _folder_items(root: Path) -> Iterator[Item]:
+    names = _walk_folder(root)
+    for i, rel in enumerate(names):
+        fraction = (i + 1) / len(names)
+        path = root / rel
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        item = _checked_item(rel, st.st_size, lambda p=path: _file_head(p), _read_file(path))
+        if item is not None:
+            yield item, fraction
+
+
+def _checked_item(
+    name: str, nbytes: int, head: Callable[[], bytes], read: Callable[[], bytes]
+) -> _Entry | Rejected | None:
+    """Entry for a wanted file, Rejected when too large, None when not an image at all."""
+    try:
+        wanted = _wants(name, head)
+    except OSError:
+        return Rejected(name, "unreadable file")
+    if not wanted:
+        return None
+    if nbytes > MAX_FILE_BYTES:
+        return Rejected(name, f"file too large ({nbytes} bytes)")
+    return _Entry(name, read)
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _unsafe_member(name: str) -> bool:
+    """Absolute paths, drive letters and '..' components are never accepted from archives."""
+    norm = name.replace("\\", "/")
+    return norm.startswith("/") or bool(_DRIVE.match(norm)) or ".." in norm.split("/")
+
+
+def _zip_items(path: Path) -> Iterator[Item]:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise ImageReadError(path.name, "not a readable zip archive") from None
+    with zf:
+        infos = zf.infolist()
+        for i, info in enumerate(infos):
+            item = _zip_member(zf, info)
+            if item is not None:
+                yield item, (i + 1) / len(infos)
+
+
+def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Entry | Rejected | None:
+    name = info.filename
+    if info.is_dir():
+        return None
+    if _unsafe_member(name):
+        return Rejected(name, "unsafe path in archive")
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind not in (0, stat.S_IFREG):
+        return Rejected(name, "link or special file in archive")
+    try:
+        item = _checked_item(name, info.file_size, lambda: _zip_head(zf, info), lambda: b"")
+        if not isinstance(item, _Entry):
+            return item
+        data = zf.read(info)
+    except RuntimeError:
+        return Rejected(name, "encrypted archive member")
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return Rejected(name, "corrupt archive member")
+    return _Entry(name, lambda d=data: d)
+
+
+def _zip_head(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    with zf.open(info) as fh:
+        return fh.read(_SNIFF_BYTES)
+
+
+def _tar_items(path: Path) -> Iterator[Item]:
+    total = max(path.stat().st_size, 1)
+    with open(path, "rb") as raw:
+        try:
+            tf = tarfile.open(fileobj=raw, mode="r|*")
+        except (tarfile.TarError, OSError, EOFError):
+            raise ImageReadError(path.name, "not a readable tar archive") from None
+        with tf:
+            try:
+                for member in tf:
+                    item = _tar_member(tf, member)
+                    if item is not None:
+                        yield item, min(raw.tell() / total, 1.0)
+            except (tarfile.TarError, OSError, EOFError):
+                yield Rejected(path.name, "archive truncated or corrupt; later members skipped"), 1.0
+
+
+def _tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo) -> _Entry | Rejected | None:
+    name = member.name
+    if member.isdir():
+        return None
+    if _unsafe_member(name):
+        return Rejected(name, "unsafe path in archive")
+    if not member.isfile():
+        return Rejected(name, "link or special file in archive")
+    fh = tf.extractfile(member)
+    if fh is None:
+        return Rejected(name, "unreadable archive member")
+    head = fh.read(_SNIFF_BYTES)
+    item = _checked_item(name, member.size, lambda: head, lambda: b"")
+    if not isinstance(item, _Entry):
+        return item
+    data = head + fh.read()
+    return _Entry(name, lambda d=data: d)
+
+
+def _single_file_items(path: Path) -> Iterator[Item]:
+    item = _checked_item(path.name, path.stat().st_size, lambda: _file_head(path), _read_file(path))
+    if item is not None:
+        yield item, 1.0
+
+
+def _source_items(source: Path) -> Iterator[Item]:
+    """Dispatch on the kind of source."""
+    if source.is_dir():
+        return _folder_items(source)
+    if not source.exists():
+        raise FileNotFoundError(f"no such file or folder: {source}")
+    lower = source.name.lower()
+    if lower.endswith(".zip"):
+        return _zip_items(source)
+    if lower.endswith(ARCHIVE_SUFFIXES):
+        return _tar_items(source)
+    return _single_file_items(source)
+
+
+# --------------------------------------------------------------------------- ids and assembly
+
+
+def _strip_image_suffix(parts: tuple[str, ...]) -> str:
+    """'/'-joined parts without the last part's extension when it is an image suffix."""
+    last = PurePosixPath(parts[-1])
+    stem = last.stem if last.suffix.lower() in IMAGE_SUFFIXES else last.name
+    return "/".join((*parts[:-1], stem))
+
+
+def _common_dir_prefix(all_parts: list[tuple[str, ...]]) -> int:
+    """Number of leading folders shared by every path (a single wrapping folder is not an id)."""
+    if not all_parts:
+        return 0
+    dirs = [p[:-1] for p in all_parts]
+    depth = min(len(d) for d in dirs)
+    n = 0
+    while n < depth and all(d[n] == dirs[0][n] for d in dirs):
+        n += 1
+    return n
+
+
+def image_ids(names: list[str]) -> dict[str, str]:
+    """Map display names to ids: relative path without image extension, common folders dropped."""
+    parts = {name: PurePosixPath(name.replace("\\", "/")).parts for name in names}
+    skip = _common_dir_prefix(list(parts.values()))
+    return {name: _strip_image_suffix(p[skip:]) for name, p in parts.items()}
+
+
+def _duplicates(ids: list[str]) -> list[str]:
+    seen: set[str] = set()
+    dups: set[str] = set()
+    for i in ids:
+        (dups if i in seen else seen).add(i)
+    return sorted(dups)
+
+
+class _Progress:
+    """Throttled progress reporting (at most ~100 calls)."""
+
+    def __init__(self, callback: ProgressFn | None) -> None:
+        self.callback = callback
+        self.last = -1.0
+
+    def __call__(self, fraction: float, force: bool = False) -> None:
+        if self.callback is None:
+            return
+        fraction = min(max(fraction, 0.0), 1.0)
+        if force or fraction - self.last >= 0.01:
+            self.last = fraction
+            self.callback(fraction)
+
+
+def _decode_all(
+    items: Iterator[Item], size: int, progress: _Progress
+) -> tuple[dict[str, np.ndarray], list[str], list[Rejected]]:
+    """Decode entries on a small thread pool with a bounded number of files in flight."""
+    decoded: dict[str, np.ndarray] = {}
+    candidates: list[str] = []
+    rejected: list[Rejected] = []
+    workers = max(1, min(_MAX_WORKERS, os.cpu_count() or 1))
+    pending: deque[tuple[str, Future[np.ndarray]]] = deque()
+
+    def collect() -> None:
+        name, fut = pending.popleft()
+        try:
+            decoded[name] = fut.result()
+        except ImageReadError as exc:
+            rejected.append(Rejected(name, exc.reason))
+        except OSError:
+            rejected.append(Rejected(name, "unreadable file"))
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synthaudit-decode") as pool:
+        for item, fraction in items:
+            if isinstance(item, Rejected):
+                rejected.append(item)
+                continue
+            candidates.append(item.name)
+            pending.append((item.name, pool.submit(_decode_entry, item, size)))
+            while len(pending) > 4 * workers:
+                collect()
+            progress(fraction * 0.99)
+        while pending:
+            collect()
+    return decoded, candidates, rejected
+
+
+def load_images(source: str | Path, size: int, on_progress: ProgressFn | None = None) -> ImageSet:
+    """Load every image under a folder, a single file or a .zip/.tar(.gz) archive.
+
+    Returns ids sorted ascending with images uint8 [N, size, size]; files with an image suffix
+    that fail to decode are listed in ``rejected``. Raises EmptySetError when nothing decodes and
+    DuplicateIdError when two files share an id.
+    """
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    src = Path(source)
+    progress = _Progress(on_progress)
+    decoded, candidates, rejected = _decode_all(_source_items(src), size, progress)
+    rejected.sort(key=lambda r: r.name)
+    if not decoded:
+        raise EmptySetError(f"no readable images in {src.name or str(src)}")
+    id_of = image_ids(candidates)
+    dups = _duplicates([id_of[name] for name in decoded])
+    if dups:
+        raise DuplicateIdError(dups)
+    pairs = sorted(((id_of[name], arr) for name, arr in decoded.items()), key=lambda p: p[0])
+    images = np.stack([arr for _, arr in pairs]).astype(np.uint8, copy=False)
+    progress(1.0, force=True)
+    return ImageSet(ids=[i for i, _ in pairs], images=images, rejected=rejected)

@@ -1,0 +1,162 @@
+"""Results and labels CSV files: the synthaudit format and the ImageCLEF submission format."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from models.io import IMAGE_SUFFIXES
+
+RESULT_FORMATS = ("synthaudit", "imageclef")
+SYNTHAUDIT_HEADER = ["id", "used", "score", "nearest_generated", "similarity"]
+_LABEL_HEADERS = {("id", "used"), ("id", "label")}
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One decision: image id, used (1) or not (0), its score and closest generated image."""
+
+    id: str
+    used: int
+    score: float
+    nearest_generated: str
+    similarity: float
+
+
+def _fmt_float(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.6f}"
+
+
+def _imageclef_id(image_id: str) -> str:
+    """ImageCLEF wants the bare file stem: the last path component of an id."""
+    return image_id.rsplit("/", 1)[-1]
+
+
+def _synthaudit_lines(rows: list[ResultRow]) -> list[list[str]]:
+    body = [
+        [
+            r.id,
+            str(int(r.used)),
+            _fmt_float(float(r.score)),
+            r.nearest_generated,
+            _fmt_float(float(r.similarity)),
+        ]
+        for r in rows
+    ]
+    return [SYNTHAUDIT_HEADER, *body]
+
+
+def _imageclef_lines(rows: list[ResultRow]) -> list[list[str]]:
+    ids = [_imageclef_id(r.id) for r in rows]
+    dups = sorted(i for i, count in Counter(ids).items() if count > 1)
+    if dups:
+        raise ValueError(f"ids collide once folders are dropped for ImageCLEF: {', '.join(dups[:10])}")
+    return [[i, "1" if int(r.used) else "0"] for i, r in zip(ids, rows, strict=True)]
+
+
+def _write_atomic(lines: list[list[str]], path: Path) -> None:
+    """Write CSV rows to a temp file next to path, then os.replace it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh, lineterminator="\n").writerows(lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results_csv(rows: Iterable[ResultRow], path: str | Path, fmt: str = "synthaudit") -> None:
+    """Write results: 'synthaudit' (header id,used,score,nearest_generated,similarity) or
+    'imageclef' (id,label lines, no header, ids without folders)."""
+    if fmt not in RESULT_FORMATS:
+        raise ValueError(f"unknown results format {fmt!r}; choose one of {', '.join(RESULT_FORMATS)}")
+    rows = list(rows)
+    for r in rows:
+        if int(r.used) not in (0, 1):
+            raise ValueError(f"used must be 0 or 1 for id {r.id!r}, got {r.used!r}")
+    lines = _synthaudit_lines(rows) if fmt == "synthaudit" else _imageclef_lines(rows)
+    _write_atomic(lines, Path(path))
+
+
+def _read_rows(path: str | Path) -> list[tuple[int, list[str]]]:
+    """(1-based line number, stripped cells) for every non-blank CSV row."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        out = []
+        for row in reader:
+            cells = [c.strip() for c in row]
+            if any(cells):
+                out.append((reader.line_num, cells))
+        return out
+
+
+def _binary(value: str, line: int, path: str | Path) -> int:
+    if value not in ("0", "1"):
+        raise ValueError(f"{Path(path).name} line {line}: expected 0 or 1, got {value[:20]!r}")
+    return int(value)
+
+
+def _float(value: str, line: int, path: str | Path) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{Path(path).name} line {line}: expected a number, got {value[:20]!r}") from None
+
+
+def read_results_csv(path: str | Path) -> list[ResultRow]:
+    """Read a results file in either format (ImageCLEF rows get score and similarity nan)."""
+    rows = _read_rows(path)
+    if rows and [c.lower() for c in rows[0][1]] == SYNTHAUDIT_HEADER:
+        return [_synthaudit_row(line, cells, path) for line, cells in rows[1:]]
+    if rows and tuple(c.lower() for c in rows[0][1][:2]) in _LABEL_HEADERS:
+        rows = rows[1:]
+    out = []
+    for line, cells in rows:
+        if len(cells) < 2:
+            raise ValueError(f"{Path(path).name} line {line}: expected id,label")
+        out.append(ResultRow(cells[0], _binary(cells[1], line, path), math.nan, "", math.nan))
+    return out
+
+
+def _synthaudit_row(line: int, cells: list[str], path: str | Path) -> ResultRow:
+    if len(cells) < 5:
+        raise ValueError(f"{Path(path).name} line {line}: expected 5 columns, got {len(cells)}")
+    return ResultRow(
+        id=cells[0],
+        used=_binary(cells[1], line, path),
+        score=_float(cells[2], line, path),
+        nearest_generated=cells[3],
+        similarity=_float(cells[4], line, path),
+    )
+
+
+def _label_id(raw: str) -> str:
+    """Strip an image extension (img_001.png -> img_001); other dots are part of the id."""
+    p = PurePosixPath(raw)
+    return str(p.with_suffix("")) if p.suffix.lower() in IMAGE_SUFFIXES else raw
+
+
+def read_labels_csv(path: str | Path) -> dict[str, int]:
+    """Ground-truth labels: `id,used` or `id,label` (header optional); values must be 0 or 1."""
+    rows = _read_rows(path)
+    if rows and tuple(c.lower() for c in rows[0][1][:2]) in _LABEL_HEADERS:
+        rows = rows[1:]
+    labels: dict[str, int] = {}
+    for line, cells in rows:
+        if len(cells) < 2 or not cells[0]:
+            raise ValueError(f"{Path(path).name} line {line}: expected id and a 0/1 label")
+        image_id = _label_id(cells[0])
+        if image_id in labels:
+            raise ValueError(f"{Path(path).name} line {line}: duplicate id {image_id!r}")
+        labels[image_id] = _binary(cells[1], line, path)
+    return labels

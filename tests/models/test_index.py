@@ -1,0 +1,106 @@
+"""models.index: exact FAISS neighbours, 'higher = closer' for every metric, exclude_self."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.index import SIMILARITY_METRICS, search
+
+
+def brute_force(queries: np.ndarray, base: np.ndarray, metric: str) -> np.ndarray:
+    q, b = queries.astype(np.float64), base.astype(np.float64)
+    if metric == "cosine":
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        b = b / np.linalg.norm(b, axis=1, keepdims=True)
+        return q @ b.T
+    if metric == "euclidean":
+        return -np.sqrt(((q[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+    return -np.abs(q[:, None, :] - b[None, :, :]).sum(-1)
+
+
+@pytest.fixture
+def images(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """'Generated' and 'real' 8x8 images as flat pixel vectors; real[3] is a copy of generated[7]."""
+    generated = rng.integers(0, 256, (40, 8, 8)).astype(np.uint8)
+    real = rng.integers(0, 256, (12, 8, 8)).astype(np.uint8)
+    real[3] = generated[7]
+    return real.reshape(12, -1).astype(np.float32), generated.reshape(40, -1).astype(np.float32)
+
+
+@pytest.mark.parametrize("metric", SIMILARITY_METRICS)
+def test_copied_image_is_the_nearest_neighbour(images, metric: str) -> None:
+    real, generated = images
+    sims, idx = search(real, generated, k=5, metric=metric, device="cpu")
+    assert sims.shape == idx.shape == (12, 5)
+    assert sims.dtype == np.float32 and idx.dtype == np.int64
+    assert idx[3, 0] == 7
+    best_possible = 1.0 if metric == "cosine" else 0.0
+    assert sims[3, 0] == pytest.approx(best_possible, abs=1e-4)
+    assert (sims[:, 0] <= best_possible + 1e-4).all()
+    assert (np.diff(sims, axis=1) <= 1e-6).all()  # sorted descending
+
+
+@pytest.mark.parametrize("metric", SIMILARITY_METRICS)
+def test_matches_brute_force(rng: np.random.Generator, metric: str) -> None:
+    queries = rng.normal(size=(30, 6)).astype(np.float32)
+    base = rng.normal(size=(50, 6)).astype(np.float32)
+    sims, idx = search(queries, base, k=4, metric=metric)
+    expected = brute_force(queries, base, metric)
+    assert (idx == np.argsort(-expected, axis=1)[:, :4]).all()
+    assert sims == pytest.approx(np.take_along_axis(expected, idx, 1), rel=1e-4, abs=1e-4)
+
+
+def test_cosine_ignores_scale(rng: np.random.Generator) -> None:
+    base = rng.normal(size=(10, 4)).astype(np.float32)
+    sims, idx = search(base[2:3] * 50.0, base, k=1)
+    assert idx[0, 0] == 2 and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("metric", SIMILARITY_METRICS)
+def test_exclude_self_drops_own_row_even_with_duplicates(rng: np.random.Generator, metric: str) -> None:
+    base = rng.normal(size=(20, 5)).astype(np.float32)
+    base[1] = base[0]  # exact duplicate pair
+    sims, idx = search(base, base, k=3, metric=metric, exclude_self=True)
+    assert idx.shape == (20, 3)
+    assert not (idx == np.arange(20)[:, None]).any()
+    assert idx[0, 0] == 1 and idx[1, 0] == 0
+    best_possible = 1.0 if metric == "cosine" else 0.0
+    assert sims[0, 0] == pytest.approx(best_possible, abs=1e-4)
+    expected = brute_force(base, base, metric)
+    np.fill_diagonal(expected, -np.inf)
+    assert sims[2:] == pytest.approx(np.sort(expected, axis=1)[2:, ::-1][:, :3], rel=1e-4, abs=1e-4)
+
+
+def test_k_is_clipped_to_the_base(rng: np.random.Generator) -> None:
+    base = rng.normal(size=(4, 3)).astype(np.float32)
+    assert search(base, base, k=10)[1].shape == (4, 4)
+    assert search(base, base, k=10, exclude_self=True)[1].shape == (4, 3)
+    sims, idx = search(base[:1], base[:1], k=2, exclude_self=True)
+    assert sims.shape == idx.shape == (1, 0)
+
+
+def test_errors() -> None:
+    x = np.zeros((3, 2), np.float32)
+    with pytest.raises(ValueError, match="unknown similarity metric 'hamming'"):
+        search(x, x, 1, metric="hamming")
+    with pytest.raises(ValueError):
+        search(x, np.zeros((3, 4), np.float32), 1)
+    with pytest.raises(ValueError):
+        search(x, x, 0)
+    with pytest.raises(ValueError):
+        search(x[:2], x, 1, exclude_self=True)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "manhattan"])
+def test_torch_fallback_matches_faiss(metric: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hosts without faiss (GPU images) search with torch and must get the same neighbours."""
+    import models.index as index_module
+
+    rng = np.random.default_rng(7)
+    queries, base = rng.normal(size=(40, 16)).astype(np.float32), rng.normal(size=(90, 16)).astype(np.float32)
+    expected = index_module.search(queries, base, 5, metric=metric)
+    monkeypatch.setattr(index_module, "faiss", None)
+    got = index_module.search(queries, base, 5, metric=metric)
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-4, atol=1e-4)
