@@ -1,0 +1,114 @@
+"""The service subcommands of `synthaudit`: serve, migrate, worker (registered by app/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+
+def add_service_commands(subparsers: Any) -> None:
+    """Register `serve`, `migrate` and `worker` on the CLI's subparsers."""
+    serve = subparsers.add_parser(
+        "serve", help="run the REST API (embedded SQLite + in-process runner by default)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--log-level", default=None, help="uvicorn log level (default: LOG_LEVEL or info)")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = subparsers.add_parser("migrate", help="bring the database (DATABASE_URL) to the newest schema")
+    migrate.set_defaults(func=cmd_migrate)
+
+    worker = subparsers.add_parser("worker", help="run a Celery worker for audits (needs CELERY_BROKER_URL)")
+    worker.add_argument("--concurrency", type=int, default=1, help="audits at once (1 per GPU)")
+    worker.add_argument(
+        "--pool",
+        default="prefork",
+        choices=["prefork", "solo", "threads"],
+        help="prefork enforces the hard time limits; solo for debugging",
+    )
+    worker.add_argument("--queues", "-Q", default=None, help="queues to consume (default: CELERY_QUEUE)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=cmd_worker)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """uvicorn on the app factory; the lifespan migrates (SQLite) or checks (other databases) the schema."""
+    import uvicorn
+
+    from app.config import get_settings
+    from app.migrations import SchemaOutOfDate, ensure_schema
+
+    settings = get_settings()
+    print(f"synthaudit serve: {settings.describe_mode()}", flush=True)
+    try:
+        ensure_schema(settings.database_url, auto_upgrade=settings.is_sqlite)
+    except SchemaOutOfDate as exc:
+        print(f"synthaudit: {exc}", file=sys.stderr)
+        return 2
+    print(f"synthaudit serve: http://{args.host}:{args.port} (OpenAPI at /docs)", flush=True)
+    uvicorn.run(
+        "app.main:app_factory",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level=(args.log_level or settings.log_level).lower(),
+        workers=1,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """alembic upgrade head on DATABASE_URL."""
+    from app.config import get_settings, redact_url
+    from app.migrations import upgrade_head
+
+    settings = get_settings()
+    before, after = upgrade_head(settings.database_url)
+    where = redact_url(settings.database_url)
+    if before == after:
+        print(f"synthaudit migrate: {where} already at {after}")
+    else:
+        print(f"synthaudit migrate: {where} upgraded from {before or 'empty'} to {after}")
+    return 0
+
+
+def worker_argv(args: argparse.Namespace, queue: str) -> list[str]:
+    """The celery command line `synthaudit worker` runs."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "--concurrency",
+        str(args.concurrency),
+        "--pool",
+        args.pool,
+        "-Q",
+        args.queues or queue,
+        "--loglevel",
+        args.loglevel,
+    ]
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Replace this process with a Celery worker (so signals reach Celery directly)."""
+    from app.config import get_settings
+
+    settings = get_settings()
+    if settings.embedded:
+        print(
+            "synthaudit worker: CELERY_BROKER_URL is not set; in embedded mode `synthaudit serve` runs "
+            "audits itself",
+            file=sys.stderr,
+        )
+        return 2
+    argv = worker_argv(args, settings.celery_queue)
+    print(f"synthaudit worker: {settings.describe_mode()}", flush=True)
+    sys.stdout.flush()
+    os.execv(argv[0], argv)
+    return 0  # pragma: no cover

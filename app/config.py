@@ -1,0 +1,99 @@
+"""Service settings, read from the environment (and an optional .env file) by pydantic-settings."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+class Settings(BaseSettings):
+    """Every knob the API, the worker and the embedded runner read; env var = field name in capitals."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    synthaudit_home: Path = Path(".synthaudit")
+    # Empty → SQLite file under SYNTHAUDIT_HOME (the embedded default).
+    database_url: str = ""
+    # Empty → no broker: audits run in the API process (worker/runner.py).
+    celery_broker_url: str = ""
+    celery_queue: str = "audits"
+    storage_dir: Path | None = None
+
+    # Upload limits (per POST /v1/datasets request).
+    max_upload_bytes: int = Field(default=20 * GIB, ge=1)
+    max_files_per_upload: int = Field(default=10_000, ge=1)
+    max_archive_members: int = Field(default=200_000, ge=1)
+    max_image_bytes: int = Field(default=256 * MIB, ge=1)
+    max_extracted_bytes: int = Field(default=50 * GIB, ge=1)
+
+    # Worker limits: the broker's visibility timeout must exceed the longest stage.
+    stage_soft_time_limit_s: int = Field(default=3 * 3600, ge=1)
+    stage_time_limit_s: int = Field(default=3 * 3600 + 600, ge=1)
+    broker_visibility_timeout_s: int = Field(default=4 * 3600, ge=1)
+    task_max_retries: int = Field(default=5, ge=0)
+    progress_interval_s: float = Field(default=0.5, ge=0.0)
+
+    retention_days: int = Field(default=30, ge=0)  # 0 keeps everything forever
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.synthaudit_home / 'synthaudit.db').resolve()}"
+        if self.storage_dir is None:
+            self.storage_dir = self.synthaudit_home / "storage"
+        self.storage_dir = self.storage_dir.resolve()
+        if self.stage_time_limit_s <= self.stage_soft_time_limit_s:
+            raise ValueError("STAGE_TIME_LIMIT_S must exceed STAGE_SOFT_TIME_LIMIT_S")
+        if self.celery_broker_url and self.broker_visibility_timeout_s <= self.stage_time_limit_s:
+            raise ValueError(
+                "BROKER_VISIBILITY_TIMEOUT_S must exceed STAGE_TIME_LIMIT_S (else Redis redelivers)"
+            )
+        return self
+
+    @property
+    def storage(self) -> Path:
+        """STORAGE_DIR, resolved (never None after validation)."""
+        assert self.storage_dir is not None
+        return self.storage_dir
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: the API runs audits itself."""
+        return not self.celery_broker_url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def describe_mode(self) -> str:
+        """One line naming the deployment mode, with passwords masked."""
+        if self.embedded:
+            database = redact_url(self.database_url)
+            return f"embedded mode: database {database}, in-process runner, storage {self.storage}"
+        return (
+            f"distributed mode: database {redact_url(self.database_url)}, "
+            f"broker {redact_url(self.celery_broker_url)} (queue {self.celery_queue}), storage {self.storage}"
+        )
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

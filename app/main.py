@@ -1,0 +1,71 @@
+"""create_app(): settings, database, storage, job dispatcher, routers and problem+json handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.config import Settings, get_settings
+from app.db import make_engine, make_session_factory
+from app.deps import Services
+from app.limits import UploadSizeLimit
+from app.migrations import ensure_schema
+from app.problems import install_problem_handlers
+from app.routes import audits, datasets, health
+from app.services.dispatch import make_dispatcher
+from app.services.storage import Storage
+
+log = logging.getLogger("synthaudit")
+
+
+def configure_logging(level: str) -> None:
+    """Log the service's own messages (ids and counts only, never image contents or metadata)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("synthaudit", "app", "worker"):
+        logging.getLogger(name).setLevel(level.upper())
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI app; the schema check, storage set-up and runner start happen in the lifespan."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    storage = Storage(settings.storage)
+    services = Services(settings, engine, sessions, storage, make_dispatcher(settings, sessions, storage))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The embedded SQLite migrates itself; any other database must already be at head.
+        ensure_schema(settings.database_url, engine, auto_upgrade=settings.is_sqlite)
+        storage.ensure()
+        services.dispatcher.start()
+        log.info("synthaudit API: %s", settings.describe_mode())
+        try:
+            yield
+        finally:
+            services.dispatcher.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="synthaudit",
+        version="1.0.0",
+        summary="Audit synthetic medical images for training-data leakage.",
+        lifespan=lifespan,
+        form_limits={"max_files": settings.max_files_per_upload, "max_fields": 20},
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    app.add_middleware(UploadSizeLimit, max_bytes=settings.max_upload_bytes, paths=("/v1/datasets",))
+    for router in (health.router, datasets.router, audits.router):
+        app.include_router(router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """`uvicorn --factory app.main:app_factory`."""
+    return create_app()

@@ -1,0 +1,183 @@
+"""Every database query of the service and the workers, in one place."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.tables import ACTIVE_STATUSES, Audit, AuditMetrics, AuditResult, Dataset, Image, utcnow
+
+# --- datasets ---------------------------------------------------------------------------------------
+
+
+def add_dataset(session: Session, dataset: Dataset, images: Sequence[dict[str, Any]]) -> None:
+    """Insert a dataset and its image rows (bulk)."""
+    session.add(dataset)
+    session.flush()
+    if images:
+        session.execute(
+            insert(Image), [{**row, "dataset_id": dataset.id, "role": dataset.role} for row in images]
+        )
+
+
+def get_dataset(session: Session, dataset_id: uuid.UUID) -> Dataset | None:
+    return session.get(Dataset, dataset_id)
+
+
+def list_images(session: Session, dataset_id: uuid.UUID, offset: int, limit: int) -> list[Image]:
+    stmt = (
+        select(Image).where(Image.dataset_id == dataset_id).order_by(Image.name).offset(offset).limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def image_names(session: Session, dataset_id: uuid.UUID) -> set[str]:
+    return set(session.scalars(select(Image.name).where(Image.dataset_id == dataset_id)))
+
+
+def count_active_audits_using(session: Session, dataset_id: uuid.UUID) -> int:
+    stmt = select(func.count(Audit.id)).where(
+        or_(Audit.real_dataset_id == dataset_id, Audit.generated_dataset_id == dataset_id),
+        Audit.status.in_(ACTIVE_STATUSES),
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def delete_dataset(session: Session, dataset_id: uuid.UUID) -> None:
+    session.execute(delete(Image).where(Image.dataset_id == dataset_id))
+    session.execute(delete(Dataset).where(Dataset.id == dataset_id))
+
+
+# --- audits -----------------------------------------------------------------------------------------
+
+
+def add_audit(session: Session, audit: Audit) -> None:
+    session.add(audit)
+    session.flush()
+
+
+def get_audit(session: Session, audit_id: uuid.UUID) -> Audit | None:
+    return session.get(Audit, audit_id)
+
+
+def get_audit_by_idempotency_key(session: Session, key: str) -> Audit | None:
+    return session.scalar(select(Audit).where(Audit.idempotency_key == key))
+
+
+def audits_in_status(session: Session, statuses: Sequence[str]) -> list[uuid.UUID]:
+    stmt = select(Audit.id).where(Audit.status.in_(statuses)).order_by(Audit.created_at)
+    return list(session.scalars(stmt))
+
+
+def cancel_audit(session: Session, audit_id: uuid.UUID) -> bool:
+    """Mark a queued or running audit cancelled; False when it had already ended."""
+    now = utcnow()
+    result = session.execute(
+        update(Audit)
+        .where(Audit.id == audit_id, Audit.status.in_(ACTIVE_STATUSES))
+        .values(status="cancelled", finished_at=now, updated_at=now)
+    )
+    return result.rowcount > 0  # type: ignore[attr-defined]
+
+
+def delete_audit(session: Session, audit_id: uuid.UUID) -> None:
+    session.execute(delete(AuditResult).where(AuditResult.audit_id == audit_id))
+    session.execute(delete(AuditMetrics).where(AuditMetrics.audit_id == audit_id))
+    session.execute(delete(Audit).where(Audit.id == audit_id))
+
+
+def get_results(session: Session, audit_id: uuid.UUID) -> list[AuditResult]:
+    stmt = select(AuditResult).where(AuditResult.audit_id == audit_id).order_by(AuditResult.position)
+    return list(session.scalars(stmt))
+
+
+def get_metrics(session: Session, audit_id: uuid.UUID) -> AuditMetrics | None:
+    return session.get(AuditMetrics, audit_id)
+
+
+# --- worker state transitions (each returns False when the audit is gone or no longer active) ------
+
+
+def start_stage(session: Session, audit_id: uuid.UUID, stage: str, progress: float) -> bool:
+    """queued/running → running at `stage`; sets started_at on the first stage."""
+    now = utcnow()
+    audit = session.get(Audit, audit_id, with_for_update=session.bind.dialect.name != "sqlite")  # type: ignore[union-attr]
+    if audit is None or audit.status not in ACTIVE_STATUSES:
+        return False
+    audit.status, audit.stage, audit.progress, audit.updated_at = "running", stage, progress, now
+    audit.started_at = audit.started_at or now
+    return True
+
+
+def set_progress(session: Session, audit_id: uuid.UUID, stage: str, progress: float) -> bool:
+    result = session.execute(
+        update(Audit)
+        .where(Audit.id == audit_id, Audit.status == "running")
+        .values(stage=stage, progress=progress, updated_at=utcnow())
+    )
+    return result.rowcount > 0  # type: ignore[attr-defined]
+
+
+def record_stage_timing(session: Session, audit_id: uuid.UUID, stage: str, seconds: float) -> None:
+    audit = session.get(Audit, audit_id)
+    if audit is not None:
+        audit.stage_timings = {**(audit.stage_timings or {}), stage: round(seconds, 3)}
+
+
+def fail_audit(session: Session, audit_id: uuid.UUID, error: str) -> bool:
+    now = utcnow()
+    result = session.execute(
+        update(Audit)
+        .where(Audit.id == audit_id, Audit.status.in_(ACTIVE_STATUSES))
+        .values(status="failed", error=error, finished_at=now, updated_at=now)
+    )
+    return result.rowcount > 0  # type: ignore[attr-defined]
+
+
+def store_outcome(
+    session: Session,
+    audit_id: uuid.UUID,
+    results: Sequence[dict[str, Any]],
+    metrics: dict[str, Any],
+) -> bool:
+    """Replace the audit's result and metrics rows and mark it succeeded (one transaction)."""
+    now = utcnow()
+    done = session.execute(
+        update(Audit)
+        .where(Audit.id == audit_id, Audit.status == "running")
+        .values(
+            status="succeeded", stage="decide", progress=100.0, finished_at=now, updated_at=now, error=None
+        )
+    )
+    if done.rowcount == 0:  # type: ignore[attr-defined]
+        return False
+    session.execute(delete(AuditResult).where(AuditResult.audit_id == audit_id))
+    session.execute(delete(AuditMetrics).where(AuditMetrics.audit_id == audit_id))
+    if results:
+        session.execute(insert(AuditResult), [{**row, "audit_id": audit_id} for row in results])
+    session.add(AuditMetrics(audit_id=audit_id, **metrics))
+    return True
+
+
+# --- retention --------------------------------------------------------------------------------------
+
+
+def expired_audits(session: Session, before: datetime) -> list[uuid.UUID]:
+    stmt = select(Audit.id).where(Audit.created_at < before, Audit.status.not_in(ACTIVE_STATUSES))
+    return list(session.scalars(stmt))
+
+
+def expired_datasets(session: Session, before: datetime) -> list[uuid.UUID]:
+    active = Audit.status.in_(ACTIVE_STATUSES)
+    in_use = (
+        select(Audit.real_dataset_id)
+        .where(active, Audit.real_dataset_id.is_not(None))
+        .union(select(Audit.generated_dataset_id).where(active, Audit.generated_dataset_id.is_not(None)))
+    )
+    stmt = select(Dataset.id).where(Dataset.created_at < before, Dataset.id.not_in(in_use))
+    return list(session.scalars(stmt))

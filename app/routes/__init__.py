@@ -1,0 +1,1 @@
+"""HTTP routes: thin wrappers that validate, call a service and map its errors."""

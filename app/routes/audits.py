@@ -1,0 +1,94 @@
+"""/v1/audits: start an audit, follow it, cancel or delete it, download its results and metrics."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+
+from app.deps import DispatcherDep, SessionDep, StorageDep
+from app.routes.common import problems
+from app.schemas import AuditCreate, AuditOut, MetricsOut, ResultsFormat
+from app.services import audits as service
+
+router = APIRouter(prefix="/v1/audits", tags=["audits"])
+
+
+@router.post("", status_code=202, response_model=AuditOut, responses=problems(404, 422, 503))
+def create_audit(
+    body: AuditCreate,
+    response: Response,
+    session: SessionDep,
+    dispatcher: DispatcherDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="retries with the same key return the same audit",
+        ),
+    ] = None,
+) -> AuditOut:
+    """Queue an audit of the real dataset against the generated one; poll the Location."""
+    audit, created = service.create_audit(session, dispatcher, body, idempotency_key)
+    response.headers["Location"] = service.audit_location(audit.id)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return audit
+
+
+@router.get("/{audit_id}", response_model=AuditOut, responses=problems(404))
+def get_audit(audit_id: uuid.UUID, session: SessionDep) -> AuditOut:
+    """Status, current stage, progress (0-100), timestamps and, on failure, the error."""
+    return service.get_audit(session, audit_id)
+
+
+@router.get(
+    "/{audit_id}/results.csv",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "one row per real image"},
+        **problems(404, 409),
+    },
+)
+def get_results(
+    audit_id: uuid.UUID,
+    session: SessionDep,
+    storage: StorageDep,
+    format: Annotated[
+        ResultsFormat, Query(description="`imageclef`: `id,label` lines, no header")
+    ] = "synthaudit",
+) -> FileResponse:
+    """The decisions: `id,used,score,nearest_generated,similarity` (or the ImageCLEF format)."""
+    path = service.write_results(session, storage, audit_id, format)
+    return FileResponse(
+        path,
+        media_type="text/csv",
+        filename=f"audit-{audit_id}-{format}.csv",
+        background=BackgroundTask(Path(path).unlink, missing_ok=True),
+    )
+
+
+@router.get("/{audit_id}/metrics", response_model=MetricsOut, responses=problems(404, 409))
+def get_metrics(audit_id: uuid.UUID, session: SessionDep) -> MetricsOut:
+    """Threshold, counts and, with labels, accuracy/precision/recall/specificity/F1/AUC/TPR@1%FPR."""
+    return service.get_metrics(session, audit_id)
+
+
+@router.post("/{audit_id}/cancel", response_model=AuditOut, responses=problems(404, 409))
+def cancel_audit(audit_id: uuid.UUID, session: SessionDep, dispatcher: DispatcherDep) -> AuditOut:
+    """Cancel a queued or running audit."""
+    return service.cancel_audit(session, dispatcher, audit_id)
+
+
+@router.delete("/{audit_id}", status_code=204, responses=problems(404))
+def delete_audit(
+    audit_id: uuid.UUID, session: SessionDep, dispatcher: DispatcherDep, storage: StorageDep
+) -> Response:
+    """Cancel it if still active, then delete its rows, results and work folder."""
+    service.delete_audit(session, dispatcher, storage, audit_id)
+    return Response(status_code=204)

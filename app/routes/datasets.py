@@ -1,0 +1,60 @@
+"""/v1/datasets: upload an image set, read it, list its images, delete it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+
+from app.deps import SessionDep, SettingsDep, StorageDep
+from app.routes.common import problems
+from app.schemas import DatasetOut, ImagePage, Role
+from app.services import datasets as service
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+@router.post("", status_code=201, response_model=DatasetOut, responses=problems(400, 413, 422))
+def create_dataset(
+    response: Response,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    role: Annotated[Role, Form(description="`real` (the images to audit) or `generated`")],
+    files: Annotated[
+        list[UploadFile],
+        File(description="images (PNG, JPEG, TIFF, BMP, DICOM) and/or .zip/.tar/.tar.gz archives"),
+    ],
+    name: Annotated[str | None, Form(max_length=200, description="an optional label for the set")] = None,
+) -> DatasetOut:
+    """Upload images and/or archives as one dataset; unreadable files are listed in `rejected`."""
+    dataset = service.create_dataset(
+        session, storage, settings, role, name, ((f.filename or "", f.file) for f in files)
+    )
+    response.headers["Location"] = f"/v1/datasets/{dataset.id}"
+    return dataset
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut, responses=problems(404))
+def get_dataset(dataset_id: uuid.UUID, session: SessionDep) -> DatasetOut:
+    """A dataset's role, image count and rejected files."""
+    return service.get_dataset(session, dataset_id)
+
+
+@router.get("/{dataset_id}/images", response_model=ImagePage, responses=problems(404))
+def list_images(
+    dataset_id: uuid.UUID,
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ImagePage:
+    """The dataset's image ids (the ids results and labels use), ordered."""
+    return service.list_images(session, dataset_id, offset, limit)
+
+
+@router.delete("/{dataset_id}", status_code=204, responses=problems(404, 409))
+def delete_dataset(dataset_id: uuid.UUID, session: SessionDep, storage: StorageDep) -> Response:
+    """Delete the dataset's files and rows (refused while a queued or running audit uses it)."""
+    service.delete_dataset(session, storage, dataset_id)
+    return Response(status_code=204)

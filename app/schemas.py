@@ -1,0 +1,154 @@
+"""Request and response bodies of the HTTP API (pydantic; ORM objects never leave the services)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["real", "generated"]
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+ResultsFormat = Literal["synthaudit", "imageclef"]
+
+
+class RejectedFile(BaseModel):
+    """A file that was not stored (or not decoded), and why."""
+
+    name: str
+    reason: str
+
+
+class DatasetOut(BaseModel):
+    """An uploaded image set."""
+
+    id: uuid.UUID
+    role: Role
+    name: str | None = None
+    image_count: int
+    total_bytes: int
+    rejected: list[RejectedFile] = []
+    created_at: datetime
+
+
+class ImageOut(BaseModel):
+    """One stored image: `id` is the id used in results and labels."""
+
+    id: str
+    file_name: str
+    sha256: str
+    size_bytes: int
+
+
+class ImagePage(BaseModel):
+    """A page of a dataset's images, ordered by id."""
+
+    items: list[ImageOut]
+    offset: int
+    limit: int
+    total: int
+
+
+class AuditConfigIn(BaseModel):
+    """The audit settings a client may choose; omitted ones take the engine's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str | None = Field(
+        default=None, examples=["default"], description="default, pixels, paper, similarity"
+    )
+    encoder: str | None = Field(
+        default=None, examples=["mae"], description="encoder of the `similarity` method"
+    )
+    metric: Literal["cosine", "euclidean", "manhattan"] | None = None
+    k: int | None = Field(default=None, ge=1, le=100)
+    decision: Literal["auto", "calibrated", "prior", "mixture", "fixed"] | None = None
+    used_fraction: float | None = Field(default=None, gt=0.0, lt=1.0)
+    threshold: float | None = None
+    seed: int | None = Field(default=None, ge=0)
+    image_size: int | None = Field(default=None, ge=8, le=1024)
+    mae_preset: str | None = None
+    pretrain_images_seen: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+
+    def chosen(self) -> dict[str, Any]:
+        """Only the settings the client set."""
+        return self.model_dump(exclude_none=True)
+
+
+class AuditCreate(BaseModel):
+    """POST /v1/audits: which datasets to compare, optional labels, and the settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    real_dataset_id: uuid.UUID
+    generated_dataset_id: uuid.UUID
+    labels: dict[str, Literal[0, 1]] | None = Field(
+        default=None, description="known membership of some real images: {image id: 1 used / 0 not used}"
+    )
+    config: AuditConfigIn = Field(default_factory=AuditConfigIn)
+
+
+class AuditLinks(BaseModel):
+    self: str
+    results: str
+    metrics: str
+
+
+class AuditOut(BaseModel):
+    """Where an audit stands."""
+
+    id: uuid.UUID
+    status: Status
+    stage: str | None
+    progress: float = Field(ge=0.0, le=100.0)
+    error: str | None = None
+    real_dataset_id: uuid.UUID | None
+    generated_dataset_id: uuid.UUID | None
+    config: dict[str, Any]
+    labelled_images: int
+    stage_timings: dict[str, float] = {}
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    links: AuditLinks
+
+
+class MetricsOut(BaseModel):
+    """GET /v1/audits/{id}/metrics."""
+
+    audit_id: uuid.UUID
+    method: str | None = None
+    decision_rule: str
+    threshold: float
+    counts: dict[str, int]
+    metrics: dict[str, float | None] | None = Field(
+        default=None,
+        description="with labels: accuracy, precision, recall, specificity, f1, auc, tpr_at_1pct_fpr, "
+        "and tp, fp, tn, fn, n",
+    )
+    cross_validated: dict[str, float | None] | None = Field(
+        default=None, description="with calibration labels: the same metrics, each image decided out of fold"
+    )
+    rejected: dict[str, list[RejectedFile]] = {}
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None

@@ -1,0 +1,1 @@
+"""Services: the service layer between the HTTP routes and the repository."""

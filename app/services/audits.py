@@ -1,0 +1,243 @@
+"""Audits: create (validated, idempotent), read, cancel, delete, and their results and metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app import repository as repo
+from app.problems import Conflict, NotFound, NotReady, ProblemError, Unprocessable
+from app.schemas import AuditCreate, AuditLinks, AuditOut, MetricsOut, RejectedFile
+from app.services.dispatch import Dispatcher
+from app.services.storage import Storage
+from app.tables import ACTIVE_STATUSES, Audit
+
+log = logging.getLogger(__name__)
+
+
+class QueueUnavailable(ProblemError):
+    status, slug = 503, "queue-unavailable"
+
+
+def audit_location(audit_id: uuid.UUID) -> str:
+    return f"/v1/audits/{audit_id}"
+
+
+def to_schema(audit: Audit) -> AuditOut:
+    base = audit_location(audit.id)
+    return AuditOut(
+        id=audit.id,
+        status=audit.status,  # type: ignore[arg-type]
+        stage=audit.stage,
+        progress=round(min(max(audit.progress or 0.0, 0.0), 100.0), 1),
+        error=audit.error,
+        real_dataset_id=audit.real_dataset_id,
+        generated_dataset_id=audit.generated_dataset_id,
+        config=audit.config,
+        labelled_images=len(audit.labels or {}),
+        stage_timings=audit.stage_timings or {},
+        created_at=audit.created_at,
+        started_at=audit.started_at,
+        finished_at=audit.finished_at,
+        links=AuditLinks(self=base, results=f"{base}/results.csv", metrics=f"{base}/metrics"),
+    )
+
+
+def _request_hash(body: AuditCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# Encoders that need no server-side weight files (the API does not accept weights or checkpoints).
+API_ENCODERS = ("mae", "pixels")
+
+
+def _resolve_config(body: AuditCreate) -> dict[str, Any]:
+    """The full engine config: engine defaults overridden by the client's choices, validated."""
+    from models.config import AuditConfig
+    from models.methods import get_method
+
+    try:
+        config = AuditConfig.from_dict({**AuditConfig().to_dict(), **body.config.chosen()})
+        views = get_method(config.method).views(config)
+    except (TypeError, ValueError) as exc:
+        raise Unprocessable(f"config: {exc}") from exc
+    for view in views:
+        if view.encoder not in API_ENCODERS:
+            raise Unprocessable(
+                f"config: encoder {view.encoder!r} is not available through the API "
+                f"(it needs weight files on the server); choose one of {', '.join(API_ENCODERS)}"
+            )
+    if config.decision == "calibrated" and len(set((body.labels or {}).values())) < 2:
+        raise Unprocessable(
+            "config: decision 'calibrated' needs labels with both used (1) and not used (0) images"
+        )
+    return config.to_dict()
+
+
+def _check_datasets(session: Session, body: AuditCreate) -> None:
+    for field, wanted in (("real_dataset_id", "real"), ("generated_dataset_id", "generated")):
+        dataset_id = getattr(body, field)
+        dataset = repo.get_dataset(session, dataset_id)
+        if dataset is None:
+            raise Unprocessable(f"{field}: no dataset {dataset_id}")
+        if dataset.role != wanted:
+            raise Unprocessable(
+                f"{field}: dataset {dataset_id} was uploaded with role {dataset.role!r}, not {wanted!r}"
+            )
+    if body.labels:
+        unknown = sorted(set(body.labels) - repo.image_names(session, body.real_dataset_id))
+        if unknown:
+            shown = ", ".join(unknown[:10]) + (
+                f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
+            )
+            raise Unprocessable(f"labels: not among the real dataset's image ids: {shown}")
+
+
+def create_audit(
+    session: Session, dispatcher: Dispatcher, body: AuditCreate, idempotency_key: str | None
+) -> tuple[AuditOut, bool]:
+    """Queue an audit; with an Idempotency-Key a repeated request returns the first audit (created=False)."""
+    request_hash = _request_hash(body)
+    if idempotency_key:
+        existing = _existing(session, idempotency_key, request_hash)
+        if existing is not None:
+            return existing, False
+    _check_datasets(session, body)
+    audit = Audit(
+        real_dataset_id=body.real_dataset_id,
+        generated_dataset_id=body.generated_dataset_id,
+        config=_resolve_config(body),
+        labels=dict(body.labels) if body.labels else None,
+        status="queued",
+        progress=0.0,
+        stage_timings={},
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    try:
+        repo.add_audit(session, audit)
+        session.commit()
+    except IntegrityError:  # a concurrent request with the same key won
+        session.rollback()
+        if idempotency_key and (existing := _existing(session, idempotency_key, request_hash)):
+            return existing, False
+        raise
+    try:
+        dispatcher.submit(audit.id)
+    except Exception as exc:
+        log.error("audit %s: could not be queued (%s)", audit.id, type(exc).__name__)
+        repo.delete_audit(session, audit.id)
+        session.commit()
+        raise QueueUnavailable("the job queue cannot be reached; retry the request later") from exc
+    log.info("audit %s: queued (%s)", audit.id, dispatcher.mode)
+    return to_schema(audit), True
+
+
+def _existing(session: Session, key: str, request_hash: str) -> AuditOut | None:
+    audit = repo.get_audit_by_idempotency_key(session, key)
+    if audit is None:
+        return None
+    if audit.request_hash != request_hash:
+        raise Unprocessable("this Idempotency-Key was already used with a different request body")
+    return to_schema(audit)
+
+
+def _get(session: Session, audit_id: uuid.UUID) -> Audit:
+    audit = repo.get_audit(session, audit_id)
+    if audit is None:
+        raise NotFound(f"no audit {audit_id}")
+    return audit
+
+
+def get_audit(session: Session, audit_id: uuid.UUID) -> AuditOut:
+    return to_schema(_get(session, audit_id))
+
+
+def cancel_audit(session: Session, dispatcher: Dispatcher, audit_id: uuid.UUID) -> AuditOut:
+    """Cancel a queued or running audit (a running stage stops at its next progress report)."""
+    audit = _get(session, audit_id)
+    if audit.status not in ACTIVE_STATUSES:
+        raise Conflict(f"the audit already {audit.status}; only queued or running audits can be cancelled")
+    repo.cancel_audit(session, audit_id)
+    session.commit()
+    dispatcher.cancel(audit_id)
+    session.refresh(audit)
+    return to_schema(audit)
+
+
+def delete_audit(session: Session, dispatcher: Dispatcher, storage: Storage, audit_id: uuid.UUID) -> None:
+    """Cancel if still active, then delete the rows and the work folder."""
+    audit = _get(session, audit_id)
+    was_active = audit.status in ACTIVE_STATUSES
+    repo.delete_audit(session, audit_id)
+    session.commit()
+    if was_active:
+        dispatcher.cancel(audit_id)
+    storage.remove_audit(audit_id)
+
+
+def _finished(session: Session, audit_id: uuid.UUID) -> Audit:
+    audit = _get(session, audit_id)
+    if audit.status != "succeeded":
+        hint = f": {audit.error}" if audit.error else ""
+        raise NotReady(f"the audit is {audit.status}{hint}; results exist once it has succeeded")
+    return audit
+
+
+def write_results(session: Session, storage: Storage, audit_id: uuid.UUID, fmt: str) -> Path:
+    """The results CSV (synthaudit or imageclef format) in a temporary file the caller deletes."""
+    from models.results import ResultRow, write_results_csv
+
+    _finished(session, audit_id)
+    rows = [
+        ResultRow(
+            id=r.image_name,
+            used=r.used,
+            score=r.score,
+            nearest_generated=r.nearest_generated[0] if r.nearest_generated else "",
+            similarity=_float(r.similarities[0] if r.similarities else None),
+        )
+        for r in repo.get_results(session, audit_id)
+    ]
+    storage.ensure()
+    fd, name = tempfile.mkstemp(dir=storage.root / "tmp", prefix="results-", suffix=".csv")
+    os.close(fd)
+    path = Path(name)
+    try:
+        write_results_csv(rows, path, fmt=fmt)
+    except ValueError as exc:
+        path.unlink(missing_ok=True)
+        raise Conflict(str(exc)) from exc
+    return path
+
+
+def _float(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def get_metrics(session: Session, audit_id: uuid.UUID) -> MetricsOut:
+    _finished(session, audit_id)
+    row = repo.get_metrics(session, audit_id)
+    if row is None:
+        raise NotReady("the audit has no metrics")
+    labelled = (row.metrics or {}).get("labelled") or {}
+    return MetricsOut(
+        audit_id=audit_id,
+        method=(row.metrics or {}).get("method"),
+        decision_rule=row.decision_rule,
+        threshold=row.threshold,
+        counts=row.counts,
+        metrics=labelled.get("applied"),
+        cross_validated=labelled.get("cross_validated"),
+        rejected={k: [RejectedFile(**r) for r in v] for k, v in (row.rejected or {}).items()},
+    )

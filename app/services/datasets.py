@@ -1,0 +1,113 @@
+"""Datasets: create from an upload, read, list images, delete (rows and files)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Iterable
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from app import repository as repo
+from app.config import Settings
+from app.problems import Conflict, NotFound, Unprocessable
+from app.schemas import DatasetOut, ImageOut, ImagePage, RejectedFile
+from app.services.ingest import NoImagesError, UploadLimits, ingest_uploads
+from app.services.storage import Storage
+from app.tables import Dataset
+
+log = logging.getLogger(__name__)
+
+
+def to_schema(dataset: Dataset) -> DatasetOut:
+    return DatasetOut(
+        id=dataset.id,
+        role=dataset.role,  # type: ignore[arg-type]
+        name=dataset.name,
+        image_count=dataset.image_count,
+        total_bytes=dataset.total_bytes,
+        rejected=[RejectedFile(**r) for r in dataset.rejected or []],
+        created_at=dataset.created_at,
+    )
+
+
+def create_dataset(
+    session: Session,
+    storage: Storage,
+    settings: Settings,
+    role: str,
+    name: str | None,
+    uploads: Iterable[tuple[str, BinaryIO]],
+) -> DatasetOut:
+    """Stage and validate the uploaded files, then publish the folder and commit the rows."""
+    limits = UploadLimits(
+        settings.max_image_bytes, settings.max_archive_members, settings.max_extracted_bytes
+    )
+    storage.ensure()
+    staging = storage.new_staging_dir()
+    dataset_id = uuid.uuid4()
+    try:
+        try:
+            result = ingest_uploads(uploads, staging, limits)
+        except NoImagesError as exc:
+            raise Unprocessable(str(exc), extra={"rejected": exc.rejected}) from exc
+        dataset = Dataset(
+            id=dataset_id,
+            role=role,
+            name=name,
+            image_count=len(result.images),
+            total_bytes=result.total_bytes,
+            rejected=result.rejected,
+        )
+        repo.add_dataset(
+            session,
+            dataset,
+            [
+                {"name": i.name, "file_name": i.file_name, "sha256": i.sha256, "size_bytes": i.size_bytes}
+                for i in result.images
+            ],
+        )
+        storage.publish_dataset(result.images_dir, dataset_id)
+        try:
+            session.commit()
+        except Exception:
+            storage.remove_dataset(dataset_id)
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info(
+        "dataset %s: %d images stored, %d files rejected",
+        dataset_id,
+        dataset.image_count,
+        len(result.rejected),
+    )
+    return to_schema(dataset)
+
+
+def get_dataset(session: Session, dataset_id: uuid.UUID) -> DatasetOut:
+    dataset = repo.get_dataset(session, dataset_id)
+    if dataset is None:
+        raise NotFound(f"no dataset {dataset_id}")
+    return to_schema(dataset)
+
+
+def list_images(session: Session, dataset_id: uuid.UUID, offset: int, limit: int) -> ImagePage:
+    dataset = get_dataset(session, dataset_id)
+    items = [
+        ImageOut(id=image.name, file_name=image.file_name, sha256=image.sha256, size_bytes=image.size_bytes)
+        for image in repo.list_images(session, dataset_id, offset, limit)
+    ]
+    return ImagePage(items=items, offset=offset, limit=limit, total=dataset.image_count)
+
+
+def delete_dataset(session: Session, storage: Storage, dataset_id: uuid.UUID) -> None:
+    """Delete rows and files; refused while a queued or running audit uses the dataset."""
+    get_dataset(session, dataset_id)
+    active = repo.count_active_audits_using(session, dataset_id)
+    if active:
+        raise Conflict(f"{active} queued or running audit(s) use this dataset: cancel them first")
+    repo.delete_dataset(session, dataset_id)
+    session.commit()
+    storage.remove_dataset(dataset_id)

@@ -1,0 +1,30 @@
+"""Readiness: can the service reach its database, its job runner (broker) and its storage?"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from app.deps import Services
+
+
+def readiness(services: Services) -> dict[str, str]:
+    """'ok' or a short error per dependency (no secrets: exception types only)."""
+    checks: dict[str, str] = {}
+    try:
+        with services.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["database"] = f"unreachable ({type(exc).__name__})"
+    runner = "broker" if services.dispatcher.mode == "celery" else "runner"
+    try:
+        services.dispatcher.check()
+        checks[runner] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks[runner] = f"unreachable ({type(exc).__name__})"
+    try:
+        services.storage.check_writable()
+        checks["storage"] = "ok"
+    except OSError as exc:
+        checks["storage"] = f"not writable ({type(exc).__name__})"
+    return checks

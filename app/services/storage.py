@@ -1,0 +1,69 @@
+"""Where datasets and audit work folders live on disk, with atomic moves and best-effort removal."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+
+class Storage:
+    """STORAGE_DIR layout: datasets/<id>/images/..., audits/<id>/ (stage artifacts), tmp/ (uploads)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def ensure(self) -> None:
+        """Create the top-level folders."""
+        for sub in ("datasets", "audits", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def dataset_images(self, dataset_id: uuid.UUID) -> Path:
+        """The folder holding a dataset's images (the engine reads it as a folder source)."""
+        return self.root / "datasets" / str(dataset_id) / "images"
+
+    def audit_workdir(self, audit_id: uuid.UUID) -> Path:
+        """The work folder of an audit's stage artifacts."""
+        return self.root / "audits" / str(audit_id)
+
+    def new_staging_dir(self) -> Path:
+        """A fresh folder for an upload in progress (on the same filesystem, so the final move is atomic)."""
+        path = self.root / "tmp" / uuid.uuid4().hex
+        path.mkdir(parents=True)
+        return path
+
+    def publish_dataset(self, staged_images: Path, dataset_id: uuid.UUID) -> Path:
+        """Move a staged images folder into place in one rename."""
+        target = self.dataset_images(dataset_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged_images, target)
+        return target
+
+    def remove_dataset(self, dataset_id: uuid.UUID) -> None:
+        self._remove(self.root / "datasets" / str(dataset_id))
+
+    def remove_audit(self, audit_id: uuid.UUID) -> None:
+        self._remove(self.audit_workdir(audit_id))
+
+    def remove_tree(self, path: Path) -> None:
+        self._remove(path)
+
+    def _remove(self, path: Path) -> None:
+        """Rename aside first (readers never see half a folder), then delete."""
+        if not path.exists():
+            return
+        trash = self.root / "tmp" / f"trash-{uuid.uuid4().hex}"
+        try:
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, trash)
+        except OSError:
+            trash = path
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def check_writable(self) -> None:
+        """Raise OSError unless a file can be written and removed under the root."""
+        self.ensure()
+        probe = self.root / "tmp" / f".probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        probe.unlink()

@@ -1,0 +1,373 @@
+"""Service test fixtures: a fresh Postgres database per run (migrated with Alembic), a Redis db, a real
+Celery worker subprocess and uvicorn servers in subprocesses (distributed and embedded), reached over HTTP.
+
+Nothing is mocked. Postgres (127.0.0.1:5432) and Redis (127.0.0.1:6379) must be up:
+`bash scripts/ensure_services.sh` (the Makefile's `services` target) starts them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get(
+    "SYNTHAUDIT_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_BASE = os.environ.get("SYNTHAUDIT_TEST_REDIS", "redis://127.0.0.1:6379")
+REDIS_DB = int(os.environ.get("SYNTHAUDIT_TEST_REDIS_DB", "13"))
+SETTINGS_ENV = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_QUEUE",
+    "STORAGE_DIR",
+    "SYNTHAUDIT_HOME",
+    "MAX_UPLOAD_BYTES",
+    "RETENTION_DAYS",
+    "PROGRESS_INTERVAL_S",
+)
+
+
+# --- Postgres and Redis -----------------------------------------------------------------------------
+
+
+def _admin_engine():  # type: ignore[no-untyped-def]
+    from sqlalchemy import create_engine
+
+    return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+def create_database(prefix: str = "synthaudit_test") -> str:
+    """CREATE DATABASE <prefix>_<random>; return its URL."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    engine = _admin_engine()
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(
+            f"Postgres at {PG_ADMIN_URL} is not usable ({exc}); run `bash scripts/ensure_services.sh`"
+        )
+    finally:
+        engine.dispose()
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    engine = _admin_engine()
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh Postgres database for this test run, migrated to head with Alembic; dropped at the end."""
+    from app.migrations import upgrade_head
+
+    url = create_database()
+    try:
+        upgrade_head(url)
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture()
+def empty_pg_url() -> Iterator[str]:
+    """A fresh, empty (unmigrated) Postgres database; dropped after the test."""
+    url = create_database("synthaudit_empty")
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A dedicated Redis db number, flushed at the start of the run."""
+    import redis
+
+    url = f"{REDIS_BASE}/{REDIS_DB}"
+    try:
+        redis.Redis.from_url(url).flushdb()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.fail(f"Redis at {REDIS_BASE} is not reachable ({exc}); run `bash scripts/ensure_services.sh`")
+    return url
+
+
+# --- subprocesses -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """This process's environment without any synthaudit setting, plus the overrides."""
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV}
+    env.update(overrides)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Proc:
+    """A child process with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.name, self.log = name, log
+        self._fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(argv, env=env, cwd=REPO, stdout=self._fh, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def wait_for(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited ({self.popen.returncode}) before {what}:\n{self.tail()}"
+                )
+            if check():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name}: no {what} after {timeout} s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        self._fh.close()
+
+
+@dataclass
+class Server:
+    """A uvicorn server in a subprocess."""
+
+    url: str
+    proc: Proc
+    storage: Path
+    env: dict[str, str]
+
+
+def start_server(env: dict[str, str], log: Path, storage: Path) -> Server:
+    import httpx
+
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "app.main:app_factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    proc = Proc("uvicorn", argv, env, log)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        proc.wait_for(up, 60, "an answer on /healthz")
+    except BaseException:
+        proc.stop()
+        raise
+    return Server(url, proc, storage, env)
+
+
+@pytest.fixture(scope="session")
+def distributed_env(pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Settings of the Postgres + Redis + Celery deployment under test."""
+    home = tmp_path_factory.mktemp("distributed")
+    return clean_env(
+        DATABASE_URL=pg_url,
+        CELERY_BROKER_URL=redis_url,
+        CELERY_QUEUE=f"synthaudit-test-{uuid.uuid4().hex[:8]}",
+        SYNTHAUDIT_HOME=str(home),
+        STORAGE_DIR=str(home / "storage"),
+        PROGRESS_INTERVAL_S="0.2",
+        LOG_LEVEL="INFO",
+    )
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    distributed_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proc]:
+    """A real Celery worker (solo pool, one task at a time) on the test database, broker and storage."""
+    log = tmp_path_factory.mktemp("logs") / "celery.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "--pool",
+        "solo",
+        "--concurrency",
+        "1",
+        "-Q",
+        distributed_env["CELERY_QUEUE"],
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "-n",
+        f"test-{uuid.uuid4().hex[:6]}@%h",
+    ]
+    proc = Proc("celery worker", argv, distributed_env, log)
+    try:
+        proc.wait_for(lambda: " ready." in proc.output(), 90, "'ready' in its log")
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def api(distributed_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """uvicorn on the distributed settings (Postgres, Redis broker)."""
+    log = tmp_path_factory.mktemp("logs") / "api.log"
+    server = start_server(distributed_env, log, Path(distributed_env["STORAGE_DIR"]))
+    yield server
+    server.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """uvicorn with no DATABASE_URL or broker: SQLite, local storage, in-process runner."""
+    home = tmp_path_factory.mktemp("embedded")
+    env = clean_env(SYNTHAUDIT_HOME=str(home), MAX_UPLOAD_BYTES="3000000", PROGRESS_INTERVAL_S="0.2")
+    server = start_server(env, home / "api.log", home / "storage")
+    yield server
+    server.proc.stop()
+
+
+@pytest.fixture()
+def client(api: Server) -> Iterator[object]:
+    import httpx
+
+    with httpx.Client(base_url=api.url, timeout=60.0) as c:
+        yield c
+
+
+@pytest.fixture()
+def embedded_client(embedded_api: Server) -> Iterator[object]:
+    import httpx
+
+    with httpx.Client(base_url=embedded_api.url, timeout=60.0) as c:
+        yield c
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def membership_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    """20 real / 40 generated 32x32 PNGs; 8 generated images are exact copies of real ones (label 1)."""
+    from synthetic_sets import make_membership_set
+
+    root = tmp_path_factory.mktemp("membership")
+    labels = make_membership_set(
+        root, n_used=8, n_unused=12, n_fresh_generated=32, size=32, exact_copies=True
+    )
+    return root, labels
+
+
+# --- HTTP helpers -----------------------------------------------------------------------------------
+
+
+class ApiHelpers:
+    """Small client-side helpers shared by the service tests."""
+
+    FINAL = ("succeeded", "failed", "cancelled")
+
+    @staticmethod
+    def upload(client, role: str, paths: list[Path], **fields: str):  # type: ignore[no-untyped-def]
+        """POST /v1/datasets with the files (multipart, one `files` part per path)."""
+        handles = [open(p, "rb") for p in paths]  # noqa: SIM115
+        try:
+            files = [("files", (p.name, h, "application/octet-stream")) for p, h in zip(paths, handles)]
+            return client.post("/v1/datasets", data={"role": role, **fields}, files=files)
+        finally:
+            for h in handles:
+                h.close()
+
+    @staticmethod
+    def upload_set(client, root: Path) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+        """Upload root/real and root/generated; return (real id, generated id)."""
+        ids = []
+        for role, sub in (("real", "real"), ("generated", "generated")):
+            response = ApiHelpers.upload(client, role, sorted((root / sub).glob("*.png")))
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+        return ids[0], ids[1]
+
+    @staticmethod
+    def wait(
+        client,
+        audit_id: str,
+        until: tuple[str, ...] = FINAL,
+        timeout: float = 180.0,  # type: ignore[no-untyped-def]
+        check: Callable[[dict], bool] | None = None,
+    ) -> dict:
+        """Poll GET /v1/audits/{id} until its status is in `until` (or `check` holds)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            body = client.get(f"/v1/audits/{audit_id}").json()
+            if body.get("status") in until or (check is not None and check(body)):
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"audit {audit_id} still {body.get('status')} after {timeout} s: {body}")
+            time.sleep(0.25)
+
+
+@pytest.fixture(scope="session")
+def helpers() -> type[ApiHelpers]:
+    return ApiHelpers
+
+
+@pytest.fixture(scope="session")
+def proc_tools() -> object:
+    """Subprocess helpers for tests: repo root, a clean environment, a free port."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(repo=REPO, clean_env=clean_env, free_port=free_port, Proc=Proc)

@@ -1,0 +1,63 @@
+"""The Celery application: Redis broker, late acks, one task at a time, limits above the longest stage.
+
+Start a worker with `synthaudit worker` (= `celery -A worker.celery_app worker --concurrency 1 -Q audits`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from celery.signals import worker_init
+
+from app.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app configured from the settings (the API uses it to send, the worker to run)."""
+    celery = Celery("synthaudit", broker=settings.celery_broker_url or "memory://", include=["worker.tasks"])
+    celery.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,  # the database row, not a result backend, is the job's truth
+        task_default_queue=settings.celery_queue,
+        task_acks_late=True,  # a task lost with its worker is redelivered (stages are idempotent)
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # long GPU tasks: never hoard messages
+        task_soft_time_limit=settings.stage_soft_time_limit_s,
+        task_time_limit=settings.stage_time_limit_s,
+        broker_transport_options={
+            # Redis redelivers an unacknowledged task after visibility_timeout: above the longest stage.
+            "visibility_timeout": settings.broker_visibility_timeout_s,
+            # 0 (highest) .. 9: later stages outrank earlier ones (see stage_priority), so a worker
+            # finishes the audit it started before it begins the next one.
+            "priority_steps": list(range(10)),
+        },
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=True,
+        beat_schedule={
+            "purge-expired": {"task": "synthaudit.purge", "schedule": 3600.0, "options": {"expires": 3000}},
+        },
+    )
+    return celery
+
+
+def stage_priority(stage_index: int, n_stages: int) -> int:
+    """Redis priority of a stage task: decide 0 (first served) ... decode n_stages - 1."""
+    return n_stages - 1 - stage_index
+
+
+celery_app = create_celery(get_settings())
+app = celery_app  # `celery -A worker.celery_app` finds either name
+
+
+@worker_init.connect
+def _check_schema(**_: object) -> None:
+    """Refuse to start a worker against a database that is not migrated to head."""
+    from app.migrations import ensure_schema
+
+    settings = get_settings()
+    ensure_schema(settings.database_url, auto_upgrade=settings.is_sqlite)
+    log.info("synthaudit worker: %s", settings.describe_mode())

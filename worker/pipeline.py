@@ -1,0 +1,330 @@
+"""One audit stage for one audit id: re-read the row, run the engine's stage, write progress and outcome.
+
+Shared by the Celery tasks (worker/tasks.py) and the embedded runner (worker/runner.py); the database
+row is the job's truth, the work folder holds the engine's artifacts (each written atomically).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import repository as repo
+from app.config import Settings
+from app.db import make_engine, make_session_factory, session_scope
+from app.services.storage import Storage
+from app.tables import ACTIVE_STATUSES
+
+log = logging.getLogger(__name__)
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [
+        OperationalError,
+        InterfaceError,
+        DisconnectionError,
+        ConnectionError,
+    ]
+    try:
+        import redis.exceptions
+
+        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import kombu.exceptions
+
+        errors.append(kombu.exceptions.OperationalError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+TRANSIENT_ERRORS = _transient_errors()
+"""Errors worth a retry with backoff: the database or the broker could not be reached."""
+MAX_CRASHED_ATTEMPTS = 3
+
+
+class AuditStopped(Exception):
+    """The audit was cancelled or deleted while a stage ran."""
+
+
+class Outcome(enum.Enum):
+    DONE = "done"  # the stage finished (after decide: the audit succeeded)
+    STOPPED = "stopped"  # cancelled, deleted or already finished: nothing more to do
+    FAILED = "failed"  # marked failed with a message for the user
+
+
+@dataclass
+class WorkerContext:
+    """What a stage needs besides the audit id."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    storage: Storage
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerContext:
+        return cls(
+            settings, make_session_factory(make_engine(settings.database_url)), Storage(settings.storage)
+        )
+
+
+@dataclass(frozen=True)
+class _Job:
+    config: dict[str, Any]
+    labels: dict[str, int] | None
+    real_dataset_id: uuid.UUID | None
+    generated_dataset_id: uuid.UUID | None
+
+
+class ProgressReporter:
+    """The engine's on_progress callback: throttled writes of overall progress; stops a cancelled audit."""
+
+    def __init__(self, ctx: WorkerContext, audit_id: uuid.UUID, stage: str) -> None:
+        self.ctx, self.audit_id, self.stage = ctx, audit_id, stage
+        self.last = 0.0
+
+    def __call__(self, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self.last < self.ctx.settings.progress_interval_s:
+            return
+        self.last = now
+        self.write(fraction)
+
+    def write(self, fraction: float) -> None:
+        from models.stages import overall_progress
+
+        progress = min(overall_progress(self.stage, fraction), 99.9)
+        try:
+            with session_scope(self.ctx.sessions) as session:
+                alive = repo.set_progress(session, self.audit_id, self.stage, progress)
+        except TRANSIENT_ERRORS as exc:  # progress is best effort: never restart a long stage for it
+            log.warning("audit %s: progress not written (%s)", self.audit_id, type(exc).__name__)
+            return
+        if not alive:
+            raise AuditStopped
+
+
+def _begin(ctx: WorkerContext, audit_id: uuid.UUID, stage: str) -> _Job | None:
+    """Mark the audit running at this stage; None when it is gone, cancelled or finished."""
+    from models.stages import overall_progress
+
+    with session_scope(ctx.sessions) as session:
+        audit = repo.get_audit(session, audit_id)
+        if audit is None or audit.status not in ACTIVE_STATUSES:
+            return None
+        job = _Job(audit.config, audit.labels, audit.real_dataset_id, audit.generated_dataset_id)
+        if not repo.start_stage(session, audit_id, stage, overall_progress(stage, 0.0)):
+            return None
+    return job
+
+
+def fail(ctx: WorkerContext, audit_id: uuid.UUID, message: str) -> None:
+    """Mark the audit failed with a message for the user (no-op when it already ended)."""
+    with session_scope(ctx.sessions) as session:
+        repo.fail_audit(session, audit_id, message)
+
+
+def execute_stage(
+    ctx: WorkerContext,
+    audit_id: uuid.UUID,
+    stage: str,
+    timeout_errors: tuple[type[BaseException], ...] = (),
+) -> Outcome:
+    """Run one stage of one audit. Transient errors propagate (the caller retries); others end the audit."""
+    outcome = _execute(ctx, audit_id, stage, timeout_errors)
+    if outcome is Outcome.STOPPED:
+        _forget_if_deleted(ctx, audit_id)
+    return outcome
+
+
+def _forget_if_deleted(ctx: WorkerContext, audit_id: uuid.UUID) -> None:
+    """An audit deleted while it ran may have written artifacts since: remove its work folder."""
+    with session_scope(ctx.sessions) as session:
+        deleted = repo.get_audit(session, audit_id) is None
+    if deleted:
+        ctx.storage.remove_audit(audit_id)
+
+
+def _execute(
+    ctx: WorkerContext,
+    audit_id: uuid.UUID,
+    stage: str,
+    timeout_errors: tuple[type[BaseException], ...] = (),
+) -> Outcome:
+    """execute_stage without the clean-up."""
+    from models.config import AuditConfig
+    from models.stages import AuditInputs, overall_progress, run_stage
+
+    job = _begin(ctx, audit_id, stage)
+    if job is None:
+        return Outcome.STOPPED
+    if job.real_dataset_id is None or job.generated_dataset_id is None:
+        fail(ctx, audit_id, "a dataset of this audit was deleted before the audit finished")
+        return Outcome.FAILED
+    inputs = AuditInputs(
+        real=ctx.storage.dataset_images(job.real_dataset_id),
+        generated=ctx.storage.dataset_images(job.generated_dataset_id),
+        labels=job.labels,
+    )
+    workdir = ctx.storage.audit_workdir(audit_id)
+    crashes = _crashed_attempts(workdir, stage)
+    if crashes >= MAX_CRASHED_ATTEMPTS:
+        fail(
+            ctx,
+            audit_id,
+            f"stage {stage!r} was interrupted {crashes} times because the worker process died (often: out "
+            "of memory); use a smaller image_size or batch_size, or ask the operator",
+        )
+        return Outcome.FAILED
+    started = time.perf_counter()
+    try:
+        config = AuditConfig.from_dict(job.config)
+        with _attempt(workdir, stage, crashes):
+            run_stage(stage, workdir, inputs, config, ProgressReporter(ctx, audit_id, stage))
+    except AuditStopped:
+        log.info("audit %s: stopped during %s (cancelled or deleted)", audit_id, stage)
+        return Outcome.STOPPED
+    except TRANSIENT_ERRORS:
+        raise
+    except timeout_errors:
+        limit = ctx.settings.stage_soft_time_limit_s
+        fail(
+            ctx,
+            audit_id,
+            f"stage {stage!r} ran longer than its {limit} s time limit; use a smaller "
+            "pretraining budget (pretrain_images_seen) or ask the operator to raise the limit",
+        )
+        return Outcome.FAILED
+    except ValueError as exc:  # ImageSetError and every config/data problem the engine reports
+        log.info("audit %s: failed at %s (%s)", audit_id, stage, type(exc).__name__)
+        fail(ctx, audit_id, f"{stage}: {exc}")
+        return Outcome.FAILED
+    except FileNotFoundError:
+        fail(ctx, audit_id, f"{stage}: the audit's input files are missing (was a dataset deleted?)")
+        return Outcome.FAILED
+    except MemoryError:
+        fail(
+            ctx, audit_id, f"stage {stage!r} ran out of memory; use smaller images (image_size) or batch_size"
+        )
+        return Outcome.FAILED
+    except Exception as exc:  # noqa: BLE001 - a bug or a broken environment: fail, tell the operator
+        log.exception("audit %s: unexpected %s in stage %s", audit_id, type(exc).__name__, stage)
+        fail(
+            ctx,
+            audit_id,
+            f"internal error in stage {stage!r} ({type(exc).__name__}); "
+            "the operator's worker logs have the details",
+        )
+        return Outcome.FAILED
+    seconds = time.perf_counter() - started
+    if stage == "decide":
+        return _finish(ctx, audit_id, seconds)
+    with session_scope(ctx.sessions) as session:
+        repo.record_stage_timing(session, audit_id, stage, seconds)
+        alive = repo.set_progress(session, audit_id, stage, overall_progress(stage, 1.0))
+    return Outcome.DONE if alive else Outcome.STOPPED
+
+
+def _attempt_marker(workdir: Path, stage: str) -> Path:
+    return workdir / f".attempt-{stage}"
+
+
+def _crashed_attempts(workdir: Path, stage: str) -> int:
+    """How many earlier attempts of this stage ended with the process dying (their marker outlived them)."""
+    marker = _attempt_marker(workdir, stage)
+    try:
+        return int(marker.read_text()) + 1
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+@contextmanager
+def _attempt(workdir: Path, stage: str, crashes: int) -> Iterator[None]:
+    """A marker that exists while the stage runs: only a killed process (OOM, SIGKILL) leaves it behind.
+
+    A redelivered task (acks_late + reject_on_worker_lost) then counts the crash, so a stage that
+    kills its worker every time fails the audit instead of looping forever.
+    """
+    marker = _attempt_marker(workdir, stage)
+    workdir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(crashes))
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: NaN/inf → None, recursively (JSONB rejects NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def outcome_rows(workdir: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Result rows and the metrics row of a finished work folder."""
+    from models.stages import read_evidence, read_outcome
+
+    outcome = read_outcome(workdir)
+    evidence = read_evidence(workdir)
+    rows = []
+    for position, row in enumerate(outcome.rows):
+        nearest = evidence.get(row.id) or [(row.nearest_generated, row.similarity)]
+        rows.append(
+            {
+                "position": position,
+                "image_name": row.id,
+                "used": int(row.used),
+                "score": float(row.score),
+                "nearest_generated": [name for name, _ in nearest],
+                "similarities": _finite([float(sim) for _, sim in nearest]),
+            }
+        )
+    summary = dict(outcome.metrics)
+    summary.pop("timings", None)
+    rejected = outcome.rejected or {}
+    counts = {
+        "real": int(summary.get("n_real", len(rows))),
+        "generated": int(summary.get("n_generated", 0)),
+        "used": int(summary.get("n_decided_used", sum(r["used"] for r in rows))),
+        "labelled": int(summary.get("n_labelled", 0)),
+        "rejected_real": len(rejected.get("real", [])),
+        "rejected_generated": len(rejected.get("generated", [])),
+    }
+    counts["not_used"] = counts["real"] - counts["used"]
+    metrics = {
+        "threshold": float(summary["threshold"]),
+        "decision_rule": str(summary.get("decision_rule", "")),
+        "counts": counts,
+        "metrics": _finite(summary),
+        "rejected": rejected,
+    }
+    return rows, metrics
+
+
+def _finish(ctx: WorkerContext, audit_id: uuid.UUID, seconds: float) -> Outcome:
+    """Persist results and metrics and mark the audit succeeded, in one transaction."""
+    rows, metrics = outcome_rows(ctx.storage.audit_workdir(audit_id))
+    with session_scope(ctx.sessions) as session:
+        repo.record_stage_timing(session, audit_id, "decide", seconds)
+        stored = repo.store_outcome(session, audit_id, rows, metrics)
+    if stored:
+        log.info("audit %s: succeeded (%d real images)", audit_id, len(rows))
+    return Outcome.DONE if stored else Outcome.STOPPED

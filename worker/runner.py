@@ -1,0 +1,107 @@
+"""The embedded runner: with no broker configured, the API process runs audits itself, one at a time.
+
+A single background thread takes audit ids from a queue and runs the same stage functions the Celery
+tasks run (worker/pipeline.py). Audits left queued or running by a previous process are resumed on
+start (finished stages are skipped, their artifacts are on disk). Retention purges run hourly.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+
+from app import repository as repo
+from app.db import session_scope
+from app.tables import ACTIVE_STATUSES
+from worker.pipeline import TRANSIENT_ERRORS, Outcome, WorkerContext, execute_stage, fail
+
+log = logging.getLogger(__name__)
+_STOP = object()
+TRANSIENT_RETRIES = 5
+PURGE_EVERY_S = 3600.0
+
+
+class EmbeddedRunner:
+    """One worker thread, one audit at a time."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._last_purge = 0.0
+
+    def start(self) -> None:
+        """Start the thread and re-queue audits a previous process left unfinished."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="synthaudit-runner", daemon=True)
+        self._thread.start()
+        with session_scope(self.ctx.sessions) as session:
+            unfinished = repo.audits_in_status(session, ACTIVE_STATUSES)
+        for audit_id in unfinished:
+            self.submit(audit_id)
+        if unfinished:
+            log.info("embedded runner: resuming %d unfinished audit(s)", len(unfinished))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to stop after the current stage (it is a daemon: the process may exit anyway)."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def submit(self, audit_id: uuid.UUID) -> None:
+        self._queue.put(audit_id)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=60.0)
+            except queue.Empty:
+                self._maybe_purge()
+                continue
+            if item is _STOP:
+                return
+            assert isinstance(item, uuid.UUID)
+            try:
+                self.run(item)
+            except Exception:  # noqa: BLE001 - the runner thread must survive anything
+                log.exception("embedded runner: audit %s crashed", item)
+            self._maybe_purge()
+
+    def run(self, audit_id: uuid.UUID) -> None:
+        """Every stage of one audit, in order, until one does not finish."""
+        from models.stages import STAGES
+
+        for stage in STAGES:
+            if self._run_stage(audit_id, stage) is not Outcome.DONE:
+                return
+
+    def _run_stage(self, audit_id: uuid.UUID, stage: str) -> Outcome:
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            try:
+                return execute_stage(self.ctx, audit_id, stage)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("audit %s: %s at %s, retry %d", audit_id, type(exc).__name__, stage, attempt + 1)
+                time.sleep(min(2.0**attempt, 30.0))
+        fail(self.ctx, audit_id, f"stage {stage!r} could not reach the database; try again later")
+        return Outcome.FAILED
+
+    def _maybe_purge(self) -> None:
+        if time.monotonic() - self._last_purge < PURGE_EVERY_S:
+            return
+        self._last_purge = time.monotonic()
+        from app.services.retention import purge_expired
+
+        try:
+            purge_expired(self.ctx.sessions, self.ctx.storage, self.ctx.settings.retention_days)
+        except Exception:  # noqa: BLE001
+            log.exception("embedded runner: retention purge failed")
