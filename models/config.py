@@ -27,6 +27,9 @@ class AuditConfig:
     batch_size: int = 64
     weights: str | None = None
     checkpoint: str | None = None
+    # Search bases of at least this many vectors use an approximate IVF index (None: always exact).
+    ivf_min_size: int | None = 1_000_000
+    compile: bool = False  # torch.compile the MAE blocks (GPU; off by default)
 
     def __post_init__(self) -> None:
         if self.decision not in DECISION_RULES:
@@ -43,6 +46,8 @@ class AuditConfig:
             raise ValueError("batch_size must be at least 1")
         if self.pretrain_images_seen is not None and self.pretrain_images_seen < 1:
             raise ValueError("pretrain_images_seen must be positive")
+        if self.ivf_min_size is not None and self.ivf_min_size < 1:
+            raise ValueError("ivf_min_size must be positive (or null for exact search only)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict."""

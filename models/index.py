@@ -1,6 +1,14 @@
-"""Exact k-nearest-neighbour search with FAISS; similarities are always 'higher = closer'."""
+"""k-nearest-neighbour search with FAISS; similarities are always 'higher = closer'.
+
+Exact (flat) search by default; a base of at least ``ivf_min_size`` vectors gets an approximate
+IVF index (nlist ~ sqrt(M)), see ``ivf_params``. Ties are broken by the lower base index, so the
+result is deterministic and a sharded search merges into the same answer (models/shards.py).
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -12,6 +20,11 @@ except ImportError:  # pragma: no cover - exercised on GPU hosts that carry no f
 SIMILARITY_METRICS = ("cosine", "euclidean", "manhattan")
 QUERY_BATCH = 16384
 GPU_MAX_K = 2048
+IVF_TRAIN_PER_LIST = 64  # k-means training sample: at most this many vectors per list
+IVF_SEED = 1234
+TIE_MARGIN = 8  # extra candidates fetched, so that the k-th place is decided on exact similarities
+TIE_TOLERANCE = 1e-4  # engine similarities may be this far off (float32 BLAS): such rows fetch more
+EXACT_CHUNK_BYTES = 64 * 2**20
 
 
 def _as_matrix(x: object, what: str) -> np.ndarray:
@@ -38,6 +51,33 @@ def _build_index(base: np.ndarray, metric: str) -> "faiss.Index":
     return index
 
 
+def ivf_params(m: int) -> tuple[int, int]:
+    """(nlist, nprobe) of the IVF index for a base of m vectors: nlist ~ sqrt(m), nprobe ~ nlist / 8."""
+    nlist = max(1, int(round(math.sqrt(m))))
+    return nlist, max(1, min(nlist, int(math.ceil(nlist / 8))))
+
+
+def _build_ivf(base: np.ndarray, metric: str, nlist: int, nprobe: int) -> "faiss.Index":
+    """An IVF-Flat index (coarse k-means quantizer, seeded) over base."""
+    d = base.shape[1]
+    if metric == "cosine":
+        quantizer, faiss_metric = faiss.IndexFlatIP(d), faiss.METRIC_INNER_PRODUCT
+    else:
+        quantizer = faiss.IndexFlatL2(d)
+        faiss_metric = faiss.METRIC_L2 if metric == "euclidean" else faiss.METRIC_L1
+    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_metric)
+    index.cp.seed = IVF_SEED
+    index.cp.min_points_per_centroid = 1  # small bases (tests, perf) train without a warning
+    sample = base
+    if len(base) > IVF_TRAIN_PER_LIST * nlist:
+        rows = np.random.default_rng(IVF_SEED).choice(len(base), IVF_TRAIN_PER_LIST * nlist, replace=False)
+        sample = base[np.sort(rows)]
+    index.train(np.ascontiguousarray(sample))
+    index.add(base)
+    index.nprobe = nprobe
+    return index
+
+
 def _use_gpu(device: str, k: int) -> bool:
     if str(device).lower() == "cpu" or k > GPU_MAX_K:
         return False
@@ -61,6 +101,18 @@ def _torch_search(q: np.ndarray, b: np.ndarray, k: int, metric: str, device: str
     return values.cpu().numpy(), idx.cpu().numpy()
 
 
+def _fill_short_rows(
+    found: tuple[np.ndarray, np.ndarray], base: np.ndarray, metric: str, chunk: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """IVF rows with missing neighbours (-1: the probed lists were too small) searched exactly."""
+    dist, idx = found
+    short = (idx < 0).any(axis=1)
+    if short.any():
+        dist, idx = dist.copy(), idx.copy()
+        dist[short], idx[short] = _build_index(base, metric).search(np.ascontiguousarray(chunk[short]), k)
+    return dist, idx
+
+
 def _to_similarity(dist: np.ndarray, metric: str) -> np.ndarray:
     if metric == "cosine":
         return dist.astype(np.float32, copy=False)
@@ -80,7 +132,8 @@ def _drop_self(sims: np.ndarray, idx: np.ndarray, rows: np.ndarray) -> tuple[np.
 
 
 def _sort_desc(sims: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(-sims, axis=1, kind="stable")
+    """Each row by similarity descending, ties by base index ascending."""
+    order = np.lexsort((idx, -sims), axis=1)
     return np.take_along_axis(sims, order, 1), np.take_along_axis(idx, order, 1)
 
 
@@ -91,11 +144,13 @@ def search(
     metric: str = "cosine",
     device: str = "auto",
     exclude_self: bool = False,
+    ivf_min_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k most similar base rows for every query row: (sims float32 [N, k], idx int64 [N, k]).
 
     k is clipped to the base size (minus one with ``exclude_self``, where queries must be base
-    in the same order and each row's own index is dropped).
+    in the same order and each row's own index is dropped). Exact unless ``ivf_min_size`` is set
+    and the base has at least that many rows (and FAISS is installed): then an approximate IVF index.
     """
     if metric not in SIMILARITY_METRICS:
         raise ValueError(
@@ -115,21 +170,82 @@ def search(
     if metric == "cosine":
         q, b = _normalised(q), _normalised(b)
     k_search = k_eff + (1 if exclude_self else 0)
+    approximate = faiss is not None and ivf_min_size is not None and b.shape[0] >= max(1, ivf_min_size)
     if faiss is not None:
-        index = _build_index(b, metric)
-        if _use_gpu(device, k_search):
-            index = faiss.index_cpu_to_all_gpus(index)
-        run = lambda chunk: index.search(chunk, k_search)  # noqa: E731
+        cpu_index = _build_ivf(b, metric, *ivf_params(b.shape[0])) if approximate else _build_index(b, metric)
+        gpu_index = faiss.index_cpu_to_all_gpus(cpu_index) if _use_gpu(device, k_search) else None
+
+        def run(chunk: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+            index = gpu_index if gpu_index is not None and kk <= GPU_MAX_K else cpu_index
+            found = index.search(chunk, kk)
+            # IVF: a query whose probed lists hold fewer than kk vectors is searched exactly.
+            return _fill_short_rows(found, b, metric, chunk, kk) if approximate else found
     else:
-        run = lambda chunk: _torch_search(chunk, b, k_search, metric, device)  # noqa: E731
+        run = lambda chunk, kk: _torch_search(chunk, b, kk, metric, device)  # noqa: E731
     all_sims, all_idx = [], []
     for start in range(0, q.shape[0], QUERY_BATCH):
-        dist, idx = run(q[start : start + QUERY_BATCH])
-        sims, idx = _to_similarity(dist, metric), idx.astype(np.int64, copy=False)
-        if exclude_self:
-            rows = np.arange(start, start + idx.shape[0], dtype=np.int64)
-            sims, idx = _drop_self(sims, idx, rows)
-        sims, idx = _sort_desc(sims, idx)
+        sims, idx = _search_rows(run, q[start : start + QUERY_BATCH], b, start, k_eff, metric, exclude_self)
         all_sims.append(sims)
         all_idx.append(idx)
     return np.concatenate(all_sims).astype(np.float32, copy=False), np.concatenate(all_idx)
+
+
+def _search_rows(
+    run: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+    chunk: np.ndarray,
+    base: np.ndarray,
+    start: int,
+    k: int,
+    metric: str,
+    exclude_self: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of a chunk of queries: the engine proposes candidates, exact similarities decide.
+
+    The engine (FAISS, float32 BLAS) is asked for TIE_MARGIN more candidates than needed; their
+    similarities are recomputed exactly (float64, the same value for a pair wherever it sits in the
+    base), rows are ordered by similarity then base index. A row whose last candidate is within
+    TIE_TOLERANCE of its k-th (ties, or near-ties the engine could have ordered either way) is asked
+    again with twice as many candidates, up to the whole base. So the answer does not depend on how
+    the base is cut into shards (models/shards.py) or on the engine's rounding.
+    """
+    m = base.shape[0]
+    sims_out = np.empty((len(chunk), k), np.float32)
+    idx_out = np.empty((len(chunk), k), np.int64)
+    pending = np.arange(len(chunk))
+    wanted = min(m, k + (1 if exclude_self else 0) + TIE_MARGIN)
+    while len(pending):
+        queries = np.ascontiguousarray(chunk[pending])
+        _, idx = run(queries, wanted)
+        idx = idx.astype(np.int64, copy=False)
+        sims = exact_similarity(queries, base, idx, metric)
+        if exclude_self:
+            sims, idx = _drop_self(sims, idx, start + pending.astype(np.int64))
+        sims, idx = _sort_desc(sims, idx)
+        if wanted < m:
+            kth = sims[:, k - 1].astype(np.float64)
+            open_ended = sims[:, -1] >= kth - TIE_TOLERANCE * np.maximum(1.0, np.abs(kth))
+        else:
+            open_ended = np.zeros(len(pending), bool)
+        done = ~open_ended
+        sims_out[pending[done]], idx_out[pending[done]] = sims[done, :k], idx[done, :k]
+        pending, wanted = pending[open_ended], min(m, 2 * wanted)
+    return sims_out, idx_out
+
+
+def exact_similarity(queries: np.ndarray, base: np.ndarray, idx: np.ndarray, metric: str) -> np.ndarray:
+    """Similarity of every query to the base rows idx [N, c] (float64 sums, float32 out; -inf for idx < 0)."""
+    n, c = idx.shape
+    out = np.empty((n, c), np.float32)
+    rows = max(1, EXACT_CHUNK_BYTES // max(1, 8 * c * base.shape[1]))
+    for lo in range(0, n, rows):
+        sel = idx[lo : lo + rows]
+        q = queries[lo : lo + rows].astype(np.float64)[:, None, :]  # [r, 1, D]
+        b = base[np.maximum(sel, 0)].astype(np.float64)  # [r, c, D]
+        if metric == "cosine":
+            sims = np.einsum("rxd,rcd->rc", q, b)
+        elif metric == "euclidean":
+            sims = -np.sqrt(np.square(b - q).sum(axis=2))
+        else:
+            sims = -np.abs(b - q).sum(axis=2)
+        out[lo : lo + rows] = np.where(sel < 0, -np.inf, sims)
+    return out

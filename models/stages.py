@@ -14,7 +14,7 @@ import numpy as np
 from models import decide, metrics
 from models.config import AuditConfig
 from models.io import ImageSet, Rejected, load_images
-from models.methods import Method, Neighbours, ScoreInputs, View, get_method, resolve_method_name
+from models.methods import Method, Neighbours, ScoreInputs, ScoreOutput, View, get_method, resolve_method_name
 from models.results import ResultRow, write_results_csv
 
 STAGES = ("decode", "pretrain", "embed", "search", "decide")
@@ -138,34 +138,68 @@ def load_decoded(workdir: Path) -> tuple[ImageSet, ImageSet]:
 # --- pretrain ---------------------------------------------------------------------------------------
 
 
-def _needs_mae(config: AuditConfig) -> bool:
-    return any(view.encoder == "mae" for view in method_for(config).views(config))
+def _fitted_encoders(config: AuditConfig) -> set[str]:
+    """Encoders of the method that are fitted on the audit's own images in the pretrain stage."""
+    return {view.encoder for view in method_for(config).views(config)} & set(FITTED_ENCODER_FILES)
 
 
 def mae_checkpoint_path(workdir: Path, config: AuditConfig) -> Path:
     """The MAE checkpoint an audit embeds with: the user's, or the one pretrained in the audit."""
-    return Path(config.checkpoint) if config.checkpoint else Path(workdir) / "encoder.safetensors"
+    return Path(config.checkpoint) if config.checkpoint else Path(workdir) / FITTED_ENCODER_FILES["mae"]
+
+
+def fitted_encoder_path(workdir: Path, encoder: str, config: AuditConfig) -> Path | None:
+    """Where the fitted state of an encoder lives (None for encoders that need no fitting)."""
+    if encoder == "mae":
+        return mae_checkpoint_path(workdir, config)
+    name = FITTED_ENCODER_FILES.get(encoder)
+    return Path(workdir) / name if name else None
+
+
+def _pretrain_mae(workdir: Path, images: np.ndarray, config: AuditConfig, on_progress: Progress) -> None:
+    from models.pretrain import PretrainConfig, pretrain_mae, save_checkpoint
+
+    pconfig = PretrainConfig(
+        preset=config.mae_preset,
+        images_seen=config.pretrain_images_seen,
+        seed=config.seed,
+        device=config.device,
+        compile=config.compile,
+    )
+    model, losses = pretrain_mae(images, pconfig, on_progress=on_progress)
+    save_checkpoint(
+        model,
+        mae_checkpoint_path(workdir, config),
+        extra={
+            "final_loss": losses[-1] if losses else None,
+            "seed": config.seed,
+            "steps": len(losses),
+            "images_seen": int(getattr(model, "images_seen", 0)),
+        },
+    )
+
+
+def _fit_whitening(workdir: Path, images: np.ndarray, config: AuditConfig, on_progress: Progress) -> None:
+    from models.whitened import fit_pixel_whitening, save_whitening, thumbnail_side
+
+    whitening = fit_pixel_whitening(images, config.image_size, device=config.device)
+    save_whitening(whitening, workdir / FITTED_ENCODER_FILES["pixels_whitened"], thumbnail_side(config.image_size))
+    on_progress(1.0)
+
+
+FITTED_ENCODER_FILES = {"mae": "encoder.safetensors", "pixels_whitened": "whitening.safetensors"}
+_FITTERS = {"mae": _pretrain_mae, "pixels_whitened": _fit_whitening}
 
 
 def run_pretrain(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
-    """Pretrain the MAE on the union of real and generated images (no labels), when the method needs one."""
-    if _needs_mae(config) and not config.checkpoint:
-        from models.pretrain import PretrainConfig, pretrain_mae, save_checkpoint
-
+    """Fit the method's self-supervised encoders (MAE, whitening) on real + generated images, no labels."""
+    todo = sorted(e for e in _fitted_encoders(config) if not (e == "mae" and config.checkpoint))
+    if todo:
         real, generated = load_decoded(workdir)
         images = np.concatenate([real.images, generated.images])
-        pconfig = PretrainConfig(
-            preset=config.mae_preset,
-            images_seen=config.pretrain_images_seen,
-            seed=config.seed,
-            device=config.device,
-        )
-        model, losses = pretrain_mae(images, pconfig, on_progress=on_progress)
-        save_checkpoint(
-            model,
-            mae_checkpoint_path(workdir, config),
-            extra={"final_loss": losses[-1] if losses else None, "seed": config.seed},
-        )
+        for i, encoder in enumerate(todo):
+            span = 1.0 / len(todo)
+            _FITTERS[encoder](workdir, images, config, lambda f, i=i: on_progress(span * (i + f)))
     atomic_write_bytes(workdir / ARTIFACTS["pretrain"], b"ok\n")
 
 
@@ -183,7 +217,7 @@ def run_embed(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progre
         encoder = create_encoder(
             name,
             weights=Path(config.weights) if config.weights else None,
-            checkpoint=mae_checkpoint_path(workdir, config) if name == "mae" else None,
+            checkpoint=fitted_encoder_path(workdir, name, config),
             device=config.device,
             image_size=config.image_size,
         )
@@ -200,9 +234,34 @@ def run_embed(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progre
 # --- search -----------------------------------------------------------------------------------------
 
 
-def run_search(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
-    """Nearest generated and nearest other real images of every real image, per view."""
+ATTRIBUTION_K = 2  # generated -> real neighbours: the nearest and the runner-up
+
+
+def neighbourhood_size(n_real: int, config: AuditConfig) -> int:
+    """Neighbours kept per real image: the evidence k, or the density ratio's k if larger."""
+    from models.score import default_k
+
+    return max(config.k, default_k(n_real))
+
+
+def run_search(
+    workdir: Path,
+    inputs: AuditInputs | None,
+    config: AuditConfig,
+    on_progress: Progress,
+    precomputed: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Per view: nearest generated and other real images of every real image, nearest real of every generated one.
+
+    `precomputed` holds neighbours already found elsewhere, by their neighbours.npz key (the sharded
+    search of models/shards.py: `<view>/rg_*` and `<view>/gr_*`); only the others are searched here.
+    """
     from models.index import search
+
+    done = precomputed or {}
+
+    def found(key: str, compute: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        return (done[f"{key}_sims"], done[f"{key}_idx"]) if f"{key}_sims" in done else compute()
 
     features = _load_npz(workdir / ARTIFACTS["embed"])
     views = method_for(config).views(config)
@@ -210,14 +269,19 @@ def run_search(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
     for i, view in enumerate(views):
         real = features[f"{view.encoder}/real"]
         generated = features[f"{view.encoder}/generated"]
-        rg_sims, rg_idx = search(real, generated, config.k, metric=view.metric, device=config.device)
-        rr_sims, rr_idx = search(real, real, config.k, metric=view.metric, device=config.device, exclude_self=True)
+        options = {"metric": view.metric, "device": config.device, "ivf_min_size": config.ivf_min_size}
+        k = neighbourhood_size(len(real), config)
+        rg_sims, rg_idx = found(f"{view.key}/rg", lambda: search(real, generated, k, **options))
+        rr_sims, rr_idx = search(real, real, k, exclude_self=True, **options)
+        gr_sims, gr_idx = found(f"{view.key}/gr", lambda: search(generated, real, ATTRIBUTION_K, **options))
         arrays.update(
             {
                 f"{view.key}/rg_sims": rg_sims,
                 f"{view.key}/rg_idx": rg_idx,
                 f"{view.key}/rr_sims": rr_sims,
                 f"{view.key}/rr_idx": rr_idx,
+                f"{view.key}/gr_sims": gr_sims,
+                f"{view.key}/gr_idx": gr_idx,
             }
         )
         on_progress((i + 1) / len(views))
@@ -229,7 +293,7 @@ def load_neighbours(workdir: Path, views: tuple[View, ...]) -> dict[str, Neighbo
     data = _load_npz(Path(workdir) / ARTIFACTS["search"])
     return {
         v.key: Neighbours(
-            data[f"{v.key}/rg_sims"], data[f"{v.key}/rg_idx"], data[f"{v.key}/rr_sims"], data[f"{v.key}/rr_idx"]
+            *(data[f"{v.key}/{name}"] for name in ("rg_sims", "rg_idx", "rr_sims", "rr_idx", "gr_sims", "gr_idx"))
         )
         for v in views
     }
@@ -290,6 +354,7 @@ def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
     labelled, labels = _labelled_positions(real.ids, inputs.labels)
     threshold, rule = choose_threshold(scores, labelled, labels, config)
     decisions = decide.apply_threshold(scores, threshold)
+    output = ScoreOutput(scores, output.evidence_idx[:, : config.k], output.evidence_sims[:, : config.k])
     rows = [
         ResultRow(
             id=image_id,
