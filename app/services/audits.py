@@ -15,11 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import repository as repo
+from app.auth import scoped
+from app.db import make_session_factory
 from app.problems import Conflict, NotFound, NotReady, ProblemError, Unprocessable
 from app.schemas import AuditCreate, AuditLinks, AuditOut, MetricsOut, RejectedFile
 from app.services.dispatch import Dispatcher
 from app.services.storage import Storage
-from app.tables import ACTIVE_STATUSES, Audit
+from app.services.webhooks import notify_finished
+from app.services.workflow import audit_fields
+from app.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,17 @@ def to_schema(audit: Audit) -> AuditOut:
         created_at=audit.created_at,
         started_at=audit.started_at,
         finished_at=audit.finished_at,
-        links=AuditLinks(self=base, results=f"{base}/results.csv", metrics=f"{base}/metrics"),
+        links=AuditLinks(
+            self=base,
+            results=f"{base}/results.csv",
+            metrics=f"{base}/metrics",
+            report=f"{base}/report",
+            patients=f"{base}/patients.csv",
+        ),
+        encoder_id=audit.encoder_id,
+        webhook_status=audit.webhook_status,
+        patient_aggregation=audit.patient_aggregation or "any",
+        labelled_patients=len(audit.patient_labels or {}),
     )
 
 
@@ -58,7 +72,7 @@ def _request_hash(body: AuditCreate) -> str:
 
 
 # Encoders that need no server-side weight files (the API does not accept weights or checkpoints).
-API_ENCODERS = ("mae", "pixels")
+API_ENCODERS = ("mae", "pixels", "pixels_whitened")
 
 
 def _resolve_config(body: AuditCreate) -> dict[str, Any]:
@@ -84,12 +98,14 @@ def _resolve_config(body: AuditCreate) -> dict[str, Any]:
     return config.to_dict()
 
 
-def _check_datasets(session: Session, body: AuditCreate) -> None:
+def _check_datasets(session: Session, body: AuditCreate, tenant: str) -> None:
     for field, wanted in (("real_dataset_id", "real"), ("generated_dataset_id", "generated")):
         dataset_id = getattr(body, field)
-        dataset = repo.get_dataset(session, dataset_id)
+        dataset = repo.get_dataset(session, dataset_id, tenant)
         if dataset is None:
             raise Unprocessable(f"{field}: no dataset {dataset_id}")
+        if dataset.purged_at is not None:
+            raise Unprocessable(f"{field}: the images of dataset {dataset_id} were purged (retention)")
         if dataset.role != wanted:
             raise Unprocessable(
                 f"{field}: dataset {dataset_id} was uploaded with role {dataset.role!r}, not {wanted!r}"
@@ -104,20 +120,25 @@ def _check_datasets(session: Session, body: AuditCreate) -> None:
 
 
 def create_audit(
-    session: Session, dispatcher: Dispatcher, body: AuditCreate, idempotency_key: str | None
+    session: Session,
+    dispatcher: Dispatcher,
+    body: AuditCreate,
+    idempotency_key: str | None,
+    tenant: str | None = None,
 ) -> tuple[AuditOut, bool]:
     """Queue an audit; with an Idempotency-Key a repeated request returns the first audit (created=False)."""
+    owner = scoped(tenant) or DEFAULT_TENANT
     request_hash = _request_hash(body)
     if idempotency_key:
-        existing = _existing(session, idempotency_key, request_hash)
+        existing = _existing(session, idempotency_key, request_hash, owner)
         if existing is not None:
             return existing, False
-    _check_datasets(session, body)
+    _check_datasets(session, body, owner)
     audit = Audit(
+        tenant=owner,
         real_dataset_id=body.real_dataset_id,
         generated_dataset_id=body.generated_dataset_id,
-        config=_resolve_config(body),
-        labels=dict(body.labels) if body.labels else None,
+        **audit_fields(session, body, _resolve_config(body), owner),  # config, labels, workflow choices
         status="queued",
         progress=0.0,
         stage_timings={},
@@ -129,7 +150,7 @@ def create_audit(
         session.commit()
     except IntegrityError:  # a concurrent request with the same key won
         session.rollback()
-        if idempotency_key and (existing := _existing(session, idempotency_key, request_hash)):
+        if idempotency_key and (existing := _existing(session, idempotency_key, request_hash, owner)):
             return existing, False
         raise
     try:
@@ -143,8 +164,8 @@ def create_audit(
     return to_schema(audit), True
 
 
-def _existing(session: Session, key: str, request_hash: str) -> AuditOut | None:
-    audit = repo.get_audit_by_idempotency_key(session, key)
+def _existing(session: Session, key: str, request_hash: str, tenant: str) -> AuditOut | None:
+    audit = repo.get_audit_by_idempotency_key(session, key, tenant)
     if audit is None:
         return None
     if audit.request_hash != request_hash:
@@ -152,32 +173,38 @@ def _existing(session: Session, key: str, request_hash: str) -> AuditOut | None:
     return to_schema(audit)
 
 
-def _get(session: Session, audit_id: uuid.UUID) -> Audit:
-    audit = repo.get_audit(session, audit_id)
+def _get(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> Audit:
+    """The audit of this tenant (default: the current request's); another tenant's is a 404 too."""
+    audit = repo.get_audit(session, audit_id, scoped(tenant))
     if audit is None:
         raise NotFound(f"no audit {audit_id}")
     return audit
 
 
-def get_audit(session: Session, audit_id: uuid.UUID) -> AuditOut:
-    return to_schema(_get(session, audit_id))
+def get_audit(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> AuditOut:
+    return to_schema(_get(session, audit_id, tenant))
 
 
-def cancel_audit(session: Session, dispatcher: Dispatcher, audit_id: uuid.UUID) -> AuditOut:
+def cancel_audit(
+    session: Session, dispatcher: Dispatcher, audit_id: uuid.UUID, tenant: str | None = None
+) -> AuditOut:
     """Cancel a queued or running audit (a running stage stops at its next progress report)."""
-    audit = _get(session, audit_id)
+    audit = _get(session, audit_id, tenant)
     if audit.status not in ACTIVE_STATUSES:
         raise Conflict(f"the audit already {audit.status}; only queued or running audits can be cancelled")
     repo.cancel_audit(session, audit_id)
     session.commit()
     dispatcher.cancel(audit_id)
+    notify_finished(make_session_factory(session.get_bind()), audit_id)  # its webhook, if any
     session.refresh(audit)
     return to_schema(audit)
 
 
-def delete_audit(session: Session, dispatcher: Dispatcher, storage: Storage, audit_id: uuid.UUID) -> None:
+def delete_audit(
+    session: Session, dispatcher: Dispatcher, storage: Storage, audit_id: uuid.UUID, tenant: str | None = None
+) -> None:
     """Cancel if still active, then delete the rows and the work folder."""
-    audit = _get(session, audit_id)
+    audit = _get(session, audit_id, tenant)
     was_active = audit.status in ACTIVE_STATUSES
     repo.delete_audit(session, audit_id)
     session.commit()
@@ -186,19 +213,21 @@ def delete_audit(session: Session, dispatcher: Dispatcher, storage: Storage, aud
     storage.remove_audit(audit_id)
 
 
-def _finished(session: Session, audit_id: uuid.UUID) -> Audit:
-    audit = _get(session, audit_id)
+def _finished(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> Audit:
+    audit = _get(session, audit_id, tenant)
     if audit.status != "succeeded":
         hint = f": {audit.error}" if audit.error else ""
         raise NotReady(f"the audit is {audit.status}{hint}; results exist once it has succeeded")
     return audit
 
 
-def write_results(session: Session, storage: Storage, audit_id: uuid.UUID, fmt: str) -> Path:
+def write_results(
+    session: Session, storage: Storage, audit_id: uuid.UUID, fmt: str, tenant: str | None = None
+) -> Path:
     """The results CSV (synthaudit or imageclef format) in a temporary file the caller deletes."""
     from models.results import ResultRow, write_results_csv
 
-    _finished(session, audit_id)
+    _finished(session, audit_id, tenant)
     rows = [
         ResultRow(
             id=r.image_name,
@@ -225,8 +254,8 @@ def _float(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def get_metrics(session: Session, audit_id: uuid.UUID) -> MetricsOut:
-    _finished(session, audit_id)
+def get_metrics(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> MetricsOut:
+    _finished(session, audit_id, tenant)
     row = repo.get_metrics(session, audit_id)
     if row is None:
         raise NotReady("the audit has no metrics")
