@@ -108,6 +108,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             import shutil
 
             shutil.copyfile(workdir / "encoder.safetensors", args.save_encoder)
+        if args.report:
+            _write_cli_report(args, workdir, labels)
     write_results_csv(outcome.rows, args.out, fmt=args.format)
     m = outcome.metrics
     for role, items in outcome.rejected.items():
@@ -123,6 +125,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
             _print_metrics(f"labelled images, {m['labelled']['cv_folds']}-fold cross-validated threshold (honest estimate):",
                            m["labelled"]["cross_validated"])
     return 0
+
+
+def _write_cli_report(args: argparse.Namespace, workdir: Path, labels: dict[str, int] | None) -> None:
+    """The HTML report of the audit just run (patients grouped from DICOM tags when there are any)."""
+    import os
+
+    from models.groups import read_groups
+    from models.report import write_report
+
+    groups = read_groups(args.real, secret=os.environ.get("GROUP_KEY_SECRET", "")) or None
+    write_report(workdir, args.report, labels=labels, groups=groups,
+                 subtitle=f"real: {args.real}, generated: {args.generated}")
+    print(f"wrote {args.report}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -168,7 +183,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if state["key"] is not None:
                 state["done"] += 100
             state["key"], state["last"] = key, 0.0
-        bar.set_postfix_str(f"{folder} {method} {stage}")
+        bar.set_postfix_str(f"{folder} {method} {stage}", refresh=False)
         value = state["done"] + overall_progress(stage, fraction)
         if value > bar.n:
             bar.update(value - bar.n)
@@ -188,6 +203,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_perf(args: argparse.Namespace) -> int:
+    """Benchmark the stages' speed (models/perf.py; docs/performance.md)."""
+    from models.perf import run
+
+    args.command_line = "synthaudit perf " + " ".join(sys.argv[2:])
+    run(args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="synthaudit", description="Audit synthetic images for training-data leakage.")
@@ -201,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--format", choices=["synthaudit", "imageclef"], default="synthaudit")
     audit.add_argument("--workdir", type=Path, default=None, help="keep the stage artifacts here (resumable)")
     audit.add_argument("--save-encoder", type=Path, default=None, help="keep the pretrained MAE (.safetensors)")
+    audit.add_argument("--report", type=Path, default=None, help="also write an HTML report (plots, gallery)")
     _add_config_arguments(audit)
     audit.set_defaults(func=cmd_audit)
 
@@ -217,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(bench)
     bench.set_defaults(func=cmd_bench)
 
+    perf = sub.add_parser("perf", help="stage throughput on a synthetic workload vs a measured ceiling (GPU or CPU)")
+    from models.perf import add_arguments as add_perf_arguments
+
+    add_perf_arguments(perf)
+    perf.set_defaults(func=cmd_perf)
+
+    from app.cli_workflow import add_workflow_commands
+
+    add_workflow_commands(sub)
     try:
         from app.cli_service import add_service_commands
     except ImportError:  # the service layer is optional for the engine's commands

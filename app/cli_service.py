@@ -33,6 +33,19 @@ def add_service_commands(subparsers: Any) -> None:
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=cmd_worker)
 
+    keys = subparsers.add_parser("keys", help="manage API keys (each key belongs to one tenant)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; the secret is printed once")
+    create.add_argument("--tenant", required=True, help="the tenant that owns the key's datasets and audits")
+    create.add_argument("--name", default=None, help="a note to recognise the key by")
+    create.set_defaults(func=cmd_keys_create)
+    listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--tenant", default=None)
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id (at least 8 characters)")
+    revoke.add_argument("id")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """uvicorn on the app factory; the lifespan migrates (SQLite) or checks (other databases) the schema."""
@@ -41,8 +54,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.config import get_settings
     from app.migrations import SchemaOutOfDate, ensure_schema
 
+    os.environ["BIND_HOST"] = args.host  # the app decides from it whether API keys may be skipped
+    get_settings.cache_clear()
     settings = get_settings()
     print(f"synthaudit serve: {settings.describe_mode()}", flush=True)
+    from app.main import describe_auth
+
+    print(f"synthaudit serve: {describe_auth(settings)}", flush=True)
     try:
         ensure_schema(settings.database_url, auto_upgrade=settings.is_sqlite)
     except SchemaOutOfDate as exc:
@@ -112,3 +130,62 @@ def cmd_worker(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     os.execv(argv[0], argv)
     return 0  # pragma: no cover
+
+
+def _key_sessions():  # type: ignore[no-untyped-def]
+    """A session factory on DATABASE_URL (the embedded SQLite is migrated first, as `serve` does)."""
+    from app.config import get_settings
+    from app.db import make_engine, make_session_factory
+    from app.migrations import ensure_schema
+
+    settings = get_settings()
+    ensure_schema(settings.database_url, auto_upgrade=settings.is_sqlite)
+    return make_session_factory(make_engine(settings.database_url))
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    """Print a new key for the tenant (only its hash is stored: it cannot be shown again)."""
+    from app.db import session_scope
+    from app.services.keys import KeyCommandError, create_key
+
+    try:
+        with session_scope(_key_sessions()) as session:
+            key = create_key(session, args.tenant, args.name)
+    except KeyCommandError as exc:
+        print(f"synthaudit keys: {exc}", file=sys.stderr)
+        return 2
+    print(f"id:     {key.id}\ntenant: {key.tenant}\nkey:    {key.token}", file=sys.stderr)
+    print("(store the key now: only its hash is kept)", file=sys.stderr)
+    print(key.token)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from app.db import session_scope
+    from app.services.keys import list_keys
+
+    with session_scope(_key_sessions()) as session:
+        keys = list_keys(session, args.tenant)
+    print(f"{'id':36}  {'tenant':20}  {'prefix':12}  {'created':19}  {'last used':19}  status  name")
+    for k in keys:
+        status = "revoked" if k.revoked_at else "active"
+        used = f"{k.last_used_at:%Y-%m-%d %H:%M:%S}" if k.last_used_at else "-"
+        print(
+            f"{k.id!s:36}  {k.tenant:20}  {k.prefix:12}  {k.created_at:%Y-%m-%d %H:%M:%S}  {used:19}  "
+            f"{status:7} {k.name or ''}"
+        )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from app.db import session_scope
+    from app.services.keys import KeyCommandError, revoke_key
+
+    try:
+        with session_scope(_key_sessions()) as session:
+            changed = revoke_key(session, args.id)
+    except KeyCommandError as exc:
+        print(f"synthaudit keys: {exc}", file=sys.stderr)
+        return 2
+    print("revoked" if changed else "already revoked")
+    return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -41,7 +42,37 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(default=0.5, ge=0.0)
 
     retention_days: int = Field(default=30, ge=0)  # 0 keeps everything forever
+
+    # Scale-out (worker/sharding.py): a generated set of more than SHARD_SIZE images is embedded and
+    # searched as shards of about SHARD_SIZE images on all workers (a Celery chord), merged exactly;
+    # EMBED_SHARDS > 0 always splits into that many. Needs a result backend (Redis): default the broker.
+    shard_size: int = Field(default=50_000, ge=1)
+    embed_shards: int = Field(default=0, ge=0)
+    celery_result_backend: str = ""
     log_level: str = "INFO"
+
+    # Workflow (docs/workflow.md). Webhooks: HMAC-SHA256 signature key, bounded retries with backoff.
+    webhook_secret: str = ""
+    webhook_max_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_backoff_s: float = Field(default=2.0, ge=0.0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0.0)
+    # Key of the pseudonymous DICOM group keys (PatientID etc. are hashed with it, never stored raw).
+    group_key_secret: str = ""
+    # Logs: "text" (default) or "json" (one object per line, with request and audit ids).
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+
+    # Authentication (app/auth.py): None = required, except the embedded default bound to localhost.
+    auth_required: bool | None = None
+    bind_host: str | None = None  # set by `synthaudit serve --host`; unknown under a bare uvicorn
+    # Request limits besides uploads, and per-image pixels (decompression bombs).
+    max_json_bytes: int = Field(default=1 * MIB, ge=1)
+    max_image_pixels: int = Field(default=64_000_000, ge=1)
+
+    # Job durability (worker/recovery.py): a running stage refreshes its audit's heartbeat; a sweep
+    # re-dispatches audits whose heartbeat went stale (their worker died) or whose broker lost them.
+    heartbeat_interval_s: float = Field(default=10.0, gt=0.0)
+    orphan_after_s: float = Field(default=120.0, gt=0.0)
+    recovery_interval_s: float = Field(default=30.0, gt=0.0)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -52,6 +83,8 @@ class Settings(BaseSettings):
         self.storage_dir = self.storage_dir.resolve()
         if self.stage_time_limit_s <= self.stage_soft_time_limit_s:
             raise ValueError("STAGE_TIME_LIMIT_S must exceed STAGE_SOFT_TIME_LIMIT_S")
+        if self.orphan_after_s <= 2 * self.heartbeat_interval_s:
+            raise ValueError("ORPHAN_AFTER_S must exceed twice HEARTBEAT_INTERVAL_S")
         if self.celery_broker_url and self.broker_visibility_timeout_s <= self.stage_time_limit_s:
             raise ValueError(
                 "BROKER_VISIBILITY_TIMEOUT_S must exceed STAGE_TIME_LIMIT_S (else Redis redelivers)"
@@ -70,6 +103,13 @@ class Settings(BaseSettings):
         return not self.celery_broker_url
 
     @property
+    def auth_enabled(self) -> bool:
+        """AUTH_REQUIRED when set; else keys are required unless embedded and bound to localhost."""
+        if self.auth_required is not None:
+            return self.auth_required
+        return not (self.embedded and is_loopback(self.bind_host))
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -82,6 +122,18 @@ class Settings(BaseSettings):
             f"distributed mode: database {redact_url(self.database_url)}, "
             f"broker {redact_url(self.celery_broker_url)} (queue {self.celery_queue}), storage {self.storage}"
         )
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost; False for anything else, or an unknown bind address."""
+    if not host:
+        return False
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def redact_url(url: str) -> str:

@@ -8,13 +8,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.auth import ApiKeyAuth
 from app.config import Settings, get_settings
 from app.db import make_engine, make_session_factory
 from app.deps import Services
 from app.limits import UploadSizeLimit
 from app.migrations import ensure_schema
-from app.problems import install_problem_handlers
-from app.routes import audits, datasets, health
+from app.observability import install_observability
+from app.problems import UnexpectedErrors, install_problem_handlers
+from app.routes import audits, datasets, encoders, health, reports
 from app.services.dispatch import make_dispatcher
 from app.services.storage import Storage
 
@@ -27,6 +29,18 @@ def configure_logging(level: str) -> None:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("synthaudit", "app", "worker"):
         logging.getLogger(name).setLevel(level.upper())
+
+
+def describe_auth(settings: Settings) -> str:
+    """One line saying whether API keys are required, and why."""
+    if settings.auth_enabled:
+        return "API keys required (create one with `synthaudit keys create --tenant NAME`)"
+    if settings.auth_required is False:
+        return "WARNING: API keys are NOT required (AUTH_REQUIRED=false); every caller is tenant 'default'"
+    return (
+        f"API keys are not required: embedded mode bound to {settings.bind_host} (localhost only); "
+        "set AUTH_REQUIRED=true to require them"
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         storage.ensure()
         services.dispatcher.start()
         log.info("synthaudit API: %s", settings.describe_mode())
+        log.info("synthaudit API: %s", describe_auth(settings))
         try:
             yield
         finally:
@@ -60,8 +75,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     install_problem_handlers(app)
-    app.add_middleware(UploadSizeLimit, max_bytes=settings.max_upload_bytes, paths=("/v1/datasets",))
-    for router in (health.router, datasets.router, audits.router):
+    app.add_middleware(
+        UploadSizeLimit,
+        max_bytes=settings.max_upload_bytes,
+        paths=("/v1/datasets",),
+        other_max_bytes=settings.max_json_bytes,
+    )
+    app.add_middleware(ApiKeyAuth, services=services)  # no body is read before the key check
+    install_observability(app, services, settings.log_format)  # request ids, GET /metrics, JSON logs
+    app.add_middleware(UnexpectedErrors)  # outermost: errors logged without their messages
+    for router in (health.router, datasets.router, audits.router, reports.router, encoders.router):
         app.include_router(router)
     return app
 

@@ -21,10 +21,13 @@ class ProblemError(Exception):
     status: int = 400
     slug: str = "bad-request"
 
-    def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra or {}
+        self.headers = headers or {}
 
 
 class NotFound(ProblemError):
@@ -67,9 +70,12 @@ def problem_response(
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(
+    response = problem_response(
         exc.status, exc.detail, type_=TYPE_PREFIX + exc.slug, instance=request.url.path, **exc.extra
     )
+    for name, value in exc.headers.items():
+        response.headers[name] = value
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -99,6 +105,39 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database is unreachable (503, retry) or refused a value (422); the SQL is never shown."""
+    from sqlalchemy.exc import DataError, DBAPIError
+
+    assert isinstance(exc, DBAPIError)
+    if isinstance(exc, DataError):
+        return problem_response(
+            422,
+            "the request holds a value the database cannot store (a NUL character, a number out of range)",
+            type_=TYPE_PREFIX + "invalid-request",
+            instance=request.url.path,
+        )
+    if exc.connection_invalidated or isinstance(exc, _UNAVAILABLE):
+        response = problem_response(
+            503,
+            "the database is unavailable; retry the request shortly",
+            type_=TYPE_PREFIX + "unavailable",
+            instance=request.url.path,
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+    return await _unexpected_error(request, exc)
+
+
+def _unavailable_errors() -> tuple[type[Exception], ...]:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return (OperationalError, InterfaceError)
+
+
+_UNAVAILABLE = _unavailable_errors()
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # The server logs the traceback itself (Starlette re-raises after this handler answers).
     return problem_response(
@@ -106,9 +145,51 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class UnexpectedErrors:
+    """Outermost middleware: any exception that escaped the handlers becomes a 500 problem+json, and is
+    logged with its type and stack only. Its message is not logged: it may quote data (a file name, a
+    value). Nothing is re-raised, so the server does not log it again in full."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001
+            log_unexpected(f"{scope.get('method')} {scope.get('path')}", exc)
+            if not started:
+                detail = "an internal error occurred; the operator's logs have the details"
+                response = problem_response(500, detail, instance=scope["path"])
+                await response(scope, receive, send)
+
+
+def log_unexpected(where: str, exc: BaseException) -> None:
+    """Log an unexpected exception as its type and stack frames, never its message (it may hold data)."""
+    import logging
+    import traceback
+
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    logging.getLogger("synthaudit").error("%s: unexpected %s\n%s", where, type(exc).__name__, frames)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error the app can raise through problem+json."""
     app.add_exception_handler(ProblemError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    from sqlalchemy.exc import DBAPIError
+
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

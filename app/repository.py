@@ -10,7 +10,16 @@ from typing import Any
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.tables import ACTIVE_STATUSES, Audit, AuditMetrics, AuditResult, Dataset, Image, utcnow
+from app.tables import (
+    ACTIVE_STATUSES,
+    DEFAULT_TENANT,
+    Audit,
+    AuditMetrics,
+    AuditResult,
+    Dataset,
+    Image,
+    utcnow,
+)
 
 # --- datasets ---------------------------------------------------------------------------------------
 
@@ -25,8 +34,12 @@ def add_dataset(session: Session, dataset: Dataset, images: Sequence[dict[str, A
         )
 
 
-def get_dataset(session: Session, dataset_id: uuid.UUID) -> Dataset | None:
-    return session.get(Dataset, dataset_id)
+def get_dataset(session: Session, dataset_id: uuid.UUID, tenant: str | None = None) -> Dataset | None:
+    """The dataset; None when missing or (with a tenant) owned by another tenant."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or (tenant is not None and dataset.tenant != tenant):
+        return None
+    return dataset
 
 
 def list_images(session: Session, dataset_id: uuid.UUID, offset: int, limit: int) -> list[Image]:
@@ -61,12 +74,16 @@ def add_audit(session: Session, audit: Audit) -> None:
     session.flush()
 
 
-def get_audit(session: Session, audit_id: uuid.UUID) -> Audit | None:
-    return session.get(Audit, audit_id)
+def get_audit(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> Audit | None:
+    """The audit; None when missing or (with a tenant) owned by another tenant."""
+    audit = session.get(Audit, audit_id)
+    if audit is None or (tenant is not None and audit.tenant != tenant):
+        return None
+    return audit
 
 
-def get_audit_by_idempotency_key(session: Session, key: str) -> Audit | None:
-    return session.scalar(select(Audit).where(Audit.idempotency_key == key))
+def get_audit_by_idempotency_key(session: Session, key: str, tenant: str = DEFAULT_TENANT) -> Audit | None:
+    return session.scalar(select(Audit).where(Audit.idempotency_key == key, Audit.tenant == tenant))
 
 
 def audits_in_status(session: Session, statuses: Sequence[str]) -> list[uuid.UUID]:
@@ -111,6 +128,7 @@ def start_stage(session: Session, audit_id: uuid.UUID, stage: str, progress: flo
         return False
     audit.status, audit.stage, audit.progress, audit.updated_at = "running", stage, progress, now
     audit.started_at = audit.started_at or now
+    audit.heartbeat_at = now
     return True
 
 
@@ -118,7 +136,7 @@ def set_progress(session: Session, audit_id: uuid.UUID, stage: str, progress: fl
     result = session.execute(
         update(Audit)
         .where(Audit.id == audit_id, Audit.status == "running")
-        .values(stage=stage, progress=progress, updated_at=utcnow())
+        .values(stage=stage, progress=progress, updated_at=utcnow(), heartbeat_at=utcnow())
     )
     return result.rowcount > 0  # type: ignore[attr-defined]
 
@@ -164,20 +182,45 @@ def store_outcome(
     return True
 
 
-# --- retention --------------------------------------------------------------------------------------
+# --- retention and data protection ---------------------------------------------------------------
 
 
 def expired_audits(session: Session, before: datetime) -> list[uuid.UUID]:
-    stmt = select(Audit.id).where(Audit.created_at < before, Audit.status.not_in(ACTIVE_STATUSES))
+    """Finished audits created before `before` whose work folder was not purged yet."""
+    stmt = select(Audit.id).where(
+        Audit.created_at < before, Audit.status.not_in(ACTIVE_STATUSES), Audit.purged_at.is_(None)
+    )
     return list(session.scalars(stmt))
 
 
 def expired_datasets(session: Session, before: datetime) -> list[uuid.UUID]:
+    """Datasets created before `before`, not purged yet, that no queued or running audit uses."""
     active = Audit.status.in_(ACTIVE_STATUSES)
     in_use = (
         select(Audit.real_dataset_id)
         .where(active, Audit.real_dataset_id.is_not(None))
         .union(select(Audit.generated_dataset_id).where(active, Audit.generated_dataset_id.is_not(None)))
     )
-    stmt = select(Dataset.id).where(Dataset.created_at < before, Dataset.id.not_in(in_use))
+    stmt = select(Dataset.id).where(
+        Dataset.created_at < before, Dataset.purged_at.is_(None), Dataset.id.not_in(in_use)
+    )
+    return list(session.scalars(stmt))
+
+
+def mark_audit_purged(session: Session, audit_id: uuid.UUID) -> None:
+    """The audit's work folder is gone: its results and metrics rows stay."""
+    session.execute(update(Audit).where(Audit.id == audit_id).values(purged_at=utcnow()))
+
+
+def mark_dataset_purged(session: Session, dataset_id: uuid.UUID) -> None:
+    """The dataset's images are gone: drop their rows (names, hashes), keep the dataset's summary."""
+    session.execute(delete(Image).where(Image.dataset_id == dataset_id))
+    session.execute(update(Dataset).where(Dataset.id == dataset_id).values(purged_at=utcnow()))
+
+
+def audits_using(session: Session, dataset_id: uuid.UUID) -> list[uuid.UUID]:
+    """Every audit that read the dataset (their work folders hold decoded copies of its images)."""
+    stmt = select(Audit.id).where(
+        or_(Audit.real_dataset_id == dataset_id, Audit.generated_dataset_id == dataset_id)
+    )
     return list(session.scalars(stmt))

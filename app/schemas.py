@@ -30,6 +30,9 @@ class DatasetOut(BaseModel):
     total_bytes: int
     rejected: list[RejectedFile] = []
     created_at: datetime
+    purged_at: datetime | None = Field(
+        default=None, description="when retention removed its images (the summary stays)"
+    )
 
 
 class ImageOut(BaseModel):
@@ -88,12 +91,30 @@ class AuditCreate(BaseModel):
         default=None, description="known membership of some real images: {image id: 1 used / 0 not used}"
     )
     config: AuditConfigIn = Field(default_factory=AuditConfigIn)
+    # Workflow (docs/workflow.md).
+    encoder_id: uuid.UUID | None = Field(
+        default=None, description="reuse a registered encoder (POST /v1/encoders): no pretraining"
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="POSTed once when the audit ends, signed `X-Synthaudit-Signature: sha256=<hmac>`",
+    )
+    patient_labels: dict[str, Literal[0, 1]] | None = Field(
+        default=None,
+        description="known membership per patient (DICOM PatientID, or its pseudonym): labels all their images",
+    )
+    patient_aggregation: Literal["any", "mean-score"] = Field(
+        default="any", description="a patient is used when any image is (any), or by the mean image score"
+    )
 
 
 class AuditLinks(BaseModel):
     self: str
     results: str
     metrics: str
+    report: str | None = None
+    patients: str | None = None
 
 
 class AuditOut(BaseModel):
@@ -113,6 +134,14 @@ class AuditOut(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     links: AuditLinks
+    encoder_id: uuid.UUID | None = None
+    webhook_status: str | None = Field(default=None, description="sending, delivered or failed")
+    patient_aggregation: str = "any"
+    labelled_patients: int = 0
+    trail: dict[str, Any] | None = Field(
+        default=None,
+        description="provenance: input set hashes, labels hash, code version, encoder, seed, config hash, timings",
+    )
 
 
 class MetricsOut(BaseModel):

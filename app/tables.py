@@ -30,6 +30,7 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 ROLES = ("real", "generated")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")
+DEFAULT_TENANT = "default"  # owner of everything created without an API key (embedded, auth off)
 
 
 def utcnow() -> datetime:
@@ -49,6 +50,10 @@ class Dataset(Base):
     total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     rejected: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    tenant: Mapped[str] = mapped_column(
+        String(64), default=DEFAULT_TENANT, server_default=DEFAULT_TENANT, index=True
+    )
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # files removed (retention)
 
 
 class Image(Base):
@@ -69,6 +74,10 @@ class Image(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     role: Mapped[str] = mapped_column(String(16))
+    # Pseudonymous DICOM group keys (models/groups.py: keyed hashes, never the raw identifiers).
+    patient_key: Mapped[str | None] = mapped_column(String(24), index=True)
+    study_key: Mapped[str | None] = mapped_column(String(24))
+    series_key: Mapped[str | None] = mapped_column(String(24))
 
 
 class Audit(Base):
@@ -78,6 +87,7 @@ class Audit(Base):
     __table_args__ = (
         CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"),
         Index("ix_audits_status_created_at", "status", "created_at"),
+        UniqueConstraint("tenant", "idempotency_key", name="uq_audits_tenant_idempotency_key"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -94,12 +104,31 @@ class Audit(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     stage_timings: Mapped[dict[str, float]] = mapped_column(JSONType, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))  # unique per tenant
     request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    tenant: Mapped[str] = mapped_column(
+        String(64), default=DEFAULT_TENANT, server_default=DEFAULT_TENANT, index=True
+    )
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # work folder removed
+    # Job durability (worker/recovery.py): the running stage refreshes heartbeat_at; a re-dispatch
+    # bumps attempt, and tasks of an older attempt stop at once.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Workflow (docs/workflow.md): a registered encoder instead of pretraining, a completion webhook,
+    # per-patient labels (pseudonymous keys) and the rule that turns image decisions into patient ones.
+    encoder_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("encoders.id", ondelete="SET NULL"), index=True
+    )
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    webhook_status: Mapped[str | None] = mapped_column(String(16))  # sending, delivered, failed
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    patient_labels: Mapped[dict[str, int] | None] = mapped_column(JSONType)
+    patient_aggregation: Mapped[str] = mapped_column(String(16), default="any", server_default="any")
+    trail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # provenance fixed at creation
 
 
 class AuditResult(Base):
@@ -128,3 +157,44 @@ class AuditMetrics(Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     rejected: Mapped[dict[str, list[dict[str, str]]]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key of a tenant: only the sha256 of the secret token is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to recognise it
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Encoder(Base):
+    """A reusable MAE encoder pretrained on uploaded datasets (safetensors under STORAGE_DIR/encoders)."""
+
+    __tablename__ = "encoders"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(
+        String(64), default=DEFAULT_TENANT, server_default=DEFAULT_TENANT, index=True
+    )
+    name: Mapped[str | None] = mapped_column(String(200))
+    dataset_ids: Mapped[list[str]] = mapped_column(JSONType)  # pretrained on their images, in this order
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)  # image_size, mae_preset, budget, seed
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text)
+    data_hash: Mapped[str | None] = mapped_column(String(64))  # sha256 of the decoded training images
+    n_images: Mapped[int | None] = mapped_column(Integer)
+    final_loss: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

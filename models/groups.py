@@ -20,8 +20,17 @@ from pathlib import Path
 import numpy as np
 
 AGGREGATIONS = ("any", "mean-score")
-PATIENTS_HEADER = ["patient", "images", "images_used", "used", "score", "max_score", "mean_score", "studies",
-                   "series"]
+PATIENTS_HEADER = [
+    "patient",
+    "images",
+    "images_used",
+    "used",
+    "score",
+    "max_score",
+    "mean_score",
+    "studies",
+    "series",
+]
 _TAGS = {"patient": "PatientID", "study": "StudyInstanceUID", "series": "SeriesInstanceUID"}
 _PREFIX = {"patient": "p", "study": "st", "series": "se"}
 
@@ -64,7 +73,7 @@ def pseudonym(kind: str, value: str, secret: str = "") -> str:
 def is_pseudonym(kind: str, value: str) -> bool:
     """True when value already looks like a key of this kind (so it is not hashed again)."""
     prefix = _PREFIX[kind] + "_"
-    tail = value[len(prefix):]
+    tail = value[len(prefix) :]
     return value.startswith(prefix) and len(tail) == 16 and all(c in "0123456789abcdef" for c in tail)
 
 
@@ -166,17 +175,19 @@ def aggregate_patients(
         else:
             decided, score = int(mean_score >= threshold), mean_score
         keys = [_as_keys(groups.get(ids[i])) for i in idx]
-        out.append(PatientResult(
-            patient=patient,
-            images=len(idx),
-            images_used=int(pu.sum()),
-            used=decided,
-            score=score,
-            max_score=max_score,
-            mean_score=mean_score,
-            studies=len({k.study for k in keys if k is not None and k.study}),
-            series=len({k.series for k in keys if k is not None and k.series}),
-        ))
+        out.append(
+            PatientResult(
+                patient=patient,
+                images=len(idx),
+                images_used=int(pu.sum()),
+                used=decided,
+                score=score,
+                max_score=max_score,
+                mean_score=mean_score,
+                studies=len({k.study for k in keys if k is not None and k.study}),
+                series=len({k.series for k in keys if k is not None and k.series}),
+            )
+        )
     out.sort(key=lambda r: (-r.score, r.patient))
     return out
 
@@ -206,8 +217,17 @@ def _fmt(value: float) -> str:
 def patients_csv_lines(rows: Iterable[PatientResult]) -> list[list[str]]:
     """The rows of patients.csv, header first."""
     return [PATIENTS_HEADER] + [
-        [r.patient, str(r.images), str(r.images_used), str(r.used), _fmt(r.score), _fmt(r.max_score),
-         _fmt(r.mean_score), str(r.studies), str(r.series)]
+        [
+            r.patient,
+            str(r.images),
+            str(r.images_used),
+            str(r.used),
+            _fmt(r.score),
+            _fmt(r.max_score),
+            _fmt(r.mean_score),
+            str(r.studies),
+            str(r.series),
+        ]
         for r in rows
     ]
 
@@ -225,4 +245,3 @@ def write_patients_csv(rows: Iterable[PatientResult], path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-

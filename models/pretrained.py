@@ -82,7 +82,9 @@ def pretrain_encoder(
         sources, spec.image_size, (lambda f: on_progress(DECODE_SHARE * f)) if on_progress else None
     )
     return pretrain_on_images(
-        images, out, spec,
+        images,
+        out,
+        spec,
         (lambda f: on_progress(DECODE_SHARE + (1 - DECODE_SHARE) * f)) if on_progress else None,
     )
 

@@ -115,12 +115,21 @@ def score_histogram(scores: np.ndarray, threshold: float, label_of: np.ndarray |
     lo, hi = min(lo, threshold), max(hi, threshold)
     bins = np.linspace(lo, hi + 1e-9 if hi == lo else hi, 41)
     if label_of is not None and (label_of >= 0).any():
-        parts = [(scores[label_of == 1], "labelled used", "#c0392b"),
-                 (scores[label_of == 0], "labelled not used", "#2f6fb3"),
-                 (scores[label_of < 0], "unlabelled", "#a9b3bd")]
+        parts = [
+            (scores[label_of == 1], "labelled used", "#c0392b"),
+            (scores[label_of == 0], "labelled not used", "#2f6fb3"),
+            (scores[label_of < 0], "unlabelled", "#a9b3bd"),
+        ]
         parts = [p for p in parts if p[0].size]
-        ax.hist([p[0] for p in parts], bins=bins, stacked=True, label=[p[1] for p in parts],
-                color=[p[2] for p in parts], edgecolor="white", linewidth=0.4)
+        ax.hist(
+            [p[0] for p in parts],
+            bins=bins,
+            stacked=True,
+            label=[p[1] for p in parts],
+            color=[p[2] for p in parts],
+            edgecolor="white",
+            linewidth=0.4,
+        )
     else:
         ax.hist(scores, bins=bins, color="#6c8fb3", edgecolor="white", linewidth=0.4, label="real images")
     ax.axvspan(threshold, bins[-1], color="#c0392b", alpha=0.06)
@@ -186,7 +195,9 @@ def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.1f} %" if whole else "–"
 
 
-def verdict_html(data: dict[str, Any], patients: list[PatientResult] | None, aggregation: str) -> tuple[str, bool]:
+def verdict_html(
+    data: dict[str, Any], patients: list[PatientResult] | None, aggregation: str
+) -> tuple[str, bool]:
     """The verdict paragraph (HTML) and whether it signals a risk (some images decided used)."""
     m, config = data["metrics"], data["config"]
     n_real, n_gen = len(data["real_ids"]), len(data["generated_ids"])
@@ -194,38 +205,50 @@ def verdict_html(data: dict[str, Any], patients: list[PatientResult] | None, agg
     threshold = float(m.get("threshold", math.nan))
     rule = str(m.get("decision_rule", ""))
     parts = [
-        (f"<b>{n_used:,} of {n_real:,} real images ({_pct(n_used, n_real)})</b> appear to be in the training set "
-         f"of the generator that produced the {n_gen:,} generated images")
+        (
+            f"<b>{n_used:,} of {n_real:,} real images ({_pct(n_used, n_real)})</b> appear to be in the training set "
+            f"of the generator that produced the {n_gen:,} generated images"
+        )
     ]
     if patients:
         p_used = sum(p.used for p in patients)
         rule_text = "any of their images" if aggregation == "any" else "their mean image score"
-        parts[0] += (f", <b>from {p_used:,} of {len(patients):,} patients ({_pct(p_used, len(patients))})</b> "
-                     f"(a patient counts as used by {rule_text})")
+        parts[0] += (
+            f", <b>from {p_used:,} of {len(patients):,} patients ({_pct(p_used, len(patients))})</b> "
+            f"(a patient counts as used by {rule_text})"
+        )
     parts[0] += "."
     frac = config.get("used_fraction", 0.5)
     how = _RULES.get(rule, f"set by the rule {_e(rule)!s}").format(frac=f"{100 * float(frac):.0f} %")
-    parts.append(f"A real image is decided <i>used</i> when its membership score (method <code>{_e(m.get('method', '?'))}"
-                 f"</code>) is at least <b>{threshold:.4f}</b>; this threshold was {how}.")
+    parts.append(
+        f"A real image is decided <i>used</i> when its membership score (method <code>{_e(m.get('method', '?'))}"
+        f"</code>) is at least <b>{threshold:.4f}</b>; this threshold was {how}."
+    )
     labelled = m.get("labelled") or {}
     cv, applied = labelled.get("cross_validated"), labelled.get("applied")
     if cv:
         parts.append(
             f"Checked on the {int(m.get('n_labelled', 0)):,} labelled images, each decided by a threshold fitted on "
             f"the other folds (cross-validated, an honest estimate): precision <b>{_num(cv.get('precision'))}</b>, "
-            f"recall <b>{_num(cv.get('recall'))}</b>, ROC AUC <b>{_num(cv.get('auc'))}</b>.")
+            f"recall <b>{_num(cv.get('recall'))}</b>, ROC AUC <b>{_num(cv.get('auc'))}</b>."
+        )
         precision = cv.get("precision")
         if n_used and precision is not None and math.isfinite(precision):
-            parts.append(f"At that precision about {round(n_used * precision):,} of the {n_used:,} flagged images "
-                         "are expected to be true training images.")
+            parts.append(
+                f"At that precision about {round(n_used * precision):,} of the {n_used:,} flagged images "
+                "are expected to be true training images."
+            )
     elif applied:
         parts.append(
             f"On the {int(m.get('n_labelled', 0)):,} labelled images: precision {_num(applied.get('precision'))}, "
-            f"recall {_num(applied.get('recall'))}, ROC AUC {_num(applied.get('auc'))}.")
+            f"recall {_num(applied.get('recall'))}, ROC AUC {_num(applied.get('auc'))}."
+        )
     else:
-        parts.append("No labels were given, so there is no measured confidence: the number of used images follows "
-                     "from the rule above. Give labels for some images (known used and not used) to calibrate "
-                     "the threshold and measure precision and recall.")
+        parts.append(
+            "No labels were given, so there is no measured confidence: the number of used images follows "
+            "from the rule above. Give labels for some images (known used and not used) to calibrate "
+            "the threshold and measure precision and recall."
+        )
     return " ".join(parts), n_used > 0
 
 
@@ -263,60 +286,90 @@ def _summary_table(data: dict[str, Any], patients: list[PatientResult] | None) -
     return "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
 
-def _patients_section(patients: list[PatientResult], patient_labels: Mapping[str, int] | None,
-                      aggregation: str, ungrouped: int) -> str:
+def _patients_section(
+    patients: list[PatientResult], patient_labels: Mapping[str, int] | None, aggregation: str, ungrouped: int
+) -> str:
     from models.metrics import classification_metrics
 
-    out = [f"<h2>Patients</h2><p>{len(patients):,} patients; aggregation rule <code>{_e(aggregation)}</code>"
-           + (f"; {ungrouped:,} real images without patient information are not counted" if ungrouped else "")
-           + ".</p>"]
+    out = [
+        f"<h2>Patients</h2><p>{len(patients):,} patients; aggregation rule <code>{_e(aggregation)}</code>"
+        + (f"; {ungrouped:,} real images without patient information are not counted" if ungrouped else "")
+        + ".</p>"
+    ]
     if patient_labels:
         known = [p for p in patients if p.patient in patient_labels]
         if known:
             y = np.array([int(patient_labels[p.patient]) for p in known])
-            result = classification_metrics(y, np.array([p.used for p in known]),
-                                            np.array([p.score for p in known]))
-            out.append(f"<p>On the {len(known)} labelled patients: accuracy {_num(result['accuracy'])}, precision "
-                       f"{_num(result['precision'])}, recall {_num(result['recall'])}, "
-                       f"ROC AUC {_num(result['auc'])}.</p>")
+            result = classification_metrics(
+                y, np.array([p.used for p in known]), np.array([p.score for p in known])
+            )
+            out.append(
+                f"<p>On the {len(known)} labelled patients: accuracy {_num(result['accuracy'])}, precision "
+                f"{_num(result['precision'])}, recall {_num(result['recall'])}, "
+                f"ROC AUC {_num(result['auc'])}.</p>"
+            )
     rows = "".join(
         f"<tr><td><code>{_e(p.patient)}</code></td><td class=n>{p.images}</td><td class=n>{p.images_used}</td>"
         f"<td class=n>{p.studies}</td><td class=n>{p.series}</td><td class=n>{p.score:.4f}</td>"
         f"<td>{'<span class=used>used</span>' if p.used else 'not used'}</td>"
-        + (f"<td>{_e(patient_labels.get(p.patient, '–'))}</td>" if patient_labels else "") + "</tr>"
-        for p in patients[:GALLERY_ROWS * 2]
+        + (f"<td>{_e(patient_labels.get(p.patient, '–'))}</td>" if patient_labels else "")
+        + "</tr>"
+        for p in patients[: GALLERY_ROWS * 2]
     )
     label_head = "<th>label</th>" if patient_labels else ""
-    out.append("<table><tr><th>patient (pseudonym)</th><th>images</th><th>used images</th><th>studies</th>"
-               f"<th>series</th><th>score</th><th>decision</th>{label_head}</tr>{rows}</table>")
+    out.append(
+        "<table><tr><th>patient (pseudonym)</th><th>images</th><th>used images</th><th>studies</th>"
+        f"<th>series</th><th>score</th><th>decision</th>{label_head}</tr>{rows}</table>"
+    )
     if len(patients) > GALLERY_ROWS * 2:
-        out.append(f"<p class=sub>The {GALLERY_ROWS * 2} highest-scoring patients of {len(patients)}; "
-                   "patients.csv has them all.</p>")
+        out.append(
+            f"<p class=sub>The {GALLERY_ROWS * 2} highest-scoring patients of {len(patients)}; "
+            "patients.csv has them all.</p>"
+        )
     return "".join(out)
 
 
-def _gallery(data: dict[str, Any], rows: int, neighbours: int, labels: Mapping[str, int] | None,
-             groups: Mapping[str, GroupKeys | Mapping[str, str | None]] | None = None) -> str:
+def _gallery(
+    data: dict[str, Any],
+    rows: int,
+    neighbours: int,
+    labels: Mapping[str, int] | None,
+    groups: Mapping[str, GroupKeys | Mapping[str, str | None]] | None = None,
+) -> str:
     ids, scores, used = data["real_ids"], data["scores"], data["used"]
     gen_pos = {g: j for j, g in enumerate(data["generated_ids"])}
-    order = sorted(range(len(ids)), key=lambda i: (-scores[i] if math.isfinite(scores[i]) else math.inf, ids[i]))
+    order = sorted(
+        range(len(ids)), key=lambda i: (-scores[i] if math.isfinite(scores[i]) else math.inf, ids[i])
+    )
     out = []
     for rank, i in enumerate(order[:rows], start=1):
-        label = "" if not labels or ids[i] not in labels else f"<br>label: {'used' if labels[ids[i]] else 'not used'}"
+        label = (
+            ""
+            if not labels or ids[i] not in labels
+            else f"<br>label: {'used' if labels[ids[i]] else 'not used'}"
+        )
         decision = "<span class=used>decided used</span>" if used[i] else "decided not used"
         patient = _patient_of(groups[ids[i]]) if groups and ids[i] in groups else None
         if patient:
             decision += f"<br>patient <code>{_e(patient)}</code>"
-        figures = [(f"<figure class=real><img alt='real image {_e(ids[i])}' src='{thumbnail(data['real'][i])}'>"
-                    "<figcaption>real</figcaption></figure><div class=gap></div>")]
+        figures = [
+            (
+                f"<figure class=real><img alt='real image {_e(ids[i])}' src='{thumbnail(data['real'][i])}'>"
+                "<figcaption>real</figcaption></figure><div class=gap></div>"
+            )
+        ]
         for gen_id, sim in data["evidence"].get(ids[i], [])[:neighbours]:
             if gen_id not in gen_pos:
                 continue
-            figures.append(f"<figure><img alt='generated image {_e(gen_id)}' "
-                           f"src='{thumbnail(data['generated'][gen_pos[gen_id]])}'>"
-                           f"<figcaption>{_e(gen_id)}<br>sim {sim:.4f}</figcaption></figure>")
-        out.append(f"<div class=row><div class=meta>#{rank} <b>{_e(ids[i])}</b><br>score {scores[i]:.4f}<br>"
-                   f"{decision}{label}</div>{''.join(figures)}</div>")
+            figures.append(
+                f"<figure><img alt='generated image {_e(gen_id)}' "
+                f"src='{thumbnail(data['generated'][gen_pos[gen_id]])}'>"
+                f"<figcaption>{_e(gen_id)}<br>sim {sim:.4f}</figcaption></figure>"
+            )
+        out.append(
+            f"<div class=row><div class=meta>#{rank} <b>{_e(ids[i])}</b><br>score {scores[i]:.4f}<br>"
+            f"{decision}{label}</div>{''.join(figures)}</div>"
+        )
     return "".join(out)
 
 
@@ -342,7 +395,9 @@ def render_report(
     patients = None
     ungrouped = 0
     if groups:
-        patients = aggregate_patients(ids, data["scores"], data["used"], groups, threshold, aggregation) or None
+        patients = (
+            aggregate_patients(ids, data["scores"], data["used"], groups, threshold, aggregation) or None
+        )
         ungrouped = sum(1 for i in ids if not (groups.get(i) and _patient_of(groups[i])))
     label_of = np.array([labels.get(i, -1) if labels else -1 for i in ids], dtype=np.int64)
     verdict, risk = verdict_html(data, patients, aggregation)
@@ -353,34 +408,50 @@ def render_report(
         f"<h2>Verdict</h2><p class='verdict{' risk' if risk else ''}'>{verdict}</p>",
     ]
     if data["metrics"].get("decision_rule") == "prior":
-        sections.append("<p class=note>The 'prior' rule always marks about the assumed share of images as used, "
-                        "whatever the evidence: read the score distribution and the gallery, not the count.</p>")
+        sections.append(
+            "<p class=note>The 'prior' rule always marks about the assumed share of images as used, "
+            "whatever the evidence: read the score distribution and the gallery, not the count.</p>"
+        )
     sections += [
-        "<h2>Summary</h2>", _summary_table(data, patients),
+        "<h2>Summary</h2>",
+        _summary_table(data, patients),
         "<h2>Scores</h2><div class=plots>",
-        (f"<img id=score-histogram alt='score distribution with threshold' "
-         f"src='{score_histogram(data['scores'], threshold, label_of if labels else None)}'>"),
+        (
+            f"<img id=score-histogram alt='score distribution with threshold' "
+            f"src='{score_histogram(data['scores'], threshold, label_of if labels else None)}'>"
+        ),
     ]
     labelled_mask = label_of >= 0
     y = label_of[labelled_mask]
     if labels and y.size and len(set(y.tolist())) == 2:
-        sections.append(f"<img id=roc-curve alt='ROC curve on the labelled images' "
-                        f"src='{roc_plot(y, data['scores'][labelled_mask], data['used'][labelled_mask])}'>")
+        sections.append(
+            f"<img id=roc-curve alt='ROC curve on the labelled images' "
+            f"src='{roc_plot(y, data['scores'][labelled_mask], data['used'][labelled_mask])}'>"
+        )
     sections.append("</div>")
     labelled_metrics = data["metrics"].get("labelled")
     if labelled_metrics:
-        sections += ["<h2>Metrics on the labelled images</h2>", _metrics_table(labelled_metrics),
-                     ("<p class=sub>“As applied” scores the threshold on the same labels it was calibrated on "
-                      "(optimistic); the cross-validated column decides each image with a threshold fitted "
-                      "without it.</p>")]
+        sections += [
+            "<h2>Metrics on the labelled images</h2>",
+            _metrics_table(labelled_metrics),
+            (
+                "<p class=sub>“As applied” scores the threshold on the same labels it was calibrated on "
+                "(optimistic); the cross-validated column decides each image with a threshold fitted "
+                "without it.</p>"
+            ),
+        ]
     if patients:
         sections.append(_patients_section(patients, patient_labels, aggregation, ungrouped))
     sections += [
-        (f"<h2>Most at-risk real images</h2><p class=sub>The {min(gallery_rows, len(ids))} highest-scoring real "
-         "images (red frame), each beside its nearest generated images with their similarities.</p>"),
+        (
+            f"<h2>Most at-risk real images</h2><p class=sub>The {min(gallery_rows, len(ids))} highest-scoring real "
+            "images (red frame), each beside its nearest generated images with their similarities.</p>"
+        ),
         f"<div id=gallery>{_gallery(data, gallery_rows, gallery_neighbours, labels, groups)}</div>",
-        ("<footer>Made by synthaudit. This page embeds thumbnails of the audited images: share it only with "
-         "people allowed to see them. Patient keys are pseudonyms (keyed hashes), never raw identifiers.</footer>"),
+        (
+            "<footer>Made by synthaudit. This page embeds thumbnails of the audited images: share it only with "
+            "people allowed to see them. Patient keys are pseudonyms (keyed hashes), never raw identifiers.</footer>"
+        ),
     ]
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"

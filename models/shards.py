@@ -177,7 +177,7 @@ def _embed(workdir: Path, config: AuditConfig, images: np.ndarray, on_progress: 
         )
         span = 1.0 / len(names)
         out[name] = encoder.embed(
-            images, batch_size=config.batch_size, on_progress=lambda f, i=i: on_progress(span * (i + f))
+            images, batch_size=config.batch_size, on_progress=lambda f, i=i, span=span: on_progress(span * (i + f))
         )
     return out
 
@@ -258,7 +258,7 @@ def run_merge(workdir: Path, config: AuditConfig, on_progress: Progress = _noop)
             precomputed[f"{view.key}/{name}"] = np.concatenate([s[f"{view.key}/{name}"] for s in shards])
     atomic_save_npz(workdir / ARTIFACTS["embed"], features)
     run_search(workdir, None, config, on_progress, precomputed=precomputed)  # the rest: real -> real
-    seconds = lambda key: float(sum(float(s[key]) for s in shards))  # noqa: E731
+    seconds = lambda key: float(sum(float(s[key]) for s in shards))
     _record_timing(workdir, "embed", float(real["seconds"]) + seconds("seconds_embed"))
     _record_timing(workdir, "search", seconds("seconds_search") + time.perf_counter() - began)
     shutil.rmtree(shard_dir(workdir), ignore_errors=True)

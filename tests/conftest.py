@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,8 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_BASE = os.environ.get("SYNTHAUDIT_TEST_REDIS", "redis://127.0.0.1:6379")
 REDIS_DB = int(os.environ.get("SYNTHAUDIT_TEST_REDIS_DB", "13"))
 SETTINGS_ENV = (
+    "AUTH_REQUIRED",
+    "BIND_HOST",
     "DATABASE_URL",
     "CELERY_BROKER_URL",
     "CELERY_QUEUE",
@@ -171,12 +173,30 @@ class Proc:
 
 @dataclass
 class Server:
-    """A uvicorn server in a subprocess."""
+    """A uvicorn server in a subprocess; `headers` carry the API key its clients send (if any)."""
 
     url: str
     proc: Proc
     storage: Path
     env: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def create_api_key(database_url: str, tenant: str) -> str:
+    """A new API key for the tenant, written straight into the database (as `synthaudit keys create`)."""
+    from app.db import make_engine, make_session_factory, session_scope
+    from app.services.keys import create_key
+
+    engine = make_engine(database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            return create_key(session, tenant, "tests").token
+    finally:
+        engine.dispose()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def start_server(env: dict[str, str], log: Path, storage: Path) -> Server:
@@ -263,10 +283,19 @@ def celery_worker(
 
 
 @pytest.fixture(scope="session")
-def api(distributed_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """uvicorn on the distributed settings (Postgres, Redis broker)."""
+def tenant_keys(pg_url: str) -> dict[str, str]:
+    """API keys of two tenants on the test database: `a` (what `client` sends) and `b` (another tenant)."""
+    return {"a": create_api_key(pg_url, "tenant-a"), "b": create_api_key(pg_url, "tenant-b")}
+
+
+@pytest.fixture(scope="session")
+def api(
+    distributed_env: dict[str, str], tenant_keys: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """uvicorn on the distributed settings (Postgres, Redis broker); API keys required."""
     log = tmp_path_factory.mktemp("logs") / "api.log"
     server = start_server(distributed_env, log, Path(distributed_env["STORAGE_DIR"]))
+    server.headers = bearer(tenant_keys["a"])
     yield server
     server.proc.stop()
 
@@ -275,7 +304,12 @@ def api(distributed_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
 def embedded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """uvicorn with no DATABASE_URL or broker: SQLite, local storage, in-process runner."""
     home = tmp_path_factory.mktemp("embedded")
-    env = clean_env(SYNTHAUDIT_HOME=str(home), MAX_UPLOAD_BYTES="3000000", PROGRESS_INTERVAL_S="0.2")
+    env = clean_env(
+        SYNTHAUDIT_HOME=str(home),
+        MAX_UPLOAD_BYTES="3000000",
+        PROGRESS_INTERVAL_S="0.2",
+        BIND_HOST="127.0.0.1",  # as `synthaudit serve` on localhost: no API keys needed
+    )
     server = start_server(env, home / "api.log", home / "storage")
     yield server
     server.proc.stop()
@@ -283,9 +317,19 @@ def embedded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture()
 def client(api: Server) -> Iterator[object]:
+    """An HTTP client of tenant `a` on the distributed API."""
     import httpx
 
-    with httpx.Client(base_url=api.url, timeout=60.0) as c:
+    with httpx.Client(base_url=api.url, timeout=60.0, headers=api.headers) as c:
+        yield c
+
+
+@pytest.fixture()
+def other_client(api: Server, tenant_keys: dict[str, str]) -> Iterator[object]:
+    """An HTTP client of tenant `b` on the same API."""
+    import httpx
+
+    with httpx.Client(base_url=api.url, timeout=60.0, headers=bearer(tenant_keys["b"])) as c:
         yield c
 
 
@@ -370,4 +414,12 @@ def proc_tools() -> object:
     """Subprocess helpers for tests: repo root, a clean environment, a free port."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(repo=REPO, clean_env=clean_env, free_port=free_port, Proc=Proc)
+    return SimpleNamespace(
+        repo=REPO,
+        clean_env=clean_env,
+        free_port=free_port,
+        Proc=Proc,
+        start_server=start_server,
+        create_api_key=create_api_key,
+        bearer=bearer,
+    )

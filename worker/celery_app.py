@@ -17,11 +17,18 @@ log = logging.getLogger(__name__)
 
 def create_celery(settings: Settings) -> Celery:
     """A Celery app configured from the settings (the API uses it to send, the worker to run)."""
-    celery = Celery("synthaudit", broker=settings.celery_broker_url or "memory://", include=["worker.tasks"])
+    celery = Celery(
+        "synthaudit",
+        broker=settings.celery_broker_url or "memory://",
+        include=["worker.tasks", "worker.encoder_tasks", "worker.sharding"],
+    )
     celery.conf.update(
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,  # the database row, not a result backend, is the job's truth
+        # Only the chord of a sharded embed + search (worker/sharding.py) keeps results, to count its shards.
+        result_backend=result_backend(settings),
+        result_expires=settings.broker_visibility_timeout_s,
         task_default_queue=settings.celery_queue,
         task_acks_late=True,  # a task lost with its worker is redelivered (stages are idempotent)
         task_reject_on_worker_lost=True,
@@ -36,12 +43,35 @@ def create_celery(settings: Settings) -> Celery:
             "priority_steps": list(range(10)),
         },
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits out a broker restart instead of exiting
+        # Keep running a stage while the broker is away (its result is still good; recovery covers a
+        # message the broker lost), and retry sending the next stage for up to ~1 min.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 20,
+            "interval_start": 0.5,
+            "interval_step": 1.0,
+            "interval_max": 5.0,
+        },
         worker_hijack_root_logger=True,
         beat_schedule={
             "purge-expired": {"task": "synthaudit.purge", "schedule": 3600.0, "options": {"expires": 3000}},
         },
     )
+    from worker.recovery import install
+
+    install(celery)  # the orphaned-audit sweep on every worker's timer
     return celery
+
+
+def result_backend(settings: Settings) -> str | None:
+    """CELERY_RESULT_BACKEND, else the broker when it is Redis (chords need a backend), else none."""
+    if settings.celery_result_backend:
+        return settings.celery_result_backend
+    if settings.celery_broker_url.startswith(("redis://", "rediss://")):
+        return settings.celery_broker_url
+    return None
 
 
 def stage_priority(stage_index: int, n_stages: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import repository as repo
 from app.config import Settings
 from app.db import make_engine, make_session_factory, session_scope
+from app.problems import log_unexpected
 from app.services.storage import Storage
+from app.services.webhooks import notify_finished
 from app.tables import ACTIVE_STATUSES
 
 log = logging.getLogger(__name__)
@@ -89,14 +92,30 @@ class _Job:
     generated_dataset_id: uuid.UUID | None
 
 
+@dataclass(frozen=True)
+class StagePart:
+    """A piece of a stage run as its own task (worker/sharding.py): `run(workdir, inputs, config,
+    on_progress)` instead of the whole stage; its own crash marker; no stage timing or 100 % progress.
+    `start` is the stage's progress fraction when the part begins."""
+
+    name: str
+    run: Any
+    start: float = 0.0
+
+
 class ProgressReporter:
     """The engine's on_progress callback: throttled writes of overall progress; stops a cancelled audit."""
 
-    def __init__(self, ctx: WorkerContext, audit_id: uuid.UUID, stage: str) -> None:
+    def __init__(
+        self, ctx: WorkerContext, audit_id: uuid.UUID, stage: str, stopped: threading.Event | None = None
+    ) -> None:
         self.ctx, self.audit_id, self.stage = ctx, audit_id, stage
+        self.stopped = stopped  # set by the stage's Heartbeat (worker/recovery.py)
         self.last = 0.0
 
     def __call__(self, fraction: float) -> None:
+        if self.stopped is not None and self.stopped.is_set():
+            raise AuditStopped
         now = time.monotonic()
         if now - self.last < self.ctx.settings.progress_interval_s:
             return
@@ -117,16 +136,22 @@ class ProgressReporter:
             raise AuditStopped
 
 
-def _begin(ctx: WorkerContext, audit_id: uuid.UUID, stage: str) -> _Job | None:
-    """Mark the audit running at this stage; None when it is gone, cancelled or finished."""
+def _begin(
+    ctx: WorkerContext, audit_id: uuid.UUID, stage: str, attempt: int | None = None, start: float = 0.0
+) -> _Job | None:
+    """Mark the audit running at this stage; None when it is gone, cancelled or finished, or when the
+    task belongs to an older dispatch attempt (worker/recovery.py re-dispatched the audit since)."""
     from models.stages import overall_progress
 
     with session_scope(ctx.sessions) as session:
         audit = repo.get_audit(session, audit_id)
         if audit is None or audit.status not in ACTIVE_STATUSES:
             return None
+        if attempt is not None and (audit.attempt or 1) != attempt:
+            log.info("audit %s: %s task of attempt %d superseded", audit_id, stage, attempt)
+            return None
         job = _Job(audit.config, audit.labels, audit.real_dataset_id, audit.generated_dataset_id)
-        if not repo.start_stage(session, audit_id, stage, overall_progress(stage, 0.0)):
+        if not repo.start_stage(session, audit_id, stage, overall_progress(stage, start)):
             return None
     return job
 
@@ -135,6 +160,7 @@ def fail(ctx: WorkerContext, audit_id: uuid.UUID, message: str) -> None:
     """Mark the audit failed with a message for the user (no-op when it already ended)."""
     with session_scope(ctx.sessions) as session:
         repo.fail_audit(session, audit_id, message)
+    notify_finished(ctx.sessions, audit_id, ctx.settings)  # its webhook, if any (background, never raises)
 
 
 def execute_stage(
@@ -142,9 +168,12 @@ def execute_stage(
     audit_id: uuid.UUID,
     stage: str,
     timeout_errors: tuple[type[BaseException], ...] = (),
+    attempt: int | None = None,
+    part: StagePart | None = None,
 ) -> Outcome:
-    """Run one stage of one audit. Transient errors propagate (the caller retries); others end the audit."""
-    outcome = _execute(ctx, audit_id, stage, timeout_errors)
+    """Run one stage (or one part of it) of one audit. Transient errors propagate (the caller retries);
+    others end the audit."""
+    outcome = _execute(ctx, audit_id, stage, timeout_errors, attempt, part)
     if outcome is Outcome.STOPPED:
         _forget_if_deleted(ctx, audit_id)
     return outcome
@@ -163,12 +192,15 @@ def _execute(
     audit_id: uuid.UUID,
     stage: str,
     timeout_errors: tuple[type[BaseException], ...] = (),
+    attempt: int | None = None,
+    part: StagePart | None = None,
 ) -> Outcome:
     """execute_stage without the clean-up."""
     from models.config import AuditConfig
     from models.stages import AuditInputs, overall_progress, run_stage
+    from worker.recovery import Heartbeat
 
-    job = _begin(ctx, audit_id, stage)
+    job = _begin(ctx, audit_id, stage, attempt, part.start if part is not None else 0.0)
     if job is None:
         return Outcome.STOPPED
     if job.real_dataset_id is None or job.generated_dataset_id is None:
@@ -180,7 +212,8 @@ def _execute(
         labels=job.labels,
     )
     workdir = ctx.storage.audit_workdir(audit_id)
-    crashes = _crashed_attempts(workdir, stage)
+    marker = stage if part is None else f"{stage}-{part.name}"
+    crashes = _crashed_attempts(workdir, marker)
     if crashes >= MAX_CRASHED_ATTEMPTS:
         fail(
             ctx,
@@ -191,9 +224,15 @@ def _execute(
         return Outcome.FAILED
     started = time.perf_counter()
     try:
-        config = AuditConfig.from_dict(job.config)
-        with _attempt(workdir, stage, crashes):
-            run_stage(stage, workdir, inputs, config, ProgressReporter(ctx, audit_id, stage))
+        from app.services.encoders import resolve_checkpoint  # `encoder:<id>` -> the encoder's file
+
+        config = AuditConfig.from_dict(resolve_checkpoint(job.config, ctx.storage))
+        with _attempt(workdir, marker, crashes), Heartbeat(ctx, audit_id, stage, attempt) as heartbeat:
+            reporter = ProgressReporter(ctx, audit_id, stage, heartbeat.stopped)
+            if part is None:
+                run_stage(stage, workdir, inputs, config, reporter)
+            else:
+                part.run(workdir, inputs, config, reporter)
     except AuditStopped:
         log.info("audit %s: stopped during %s (cancelled or deleted)", audit_id, stage)
         return Outcome.STOPPED
@@ -221,7 +260,7 @@ def _execute(
         )
         return Outcome.FAILED
     except Exception as exc:  # noqa: BLE001 - a bug or a broken environment: fail, tell the operator
-        log.exception("audit %s: unexpected %s in stage %s", audit_id, type(exc).__name__, stage)
+        log_unexpected(f"audit {audit_id}: stage {stage}", exc)  # type and stack only, never the message
         fail(
             ctx,
             audit_id,
@@ -230,6 +269,8 @@ def _execute(
         )
         return Outcome.FAILED
     seconds = time.perf_counter() - started
+    if part is not None:
+        return Outcome.DONE
     if stage == "decide":
         return _finish(ctx, audit_id, seconds)
     with session_scope(ctx.sessions) as session:
@@ -327,4 +368,5 @@ def _finish(ctx: WorkerContext, audit_id: uuid.UUID, seconds: float) -> Outcome:
         stored = repo.store_outcome(session, audit_id, rows, metrics)
     if stored:
         log.info("audit %s: succeeded (%d real images)", audit_id, len(rows))
+        notify_finished(ctx.sessions, audit_id, ctx.settings)
     return Outcome.DONE if stored else Outcome.STOPPED

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from app import repository as repo
 from app.db import session_scope
@@ -57,6 +58,10 @@ class EmbeddedRunner:
     def submit(self, audit_id: uuid.UUID) -> None:
         self._queue.put(audit_id)
 
+    def submit_call(self, job: Callable[[], None]) -> None:
+        """Run another kind of job on the runner thread, after the audits queued before it."""
+        self._queue.put(job)
+
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -70,11 +75,19 @@ class EmbeddedRunner:
                 continue
             if item is _STOP:
                 return
+            if callable(item):  # another kind of job (e.g. pretraining an encoder): same thread, in turn
+                try:
+                    item()
+                except Exception:  # noqa: BLE001
+                    log.exception("embedded runner: job %s crashed", getattr(item, "__name__", "?"))
+                continue
             assert isinstance(item, uuid.UUID)
             try:
                 self.run(item)
-            except Exception:  # noqa: BLE001 - the runner thread must survive anything
-                log.exception("embedded runner: audit %s crashed", item)
+            except Exception as exc:  # noqa: BLE001 - the runner thread must survive anything
+                from app.problems import log_unexpected
+
+                log_unexpected(f"embedded runner: audit {item}", exc)
             self._maybe_purge()
 
     def run(self, audit_id: uuid.UUID) -> None:

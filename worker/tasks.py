@@ -67,9 +67,15 @@ def failure_message(stage: str, exc: BaseException) -> str:
 
 def _stage_task(stage: str) -> Task:
     @celery_app.task(name=task_name(stage), base=StageTask, bind=True)
-    def run(self: Task, audit_id: str) -> str:
+    def run(self: Task, audit_id: str, attempt: int | None = None) -> str:
+        if stage == "embed":  # a large generated set: embed + search as shards on every worker
+            from worker.sharding import fan_out
+
+            sharded = fan_out(self, audit_id, attempt)
+            if sharded is not None:
+                return sharded
         outcome = execute_stage(
-            context(), uuid.UUID(audit_id), stage, timeout_errors=(SoftTimeLimitExceeded,)
+            context(), uuid.UUID(audit_id), stage, timeout_errors=(SoftTimeLimitExceeded,), attempt=attempt
         )
         if outcome is not Outcome.DONE:
             self.request.chain = None  # stopped or failed: the later stages have nothing to do
@@ -83,6 +89,14 @@ pretrain = _stage_task("pretrain")
 embed = _stage_task("embed")
 search = _stage_task("search")
 decide = _stage_task("decide")
+
+
+@celery_app.task(name="synthaudit.recover")
+def recover() -> list[str]:
+    """Re-dispatch orphaned audits (every worker also does this on its own timer: worker/recovery.py)."""
+    from worker.recovery import celery_sweep
+
+    return [str(audit_id) for audit_id in celery_sweep(celery_app, context())]
 
 
 @celery_app.task(name="synthaudit.purge")

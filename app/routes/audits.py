@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
+from app.auth import TenantDep
 from app.deps import DispatcherDep, SessionDep, StorageDep
 from app.routes.common import problems
 from app.schemas import AuditCreate, AuditOut, MetricsOut, ResultsFormat
@@ -24,6 +25,7 @@ def create_audit(
     response: Response,
     session: SessionDep,
     dispatcher: DispatcherDep,
+    tenant: TenantDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -34,7 +36,7 @@ def create_audit(
     ] = None,
 ) -> AuditOut:
     """Queue an audit of the real dataset against the generated one; poll the Location."""
-    audit, created = service.create_audit(session, dispatcher, body, idempotency_key)
+    audit, created = service.create_audit(session, dispatcher, body, idempotency_key, tenant)
     response.headers["Location"] = service.audit_location(audit.id)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -42,9 +44,9 @@ def create_audit(
 
 
 @router.get("/{audit_id}", response_model=AuditOut, responses=problems(404))
-def get_audit(audit_id: uuid.UUID, session: SessionDep) -> AuditOut:
+def get_audit(audit_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> AuditOut:
     """Status, current stage, progress (0-100), timestamps and, on failure, the error."""
-    return service.get_audit(session, audit_id)
+    return service.get_audit(session, audit_id, tenant)
 
 
 @router.get(
@@ -59,12 +61,13 @@ def get_results(
     audit_id: uuid.UUID,
     session: SessionDep,
     storage: StorageDep,
+    tenant: TenantDep,
     format: Annotated[
         ResultsFormat, Query(description="`imageclef`: `id,label` lines, no header")
     ] = "synthaudit",
 ) -> FileResponse:
     """The decisions: `id,used,score,nearest_generated,similarity` (or the ImageCLEF format)."""
-    path = service.write_results(session, storage, audit_id, format)
+    path = service.write_results(session, storage, audit_id, format, tenant)
     return FileResponse(
         path,
         media_type="text/csv",
@@ -74,21 +77,27 @@ def get_results(
 
 
 @router.get("/{audit_id}/metrics", response_model=MetricsOut, responses=problems(404, 409))
-def get_metrics(audit_id: uuid.UUID, session: SessionDep) -> MetricsOut:
+def get_metrics(audit_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> MetricsOut:
     """Threshold, counts and, with labels, accuracy/precision/recall/specificity/F1/AUC/TPR@1%FPR."""
-    return service.get_metrics(session, audit_id)
+    return service.get_metrics(session, audit_id, tenant)
 
 
 @router.post("/{audit_id}/cancel", response_model=AuditOut, responses=problems(404, 409))
-def cancel_audit(audit_id: uuid.UUID, session: SessionDep, dispatcher: DispatcherDep) -> AuditOut:
+def cancel_audit(
+    audit_id: uuid.UUID, session: SessionDep, dispatcher: DispatcherDep, tenant: TenantDep
+) -> AuditOut:
     """Cancel a queued or running audit."""
-    return service.cancel_audit(session, dispatcher, audit_id)
+    return service.cancel_audit(session, dispatcher, audit_id, tenant)
 
 
 @router.delete("/{audit_id}", status_code=204, responses=problems(404))
 def delete_audit(
-    audit_id: uuid.UUID, session: SessionDep, dispatcher: DispatcherDep, storage: StorageDep
+    audit_id: uuid.UUID,
+    session: SessionDep,
+    dispatcher: DispatcherDep,
+    storage: StorageDep,
+    tenant: TenantDep,
 ) -> Response:
     """Cancel it if still active, then delete its rows, results and work folder."""
-    service.delete_audit(session, dispatcher, storage, audit_id)
+    service.delete_audit(session, dispatcher, storage, audit_id, tenant)
     return Response(status_code=204)

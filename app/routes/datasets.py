@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
+from app.auth import TenantDep
 from app.deps import SessionDep, SettingsDep, StorageDep
 from app.routes.common import problems
 from app.schemas import DatasetOut, ImagePage, Role
@@ -21,40 +22,47 @@ def create_dataset(
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    tenant: TenantDep,
     role: Annotated[Role, Form(description="`real` (the images to audit) or `generated`")],
     files: Annotated[
         list[UploadFile],
         File(description="images (PNG, JPEG, TIFF, BMP, DICOM) and/or .zip/.tar/.tar.gz archives"),
     ],
-    name: Annotated[str | None, Form(max_length=200, description="an optional label for the set")] = None,
+    name: Annotated[
+        str | None,
+        Form(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$", description="an optional label for the set"),
+    ] = None,
 ) -> DatasetOut:
     """Upload images and/or archives as one dataset; unreadable files are listed in `rejected`."""
     dataset = service.create_dataset(
-        session, storage, settings, role, name, ((f.filename or "", f.file) for f in files)
+        session, storage, settings, role, name, ((f.filename or "", f.file) for f in files), tenant
     )
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return dataset
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=problems(404))
-def get_dataset(dataset_id: uuid.UUID, session: SessionDep) -> DatasetOut:
+def get_dataset(dataset_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> DatasetOut:
     """A dataset's role, image count and rejected files."""
-    return service.get_dataset(session, dataset_id)
+    return service.get_dataset(session, dataset_id, tenant)
 
 
 @router.get("/{dataset_id}/images", response_model=ImagePage, responses=problems(404))
 def list_images(
     dataset_id: uuid.UUID,
     session: SessionDep,
+    tenant: TenantDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ImagePage:
     """The dataset's image ids (the ids results and labels use), ordered."""
-    return service.list_images(session, dataset_id, offset, limit)
+    return service.list_images(session, dataset_id, offset, limit, tenant)
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=problems(404, 409))
-def delete_dataset(dataset_id: uuid.UUID, session: SessionDep, storage: StorageDep) -> Response:
+def delete_dataset(
+    dataset_id: uuid.UUID, session: SessionDep, storage: StorageDep, tenant: TenantDep
+) -> Response:
     """Delete the dataset's files and rows (refused while a queued or running audit uses it)."""
-    service.delete_dataset(session, storage, dataset_id)
+    service.delete_dataset(session, storage, dataset_id, tenant)
     return Response(status_code=204)

@@ -22,7 +22,7 @@ from app.schemas import AuditCreate, AuditLinks, AuditOut, MetricsOut, RejectedF
 from app.services.dispatch import Dispatcher
 from app.services.storage import Storage
 from app.services.webhooks import notify_finished
-from app.services.workflow import audit_fields
+from app.services.workflow import audit_fields, audit_trail
 from app.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def to_schema(audit: Audit) -> AuditOut:
         webhook_status=audit.webhook_status,
         patient_aggregation=audit.patient_aggregation or "any",
         labelled_patients=len(audit.patient_labels or {}),
+        trail=audit_trail(audit),
     )
 
 

@@ -11,12 +11,14 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from app import repository as repo
+from app.auth import scoped
 from app.config import Settings
 from app.problems import Conflict, NotFound, Unprocessable
 from app.schemas import DatasetOut, ImageOut, ImagePage, RejectedFile
 from app.services.ingest import NoImagesError, UploadLimits, ingest_uploads
+from app.services.patients import image_rows
 from app.services.storage import Storage
-from app.tables import Dataset
+from app.tables import DEFAULT_TENANT, Dataset
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ def to_schema(dataset: Dataset) -> DatasetOut:
         total_bytes=dataset.total_bytes,
         rejected=[RejectedFile(**r) for r in dataset.rejected or []],
         created_at=dataset.created_at,
+        purged_at=dataset.purged_at,
     )
 
 
@@ -40,11 +43,16 @@ def create_dataset(
     role: str,
     name: str | None,
     uploads: Iterable[tuple[str, BinaryIO]],
+    tenant: str | None = None,
 ) -> DatasetOut:
     """Stage and validate the uploaded files, then publish the folder and commit the rows."""
     limits = UploadLimits(
-        settings.max_image_bytes, settings.max_archive_members, settings.max_extracted_bytes
+        settings.max_image_bytes,
+        settings.max_archive_members,
+        settings.max_extracted_bytes,
+        max_image_pixels=settings.max_image_pixels,
     )
+    owner = scoped(tenant) or DEFAULT_TENANT
     storage.ensure()
     staging = storage.new_staging_dir()
     dataset_id = uuid.uuid4()
@@ -60,14 +68,12 @@ def create_dataset(
             image_count=len(result.images),
             total_bytes=result.total_bytes,
             rejected=result.rejected,
+            tenant=owner,
         )
         repo.add_dataset(
             session,
             dataset,
-            [
-                {"name": i.name, "file_name": i.file_name, "sha256": i.sha256, "size_bytes": i.size_bytes}
-                for i in result.images
-            ],
+            image_rows(result.images_dir, result.images, settings.group_key_secret),  # + DICOM group keys
         )
         storage.publish_dataset(result.images_dir, dataset_id)
         try:
@@ -86,15 +92,17 @@ def create_dataset(
     return to_schema(dataset)
 
 
-def get_dataset(session: Session, dataset_id: uuid.UUID) -> DatasetOut:
-    dataset = repo.get_dataset(session, dataset_id)
+def get_dataset(session: Session, dataset_id: uuid.UUID, tenant: str | None = None) -> DatasetOut:
+    dataset = repo.get_dataset(session, dataset_id, scoped(tenant))
     if dataset is None:
         raise NotFound(f"no dataset {dataset_id}")
     return to_schema(dataset)
 
 
-def list_images(session: Session, dataset_id: uuid.UUID, offset: int, limit: int) -> ImagePage:
-    dataset = get_dataset(session, dataset_id)
+def list_images(
+    session: Session, dataset_id: uuid.UUID, offset: int, limit: int, tenant: str | None = None
+) -> ImagePage:
+    dataset = get_dataset(session, dataset_id, tenant)
     items = [
         ImageOut(id=image.name, file_name=image.file_name, sha256=image.sha256, size_bytes=image.size_bytes)
         for image in repo.list_images(session, dataset_id, offset, limit)
@@ -102,12 +110,20 @@ def list_images(session: Session, dataset_id: uuid.UUID, offset: int, limit: int
     return ImagePage(items=items, offset=offset, limit=limit, total=dataset.image_count)
 
 
-def delete_dataset(session: Session, storage: Storage, dataset_id: uuid.UUID) -> None:
-    """Delete rows and files; refused while a queued or running audit uses the dataset."""
-    get_dataset(session, dataset_id)
+def delete_dataset(
+    session: Session, storage: Storage, dataset_id: uuid.UUID, tenant: str | None = None
+) -> None:
+    """Delete rows and files, and the work folders of audits that read it (they hold decoded copies of
+    its images; their results stay); refused while a queued or running audit uses the dataset."""
+    get_dataset(session, dataset_id, tenant)
     active = repo.count_active_audits_using(session, dataset_id)
     if active:
         raise Conflict(f"{active} queued or running audit(s) use this dataset: cancel them first")
+    derived = repo.audits_using(session, dataset_id)
+    for audit_id in derived:
+        repo.mark_audit_purged(session, audit_id)
     repo.delete_dataset(session, dataset_id)
     session.commit()
     storage.remove_dataset(dataset_id)
+    for audit_id in derived:
+        storage.remove_audit(audit_id)

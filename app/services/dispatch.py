@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,6 +38,45 @@ def stage_task_ids(audit_id: uuid.UUID) -> list[str]:
     return [f"{audit_id}-{stage}" for stage in STAGES]
 
 
+def send_chain(
+    celery: Any,
+    settings: Settings,
+    audit_id: uuid.UUID,
+    from_stage: str | None = None,
+    attempt: int = 1,
+    retry_policy: dict[str, float] | None = None,
+) -> None:
+    """Send the Celery chain of an audit's stages, from `from_stage` on, as dispatch `attempt`.
+
+    The first dispatch is attempt 1 (task ids `<audit>-<stage>`); a recovery re-dispatch
+    (worker/recovery.py) sends attempt n > 1 (`<audit>-<stage>-a<n>`), and tasks of older attempts
+    then stop at once.
+    """
+    from celery import chain
+
+    from models.stages import STAGES
+    from worker.celery_app import stage_priority
+
+    first = STAGES.index(from_stage) if from_stage else 0
+    suffix = "" if attempt == 1 else f"-a{attempt}"
+    steps = [
+        celery.signature(
+            f"synthaudit.{stage}",
+            args=(str(audit_id), attempt),
+            immutable=True,
+            task_id=f"{audit_id}-{stage}{suffix}",
+            queue=settings.celery_queue,
+            priority=stage_priority(i, len(STAGES)),
+        )
+        for i, stage in enumerate(STAGES)
+        if i >= first
+    ]
+    chain(*steps).apply_async(**({"retry_policy": retry_policy} if retry_policy else {}))
+
+
+API_PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
+
+
 class CeleryDispatcher:
     """Distributed mode: one chained task per stage on the Redis broker."""
 
@@ -56,23 +95,8 @@ class CeleryDispatcher:
         return None
 
     def submit(self, audit_id: uuid.UUID) -> None:
-        from celery import chain
-
-        from models.stages import STAGES
-        from worker.celery_app import stage_priority
-
-        steps = [
-            self.celery.signature(
-                f"synthaudit.{stage}",
-                args=(str(audit_id),),
-                immutable=True,
-                task_id=task_id,
-                queue=self.settings.celery_queue,
-                priority=stage_priority(i, len(STAGES)),
-            )
-            for i, (stage, task_id) in enumerate(zip(STAGES, stage_task_ids(audit_id), strict=True))
-        ]
-        chain(*steps).apply_async()
+        # A request does not wait a minute for a broker that is down: it answers 503 after ~3 s.
+        send_chain(self.celery, self.settings, audit_id, retry_policy=API_PUBLISH_RETRY)
 
     def cancel(self, audit_id: uuid.UUID) -> None:
         """Revoke the stages not yet started; a running stage sees the status and stops itself."""

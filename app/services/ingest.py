@@ -7,17 +7,23 @@ exactly the images, with exactly the ids (`models.io.image_ids`), that the audit
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import io
+import lzma
 import re
 import shutil
 import tarfile
+import warnings
 import zipfile
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 CHUNK = 1024 * 1024
 DECODE_WORKERS = 4
@@ -32,6 +38,7 @@ class UploadLimits:
     max_image_bytes: int
     max_archive_members: int
     max_extracted_bytes: int
+    max_image_pixels: int = 64_000_000  # width x height (x frames): decompression-bomb guard
 
 
 @dataclass(frozen=True)
@@ -77,15 +84,26 @@ def _is_hidden(relpath: str) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in PurePosixPath(relpath).parts)
 
 
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def safe_relpath(name: str) -> str | None:
-    """A clean relative '/'-path for a member name, or None when it is absolute or climbs out."""
+    """A clean relative '/'-path for a member name, or None when it is absolute, climbs out, or holds
+    control characters (NUL, newlines), lone surrogates or parts longer than a file name can be."""
     norm = name.replace("\\", "/")
-    if norm.startswith("/") or _DRIVE.match(norm):
+    if norm.startswith("/") or _DRIVE.match(norm) or _UNSAFE_CHARS.search(norm):
         return None
     parts = [p for p in norm.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts or any(len(p) > 255 for p in parts) or len("/".join(parts)) > 1000:
+    if not parts or ".." in parts or len("/".join(parts)) > 1000:
+        return None
+    if any(len(p.encode("utf-8")) > 200 for p in parts):  # room for a suffix within NAME_MAX (255 bytes)
         return None
     return "/".join(parts)
+
+
+def display_name(name: str) -> str:
+    """A file name fit to report back and store: control characters and lone surrogates replaced."""
+    return _UNSAFE_CHARS.sub("?", name)[:1000]
 
 
 def _copy_limited(src: BinaryIO, dest: Path, limit: int) -> tuple[str, int]:
@@ -118,7 +136,7 @@ class _Stager:
         self.rejected: list[dict[str, str]] = []
 
     def reject(self, name: str, reason: str) -> None:
-        self.rejected.append({"name": name, "reason": reason})
+        self.rejected.append({"name": display_name(name), "reason": reason})
 
     def add_stream(self, relpath: str, display: str, stream: BinaryIO) -> None:
         if relpath in self.files:
@@ -139,6 +157,8 @@ class _Stager:
         base = PurePosixPath((filename or "").replace("\\", "/")).name
         if not base:
             self.reject(filename or "(unnamed)", "file part without a file name")
+        elif safe_relpath(base) is None:
+            self.reject(base, "unusable file name (control characters, or too long)")
         elif _is_archive(base):
             self.add_archive(base, stream)
         elif _is_hidden(base):
@@ -178,9 +198,14 @@ class _Stager:
         return None
 
     def _unzip(self, name: str, path: Path) -> None:
+        declared = _zip_entry_count(path)
+        if declared is not None and declared > ZIP_DIRECTORY_FACTOR * self.limits.max_archive_members:
+            # Refused before its central directory is parsed (millions of entries would fill memory).
+            self.reject(name, f"{declared} members, far more than {self.limits.max_archive_members}")
+            return
         try:
             zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError):
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
             self.reject(name, "not a readable zip archive")
             return
         with zf:
@@ -208,8 +233,11 @@ class _Stager:
 
     def _untar(self, name: str, path: Path) -> None:
         budget, count = [0], 0
+        # The decompressed stream is capped too: a gzip bomb is stopped after that many bytes, even
+        # where it hides in members that are skipped (tarfile would otherwise inflate them to skip).
+        cap = self.limits.max_extracted_bytes + 1024 * (self.limits.max_archive_members + 16)
         try:
-            with tarfile.open(path, mode="r|*") as tf:
+            with _open_tar_stream(path, cap) as stream, tarfile.open(fileobj=stream, mode="r|") as tf:
                 for member in tf:
                     if member.isdir():
                         continue
@@ -226,15 +254,103 @@ class _Stager:
                     fh = tf.extractfile(member) if relpath else None
                     if relpath and fh is not None:
                         self.add_stream(relpath, f"{name}:{member.name}", fh)
-        except (tarfile.TarError, OSError, EOFError):
+        except _TooLarge:
+            self.reject(
+                name,
+                f"the archive unpacks to more than {self.limits.max_extracted_bytes} bytes; rest skipped",
+            )
+        except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, lzma.LZMAError):
             self.reject(name, "not a readable tar archive (or truncated); later members skipped")
 
 
-def _check_file(path: Path, relpath: str) -> tuple[str | None, str | None]:
+ZIP_DIRECTORY_FACTOR = 10
+
+
+def _zip_entry_count(path: Path) -> int | None:
+    """The entry count the zip's end-of-central-directory record declares (None when unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            end = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # stable since Python 2
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    return int(end[zipfile._ECD_ENTRIES_TOTAL]) if end else None  # type: ignore[attr-defined]
+
+
+class _CappedReader(io.RawIOBase):
+    """A read-only stream that raises _TooLarge once more than `cap` bytes were read through it."""
+
+    def __init__(self, inner: BinaryIO, cap: int) -> None:
+        self.inner, self.cap, self.count = inner, cap, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.inner.read(min(len(buffer), CHUNK))
+        self.count += len(data)
+        if self.count > self.cap:
+            raise _TooLarge
+        buffer[: len(data)] = data
+        return len(data)
+
+
+@contextmanager
+def _open_tar_stream(path: Path, cap: int) -> Iterator[BinaryIO]:
+    """The tar bytes of a plain, gzip, bzip2 or xz file (chosen by content), capped at `cap` bytes."""
+    with open(path, "rb") as raw:
+        magic = raw.read(6)
+        raw.seek(0)
+        inner: Any
+        if magic.startswith(b"\x1f\x8b"):
+            inner = gzip.GzipFile(fileobj=raw)
+        elif magic.startswith(b"BZh"):
+            inner = bz2.BZ2File(raw)
+        elif magic.startswith(b"\xfd7zXZ\x00"):
+            inner = lzma.LZMAFile(raw)  # noqa: SIM115 - entered below
+        else:
+            inner = nullcontext(raw)
+        with inner as stream:
+            yield io.BufferedReader(_CappedReader(stream, cap), CHUNK)  # type: ignore[misc]
+
+
+def _too_many_pixels(data: bytes, max_pixels: int) -> str | None:
+    """A reason when the header declares more pixels than allowed (read before anything is decoded)."""
+    width = height = frames = 0
+    if data[128:132] == b"DICM":
+        try:
+            import pydicom
+
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            height, width = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+            frames = int(ds.get("NumberOfFrames", 1) or 1)
+        except Exception:  # noqa: BLE001 - the decoder reports unreadable files
+            return None
+    else:
+        from PIL import Image
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as im:
+                    width, height = im.size
+                    frames = 1
+        except Image.DecompressionBombError:
+            return f"image too large (decompression bomb guard; limit {max_pixels} pixels)"
+        except Exception:  # noqa: BLE001 - not an image Pillow knows: the decoder reports it
+            return None
+    if width * height * max(frames, 1) > max_pixels:
+        return f"image too large ({width}x{height} pixels x {max(frames, 1)} frame(s); limit {max_pixels})"
+    return None
+
+
+def _check_file(path: Path, relpath: str, max_pixels: int = 64_000_000) -> tuple[str | None, str | None]:
     """Decode one staged file: (suffix to add so the engine's loader picks it up, or None; error or None)."""
     from models.io import IMAGE_SUFFIXES, ImageReadError, decode_image
 
     data = path.read_bytes()
+    too_large = _too_many_pixels(data, max_pixels)
+    if too_large:
+        return None, too_large
     try:
         decode_image(data, relpath)
     except ImageReadError as exc:
@@ -264,7 +380,8 @@ def _validate(stager: _Stager) -> list[StoredImage]:
 
     relpaths = list(stager.files)
     with ThreadPoolExecutor(max_workers=DECODE_WORKERS, thread_name_prefix="synthaudit-ingest") as pool:
-        checks = list(pool.map(lambda rel: _check_file(stager.images_dir / rel, rel), relpaths))
+        max_pixels = stager.limits.max_image_pixels
+        checks = list(pool.map(lambda rel: _check_file(stager.images_dir / rel, rel, max_pixels), relpaths))
     kept: dict[str, tuple[str, str, int]] = {}
     for relpath, (suffix, error) in zip(relpaths, checks, strict=True):
         entry = stager.files[relpath]

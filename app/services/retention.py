@@ -1,8 +1,15 @@
-"""Retention: delete finished audits and unused datasets older than RETENTION_DAYS (0 keeps everything)."""
+"""Retention: after RETENTION_DAYS, uploaded images and derived artifacts are purged (0 keeps everything).
+
+What goes: a dataset's image files and image rows (names, hashes), a finished audit's work folder
+(decoded pixels, encoder weights, features, neighbours, reports). What stays: the dataset's summary
+row, and the audit's row, results and metrics, so results.csv and /metrics still answer.
+Stale upload staging folders (an API process that died mid-upload) are removed as well.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,24 +20,54 @@ from app.services.storage import Storage
 from app.tables import utcnow
 
 log = logging.getLogger(__name__)
+STALE_TMP_S = 24 * 3600.0
 
 
-def purge_expired(sessions: sessionmaker[Session], storage: Storage, retention_days: int) -> tuple[int, int]:
-    """Remove expired audits, then expired datasets no active audit uses; return (audits, datasets)."""
+def purge_expired(
+    sessions: sessionmaker[Session], storage: Storage, retention_days: float
+) -> tuple[int, int]:
+    """Purge expired audits' work folders and expired datasets' images; return (audits, datasets)."""
     if retention_days <= 0:
         return 0, 0
     before = utcnow() - timedelta(days=retention_days)
     with session_scope(sessions) as session:
         audits = repo.expired_audits(session, before)
-        for audit_id in audits:
-            repo.delete_audit(session, audit_id)
         datasets = repo.expired_datasets(session, before)
-        for dataset_id in datasets:
-            repo.delete_dataset(session, dataset_id)
+    # Files first, then the marks: a crash in between leaves rows that are simply purged again.
     for audit_id in audits:
         storage.remove_audit(audit_id)
     for dataset_id in datasets:
         storage.remove_dataset(dataset_id)
-    if audits or datasets:
-        log.info("retention: removed %d audit(s) and %d dataset(s)", len(audits), len(datasets))
+    with session_scope(sessions) as session:
+        for audit_id in audits:
+            repo.mark_audit_purged(session, audit_id)
+        for dataset_id in datasets:
+            repo.mark_dataset_purged(session, dataset_id)
+    removed_tmp = purge_stale_tmp(storage)
+    if audits or datasets or removed_tmp:
+        log.info(
+            "retention: purged %d audit work folder(s), %d dataset(s), %d stale upload folder(s)",
+            len(audits),
+            len(datasets),
+            removed_tmp,
+        )
     return len(audits), len(datasets)
+
+
+def purge_stale_tmp(storage: Storage, older_than_s: float = STALE_TMP_S) -> int:
+    """Remove upload staging folders and temp files left behind for more than a day."""
+    tmp = storage.root / "tmp"
+    if not tmp.is_dir():
+        return 0
+    cutoff, removed = time.time() - older_than_s, 0
+    for entry in tmp.iterdir():
+        try:
+            if entry.lstat().st_mtime < cutoff:
+                if entry.is_dir():
+                    storage.remove_tree(entry)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed += 1
+        except OSError:
+            continue
+    return removed

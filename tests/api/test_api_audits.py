@@ -13,7 +13,7 @@ PROBLEM = "application/problem+json"
 def datasets(api, membership_set, helpers) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     import httpx
 
-    with httpx.Client(base_url=api.url, timeout=60.0) as c:
+    with httpx.Client(base_url=api.url, timeout=60.0, headers=api.headers) as c:
         return helpers.upload_set(c, membership_set[0])
 
 

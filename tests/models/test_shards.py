@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_sets import make_membership_set
 
 from models.config import AuditConfig
 from models.index import SIMILARITY_METRICS, search
 from models.shards import merge_topk, read_rows, run_sharded, shard_ranges
 from models.stages import AuditInputs, _load_npz, run_audit, run_stage
-from synthetic_sets import make_membership_set
 
 
 @pytest.mark.parametrize(
@@ -21,7 +22,7 @@ def test_shard_ranges_cover_the_set_in_aligned_contiguous_pieces(n: int, shards:
     ranges = shard_ranges(n, shards, align)
     assert ranges[0][0] == 0 and ranges[-1][1] == n
     assert all(a < b for a, b in ranges)  # non-empty
-    assert all(prev[1] == nxt[0] for prev, nxt in zip(ranges, ranges[1:]))  # contiguous
+    assert all(prev[1] == nxt[0] for prev, nxt in itertools.pairwise(ranges))  # contiguous
     assert all(b % align == 0 for _, b in ranges[:-1])
     assert len(ranges) == min(shards, -(-n // align))
     sizes = [b - a for a, b in ranges[:-1]]

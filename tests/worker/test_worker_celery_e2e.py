@@ -49,7 +49,7 @@ def uploaded(client_module, membership_set, helpers) -> tuple[str, str]:  # type
 def client_module(api, celery_worker):  # type: ignore[no-untyped-def]
     import httpx
 
-    with httpx.Client(base_url=api.url, timeout=60.0) as c:
+    with httpx.Client(base_url=api.url, timeout=60.0, headers=api.headers) as c:
         yield c
 
 

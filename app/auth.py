@@ -1,0 +1,122 @@
+"""API-key authentication: an ASGI middleware that resolves `Authorization: Bearer <key>` (or
+`X-API-Key`) to a tenant before any request body is read, and the `TenantDep` the routes use.
+
+Every path except the probes and the API documentation needs a valid key when authentication is on
+(AUTH_REQUIRED, see Settings.auth_enabled). Without authentication every request acts as the tenant
+`default`; a key that is presented anyway must still be valid.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Annotated
+
+from anyio import to_thread
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.problems import problem_response
+from app.tables import DEFAULT_TENANT
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+UNAUTHORIZED_TYPE = "urn:synthaudit:problem:unauthorized"
+
+_request_tenant: ContextVar[str | None] = ContextVar("synthaudit_request_tenant", default=None)
+
+
+def request_tenant() -> str | None:
+    """The tenant of the HTTP request being served (None outside requests: CLI, workers)."""
+    return _request_tenant.get()
+
+
+def scoped(tenant: str | None) -> str | None:
+    """The tenant a service call is limited to: the one given, else the current request's."""
+    return tenant if tenant is not None else _request_tenant.get()
+
+
+bearer_scheme = HTTPBearer(auto_error=False, description="an API key from `synthaudit keys create`")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, another header")
+
+
+def presented_key(headers: Headers) -> str | None:
+    """The key of `Authorization: Bearer <key>`, else of `X-API-Key`; None when neither is sent."""
+    auth = headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    key = headers.get("x-api-key", "").strip()
+    return key or None
+
+
+class ApiKeyAuth:
+    """Resolve the caller's tenant into scope["state"]["tenant"], or answer 401 problem+json."""
+
+    def __init__(self, app: ASGIApp, services: object) -> None:
+        self.app, self.services = app, services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        token = presented_key(Headers(scope=scope))
+        public = scope["path"] in PUBLIC_PATHS
+        settings = self.services.settings  # type: ignore[attr-defined]
+        if public or (token is None and not settings.auth_enabled):
+            state["tenant"] = DEFAULT_TENANT
+            await self._call(scope, receive, send, DEFAULT_TENANT)
+            return
+        if token is None:
+            detail = "an API key is required: send `Authorization: Bearer <key>`"
+            await self._refuse(scope, receive, send, detail)
+            return
+        try:
+            tenant = await to_thread.run_sync(self._tenant_of, token)
+        except Exception:  # noqa: BLE001 - the database is down: not the caller's fault
+            response = problem_response(
+                503, "the service cannot check API keys right now; retry later", instance=scope["path"]
+            )
+            response.headers["Retry-After"] = "5"
+            await response(scope, receive, send)
+            return
+        if tenant is None:
+            await self._refuse(scope, receive, send, "the API key is not valid (unknown or revoked)")
+            return
+        state["tenant"] = tenant
+        await self._call(scope, receive, send, tenant)
+
+    async def _call(self, scope: Scope, receive: Receive, send: Send, tenant: str) -> None:
+        reset = _request_tenant.set(tenant)  # services limit every lookup to this tenant
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _request_tenant.reset(reset)
+
+    def _tenant_of(self, token: str) -> str | None:
+        from app.services.keys import tenant_of
+
+        session = self.services.sessions()  # type: ignore[attr-defined]
+        try:
+            return tenant_of(session, token)
+        finally:
+            session.close()
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, detail: str) -> None:
+        response = problem_response(401, detail, type_=UNAUTHORIZED_TYPE, instance=scope["path"])
+        response.headers["WWW-Authenticate"] = 'Bearer realm="synthaudit"'
+        await response(scope, receive, send)
+
+
+def current_tenant(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    _key: Annotated[str | None, Depends(api_key_scheme)],
+) -> str:
+    """The tenant the middleware resolved (the two schemes are declared for the OpenAPI document)."""
+    return str(request.state.tenant)
+
+
+TenantDep = Annotated[str, Depends(current_tenant)]

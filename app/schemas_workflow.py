@@ -1,0 +1,81 @@
+"""Request and response bodies of the workflow endpoints: reusable encoders."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class EncoderConfigIn(BaseModel):
+    """What decides the encoder's weights; omitted settings take the audit engine's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_size: int | None = Field(default=None, ge=8, le=1024, description="decode size (as the audit's)")
+    mae_preset: str | None = Field(default=None, examples=["mae_tiny_patch8_64"])
+    pretrain_images_seen: int | None = Field(default=None, ge=1, description="budget; default by set size")
+    seed: int | None = Field(default=None, ge=0)
+
+    def chosen(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class EncoderCreate(BaseModel):
+    """POST /v1/encoders: pretrain an MAE on one dataset, or on several in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: uuid.UUID | None = Field(default=None, description="the dataset to pretrain on")
+    dataset_ids: list[uuid.UUID] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8,
+        description="several datasets, concatenated in this order (an audit pretrains on [real, generated])",
+    )
+    name: str | None = Field(default=None, max_length=200)
+    config: EncoderConfigIn = Field(default_factory=EncoderConfigIn)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EncoderCreate:
+        if (self.dataset_id is None) == (self.dataset_ids is None):
+            raise ValueError("give exactly one of dataset_id and dataset_ids")
+        return self
+
+    def sources(self) -> list[uuid.UUID]:
+        return [self.dataset_id] if self.dataset_id is not None else list(self.dataset_ids or [])
+
+
+class EncoderLinks(BaseModel):
+    self: str
+    weights: str
+
+
+class EncoderOut(BaseModel):
+    """A reusable encoder: its job's state and, once trained, its provenance."""
+
+    id: uuid.UUID
+    name: str | None = None
+    status: JobStatus
+    progress: float = Field(ge=0.0, le=100.0)
+    error: str | None = None
+    dataset_ids: list[uuid.UUID]
+    config: dict[str, Any]
+    data_hash: str | None = Field(default=None, description="sha256 of the decoded training images")
+    n_images: int | None = None
+    final_loss: float | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    links: EncoderLinks
+
+
+class EncoderPage(BaseModel):
+    items: list[EncoderOut]
+    offset: int
+    limit: int
+    total: int

@@ -1,0 +1,209 @@
+"""Reusable encoders: register a pretraining job, follow it, reuse the result in audits, delete it.
+
+The weights live at STORAGE_DIR/encoders/<id>.safetensors (written by worker/encoder_jobs.py). An audit
+that names `encoder_id` gets `checkpoint: "encoder:<id>"` in its config; the worker resolves that to the
+file (`resolve_checkpoint`), so no server path is stored or shown, and its pretrain stage is skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app import repository as repo
+from app.auth import scoped
+from app.problems import Conflict, NotFound, NotReady, Unprocessable
+from app.schemas_workflow import EncoderCreate, EncoderLinks, EncoderOut, EncoderPage
+from app.services.dispatch import Dispatcher
+from app.services.storage import Storage
+from app.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit, Encoder
+
+log = logging.getLogger(__name__)
+CHECKPOINT_REF = "encoder:"
+TASK_NAME = "synthaudit.pretrain_encoder"
+
+
+def encoder_file(storage: Storage, encoder_id: uuid.UUID) -> Path:
+    return storage.root / "encoders" / f"{encoder_id}.safetensors"
+
+
+def resolve_checkpoint(config: dict[str, Any], storage: Storage) -> dict[str, Any]:
+    """An audit config with `encoder:<id>` replaced by the encoder's file (other configs unchanged)."""
+    ref = config.get("checkpoint")
+    if isinstance(ref, str) and ref.startswith(CHECKPOINT_REF):
+        path = encoder_file(storage, uuid.UUID(ref[len(CHECKPOINT_REF) :]))
+        if not path.exists():
+            raise FileNotFoundError("the audit's encoder file is missing (was the encoder deleted?)")
+        return {**config, "checkpoint": str(path)}
+    return config
+
+
+def to_schema(encoder: Encoder) -> EncoderOut:
+    base = f"/v1/encoders/{encoder.id}"
+    return EncoderOut(
+        id=encoder.id,
+        name=encoder.name,
+        status=encoder.status,  # type: ignore[arg-type]
+        progress=round(min(max(encoder.progress or 0.0, 0.0), 100.0), 1),
+        error=encoder.error,
+        dataset_ids=[uuid.UUID(d) for d in encoder.dataset_ids],
+        config=encoder.config,
+        data_hash=encoder.data_hash,
+        n_images=encoder.n_images,
+        final_loss=encoder.final_loss,
+        created_at=encoder.created_at,
+        started_at=encoder.started_at,
+        finished_at=encoder.finished_at,
+        links=EncoderLinks(self=base, weights=f"{base}/weights"),
+    )
+
+
+def _resolve_spec(body: EncoderCreate) -> dict[str, Any]:
+    from models.mae import MAE_PRESETS
+    from models.pretrained import EncoderSpec
+
+    spec = {**EncoderSpec().to_dict(), **body.config.chosen()}
+    spec.pop("device", None)  # a server-side choice
+    if spec["mae_preset"] not in MAE_PRESETS:
+        raise Unprocessable(
+            f"config: unknown mae_preset {spec['mae_preset']!r}; choose one of {', '.join(sorted(MAE_PRESETS))}"
+        )
+    return spec
+
+
+def create_encoder(
+    session: Session, dispatcher: Dispatcher, body: EncoderCreate, tenant: str | None = None
+) -> EncoderOut:
+    """Queue the pretraining of an encoder on the datasets' images."""
+    owner = scoped(tenant) or DEFAULT_TENANT
+    sources = body.sources()
+    for dataset_id in sources:
+        dataset = repo.get_dataset(session, dataset_id, owner)
+        if dataset is None:
+            raise Unprocessable(f"dataset_ids: no dataset {dataset_id}")
+        if getattr(dataset, "purged_at", None) is not None:
+            raise Unprocessable(f"dataset_ids: the images of dataset {dataset_id} were purged (retention)")
+    encoder = Encoder(
+        tenant=owner,
+        name=body.name,
+        dataset_ids=[str(d) for d in sources],
+        config=_resolve_spec(body),
+        status="queued",
+        progress=0.0,
+    )
+    session.add(encoder)
+    session.commit()
+    try:
+        submit(dispatcher, encoder.id)
+    except Exception as exc:
+        from app.services.audits import QueueUnavailable
+
+        log.error("encoder %s: could not be queued (%s)", encoder.id, type(exc).__name__)
+        session.delete(encoder)
+        session.commit()
+        raise QueueUnavailable("the job queue cannot be reached; retry the request later") from exc
+    log.info("encoder %s: queued (%s)", encoder.id, dispatcher.mode)
+    return to_schema(encoder)
+
+
+def submit(dispatcher: Dispatcher, encoder_id: uuid.UUID) -> None:
+    """Hand the job to the audits' runner: the embedded thread, or a Celery task on the audits queue."""
+    if dispatcher.mode == "embedded":
+        from worker.encoder_jobs import run_encoder_job
+
+        runner = dispatcher.runner  # type: ignore[attr-defined]
+        runner.submit_call(functools.partial(run_encoder_job, runner.ctx, encoder_id))
+        return
+    celery, settings = dispatcher.celery, dispatcher.settings  # type: ignore[attr-defined]
+    celery.send_task(
+        TASK_NAME,
+        args=(str(encoder_id),),
+        task_id=f"{encoder_id}-encoder",
+        queue=settings.celery_queue,
+        priority=9,  # after every stage of audits already started
+    )
+
+
+def _get(session: Session, encoder_id: uuid.UUID, tenant: str | None = None) -> Encoder:
+    encoder = session.get(Encoder, encoder_id)
+    owner = scoped(tenant)
+    if encoder is None or (owner is not None and encoder.tenant != owner):
+        raise NotFound(f"no encoder {encoder_id}")
+    return encoder
+
+
+def get_encoder(session: Session, encoder_id: uuid.UUID, tenant: str | None = None) -> EncoderOut:
+    return to_schema(_get(session, encoder_id, tenant))
+
+
+def list_encoders(session: Session, offset: int, limit: int, tenant: str | None = None) -> EncoderPage:
+    owner = scoped(tenant)
+    where = [Encoder.tenant == owner] if owner is not None else []
+    total = int(session.scalar(select(func.count(Encoder.id)).where(*where)) or 0)
+    rows = session.scalars(
+        select(Encoder).where(*where).order_by(Encoder.created_at.desc()).offset(offset).limit(limit)
+    )
+    return EncoderPage(items=[to_schema(e) for e in rows], offset=offset, limit=limit, total=total)
+
+
+def weights_file(
+    session: Session, storage: Storage, encoder_id: uuid.UUID, tenant: str | None = None
+) -> Path:
+    encoder = _get(session, encoder_id, tenant)
+    path = encoder_file(storage, encoder.id)
+    if encoder.status != "succeeded" or not path.exists():
+        raise NotReady(f"the encoder is {encoder.status}; its weights exist once it has succeeded")
+    return path
+
+
+def delete_encoder(
+    session: Session, storage: Storage, encoder_id: uuid.UUID, tenant: str | None = None
+) -> None:
+    """Delete an encoder (a running job stops at its next progress report); 409 while audits use it."""
+    encoder = _get(session, encoder_id, tenant)
+    in_use = session.scalar(
+        select(func.count(Audit.id)).where(Audit.encoder_id == encoder.id, Audit.status.in_(ACTIVE_STATUSES))
+    )
+    if in_use:
+        raise Conflict(f"{in_use} queued or running audit(s) use this encoder; cancel them first")
+    session.delete(encoder)
+    session.commit()
+    encoder_file(storage, encoder_id).unlink(missing_ok=True)
+
+
+def audit_encoder(
+    session: Session, encoder_id: uuid.UUID, config: dict[str, Any], chosen: dict[str, Any], tenant: str
+) -> dict[str, Any]:
+    """The audit config that reuses a registered encoder: its checkpoint reference, its image size and
+    preset (unless chosen otherwise); 422 when the encoder is not ready or the method uses no MAE."""
+    from models.config import AuditConfig
+    from models.methods import get_method
+
+    encoder = session.get(Encoder, encoder_id)
+    if encoder is None or encoder.tenant != tenant:
+        raise Unprocessable(f"encoder_id: no encoder {encoder_id}")
+    if encoder.status != "succeeded":
+        raise Unprocessable(f"encoder_id: encoder {encoder_id} is {encoder.status}, not succeeded")
+    spec = encoder.config
+    if "mae_preset" in chosen and chosen["mae_preset"] != spec["mae_preset"]:
+        raise Unprocessable(
+            f"config: mae_preset {chosen['mae_preset']!r} differs from the encoder's {spec['mae_preset']!r}"
+        )
+    merged = {**config, "mae_preset": spec["mae_preset"], "checkpoint": f"{CHECKPOINT_REF}{encoder_id}"}
+    if "image_size" not in chosen:
+        merged["image_size"] = spec["image_size"]
+    if "pretrain_images_seen" not in chosen:
+        merged["pretrain_images_seen"] = spec.get("pretrain_images_seen")
+    resolved = AuditConfig.from_dict(merged)
+    if not any(view.encoder == "mae" for view in get_method(resolved.method).views(resolved)):
+        raise Unprocessable(
+            f"encoder_id: method {resolved.method!r} uses no MAE encoder; use method 'paper' "
+            "(or 'similarity' with encoder 'mae')"
+        )
+    return resolved.to_dict()

@@ -1,0 +1,110 @@
+"""API keys: create (the secret is shown once), list, revoke, and resolve a presented key to its tenant.
+
+A key is `sa_` + 43 URL-safe characters (256 random bits). Only its sha256 is stored, so a database
+leak reveals no usable key; the first characters (`prefix`) are kept to recognise a key in `keys list`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.tables import ApiKey, utcnow
+
+TOKEN_PREFIX = "sa_"
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # last_used_at is written at most once a minute per key
+
+
+class KeyCommandError(ValueError):
+    """A key command got something it cannot use (bad tenant name, unknown key id)."""
+
+
+@dataclass(frozen=True)
+class NewKey:
+    id: uuid.UUID
+    tenant: str
+    token: str  # shown once; never stored
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: uuid.UUID
+    tenant: str
+    name: str | None
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def check_tenant(tenant: str) -> str:
+    if not TENANT_PATTERN.fullmatch(tenant or ""):
+        raise KeyCommandError(
+            "a tenant name is 1-64 characters: letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return tenant
+
+
+def create_key(session: Session, tenant: str, name: str | None = None) -> NewKey:
+    """Create a key for the tenant (the caller commits); the token is returned only here."""
+    check_tenant(tenant)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(tenant=tenant, name=name, prefix=token[:12], key_hash=hash_token(token))
+    session.add(key)
+    session.flush()
+    return NewKey(key.id, tenant, token)
+
+
+def list_keys(session: Session, tenant: str | None = None) -> list[KeyInfo]:
+    stmt = select(ApiKey).order_by(ApiKey.tenant, ApiKey.created_at)
+    if tenant:
+        stmt = stmt.where(ApiKey.tenant == tenant)
+    return [
+        KeyInfo(k.id, k.tenant, k.name, k.prefix, k.created_at, k.revoked_at, k.last_used_at)
+        for k in session.scalars(stmt)
+    ]
+
+
+def revoke_key(session: Session, key_id: str) -> bool:
+    """Revoke by id (or unique id prefix); False when it was already revoked. Raises on unknown ids."""
+    matches = [k for k in session.scalars(select(ApiKey)) if str(k.id).startswith(key_id.lower())]
+    if len(matches) != 1 or len(key_id) < 8:
+        raise KeyCommandError(f"no single API key with id {key_id!r} (give at least 8 characters of the id)")
+    key = matches[0]
+    if key.revoked_at is not None:
+        return False
+    key.revoked_at = utcnow()
+    return True
+
+
+def tenant_of(session: Session, token: str) -> str | None:
+    """The tenant of a valid, unrevoked key; None otherwise. Records when the key was last used."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_token(token)))
+    if key is None or key.revoked_at is not None:
+        return None
+    now = utcnow()
+    if key.last_used_at is None or now - _aware(key.last_used_at) > LAST_USED_RESOLUTION:
+        session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+        session.commit()
+    return key.tenant
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

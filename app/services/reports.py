@@ -1,0 +1,52 @@
+"""The HTML report of a finished audit, rendered from its work folder by `models.report` and cached there."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from app.problems import Conflict
+from app.services.audits import _finished
+from app.services.storage import Storage
+
+log = logging.getLogger(__name__)
+REPORT_NAME = "report-{aggregation}.html"
+
+
+def audit_report(
+    session: Session,
+    storage: Storage,
+    audit_id: uuid.UUID,
+    aggregation: str | None = None,
+    tenant: str | None = None,
+) -> Path:
+    """The report file of a succeeded audit (rendered once per aggregation rule, then served from disk)."""
+    from app.services import patients
+    from models.report import write_report
+
+    audit = _finished(session, audit_id, tenant)
+    workdir = storage.audit_workdir(audit_id)
+    if not (workdir / "results.csv").exists():
+        raise Conflict(
+            "the audit's work folder is gone (deleted by retention?); run the audit again for a report"
+        )
+    grouping = patients.audit_grouping(session, audit, aggregation)
+    path = workdir / REPORT_NAME.format(aggregation=grouping.aggregation)
+    if path.exists():
+        return path
+    write_report(
+        workdir,
+        path,
+        labels=grouping.image_labels or None,
+        groups=grouping.groups or None,
+        aggregation=grouping.aggregation,
+        patient_labels=grouping.patient_labels or None,
+        subtitle=f"audit {audit_id} · finished {audit.finished_at:%Y-%m-%d %H:%M} UTC"
+        if audit.finished_at
+        else f"audit {audit_id}",
+    )
+    log.info("audit %s: report rendered", audit_id)
+    return path

@@ -1,0 +1,164 @@
+"""The workflow fields of a new audit: a reused encoder, a completion webhook, patient labels and rule."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.problems import Unprocessable
+from app.schemas import AuditCreate
+from app.tables import Image
+
+
+def audit_fields(session: Session, body: AuditCreate, config: dict[str, Any], tenant: str) -> dict[str, Any]:
+    """Column values of the audit row besides the datasets: config, labels and the workflow choices."""
+    from app.services.encoders import audit_encoder
+
+    if body.encoder_id is not None:
+        config = audit_encoder(session, body.encoder_id, config, body.config.chosen(), tenant)
+    labels = dict(body.labels) if body.labels else {}
+    patient_labels: dict[str, int] | None = None
+    if body.patient_labels:
+        patient_labels, from_patients = _patient_labels(session, body)
+        clash = sorted(i for i, v in from_patients.items() if i in labels and labels[i] != v)
+        if clash:
+            raise Unprocessable(
+                f"labels: image labels contradict their patient's label: {', '.join(clash[:10])}"
+            )
+        labels = {**from_patients, **labels}
+    fields = {
+        "config": config,
+        "labels": labels or None,
+        "encoder_id": body.encoder_id,
+        "webhook_url": check_webhook_url(body.webhook_url) if body.webhook_url else None,
+        "patient_labels": patient_labels,
+        "patient_aggregation": body.patient_aggregation,
+    }
+    fields["trail"] = _trail(session, body, fields)
+    return fields
+
+
+def _set_hash(session: Session, dataset_id: Any) -> dict[str, Any]:
+    """sha256 over the sorted `id<TAB>file sha256` lines of a dataset: the input set's fingerprint."""
+    rows = session.execute(
+        select(Image.name, Image.sha256).where(Image.dataset_id == dataset_id).order_by(Image.name)
+    ).all()
+    digest = hashlib.sha256("".join(f"{name}\t{sha}\n" for name, sha in rows).encode()).hexdigest()
+    return {"dataset_id": str(dataset_id), "images": len(rows), "sha256": digest}
+
+
+def _canonical_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict[str, str | None]:
+    """The package version and, when running from a git checkout, its commit."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("synthaudit")
+    except PackageNotFoundError:
+        package = None
+    commit = None
+    git = Path(__file__).resolve().parents[2] / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            ref = git / head[5:]
+            if ref.exists():
+                commit = ref.read_text().strip()
+            else:  # packed refs
+                for line in (git / "packed-refs").read_text().splitlines():
+                    if line.endswith(" " + head[5:]):
+                        commit = line.split()[0]
+        else:
+            commit = head
+    except OSError:
+        pass
+    return {"version": package, "git_commit": commit}
+
+
+def _trail(session: Session, body: AuditCreate, fields: dict[str, Any]) -> dict[str, Any]:
+    """Provenance fixed when the audit is created (timings and timestamps are added when it is read)."""
+    from app.tables import Encoder
+
+    config = fields["config"]
+    encoder = None
+    if body.encoder_id is not None:
+        row = session.get(Encoder, body.encoder_id)
+        if row is not None:
+            encoder = {
+                "id": str(row.id),
+                "data_hash": row.data_hash,
+                "config": row.config,
+                "final_loss": row.final_loss,
+            }
+    labels = fields["labels"] or {}
+    return {
+        "inputs": {
+            "real": _set_hash(session, body.real_dataset_id),
+            "generated": _set_hash(session, body.generated_dataset_id),
+            "labels": {"images": len(labels), "sha256": _canonical_hash(labels) if labels else None},
+            "patient_labels": len(fields["patient_labels"] or {}),
+        },
+        "code": code_version(),
+        "encoder": encoder,
+        "seed": config.get("seed"),
+        "config_sha256": _canonical_hash(config),
+    }
+
+
+def audit_trail(audit: Any) -> dict[str, Any] | None:
+    """The stored trail with the audit's timings and timestamps (None for audits older than the trail)."""
+    if not audit.trail:
+        return None
+    return {
+        **audit.trail,
+        "timings": audit.stage_timings or {},
+        "created_at": audit.created_at.isoformat() if audit.created_at else None,
+        "started_at": audit.started_at.isoformat() if audit.started_at else None,
+        "finished_at": audit.finished_at.isoformat() if audit.finished_at else None,
+        "status": audit.status,
+    }
+
+
+def check_webhook_url(url: str) -> str:
+    """An absolute http(s) URL without credentials; 422 otherwise."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Unprocessable("webhook_url: must be an absolute http:// or https:// URL")
+    if parts.username or parts.password:
+        raise Unprocessable("webhook_url: must not carry credentials (the body is signed instead)")
+    return url.strip()
+
+
+def _patient_labels(session: Session, body: AuditCreate) -> tuple[dict[str, int], dict[str, int]]:
+    """Patient labels keyed by pseudonym (raw PatientIDs are hashed at once) and the image labels they imply."""
+    from app.services.patients import group_secret
+    from models.groups import is_pseudonym, pseudonym
+
+    rows = session.execute(
+        select(Image.name, Image.patient_key).where(Image.dataset_id == body.real_dataset_id)
+    ).all()
+    known = {key for _, key in rows if key}
+    if not known:
+        raise Unprocessable(
+            "patient_labels: the real dataset has no patient information (upload DICOM files with PatientID)"
+        )
+    secret = group_secret()
+    keyed: dict[str, int] = {}
+    for raw, value in (body.patient_labels or {}).items():
+        key = raw if is_pseudonym("patient", raw) else pseudonym("patient", raw, secret)
+        keyed[key] = int(value)
+    unknown = len([k for k in keyed if k not in known])
+    if unknown:
+        raise Unprocessable(f"patient_labels: {unknown} patient(s) are not among the real dataset's patients")
+    return keyed, {name: keyed[key] for name, key in rows if key in keyed}

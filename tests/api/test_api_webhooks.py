@@ -1,0 +1,187 @@
+"""Completion webhooks against a real HTTP receiver on 127.0.0.1: one signed POST per finished audit
+(succeeded, failed, cancelled), retried with backoff when the receiver fails."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import Server, clean_env, start_server
+
+SECRET = "test-webhook-secret"
+
+
+class Receiver:
+    """Records every POST; answers 500 to the first call of each audit, 200 afterwards."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                audit_id = json.loads(body).get("audit_id")
+                with receiver.lock:
+                    first = not any(c["audit_id"] == audit_id for c in receiver.calls)
+                    receiver.calls.append(
+                        {
+                            "audit_id": audit_id,
+                            "body": body,
+                            "headers": dict(self.headers),
+                            "path": self.path,
+                            "answered": 500 if first else 200,
+                        }
+                    )
+                self.send_response(500 if first else 200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/synthaudit"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def of(self, audit_id: str) -> list[dict]:
+        with self.lock:
+            return [c for c in self.calls if c["audit_id"] == audit_id]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def hooked_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("webhooks")
+    env = clean_env(
+        SYNTHAUDIT_HOME=str(home),
+        PROGRESS_INTERVAL_S="0.2",
+        BIND_HOST="127.0.0.1",
+        WEBHOOK_SECRET=SECRET,
+        WEBHOOK_BACKOFF_S="0.2",
+        WEBHOOK_MAX_ATTEMPTS="4",
+    )
+    server = start_server(env, home / "api.log", home / "storage")
+    yield server
+    server.proc.stop()
+
+
+def wait_calls(receiver: Receiver, audit_id: str, n: int, timeout: float = 60.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while len(receiver.of(audit_id)) < n:
+        assert time.monotonic() < deadline, f"{len(receiver.of(audit_id))} webhook call(s) for {audit_id}"
+        time.sleep(0.1)
+    return receiver.of(audit_id)
+
+
+def test_webhooks_fire_once_per_finished_audit_signed_and_retried(
+    hooked_api, receiver, membership_set, helpers
+) -> None:
+    import httpx
+
+    client = httpx.Client(base_url=hooked_api.url, timeout=60.0)
+    real, generated = helpers.upload_set(client, membership_set[0])
+    base = {"real_dataset_id": real, "generated_dataset_id": generated, "webhook_url": receiver.url}
+    bad = client.post("/v1/audits", json={**base, "webhook_url": "ftp://example.org/x"})
+    assert bad.status_code == 422 and "webhook_url" in bad.json()["detail"]
+
+    ok = client.post("/v1/audits", json={**base, "config": {"method": "pixels", "image_size": 32}}).json()
+    silent = client.post(
+        "/v1/audits",
+        json={
+            **{k: v for k, v in base.items() if k != "webhook_url"},
+            "config": {"method": "pixels", "image_size": 32},
+        },
+    ).json()
+    slow = client.post(
+        "/v1/audits",
+        json={**base, "config": {"method": "paper", "image_size": 32, "pretrain_images_seen": 50_000_000}},
+    ).json()
+    queued = client.post("/v1/audits", json={**base, "config": {"method": "pixels", "seed": 1}}).json()
+    assert helpers.wait(client, ok["id"])["status"] == "succeeded"
+    helpers.wait(client, slow["id"], check=lambda a: a["stage"] == "pretrain")
+    assert client.post(f"/v1/audits/{queued['id']}/cancel").status_code == 200  # cancelled while queued
+    assert client.post(f"/v1/audits/{slow['id']}/cancel").status_code == 200  # cancelled while running
+    assert helpers.wait(client, silent["id"])["status"] == "succeeded"
+
+    # A failing audit: its images vanish behind the service's back.
+    real2, generated2 = helpers.upload_set(client, membership_set[0])
+    shutil.rmtree(Path(hooked_api.storage) / "datasets" / real2)
+    failing = client.post(
+        "/v1/audits",
+        json={
+            "real_dataset_id": real2,
+            "generated_dataset_id": generated2,
+            "webhook_url": receiver.url + "?audit=failing",
+        },
+    ).json()
+    assert helpers.wait(client, failing["id"])["status"] == "failed"
+
+    expected = {
+        ok["id"]: "succeeded",
+        slow["id"]: "cancelled",
+        queued["id"]: "cancelled",
+        failing["id"]: "failed",
+    }
+    for audit_id, status in expected.items():
+        calls = wait_calls(receiver, audit_id, 2)
+        assert [c["answered"] for c in calls] == [500, 200]  # retried after the receiver failed
+        assert calls[0]["body"] == calls[1]["body"]  # the same delivery, the same signature
+        for call in calls:
+            body, headers = call["body"], call["headers"]
+            expected_sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            assert hmac.compare_digest(headers["X-Synthaudit-Signature"], expected_sig)
+            assert headers["Content-Type"] == "application/json"
+            assert headers["X-Synthaudit-Event"] == "audit.finished"
+        payload = json.loads(calls[0]["body"])
+        assert payload["status"] == status and payload["audit_id"] == audit_id
+        if status == "succeeded":
+            assert payload["counts"]["real"] == 20 and payload["links"]["report"].endswith("/report")
+        if status == "failed":
+            assert "input files are missing" in payload["error"]
+            assert calls[0]["path"].endswith("?audit=failing")
+        deadline = time.monotonic() + 10
+        while client.get(f"/v1/audits/{audit_id}").json()["webhook_status"] != "delivered":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    time.sleep(1.5)  # nothing more arrives: once per audit
+    for audit_id in expected:
+        assert len(receiver.of(audit_id)) == 2
+    assert receiver.of(silent["id"]) == []
+    client.close()
+
+
+def test_deliver_gives_up_after_the_bounded_attempts() -> None:
+    from app.services.webhooks import deliver
+
+    waits: list[float] = []
+    result = deliver(
+        "http://127.0.0.1:9/nothing-listens",
+        {"audit_id": "x"},
+        SECRET,
+        max_attempts=4,
+        backoff_s=1.0,
+        timeout_s=2.0,
+        sleep=waits.append,
+    )
+    assert not result.delivered and result.attempts == 4 and result.last_error
+    assert len(waits) == 3 and all(0.8 * 2**i <= w <= 1.2 * 2**i for i, w in enumerate(waits))  # 1, 2, 4 s

@@ -1,0 +1,231 @@
+"""API keys and tenant isolation over HTTP, for every route the app has (enumerated from app.routes, so a
+route added later is covered too): no key or a bad key is a 401, another tenant's ids are a 404, and
+the owner still sees its data afterwards. Keys are made and revoked with the real `synthaudit keys`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from app.auth import PUBLIC_PATHS
+
+PROBLEM = "application/problem+json"
+
+
+def cli(proc_tools, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    argv = [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", *args]
+    return subprocess.run(argv, env=env, cwd=proc_tools.repo, capture_output=True, text=True, timeout=120, check=False)
+
+
+def app_routes(pg_url: str, redis_url: str) -> list[tuple[str, str]]:
+    """(method, path) of every route of the app, as the server builds it."""
+    from app.config import Settings
+    from app.main import create_app
+
+    app = create_app(Settings(database_url=pg_url, celery_broker_url=redis_url))
+    try:  # FastAPI >= 0.16x keeps included routers as such: flatten them
+        from fastapi.routing import iter_route_contexts
+
+        found = [(c.methods, c.path) for c in iter_route_contexts(app.routes)]
+    except ImportError:
+        found = [(getattr(r, "methods", None), r.path) for r in app.routes]  # type: ignore[attr-defined]
+    routes = []
+    for methods, path in found:
+        routes += [(m, path) for m in sorted((methods or {"GET"}) - {"HEAD", "OPTIONS"})]
+    assert ("GET", "/v1/audits/{audit_id}") in routes and ("POST", "/v1/datasets") in routes
+    return routes
+
+
+@pytest.fixture(scope="module")
+def owned(api, membership_set, helpers) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Tenant a's datasets and a (queued or finished) audit."""
+    import httpx
+
+    with httpx.Client(base_url=api.url, timeout=60.0, headers=api.headers) as client:
+        real, generated = helpers.upload_set(client, membership_set[0])
+        body = {"real_dataset_id": real, "generated_dataset_id": generated, "config": {"method": "pixels"}}
+        audit = client.post("/v1/audits", json=body, headers={"Idempotency-Key": "shared-key"})
+        assert audit.status_code == 202, audit.text
+        return {"dataset_id": real, "generated": generated, "audit_id": audit.json()["id"]}
+
+
+def fill(path: str, ids: dict[str, str]) -> str:
+    """The path with each {param} replaced by tenant a's id of that kind (a fresh uuid when unknown)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in ids:
+            return ids[name]
+        if name.endswith("dataset_id"):
+            return ids["dataset_id"]
+        return ids.setdefault(name, str(uuid.uuid4()))  # a kind of resource tenant a has none of
+
+    return re.sub(r"{([^}:]+)(:[^}]*)?}", value, path)
+
+
+def request(client, method: str, path: str, ids: dict[str, str]):  # type: ignore[no-untyped-def]
+    body = None
+    if method == "POST" and path == "/v1/audits":
+        body = {"real_dataset_id": ids["dataset_id"], "generated_dataset_id": ids["generated"]}
+    return client.request(method, fill(path, ids), json=body)
+
+
+@pytest.fixture()
+def anonymous(api) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    import httpx
+
+    with httpx.Client(base_url=api.url, timeout=60.0) as client:
+        yield client
+
+
+def test_every_route_needs_a_valid_key(api, anonymous, owned, pg_url, redis_url) -> None:  # type: ignore[no-untyped-def]
+    routes = app_routes(pg_url, redis_url)
+    protected = [(m, p) for m, p in routes if p not in PUBLIC_PATHS]
+    assert len(protected) >= 9  # datasets x4, audits x6 at least
+    for header in ({}, {"Authorization": "Bearer sa_not-a-real-key"}, {"X-API-Key": "nope"}, {"Authorization": "Basic eDp5"}):
+        for method, path in protected:
+            response = anonymous.request(method, fill(path, owned), headers=header)
+            assert response.status_code == 401, (method, path, header, response.status_code)
+            assert response.headers["content-type"].startswith(PROBLEM)
+            assert response.headers["www-authenticate"].startswith("Bearer")
+    for path in ("/healthz", "/readyz", "/openapi.json", "/docs"):
+        assert anonymous.get(path).status_code == 200
+
+
+def test_another_tenants_ids_are_404_on_every_route(api, client, other_client, owned, pg_url, redis_url) -> None:  # type: ignore[no-untyped-def]
+    routes = [(m, p) for m, p in app_routes(pg_url, redis_url) if p not in PUBLIC_PATHS]
+    checked = 0
+    for method, path in routes:
+        if "{" in path:
+            response = request(other_client, method, path, owned)
+            assert response.status_code == 404, (method, path, response.status_code, response.text[:200])
+            # Indistinguishable from an id that does not exist at all.
+            unknown = {k: str(uuid.uuid4()) for k in owned}
+            baseline = request(other_client, method, path, unknown)
+            assert baseline.status_code == 404
+            details = [_mask(_mask(r.json()["detail"], owned), unknown) for r in (response, baseline)]
+            assert details[0] == details[1], details
+            checked += 1
+        elif (method, path) == ("POST", "/v1/audits"):  # referring to another tenant's datasets
+            response = request(other_client, method, path, owned)
+            assert response.status_code == 422 and "no dataset" in response.json()["detail"]
+            checked += 1
+    assert checked >= 9
+    # Nothing was deleted or cancelled by the other tenant's requests.
+    assert client.get(f"/v1/datasets/{owned['dataset_id']}").status_code == 200
+    audit = client.get(f"/v1/audits/{owned['audit_id']}")
+    assert audit.status_code == 200 and audit.json()["status"] != "cancelled"
+
+
+def test_idempotency_keys_are_per_tenant(client, other_client, owned, membership_set, helpers) -> None:  # type: ignore[no-untyped-def]
+    real, generated = helpers.upload_set(other_client, membership_set[0])
+    body = {"real_dataset_id": real, "generated_dataset_id": generated, "config": {"method": "pixels"}}
+    mine = other_client.post("/v1/audits", json=body, headers={"Idempotency-Key": "shared-key"})
+    assert mine.status_code == 202 and mine.json()["id"] != owned["audit_id"]
+    assert "idempotent-replayed" not in mine.headers
+    assert client.get(f"/v1/audits/{mine.json()['id']}").status_code == 404
+
+
+def test_keys_cli_create_list_revoke(api, pg_url, proc_tools) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    env = proc_tools.clean_env(DATABASE_URL=pg_url)
+    created = cli(proc_tools, env, "keys", "create", "--tenant", "clinic-7", "--name", "ci")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    key_id = re.search(r"id:\s+(\S+)", created.stderr).group(1)  # type: ignore[union-attr]
+    assert token.startswith("sa_") and len(token) > 40
+    headers = {"X-API-Key": token}
+    assert httpx.get(f"{api.url}/v1/datasets/{uuid.uuid4()}", headers=headers).status_code == 404
+    listing = cli(proc_tools, env, "keys", "list", "--tenant", "clinic-7")
+    assert key_id in listing.stdout and token not in listing.stdout and token[:12] in listing.stdout
+    assert "active" in listing.stdout
+    revoked = cli(proc_tools, env, "keys", "revoke", key_id[:8])
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    assert httpx.get(f"{api.url}/v1/datasets/{uuid.uuid4()}", headers=headers).status_code == 401
+    # The same service functions refuse bad input; only the hash is stored.
+    from sqlalchemy import text
+
+    from app.db import make_engine, make_session_factory, session_scope
+    from app.services.keys import KeyCommandError, create_key, list_keys, revoke_key
+
+    engine = make_engine(pg_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            with pytest.raises(KeyCommandError):
+                create_key(session, "bad tenant!")
+            with pytest.raises(KeyCommandError):
+                revoke_key(session, "00000000")
+            assert revoke_key(session, key_id) is False  # already revoked
+            assert [k.revoked_at is not None for k in list_keys(session, "clinic-7")] == [True]
+        with engine.connect() as conn:
+            stored = conn.execute(text("SELECT key_hash, prefix FROM api_keys")).all()
+    finally:
+        engine.dispose()
+    assert all(token not in (h + p) for h, p in stored) and any(len(h) == 64 for h, _ in stored)
+
+
+def test_embedded_mode_skips_keys_only_on_localhost(proc_tools, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    missing = f"/v1/datasets/{uuid.uuid4()}"
+    # A bare uvicorn does not know where it is bound: keys are required, even in embedded mode.
+    env = proc_tools.clean_env(SYNTHAUDIT_HOME=str(tmp_path / "bare"))
+    server = proc_tools.start_server(env, tmp_path / "bare.log", tmp_path / "bare" / "storage")
+    try:
+        assert httpx.get(server.url + missing).status_code == 401
+        assert "API keys required" in server.proc.output()
+    finally:
+        server.proc.stop()
+    # `synthaudit serve` on localhost: no keys, and it says so at start.
+    port = proc_tools.free_port()
+    argv = [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", "serve", "--port", str(port)]
+    proc = proc_tools.Proc(
+        "serve", argv, proc_tools.clean_env(SYNTHAUDIT_HOME=str(tmp_path / "local")), tmp_path / "serve.log"
+    )
+    try:
+        proc.wait_for(lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200, 60, "readiness")
+        assert _status(f"http://127.0.0.1:{port}{missing}") == 404
+        assert "API keys are not required: embedded mode bound to 127.0.0.1" in proc.output()
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize(
+    ("settings", "required"),
+    [
+        ({}, True),  # embedded, bind address unknown (a bare uvicorn, a container)
+        ({"bind_host": "127.0.0.1"}, False),
+        ({"bind_host": "::1"}, False),
+        ({"bind_host": "localhost"}, False),
+        ({"bind_host": "0.0.0.0"}, True),
+        ({"bind_host": "192.168.1.20"}, True),
+        ({"bind_host": "127.0.0.1", "auth_required": True}, True),
+        ({"bind_host": "127.0.0.1", "celery_broker_url": "redis://x:6379/0"}, True),  # distributed
+        ({"bind_host": "0.0.0.0", "auth_required": False}, False),  # explicit (and logged as a warning)
+    ],
+)
+def test_when_keys_are_required(settings: dict, required: bool, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.config import Settings
+
+    assert Settings(synthaudit_home=tmp_path, **settings).auth_enabled is required
+
+
+def _mask(text: str, ids: dict[str, str]) -> str:
+    for value in ids.values():
+        text = text.replace(value, "<id>")
+    return text
+
+
+def _status(url: str) -> int:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0

@@ -1,0 +1,110 @@
+"""app/client.py and `synthaudit remote`: upload, audit, wait, download results and report over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+
+def test_remote_submit_wait_results_report(embedded_api, membership_set, tmp_path: Path, capsys) -> None:
+    from app.cli import main
+
+    root, _ = membership_set
+    remote = ["remote", "--url", embedded_api.url]
+    out, report = tmp_path / "remote.csv", tmp_path / "remote.html"
+    assert (
+        main(
+            [
+                *remote,
+                "submit",
+                "--real",
+                str(root / "real"),
+                "--generated",
+                str(root / "generated"),
+                "--labels",
+                str(root / "labels.csv"),
+                "--method",
+                "pixels",
+                "--image-size",
+                "32",
+                "--wait",
+                "--out",
+                str(out),
+                "--report",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    audit_id = printed.split("audit ", 1)[1].split()[0]
+    assert "succeeded" in printed and "id=score-histogram" in report.read_text()
+
+    # The service's CSV is the local engine's CSV for the same inputs and config.
+    local = tmp_path / "local.csv"
+    assert (
+        main(
+            [
+                "audit",
+                "--real",
+                str(root / "real"),
+                "--generated",
+                str(root / "generated"),
+                "--labels",
+                str(root / "labels.csv"),
+                "--method",
+                "pixels",
+                "--image-size",
+                "32",
+                "--out",
+                str(local),
+            ]
+        )
+        == 0
+    )
+    assert out.read_text() == local.read_text()
+
+    again = tmp_path / "again.csv"
+    assert main([*remote, "results", audit_id, "--out", str(again), "--format", "imageclef"]) == 0
+    assert again.read_text().count("\n") == 20 and not again.read_text().startswith("id,")
+    assert main([*remote, "report", audit_id, "--out", str(tmp_path / "r.html")]) == 0
+    assert main([*remote, "status", audit_id]) == 0 and '"succeeded"' in capsys.readouterr().out
+    assert main([*remote, "status", str(uuid.uuid4())]) == 1
+    assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_client_api(embedded_api, membership_set) -> None:
+    from app.client import ApiError, Client
+
+    api = Client(embedded_api.url)
+    root, truth = membership_set
+    real = api.upload_dataset("real", [root / "real"], name="site A")
+    generated = api.upload_dataset("generated", sorted((root / "generated").glob("*.png")))
+    assert real["image_count"] == 20 and real["name"] == "site A"
+    audit = api.create_audit(
+        real["id"],
+        generated["id"],
+        config={"method": "pixels", "image_size": 32},
+        idempotency_key="client-test-1",
+    )
+    assert (
+        api.create_audit(
+            real["id"],
+            generated["id"],
+            config={"method": "pixels", "image_size": 32},
+            idempotency_key="client-test-1",
+        )["id"]
+        == audit["id"]
+    )
+    done = api.wait(audit["id"], timeout=120, poll_s=0.2)
+    assert done["status"] == "succeeded"
+    assert api.metrics(audit["id"])["counts"]["real"] == len(truth)
+    with pytest.raises(ApiError) as err:
+        api.patients_csv(audit["id"])
+    assert err.value.status == 409
+    with pytest.raises(ApiError) as err:
+        Client("http://127.0.0.1:9").audit(audit["id"])
+    assert err.value.status == 0 and "cannot reach" in str(err.value)
+    api.delete_audit(audit["id"])

@@ -1,0 +1,47 @@
+"""Prometheus /metrics, X-Request-ID on every answer, and JSON log lines with request and audit ids."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+
+
+def test_metrics_and_request_ids(embedded_client) -> None:
+    client = embedded_client
+    tagged = client.get("/healthz", headers={"X-Request-ID": "trace-42"})
+    assert tagged.headers["x-request-id"] == "trace-42"
+    fresh = client.get(f"/v1/audits/{uuid.uuid4()}")
+    assert fresh.status_code == 404 and re.fullmatch(r"[0-9a-f]{32}", fresh.headers["x-request-id"])
+    hostile = client.get("/healthz", headers={"X-Request-ID": "x" * 500})
+    assert hostile.headers["x-request-id"] != "x" * 500  # not a valid id: replaced
+
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'synthaudit_http_requests_total{method="GET",route="/v1/audits/{audit_id}",status="404"}' in text
+    assert "synthaudit_http_request_duration_seconds_bucket" in text
+    assert "synthaudit_database_up 1.0" in text
+    assert (
+        "# TYPE synthaudit_audits gauge" in text
+        and "# TYPE synthaudit_stage_duration_seconds histogram" in text
+    )
+
+
+def test_json_log_lines_carry_request_and_audit_ids() -> None:
+    from app.observability import JsonFormatter, RequestIdFilter, _request_id
+
+    audit_id = uuid.uuid4()
+    record = logging.LogRecord(
+        "worker.pipeline", logging.INFO, __file__, 1, "audit %s: queued (%s)", (audit_id, "embedded"), None
+    )
+    token = _request_id.set("req-1")
+    try:
+        assert RequestIdFilter().filter(record)
+    finally:
+        _request_id.reset(token)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == f"audit {audit_id}: queued (embedded)"
+    assert line["request_id"] == "req-1" and line["audit_id"] == str(audit_id)
+    assert line["level"] == "INFO" and line["logger"] == "worker.pipeline" and line["ts"].endswith("+00:00")

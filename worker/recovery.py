@@ -1,0 +1,296 @@
+"""Job durability: heartbeats of running stages, and the sweep that re-dispatches orphaned audits.
+
+The database row is the job's truth, the broker only a delivery mechanism. Three ways a job can lose
+its message, and what brings it back:
+
+- the process running a stage dies (OOM kill, SIGKILL) but its worker lives: Celery redelivers at
+  once (`task_acks_late` + `task_reject_on_worker_lost`);
+- the whole worker dies (or its machine): its unacknowledged message would only come back after the
+  broker's visibility timeout (hours); the audit's heartbeat goes stale instead, and the sweep
+  re-dispatches it after ORPHAN_AFTER_S;
+- the broker loses its data (Redis restarted without persistence) or the API died between committing
+  an audit and sending it: no message waits for the audit any more; the sweep sees that and
+  re-dispatches it.
+
+Every re-dispatch bumps `audits.attempt` (compare-and-swap, so two sweeping workers never both send)
+and the new tasks carry that attempt: a task of an older attempt (a late redelivery, a worker that
+was only slow) stops at once instead of running the stage twice. Stages skip finished artifacts and
+write atomically, so a re-run stage gives the same result as an undisturbed run.
+
+The sweep runs in every Celery worker's main process (a timer, every RECOVERY_INTERVAL_S, see
+`RecoveryStep`), and once as the `synthaudit.recover` task (for beat).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from sqlalchemy import select, update
+
+from app.db import session_scope
+from app.tables import ACTIVE_STATUSES, Audit, utcnow
+
+log = logging.getLogger(__name__)
+
+Resend = Callable[[uuid.UUID, str, int], None]
+
+
+class Heartbeat:
+    """While a stage runs: refresh the audit's heartbeat every HEARTBEAT_INTERVAL_S from a thread,
+    notice when the audit is no longer this attempt's to run (cancelled, deleted, failed, superseded),
+    and fail it with a clear message once the stage outlives STAGE_SOFT_TIME_LIMIT_S (a watchdog that
+    works with every pool, also where Celery cannot enforce time limits)."""
+
+    def __init__(
+        self, ctx: Any, audit_id: uuid.UUID, stage: str, attempt: int | None, interrupt: bool = True
+    ) -> None:
+        self.ctx, self.audit_id, self.stage, self.attempt = ctx, audit_id, stage, attempt
+        self.stopped = threading.Event()  # set when the stage should stop at its next progress report
+        self.interrupt = interrupt
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = time.monotonic()
+        self._target: int | None = None  # the thread running the stage
+        self._lock = threading.Lock()
+        self._interrupted = False
+
+    def __enter__(self) -> Self:
+        self._target = threading.get_ident()
+        self._thread = threading.Thread(
+            target=self._run, name=f"synthaudit-heartbeat-{self.stage}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._done.set()
+        with self._lock:
+            self._target, pending = None, self._interrupted
+        if pending:
+            _async_raise(threading.get_ident(), None)  # not delivered yet: withdraw it
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        interval = self.ctx.settings.heartbeat_interval_s
+        wait = 0.0  # the first beat at once, then one per interval
+        while not self._done.wait(wait):
+            wait = interval
+            try:
+                self.beat()
+            except Exception as exc:  # noqa: BLE001 - the database may be down: keep working, retry later
+                log.warning("audit %s: heartbeat not written (%s)", self.audit_id, type(exc).__name__)
+            if self.stopped.is_set():
+                self._interrupt()
+                return
+
+    def _interrupt(self) -> None:
+        """Stop the stage now rather than at its next progress report: raise AuditStopped in its thread
+        (delivered at the next Python instruction, as Celery delivers its soft time limit)."""
+        from worker.pipeline import AuditStopped
+
+        with self._lock:
+            if not self.interrupt or self._target is None or self._interrupted:
+                return
+            self._interrupted = True
+            _async_raise(self._target, AuditStopped)
+
+    def beat(self) -> None:
+        """One heartbeat (and the time-limit watchdog)."""
+        limit = self.ctx.settings.stage_soft_time_limit_s
+        if time.monotonic() - self._started > limit:
+            from worker.pipeline import fail
+
+            fail(
+                self.ctx,
+                self.audit_id,
+                f"stage {self.stage!r} ran longer than its {limit} s time limit; use a smaller "
+                "pretraining budget (pretrain_images_seen) or ask the operator to raise the limit",
+            )
+            log.warning("audit %s: stage %s passed its time limit", self.audit_id, self.stage)
+            self.stopped.set()
+            return
+        with session_scope(self.ctx.sessions) as session:
+            conditions = [Audit.id == self.audit_id, Audit.status == "running"]
+            if self.attempt is not None:
+                conditions.append(Audit.attempt == self.attempt)
+            alive = session.execute(update(Audit).where(*conditions).values(heartbeat_at=utcnow()))
+        if alive.rowcount == 0:  # type: ignore[attr-defined]
+            self.stopped.set()
+
+
+def _async_raise(thread_id: int, exc_type: type[BaseException] | None) -> None:
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type) if exc_type else None
+    )
+
+
+# --- the sweep --------------------------------------------------------------------------------------
+
+
+def _as_aware(value: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def sweep(ctx: Any, resend: Resend, waiting: Callable[[], bytes | None]) -> list[uuid.UUID]:
+    """Re-dispatch every active audit that nothing is working on; return their ids.
+
+    An audit is orphaned when its last sign of life (heartbeat, else creation) is older than
+    ORPHAN_AFTER_S and no message for it waits in the broker's queues. `waiting()` returns the raw
+    bytes of the queued messages, or None when the broker cannot be inspected: then only running
+    audits with a stale heartbeat are taken (a queued one may be waiting its turn).
+    """
+    from models.stages import STAGES
+
+    stale_before = utcnow() - timedelta(seconds=ctx.settings.orphan_after_s)
+    with session_scope(ctx.sessions) as session:
+        rows = session.execute(
+            select(Audit.id, Audit.status, Audit.stage, Audit.attempt, Audit.heartbeat_at, Audit.created_at)
+            .where(Audit.status.in_(ACTIVE_STATUSES))
+            .order_by(Audit.created_at)
+        ).all()
+    stale = [r for r in rows if (_as_aware(r.heartbeat_at) or _as_aware(r.created_at)) < stale_before]
+    if not stale:
+        return []
+    queued = waiting()
+    recovered: list[uuid.UUID] = []
+    for row in stale:
+        if queued is None:
+            if row.status != "running":
+                continue
+        elif str(row.id).encode() in queued:
+            continue  # its next message is waiting for a free worker
+        attempt = int(row.attempt or 1) + 1
+        with session_scope(ctx.sessions) as session:
+            claimed = session.execute(
+                update(Audit)
+                .where(Audit.id == row.id, Audit.attempt == row.attempt, Audit.status.in_(ACTIVE_STATUSES))
+                .values(attempt=attempt, heartbeat_at=utcnow())
+            )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            continue  # another sweeper took it, or it ended meanwhile
+        stage = row.stage if row.status == "running" and row.stage in STAGES else STAGES[0]
+        resend(row.id, stage, attempt)
+        log.warning(
+            "audit %s: orphaned (%s at %s, no sign of life for %.0f s); re-dispatched as attempt %d",
+            row.id,
+            row.status,
+            row.stage or "-",
+            ctx.settings.orphan_after_s,
+            attempt,
+        )
+        recovered.append(row.id)
+    return recovered
+
+
+def redis_waiting(broker_url: str, queue: str) -> Callable[[], bytes | None]:
+    """`waiting()` for the Redis broker: the raw messages of the queue (every priority level)."""
+
+    def waiting() -> bytes | None:
+        try:
+            import redis
+
+            client = redis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5)
+            try:
+                keys = [queue] + [f"{queue}\x06\x16{p}" for p in range(1, 10)]
+                pipe = client.pipeline()
+                for key in keys:
+                    pipe.lrange(key, 0, -1)
+                return b"\n".join(m for messages in pipe.execute() for m in messages)
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - no broker, no inspection: be conservative
+            log.warning("recovery: cannot inspect the broker queue (%s)", type(exc).__name__)
+            return None
+
+    return waiting
+
+
+def celery_sweep(celery: Any, ctx: Any) -> list[uuid.UUID]:
+    """One sweep for the Celery deployment: inspect the Redis queue, re-send chains from the stage."""
+    from app.services.dispatch import send_chain
+
+    settings = ctx.settings
+    waiting = (
+        redis_waiting(settings.celery_broker_url, settings.celery_queue)
+        if settings.celery_broker_url.startswith(("redis://", "rediss://", "unix://"))
+        else (lambda: None)
+    )
+
+    def resend(audit_id: uuid.UUID, stage: str, attempt: int) -> None:
+        send_chain(celery, settings, audit_id, from_stage=stage, attempt=attempt)
+
+    return sweep(ctx, resend, waiting)
+
+
+def _step_class():  # type: ignore[no-untyped-def]
+    from celery import bootsteps
+
+    class RecoveryStep(bootsteps.StartStopStep):
+        """Run the sweep on the worker's timer, in its main process (the children run tasks)."""
+
+        requires: ClassVar[set[str]] = {"celery.worker.components:Timer"}
+
+        def __init__(self, parent: Any, **kwargs: Any) -> None:
+            super().__init__(parent, **kwargs)
+            self.tref: Any = None
+            self.ctx: Any = None
+
+        def start(self, worker: Any) -> None:
+            from app.config import get_settings
+
+            interval = get_settings().recovery_interval_s
+            worker.timer.call_after(min(interval, 2.0), self.run, (worker,))
+            self.tref = worker.timer.call_repeatedly(interval, self.run, (worker,))
+
+        def stop(self, worker: Any) -> None:
+            if self.tref is not None:
+                self.tref.cancel()
+                self.tref = None
+
+        def run(self, worker: Any) -> None:
+            try:
+                if self.ctx is None:
+                    self.ctx = _sweeper_context()
+                celery_sweep(worker.app, self.ctx)
+            except Exception as exc:  # noqa: BLE001 - never take the worker down; try again next time
+                log.warning("recovery sweep failed (%s)", type(exc).__name__)
+
+    return RecoveryStep
+
+
+def _sweeper_context() -> Any:
+    """A worker context whose engine holds no connection between sweeps (safe across pool forks)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from app.config import get_settings
+    from app.db import make_session_factory, normalise_url
+    from app.services.storage import Storage
+    from worker.pipeline import WorkerContext
+
+    settings = get_settings()
+    url = normalise_url(settings.database_url)
+    connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+    engine = create_engine(url, poolclass=NullPool, hide_parameters=True, connect_args=connect_args)
+    return WorkerContext(settings, make_session_factory(engine), Storage(settings.storage))
+
+
+def install(celery: Any) -> None:
+    """Add the sweep to the app's workers."""
+    celery.steps["worker"].add(_step_class())
