@@ -89,7 +89,8 @@ def run_bench(
                 total = time.perf_counter() - started
                 ids = [r.id for r in outcome.rows]
                 scores = np.array([r.score for r in outcome.rows])
-                row = {"folder": folder.path.name, "method": method, **score_run(ids, scores, labels, config.seed)}
+                label = f"{method}:{config.encoder}-{config.metric}" if method == "similarity" else method
+                row = {"folder": folder.path.name, "method": label, **score_run(ids, scores, labels, config.seed)}
                 row.update({f"t_{s}": outcome.metrics["timings"].get(s, 0.0) for s in STAGES})
                 row["t_total"] = total
                 rows.append(row)
