@@ -205,11 +205,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_perf(args: argparse.Namespace) -> int:
     """Benchmark the stages' speed (models/perf.py; docs/performance.md)."""
-    from models.perf import run
+    from models.perf import main as perf_main
 
-    args.command_line = "synthaudit perf " + " ".join(sys.argv[2:])
-    run(args)
-    return 0
+    return perf_main(args.perf_args, prog="synthaudit perf")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,10 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(bench)
     bench.set_defaults(func=cmd_bench)
 
-    perf = sub.add_parser("perf", help="stage throughput on a synthetic workload vs a measured ceiling (GPU or CPU)")
-    from models.perf import add_arguments as add_perf_arguments
-
-    add_perf_arguments(perf)
+    perf = sub.add_parser(  # options parsed by models/perf.py (imports torch only when it runs)
+        "perf", add_help=False, help="stage throughput on a synthetic workload vs a measured ceiling (GPU or CPU)"
+    )
+    perf.add_argument("perf_args", nargs=argparse.REMAINDER)
     perf.set_defaults(func=cmd_perf)
 
     from app.cli_workflow import add_workflow_commands
@@ -262,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `synthaudit` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["perf"]:  # options of its own (models/perf.py), so `perf --help` shows them
+        return cmd_perf(argparse.Namespace(perf_args=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -381,7 +381,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report = {
-        "command": " ".join(["synthaudit perf", *sys.argv[1:]]) if args.command_line is None else args.command_line,
+        "command": getattr(args, "command_line", None) or " ".join(["python3 -m models.perf", *sys.argv[1:]]),
         "date": _dt.date.today().isoformat(),
         "workload": {"real": args.real, "generated": args.generated, "size": args.size, "seed": args.seed},
         "config": {**base.to_dict(), "methods": methods},
@@ -417,12 +417,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only measure IVF recall on an audit's features.npz (real -> generated, per encoder)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python3 -m models.perf`."""
-    parser = argparse.ArgumentParser(prog="python3 -m models.perf", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python3 -m models.perf") -> int:
+    """`python3 -m models.perf` (and `synthaudit perf`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     add_arguments(parser)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    args.command_line = None
+    args.command_line = " ".join([prog, *argv])
     run(args)
     return 0
 
