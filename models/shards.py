@@ -30,7 +30,7 @@ from models.stages import (
     _record_timing,
     atomic_save_npz,
     atomic_write_bytes,
-    fitted_encoder_path,
+    embed_features,
     method_for,
     neighbourhood_size,
     run_search,
@@ -161,25 +161,6 @@ def _shard_path(workdir: Path, index: int) -> Path:
 # --- stage pieces -----------------------------------------------------------------------------------
 
 
-def _embed(workdir: Path, config: AuditConfig, images: np.ndarray, on_progress: Progress) -> dict[str, np.ndarray]:
-    """Features of images with every encoder the method needs (as run_embed builds them)."""
-    from models.encoders import create_encoder
-
-    names = _encoders(config)
-    out: dict[str, np.ndarray] = {}
-    for i, name in enumerate(names):
-        encoder = create_encoder(
-            name,
-            weights=Path(config.weights) if config.weights else None,
-            checkpoint=fitted_encoder_path(workdir, name, config),
-            device=config.device,
-            image_size=config.image_size,
-        )
-        span = 1.0 / len(names)
-        out[name] = encoder.embed(
-            images, batch_size=config.batch_size, on_progress=lambda f, i=i, span=span: on_progress(span * (i + f))
-        )
-    return out
 
 
 def run_real(workdir: Path, config: AuditConfig, on_progress: Progress = _noop) -> None:
@@ -190,7 +171,7 @@ def run_real(workdir: Path, config: AuditConfig, on_progress: Progress = _noop) 
         return
     started = time.perf_counter()
     real = read_rows(Path(workdir) / ARTIFACTS["decode"], "real", 0, None)
-    features = _embed(workdir, config, real, on_progress)
+    features = embed_features(workdir, config, real, on_progress)
     arrays: dict[str, np.ndarray] = {f"{name}/real": f for name, f in features.items()}
     arrays["seconds"] = np.array(time.perf_counter() - started)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +191,7 @@ def run_shard(workdir: Path, config: AuditConfig, index: int, on_progress: Progr
     real = _load_npz(shard_dir(workdir) / "real.npz")
     began = time.perf_counter()
     images = read_rows(Path(workdir) / ARTIFACTS["decode"], "generated", start, stop)
-    features = _embed(workdir, config, images, lambda f: on_progress(0.9 * f))
+    features = embed_features(workdir, config, images, lambda f: on_progress(0.9 * f))
     embedded = time.perf_counter()
     arrays: dict[str, np.ndarray] = {f"{name}/generated": f for name, f in features.items()}
     for view in method_for(config).views(config):

@@ -206,14 +206,13 @@ def run_pretrain(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_pro
 # --- embed ------------------------------------------------------------------------------------------
 
 
-def run_embed(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
-    """Embed both sets with every encoder the method's views need."""
+def embed_features(workdir: Path, config: AuditConfig, images: np.ndarray, on_progress: Progress) -> dict[str, np.ndarray]:
+    """Features of images with every encoder the method's views need, keyed by encoder name."""
     from models.encoders import create_encoder
 
-    real, generated = load_decoded(workdir)
-    encoders = sorted({view.encoder for view in method_for(config).views(config)})
-    arrays: dict[str, np.ndarray] = {}
-    for i, name in enumerate(encoders):
+    names = sorted({view.encoder for view in method_for(config).views(config)})
+    out: dict[str, np.ndarray] = {}
+    for i, name in enumerate(names):
         encoder = create_encoder(
             name,
             weights=Path(config.weights) if config.weights else None,
@@ -221,13 +220,21 @@ def run_embed(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progre
             device=config.device,
             image_size=config.image_size,
         )
-        span = 1.0 / len(encoders)
-        both = np.concatenate([real.images, generated.images])
-        features = encoder.embed(
-            both, batch_size=config.batch_size, on_progress=lambda f, i=i: on_progress(span * (i + f))
+        span = 1.0 / len(names)
+        out[name] = encoder.embed(
+            images, batch_size=config.batch_size, on_progress=lambda f, i=i, span=span: on_progress(span * (i + f))
         )
-        arrays[f"{name}/real"] = features[: len(real.ids)]
-        arrays[f"{name}/generated"] = features[len(real.ids) :]
+    return out
+
+
+def run_embed(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
+    """Embed both sets with every encoder the method's views need."""
+    real, generated = load_decoded(workdir)
+    features = embed_features(workdir, config, np.concatenate([real.images, generated.images]), on_progress)
+    arrays: dict[str, np.ndarray] = {}
+    for name, both in features.items():
+        arrays[f"{name}/real"] = both[: len(real.ids)]
+        arrays[f"{name}/generated"] = both[len(real.ids) :]
     atomic_save_npz(workdir / ARTIFACTS["embed"], arrays)
 
 
