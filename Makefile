@@ -13,14 +13,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 serve: install
 	$(VENV)/bin/synthaudit serve
 
-
+# What the test suite needs beyond Python: Postgres + Redis up, and headless Chromium for the report test.
 services:
 	bash scripts/ensure_services.sh
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 test: install services
 	$(PY) -m pytest
