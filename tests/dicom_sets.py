@@ -12,8 +12,8 @@ from PIL import Image
 from synthetic_sets import random_image
 
 
-def dicom_file(pixels: np.ndarray, patient: str | None, study: str | None, series: str | None) -> bytes:
-    """An uncompressed 8-bit MONOCHROME2 DICOM file with the given identifiers."""
+def secondary_capture_dataset():  # -> pydicom Dataset
+    """An empty Secondary Capture dataset with its file meta and fresh SOP instance UIDs."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -25,6 +25,12 @@ def dicom_file(pixels: np.ndarray, patient: str | None, study: str | None, serie
     ds.file_meta = meta
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    return ds
+
+
+def dicom_file(pixels: np.ndarray, patient: str | None, study: str | None, series: str | None) -> bytes:
+    """An uncompressed 8-bit MONOCHROME2 DICOM file with the given identifiers."""
+    ds = secondary_capture_dataset()
     if patient is not None:
         ds.PatientID = patient
         ds.PatientName = f"Doe^{patient}"

@@ -33,18 +33,10 @@ def dicom_bytes(
     preamble: bool = True,
 ) -> bytes:
     """A minimal uncompressed DICOM file with int16 pixels ([H, W] or [frames, H, W])."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from dicom_sets import secondary_capture_dataset
 
     pixels = np.ascontiguousarray(pixels, dtype=np.int16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds = secondary_capture_dataset()
     ds.PatientName = "Test^Secret"
     ds.Modality = "CT"
     ds.SamplesPerPixel = 1
