@@ -46,6 +46,10 @@ class NotReady(ProblemError):
     status, slug = 409, "not-ready"
 
 
+class Gone(ProblemError):
+    status, slug = 410, "gone"
+
+
 def problem_response(
     status: int,
     detail: str | None,

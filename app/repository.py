@@ -17,6 +17,7 @@ from app.tables import (
     AuditMetrics,
     AuditResult,
     Dataset,
+    Encoder,
     Image,
     utcnow,
 )
@@ -205,6 +206,25 @@ def expired_datasets(session: Session, before: datetime) -> list[uuid.UUID]:
         Dataset.created_at < before, Dataset.purged_at.is_(None), Dataset.id.not_in(in_use)
     )
     return list(session.scalars(stmt))
+
+
+def expired_encoders(session: Session, before: datetime) -> list[uuid.UUID]:
+    """Encoders created before `before`, not purged yet, neither training nor used by an active audit."""
+    in_use = select(Audit.encoder_id).where(
+        Audit.status.in_(ACTIVE_STATUSES), Audit.encoder_id.is_not(None)
+    )
+    stmt = select(Encoder.id).where(
+        Encoder.created_at < before,
+        Encoder.purged_at.is_(None),
+        Encoder.status.not_in(ACTIVE_STATUSES),
+        Encoder.id.not_in(in_use),
+    )
+    return list(session.scalars(stmt))
+
+
+def mark_encoder_purged(session: Session, encoder_id: uuid.UUID) -> None:
+    """The encoder's weights are gone: its row (datasets, data hash, loss) stays as provenance."""
+    session.execute(update(Encoder).where(Encoder.id == encoder_id).values(purged_at=utcnow()))
 
 
 def mark_audit_purged(session: Session, audit_id: uuid.UUID) -> None:

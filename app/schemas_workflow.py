@@ -71,6 +71,9 @@ class EncoderOut(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    purged_at: datetime | None = Field(
+        default=None, description="when retention removed its weights (the provenance stays)"
+    )
     links: EncoderLinks
 
 

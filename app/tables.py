@@ -125,6 +125,7 @@ class Audit(Base):
     )
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_status: Mapped[str | None] = mapped_column(String(16))  # sending, delivered, failed
+    webhook_claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # → sending
     webhook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     patient_labels: Mapped[dict[str, int] | None] = mapped_column(JSONType)
     patient_aggregation: Mapped[str] = mapped_column(String(16), default="any", server_default="any")
@@ -198,3 +199,4 @@ class Encoder(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # weights removed (retention)

@@ -17,6 +17,8 @@ and the new tasks carry that attempt: a task of an older attempt (a late redeliv
 was only slow) stops at once instead of running the stage twice. Stages skip finished artifacts and
 write atomically, so a re-run stage gives the same result as an undisturbed run.
 
+The same sweep sends again the completion webhooks whose sending process died (left in `sending`).
+
 The sweep runs in every Celery worker's main process (a timer, every RECOVERY_INTERVAL_S, see
 `RecoveryStep`), and once as the `synthaudit.recover` task (for beat).
 """
@@ -235,7 +237,20 @@ def celery_sweep(celery: Any, ctx: Any) -> list[uuid.UUID]:
     def resend(audit_id: uuid.UUID, stage: str, attempt: int) -> None:
         send_chain(celery, settings, audit_id, from_stage=stage, attempt=attempt)
 
-    return sweep(ctx, resend, waiting)
+    recovered = sweep(ctx, resend, waiting)
+    resend_stalled_webhooks(ctx)
+    return recovered
+
+
+def resend_stalled_webhooks(ctx: Any) -> list[uuid.UUID]:
+    """Webhooks whose sending process died (app/services/webhooks.py), sent again; never raises."""
+    from app.services.webhooks import resend_stalled
+
+    try:
+        return resend_stalled(ctx.sessions, ctx.settings)
+    except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+        log.warning("recovery: stalled webhooks not checked (%s)", type(exc).__name__)
+        return []
 
 
 def _step_class():  # type: ignore[no-untyped-def]

@@ -2,11 +2,14 @@
 
 A single background thread takes audit ids from a queue and runs the same stage functions the Celery
 tasks run (worker/pipeline.py). Audits left queued or running by a previous process are resumed on
-start (finished stages are skipped, their artifacts are on disk). Retention purges run hourly.
+start (finished stages are skipped, their artifacts are on disk), and so are encoder pretraining jobs
+left queued or running. Retention purges run hourly; webhooks stalled in `sending` by a dead process
+are sent again (checked every minute).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -23,6 +26,7 @@ log = logging.getLogger(__name__)
 _STOP = object()
 TRANSIENT_RETRIES = 5
 PURGE_EVERY_S = 3600.0
+WEBHOOK_CHECK_EVERY_S = 60.0
 
 
 class EmbeddedRunner:
@@ -33,6 +37,7 @@ class EmbeddedRunner:
         self._queue: queue.Queue[object] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._last_purge = 0.0
+        self._last_webhook_check = 0.0
 
     def start(self) -> None:
         """Start the thread and re-queue audits a previous process left unfinished."""
@@ -46,6 +51,19 @@ class EmbeddedRunner:
             self.submit(audit_id)
         if unfinished:
             log.info("embedded runner: resuming %d unfinished audit(s)", len(unfinished))
+        self._resume_encoders()
+
+    def _resume_encoders(self) -> None:
+        """Queue again the encoder pretraining jobs a previous process left queued or running."""
+        from app.services.encoders import unfinished_encoders
+        from worker.encoder_jobs import run_encoder_job
+
+        with session_scope(self.ctx.sessions) as session:
+            encoders = unfinished_encoders(session)
+        for encoder_id in encoders:
+            self.submit_call(functools.partial(run_encoder_job, self.ctx, encoder_id))
+        if encoders:
+            log.info("embedded runner: resuming %d unfinished encoder job(s)", len(encoders))
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the thread to stop after the current stage (it is a daemon: the process may exit anyway)."""
@@ -67,11 +85,12 @@ class EmbeddedRunner:
         return self._thread is not None and self._thread.is_alive()
 
     def _loop(self) -> None:
+        self._housekeeping()  # a restart is when a dead process's leftovers are most likely
         while True:
             try:
                 item = self._queue.get(timeout=60.0)
             except queue.Empty:
-                self._maybe_purge()
+                self._housekeeping()
                 continue
             if item is _STOP:
                 return
@@ -88,7 +107,7 @@ class EmbeddedRunner:
                 from app.problems import log_unexpected
 
                 log_unexpected(f"embedded runner: audit {item}", exc)
-            self._maybe_purge()
+            self._housekeeping()
 
     def run(self, audit_id: uuid.UUID) -> None:
         """Every stage of one audit, in order, until one does not finish."""
@@ -107,6 +126,18 @@ class EmbeddedRunner:
                 time.sleep(min(2.0**attempt, 30.0))
         fail(self.ctx, audit_id, f"stage {stage!r} could not reach the database; try again later")
         return Outcome.FAILED
+
+    def _housekeeping(self) -> None:
+        self._maybe_purge()
+        self._maybe_resend_webhooks()
+
+    def _maybe_resend_webhooks(self) -> None:
+        if time.monotonic() - self._last_webhook_check < WEBHOOK_CHECK_EVERY_S:
+            return
+        self._last_webhook_check = time.monotonic()
+        from worker.recovery import resend_stalled_webhooks
+
+        resend_stalled_webhooks(self.ctx)
 
     def _maybe_purge(self) -> None:
         if time.monotonic() - self._last_purge < PURGE_EVERY_S:

@@ -47,12 +47,13 @@ def get_encoder(encoder_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -
 @router.get(
     "/{encoder_id}/weights",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, **problems(404, 409)},
+    responses={200: {"content": {"application/octet-stream": {}}}, **problems(404, 409, 410)},
 )
 def get_weights(
     encoder_id: uuid.UUID, session: SessionDep, storage: StorageDep, tenant: TenantDep
 ) -> FileResponse:
-    """The safetensors file (`synthaudit audit --checkpoint FILE` reuses it locally)."""
+    """The safetensors file (`synthaudit audit --checkpoint FILE` reuses it locally); 410 once retention
+    has purged it."""
     path = service.weights_file(session, storage, encoder_id, tenant)
     return FileResponse(
         path, media_type="application/octet-stream", filename=f"encoder-{encoder_id}.safetensors"

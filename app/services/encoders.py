@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app import repository as repo
 from app.auth import scoped
-from app.problems import Conflict, NotFound, NotReady, Unprocessable
+from app.problems import Conflict, Gone, NotFound, NotReady, Unprocessable
 from app.schemas_workflow import EncoderCreate, EncoderLinks, EncoderOut, EncoderPage
 from app.services.dispatch import Dispatcher
 from app.services.storage import Storage
@@ -27,6 +27,7 @@ from app.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit, Encoder
 log = logging.getLogger(__name__)
 CHECKPOINT_REF = "encoder:"
 TASK_NAME = "synthaudit.pretrain_encoder"
+_PURGED = "the weights of encoder {encoder_id} were purged (retention); register a new encoder"
 
 
 def encoder_file(storage: Storage, encoder_id: uuid.UUID) -> Path:
@@ -60,6 +61,7 @@ def to_schema(encoder: Encoder) -> EncoderOut:
         created_at=encoder.created_at,
         started_at=encoder.started_at,
         finished_at=encoder.finished_at,
+        purged_at=encoder.purged_at,
         links=EncoderLinks(self=base, weights=f"{base}/weights"),
     )
 
@@ -156,6 +158,8 @@ def weights_file(
     session: Session, storage: Storage, encoder_id: uuid.UUID, tenant: str | None = None
 ) -> Path:
     encoder = _get(session, encoder_id, tenant)
+    if encoder.purged_at is not None:
+        raise Gone(_PURGED.format(encoder_id=encoder.id))
     path = encoder_file(storage, encoder.id)
     if encoder.status != "succeeded" or not path.exists():
         raise NotReady(f"the encoder is {encoder.status}; its weights exist once it has succeeded")
@@ -188,6 +192,8 @@ def audit_encoder(
     encoder = session.get(Encoder, encoder_id)
     if encoder is None or encoder.tenant != tenant:
         raise Unprocessable(f"encoder_id: no encoder {encoder_id}")
+    if encoder.purged_at is not None:
+        raise Unprocessable("encoder_id: " + _PURGED.format(encoder_id=encoder_id))
     if encoder.status != "succeeded":
         raise Unprocessable(f"encoder_id: encoder {encoder_id} is {encoder.status}, not succeeded")
     spec = encoder.config
@@ -207,3 +213,9 @@ def audit_encoder(
             "(or 'similarity' with encoder 'mae')"
         )
     return resolved.to_dict()
+
+
+def unfinished_encoders(session: Session) -> list[uuid.UUID]:
+    """Encoder jobs left queued or running, oldest first (the embedded runner resumes them)."""
+    stmt = select(Encoder.id).where(Encoder.status.in_(ACTIVE_STATUSES)).order_by(Encoder.created_at)
+    return list(session.scalars(stmt))

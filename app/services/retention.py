@@ -1,8 +1,11 @@
 """Retention: after RETENTION_DAYS, uploaded images and derived artifacts are purged (0 keeps everything).
 
 What goes: a dataset's image files and image rows (names, hashes), a finished audit's work folder
-(decoded pixels, encoder weights, features, neighbours, reports). What stays: the dataset's summary
-row, and the audit's row, results and metrics, so results.csv and /metrics still answer.
+(decoded pixels, encoder weights, features, neighbours, reports), a registered encoder's weights (an
+MAE trained on patient images can memorise them, so its weights count as derived patient data).
+What stays: the dataset's summary row, the audit's row, results and metrics, so results.csv and
+/metrics still answer, and the encoder's row (its datasets, data hash and loss) as provenance.
+Nothing in use is purged: datasets and encoders of queued or running audits, encoders still training.
 Stale upload staging folders (an API process that died mid-upload) are removed as well.
 """
 
@@ -29,26 +32,35 @@ def purge_expired(
     """Purge expired audits' work folders and expired datasets' images; return (audits, datasets)."""
     if retention_days <= 0:
         return 0, 0
+    from app.services.encoders import encoder_file
+
     before = utcnow() - timedelta(days=retention_days)
     with session_scope(sessions) as session:
         audits = repo.expired_audits(session, before)
         datasets = repo.expired_datasets(session, before)
+        encoders = repo.expired_encoders(session, before)
     # Files first, then the marks: a crash in between leaves rows that are simply purged again.
     for audit_id in audits:
         storage.remove_audit(audit_id)
     for dataset_id in datasets:
         storage.remove_dataset(dataset_id)
+    for encoder_id in encoders:
+        encoder_file(storage, encoder_id).unlink(missing_ok=True)
     with session_scope(sessions) as session:
         for audit_id in audits:
             repo.mark_audit_purged(session, audit_id)
         for dataset_id in datasets:
             repo.mark_dataset_purged(session, dataset_id)
+        for encoder_id in encoders:
+            repo.mark_encoder_purged(session, encoder_id)
     removed_tmp = purge_stale_tmp(storage)
-    if audits or datasets or removed_tmp:
+    if audits or datasets or encoders or removed_tmp:
         log.info(
-            "retention: purged %d audit work folder(s), %d dataset(s), %d stale upload folder(s)",
+            "retention: purged %d audit work folder(s), %d dataset(s), %d encoder(s), "
+            "%d stale upload folder(s)",
             len(audits),
             len(datasets),
+            len(encoders),
             removed_tmp,
         )
     return len(audits), len(datasets)

@@ -6,6 +6,12 @@ from NULL to `sending` (after the audit reached a final status). Delivery runs o
 neither the worker nor the API request waits for the receiver; the outcome (`delivered` or `failed`,
 and the number of attempts) is written back to the audit row.
 
+A process that dies while it sends (a killed worker, a restarted API) leaves the audit in `sending`:
+`resend_stalled`, called by the recovery sweep and the embedded runner, puts every claim older than
+twice the longest possible delivery back to NULL and sends it again. The receiver may then see the
+same `delivery_id` twice (if the dead process had already delivered): it must treat that id as an
+idempotency key.
+
 Receivers verify `X-Synthaudit-Signature: sha256=<hex>`, the HMAC-SHA256 of the raw request body under
 the shared WEBHOOK_SECRET (docs/workflow.md shows how).
 """
@@ -24,9 +30,10 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
@@ -146,9 +153,51 @@ def _claim(session: Session, audit_id: uuid.UUID) -> bool:
             Audit.webhook_status.is_(None),
             Audit.status.in_(FINAL_STATUSES),
         )
-        .values(webhook_status="sending")
+        .values(webhook_status="sending", webhook_claimed_at=utcnow())
     )
     return result.rowcount > 0  # type: ignore[attr-defined]
+
+
+def delivery_window_s(settings: Any) -> float:
+    """The longest one delivery can take: every attempt timing out, plus the backoffs at +20 % jitter."""
+    attempts = int(settings.webhook_max_attempts)
+    backoffs = settings.webhook_backoff_s * (2 ** (attempts - 1) - 1) * 1.2
+    return attempts * settings.webhook_timeout_s + backoffs
+
+
+def resend_stalled(
+    sessions: sessionmaker[Session], settings: Any, background: bool = True
+) -> list[uuid.UUID]:
+    """Send again every webhook left in `sending` for longer than 2 × delivery_window_s + 60 s (its
+    sending process died); return those audits' ids. Safe to run from several processes at once."""
+    cutoff = utcnow() - timedelta(seconds=2 * delivery_window_s(settings) + 60.0)
+    with session_scope(sessions) as session:
+        stalled = list(
+            session.scalars(
+                select(Audit.id).where(
+                    Audit.webhook_status == "sending",
+                    or_(Audit.webhook_claimed_at.is_(None), Audit.webhook_claimed_at < cutoff),
+                )
+            )
+        )
+    resent: list[uuid.UUID] = []
+    for audit_id in stalled:
+        with session_scope(sessions) as session:
+            released = session.execute(
+                update(Audit)
+                .where(
+                    Audit.id == audit_id,
+                    Audit.webhook_status == "sending",
+                    or_(Audit.webhook_claimed_at.is_(None), Audit.webhook_claimed_at < cutoff),
+                )
+                .values(webhook_status=None, webhook_claimed_at=None)
+            )
+        if released.rowcount != 1:  # type: ignore[attr-defined]
+            continue  # another process released it first, or it was delivered meanwhile
+        log.warning("audit %s: webhook stalled in 'sending' (its sender died); sending it again", audit_id)
+        notify_finished(sessions, audit_id, settings, background=background)
+        resent.append(audit_id)
+    return resent
 
 
 def notify_finished(
