@@ -5,77 +5,21 @@
   replica reports the same job counts); stage durations of finished audits.
 - `X-Request-ID`: taken from the request when it is a short token, else generated; echoed on the
   response and attached to every log line written while the request is served.
-- `LOG_FORMAT=json`: one JSON object per log line (`ts`, `level`, `logger`, `message`, `request_id`,
-  `audit_id` when the line is about an audit). Messages carry ids and counts only, as before.
+- `LOG_FORMAT=json`: one JSON object per log line (app/logs.py, shared with the Celery workers).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import re
 import time
 import uuid
-from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_request_id: ContextVar[str | None] = ContextVar("synthaudit_request_id", default=None)
-_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+from app.logs import _VALID_ID, _request_id, configure_log_format
+
 STAGE_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 3 * 3600, 12 * 3600)
-
-
-def request_id() -> str | None:
-    """The id of the request being served (None outside requests)."""
-    return _request_id.get()
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds `request_id` and, for messages about an audit (`"audit %s: …"`), `audit_id` to records."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = _request_id.get()
-        audit = getattr(record, "audit_id", None)
-        if audit is None and isinstance(record.args, tuple) and record.args:
-            first = record.args[0]
-            if isinstance(first, uuid.UUID) and str(record.msg).startswith(("audit ", "encoder ")):
-                audit = str(first)
-        record.audit_id = audit
-        return True
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key in ("request_id", "audit_id"):
-            value = getattr(record, key, None)
-            if value:
-                entry[key] = value
-        if record.exc_info and record.exc_info[0] is not None:
-            entry["exception"] = record.exc_info[0].__name__  # the type only: messages may hold data
-        return json.dumps(entry, separators=(",", ":"))
-
-
-def configure_log_format(fmt: str) -> None:
-    """Attach the request-id filter to the root handlers; switch them to JSON when fmt is 'json'."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in root.handlers:
-        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
-            handler.addFilter(RequestIdFilter())
-        if fmt == "json":
-            handler.setFormatter(JsonFormatter())
 
 
 class _Metrics:

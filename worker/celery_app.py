@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_ready
 
 from app.config import Settings, get_settings
 
@@ -90,4 +90,18 @@ def _check_schema(**_: object) -> None:
 
     settings = get_settings()
     ensure_schema(settings.database_url, auto_upgrade=settings.is_sqlite)
-    log.info("synthaudit worker: %s", settings.describe_mode())
+
+
+@worker_ready.connect
+def _say_mode(**_: object) -> None:
+    """One line saying what the worker serves (logging is set up by now, unlike at worker_init)."""
+    log.info("synthaudit worker: %s", get_settings().describe_mode())
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _log_format(logger: logging.Logger, **_: object) -> None:
+    """The API's log format in the worker too: audit ids on every line, JSON with LOG_FORMAT=json."""
+    from app.logs import configure_log_format
+
+    configure_log_format(get_settings().log_format, logger)

@@ -30,7 +30,7 @@ def test_metrics_and_request_ids(embedded_client) -> None:
 
 
 def test_json_log_lines_carry_request_and_audit_ids() -> None:
-    from app.observability import JsonFormatter, RequestIdFilter, _request_id
+    from app.logs import JsonFormatter, RequestIdFilter, _request_id
 
     audit_id = uuid.uuid4()
     record = logging.LogRecord(
