@@ -200,3 +200,4 @@ class Encoder(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # weights removed (retention)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # while a worker trains it

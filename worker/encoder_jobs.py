@@ -1,8 +1,9 @@
 """The encoder pretraining job: re-read the row, pretrain on the datasets' images, record the provenance.
 
 Run by the embedded runner's thread (EmbeddedRunner.submit_call) or the Celery task
-`synthaudit.pretrain_encoder` (worker/encoder_tasks.py). The row is the job's truth; the weights are
-written atomically to STORAGE_DIR/encoders/<id>.safetensors.
+`synthaudit.pretrain_encoder` (worker/encoder_tasks.py). The row is the job's truth; a thread refreshes
+its heartbeat while it runs (the recovery sweep re-sends a job whose heartbeat stops, worker/recovery.py);
+the weights are written atomically to STORAGE_DIR/encoders/<id>.safetensors.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uuid
 from app.db import session_scope
 from app.tables import ACTIVE_STATUSES, Encoder, utcnow
 from worker.pipeline import TRANSIENT_ERRORS, WorkerContext
+from worker.recovery import EncoderHeartbeat
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
         if encoder is None or encoder.status not in ACTIVE_STATUSES:
             return "stopped"
         encoder.status, encoder.started_at, encoder.progress = "running", utcnow(), 0.0
+        encoder.heartbeat_at = utcnow()
         sources = [ctx.storage.dataset_images(uuid.UUID(d)) for d in encoder.dataset_ids]
         spec = EncoderSpec(**{**encoder.config, "device": "auto"})
     out = encoder_file(ctx.storage, encoder_id)
@@ -60,7 +63,8 @@ def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
             raise EncoderStopped
 
     try:
-        info = pretrain_encoder(sources, out, spec, on_progress=progress)
+        with EncoderHeartbeat(ctx, encoder_id):
+            info = pretrain_encoder(sources, out, spec, on_progress=progress)
     except EncoderStopped:
         out.unlink(missing_ok=True)
         log.info("encoder %s: stopped (cancelled or deleted)", encoder_id)

@@ -17,7 +17,7 @@ and the new tasks carry that attempt: a task of an older attempt (a late redeliv
 was only slow) stops at once instead of running the stage twice. Stages skip finished artifacts and
 write atomically, so a re-run stage gives the same result as an undisturbed run.
 
-The same sweep sends again the completion webhooks whose sending process died (left in `sending`).
+The same sweep re-sends encoder pretraining jobs by the same rule (EncoderHeartbeat), and sends again the completion webhooks whose sending process died (left in `sending`).
 
 The sweep runs in every Celery worker's main process (a timer, every RECOVERY_INTERVAL_S, see
 `RecoveryStep`), and once as the `synthaudit.recover` task (for beat).
@@ -34,10 +34,10 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from app.db import session_scope
-from app.tables import ACTIVE_STATUSES, Audit, utcnow
+from app.tables import ACTIVE_STATUSES, Audit, Encoder, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,38 @@ class Heartbeat:
             self.stopped.set()
 
 
+class EncoderHeartbeat:
+    """While an encoder pretraining job runs: refresh its heartbeat every HEARTBEAT_INTERVAL_S from a
+    thread (imports, decoding and long steps write no progress for a while)."""
+
+    def __init__(self, ctx: Any, encoder_id: uuid.UUID) -> None:
+        self.ctx, self.encoder_id = ctx, encoder_id
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="synthaudit-encoder-heartbeat", daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        wait = 0.0
+        while not self._done.wait(wait):
+            wait = self.ctx.settings.heartbeat_interval_s
+            try:
+                with session_scope(self.ctx.sessions) as session:
+                    session.execute(
+                        update(Encoder)
+                        .where(Encoder.id == self.encoder_id, Encoder.status == "running")
+                        .values(heartbeat_at=utcnow())
+                    )
+            except Exception as exc:  # noqa: BLE001 - the database may be down: keep working
+                log.warning("encoder %s: heartbeat not written (%s)", self.encoder_id, type(exc).__name__)
+
+
 def _async_raise(thread_id: int, exc_type: type[BaseException] | None) -> None:
     import ctypes
 
@@ -200,6 +232,48 @@ def sweep(ctx: Any, resend: Resend, waiting: Callable[[], bytes | None]) -> list
     return recovered
 
 
+def sweep_encoders(
+    ctx: Any, resend: Callable[[uuid.UUID], None], waiting: Callable[[], bytes | None]
+) -> list[uuid.UUID]:
+    """Re-send every encoder pretraining job that nothing is working on; return their ids.
+
+    The same rule as for audits: no heartbeat (EncoderHeartbeat), else no creation, for ORPHAN_AFTER_S, and no message for it in the queue (without a view of the queue: running ones only).
+    """
+    stale_before = utcnow() - timedelta(seconds=ctx.settings.orphan_after_s)
+    with session_scope(ctx.sessions) as session:
+        rows = session.execute(
+            select(Encoder.id, Encoder.status, Encoder.heartbeat_at, Encoder.created_at)
+            .where(Encoder.status.in_(ACTIVE_STATUSES))
+            .order_by(Encoder.created_at)
+        ).all()
+    stale = [r for r in rows if (_as_aware(r.heartbeat_at) or _as_aware(r.created_at)) < stale_before]
+    if not stale:
+        return []
+    queued = waiting()
+    recovered: list[uuid.UUID] = []
+    for row in stale:
+        if (queued is None and row.status != "running") or (queued and str(row.id).encode() in queued):
+            continue
+        still_stale = or_(Encoder.heartbeat_at.is_(None), Encoder.heartbeat_at < stale_before)
+        with session_scope(ctx.sessions) as session:
+            claimed = session.execute(
+                update(Encoder)
+                .where(Encoder.id == row.id, still_stale, Encoder.status.in_(ACTIVE_STATUSES))
+                .values(heartbeat_at=utcnow())
+            )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            continue  # another sweeper took it, or it moved on meanwhile
+        resend(row.id)
+        log.warning(
+            "encoder %s: orphaned (%s, no sign of life for %.0f s); re-dispatched",
+            row.id,
+            row.status,
+            ctx.settings.orphan_after_s,
+        )
+        recovered.append(row.id)
+    return recovered
+
+
 def redis_waiting(broker_url: str, queue: str) -> Callable[[], bytes | None]:
     """`waiting()` for the Redis broker: the raw messages of the queue (every priority level)."""
 
@@ -226,6 +300,7 @@ def redis_waiting(broker_url: str, queue: str) -> Callable[[], bytes | None]:
 def celery_sweep(celery: Any, ctx: Any) -> list[uuid.UUID]:
     """One sweep for the Celery deployment: inspect the Redis queue, re-send chains from the stage."""
     from app.services.dispatch import send_chain
+    from app.services.encoders import send_encoder_task
 
     settings = ctx.settings
     waiting = (
@@ -238,6 +313,7 @@ def celery_sweep(celery: Any, ctx: Any) -> list[uuid.UUID]:
         send_chain(celery, settings, audit_id, from_stage=stage, attempt=attempt)
 
     recovered = sweep(ctx, resend, waiting)
+    sweep_encoders(ctx, lambda encoder_id: send_encoder_task(celery, settings, encoder_id), waiting)
     resend_stalled_webhooks(ctx)
     return recovered
 

@@ -1,4 +1,4 @@
-"""webhook claim time (stalled deliveries are sent again) and encoder retention (purged_at)
+"""webhook claim time (stalled deliveries are sent again), encoder retention (purged_at) and heartbeats
 
 Revision ID: 0004
 Revises: 0003
@@ -26,10 +26,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("webhook_claimed_at", TIMESTAMP, nullable=True))
     with op.batch_alter_table("encoders") as batch:
         batch.add_column(sa.Column("purged_at", TIMESTAMP, nullable=True))
+        batch.add_column(sa.Column("heartbeat_at", TIMESTAMP, nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("encoders") as batch:
+        batch.drop_column("heartbeat_at")
         batch.drop_column("purged_at")
     with op.batch_alter_table("audits") as batch:
         batch.drop_column("webhook_claimed_at")

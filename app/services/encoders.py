@@ -122,7 +122,11 @@ def submit(dispatcher: Dispatcher, encoder_id: uuid.UUID) -> None:
         runner = dispatcher.runner  # type: ignore[attr-defined]
         runner.submit_call(functools.partial(run_encoder_job, runner.ctx, encoder_id))
         return
-    celery, settings = dispatcher.celery, dispatcher.settings  # type: ignore[attr-defined]
+    send_encoder_task(dispatcher.celery, dispatcher.settings, encoder_id)  # type: ignore[attr-defined]
+
+
+def send_encoder_task(celery: Any, settings: Any, encoder_id: uuid.UUID) -> None:
+    """The Celery message of an encoder job (also what the recovery sweep re-sends)."""
     celery.send_task(
         TASK_NAME,
         args=(str(encoder_id),),

@@ -234,6 +234,38 @@ def test_cancel_stops_a_running_stage_within_seconds(faults, fault_client, datas
     record(f"cancel during pretrain (stopped in {elapsed:.1f} s)", "pretrain", "cancelled")
 
 
+def test_sigkill_of_the_whole_worker_during_encoder_pretraining(faults, fault_client, datasets) -> None:
+    """A registered encoder's pretraining job loses its worker (machine lost): the next worker's sweep
+    sees its progress writes stop and re-sends the job, which ends `succeeded` with its weights."""
+    for worker in faults.live_workers():
+        worker.stop()
+    faults.hold()
+    faults.start_worker()
+    body = {"dataset_ids": list(datasets), "config": {"image_size": 32, "pretrain_images_seen": 8_000}}
+    response = fault_client.post("/v1/encoders", json=body)
+    assert response.status_code == 202, response.text
+    encoder_id = response.json()["id"]
+    deadline = time.monotonic() + 120
+    while True:  # into the pretraining loop, past decoding
+        state = fault_client.get(f"/v1/encoders/{encoder_id}").json()
+        if state["status"] == "running" and state["progress"] >= 15:
+            break
+        assert state["status"] in ("queued", "running") and time.monotonic() < deadline, state
+        time.sleep(0.1)
+    for worker in faults.live_workers():
+        worker.kill_group()
+    faults.start_worker()
+    deadline = time.monotonic() + 240
+    while (state := fault_client.get(f"/v1/encoders/{encoder_id}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.25)
+    assert state["status"] == "succeeded" and state["n_images"] == 60, state
+    assert fault_client.get(f"/v1/encoders/{encoder_id}/weights").status_code == 200
+    logs = "".join(w.output() for w in faults.workers)
+    assert f"encoder {encoder_id}: orphaned" in logs
+    record("SIGKILL of the whole worker during encoder pretraining", None, state["status"])
+
+
 def test_a_stuck_stage_fails_with_a_clear_error(faults, fault_client, datasets) -> None:
     """A stage that makes no headway past STAGE_SOFT_TIME_LIMIT_S fails the audit with a message, also on
     the solo pool, where Celery cannot enforce time limits (the heartbeat's watchdog does)."""

@@ -156,3 +156,33 @@ def test_the_watchdog_fails_a_stage_past_its_time_limit(ctx: WorkerContext) -> N
     assert heartbeat.stopped.is_set()
     audit = row(ctx, audit_id)
     assert audit.status == "failed" and "ran longer than its" in (audit.error or "")
+
+
+def make_encoder(ctx: WorkerContext, status: str, seconds_since_sign_of_life: float) -> uuid.UUID:
+    from app.tables import Encoder
+
+    then = utcnow() - timedelta(seconds=seconds_since_sign_of_life)
+    with session_scope(ctx.sessions) as session:
+        encoder = Encoder(dataset_ids=[], config={}, status=status, progress=0.0, created_at=then)
+        encoder.heartbeat_at = then if status == "running" else None
+        session.add(encoder)
+        session.flush()
+        return encoder.id
+
+
+def test_the_sweep_resends_exactly_the_orphaned_encoder_jobs_once(ctx: WorkerContext) -> None:
+    from worker.recovery import sweep_encoders
+
+    dead_running = make_encoder(ctx, "running", 60)
+    fresh_running = make_encoder(ctx, "running", 1)
+    lost_queued = make_encoder(ctx, "queued", 60)
+    waiting_queued = make_encoder(ctx, "queued", 60)
+    make_encoder(ctx, "succeeded", 60)
+    sent: list[uuid.UUID] = []
+    queue = f'{{"headers": {{"id": "{waiting_queued}-encoder"}}}}'.encode()
+    assert sorted(sweep_encoders(ctx, sent.append, lambda: queue)) == sorted([dead_running, lost_queued])
+    assert sorted(sent) == sorted([dead_running, lost_queued]) and fresh_running not in sent
+    assert sweep_encoders(ctx, sent.append, lambda: queue) == [] and len(sent) == 2  # refreshed: once
+    # Without a view of the queue, a queued job may be waiting its turn: only dead running ones go.
+    dead_again, queued_again = make_encoder(ctx, "running", 60), make_encoder(ctx, "queued", 60)
+    assert sweep_encoders(ctx, sent.append, lambda: None) == [dead_again] and queued_again not in sent
