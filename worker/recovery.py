@@ -181,6 +181,28 @@ def _as_aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _orphans(
+    ctx: Any, table: Any, waiting: Callable[[], bytes | None], *columns: Any
+) -> tuple[list[Any], datetime]:
+    """Queued or running rows of `table` (Audit, Encoder) with no sign of life (heartbeat, else creation)
+    for ORPHAN_AFTER_S and no message waiting in the queue; without a view of the queue (waiting() is
+    None) running ones only, since a queued one may be waiting its turn. Also returns the cut-off."""
+    stale_before = utcnow() - timedelta(seconds=ctx.settings.orphan_after_s)
+    with session_scope(ctx.sessions) as session:
+        rows = session.execute(
+            select(table.id, table.status, table.heartbeat_at, table.created_at, *columns)
+            .where(table.status.in_(ACTIVE_STATUSES))
+            .order_by(table.created_at)
+        ).all()
+    stale = [r for r in rows if (_as_aware(r.heartbeat_at) or _as_aware(r.created_at)) < stale_before]
+    if not stale:
+        return [], stale_before
+    queued = waiting()
+    if queued is None:
+        return [r for r in stale if r.status == "running"], stale_before
+    return [r for r in stale if str(r.id).encode() not in queued], stale_before
+
+
 def sweep(ctx: Any, resend: Resend, waiting: Callable[[], bytes | None]) -> list[uuid.UUID]:
     """Re-dispatch every active audit that nothing is working on; return their ids.
 
@@ -191,24 +213,9 @@ def sweep(ctx: Any, resend: Resend, waiting: Callable[[], bytes | None]) -> list
     """
     from models.stages import STAGES
 
-    stale_before = utcnow() - timedelta(seconds=ctx.settings.orphan_after_s)
-    with session_scope(ctx.sessions) as session:
-        rows = session.execute(
-            select(Audit.id, Audit.status, Audit.stage, Audit.attempt, Audit.heartbeat_at, Audit.created_at)
-            .where(Audit.status.in_(ACTIVE_STATUSES))
-            .order_by(Audit.created_at)
-        ).all()
-    stale = [r for r in rows if (_as_aware(r.heartbeat_at) or _as_aware(r.created_at)) < stale_before]
-    if not stale:
-        return []
-    queued = waiting()
+    orphans, _ = _orphans(ctx, Audit, waiting, Audit.stage, Audit.attempt)
     recovered: list[uuid.UUID] = []
-    for row in stale:
-        if queued is None:
-            if row.status != "running":
-                continue
-        elif str(row.id).encode() in queued:
-            continue  # its next message is waiting for a free worker
+    for row in orphans:
         attempt = int(row.attempt or 1) + 1
         with session_scope(ctx.sessions) as session:
             claimed = session.execute(
@@ -235,25 +242,11 @@ def sweep(ctx: Any, resend: Resend, waiting: Callable[[], bytes | None]) -> list
 def sweep_encoders(
     ctx: Any, resend: Callable[[uuid.UUID], None], waiting: Callable[[], bytes | None]
 ) -> list[uuid.UUID]:
-    """Re-send every encoder pretraining job that nothing is working on; return their ids.
-
-    The same rule as for audits: no heartbeat (EncoderHeartbeat), else no creation, for ORPHAN_AFTER_S, and no message for it in the queue (without a view of the queue: running ones only).
-    """
-    stale_before = utcnow() - timedelta(seconds=ctx.settings.orphan_after_s)
-    with session_scope(ctx.sessions) as session:
-        rows = session.execute(
-            select(Encoder.id, Encoder.status, Encoder.heartbeat_at, Encoder.created_at)
-            .where(Encoder.status.in_(ACTIVE_STATUSES))
-            .order_by(Encoder.created_at)
-        ).all()
-    stale = [r for r in rows if (_as_aware(r.heartbeat_at) or _as_aware(r.created_at)) < stale_before]
-    if not stale:
-        return []
-    queued = waiting()
+    """Re-send every encoder pretraining job that nothing is working on (the audits' rule, with the
+    heartbeat of EncoderHeartbeat); return their ids."""
+    orphans, stale_before = _orphans(ctx, Encoder, waiting)
     recovered: list[uuid.UUID] = []
-    for row in stale:
-        if (queued is None and row.status != "running") or (queued and str(row.id).encode() in queued):
-            continue
+    for row in orphans:
         still_stale = or_(Encoder.heartbeat_at.is_(None), Encoder.heartbeat_at < stale_before)
         with session_scope(ctx.sessions) as session:
             claimed = session.execute(
