@@ -13,10 +13,10 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, clean_env, start_server
 from sqlalchemy import update
 from synthetic_sets import make_membership_set
 
@@ -76,18 +76,18 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def embedded(home: Path) -> Server:
-    env = clean_env(
+def embedded(proc_tools: Any, home: Path) -> Any:
+    env = proc_tools.clean_env(
         SYNTHAUDIT_HOME=str(home),
         PROGRESS_INTERVAL_S="0.2",
         BIND_HOST="127.0.0.1",
         WEBHOOK_TIMEOUT_S="30",
         WEBHOOK_MAX_ATTEMPTS="1",
     )
-    return start_server(env, home / f"api-{time.monotonic_ns()}.log", home / "storage")
+    return proc_tools.start_server(env, home / f"api-{time.monotonic_ns()}.log", home / "storage")
 
 
-def kill(server: Server) -> None:
+def kill(server: Any) -> None:
     server.proc.popen.kill()
     server.proc.popen.wait(10)
     server.proc.stop()
@@ -108,9 +108,9 @@ def poll(get, check, timeout: float = 180.0):  # type: ignore[no-untyped-def]
 
 
 def test_a_webhook_whose_sender_died_is_sent_again_after_restart(
-    tmp_path: Path, tiny_set: Path, receiver: HangingReceiver, helpers
+    tmp_path: Path, tiny_set: Path, receiver: HangingReceiver, helpers, proc_tools
 ) -> None:
-    server = embedded(tmp_path)
+    server = embedded(proc_tools, tmp_path)
     client = httpx.Client(base_url=server.url, timeout=60.0)
     real, generated = helpers.upload_set(client, tiny_set)
     body = {
@@ -132,7 +132,7 @@ def test_a_webhook_whose_sender_died_is_sent_again_after_restart(
             then = utcnow() - timedelta(hours=1)
             stalled = update(Audit).where(Audit.id == uuid.UUID(audit_id))
             conn.execute(stalled.values(webhook_claimed_at=then))
-        server = embedded(tmp_path)
+        server = embedded(proc_tools, tmp_path)
         client = httpx.Client(base_url=server.url, timeout=60.0)
         poll(
             lambda: client.get(f"/v1/audits/{audit_id}").json(),
@@ -162,9 +162,9 @@ def test_a_webhook_whose_sender_died_is_sent_again_after_restart(
 
 
 def test_a_queued_encoder_job_runs_after_a_restart_and_retention_purges_its_weights(
-    tmp_path: Path, tiny_set: Path, helpers
+    tmp_path: Path, tiny_set: Path, helpers, proc_tools
 ) -> None:
-    server = embedded(tmp_path)
+    server = embedded(proc_tools, tmp_path)
     client = httpx.Client(base_url=server.url, timeout=60.0)
     real, generated = helpers.upload_set(client, tiny_set)
     base = {"real_dataset_id": real, "generated_dataset_id": generated}
@@ -176,7 +176,7 @@ def test_a_queued_encoder_job_runs_after_a_restart_and_retention_purges_its_weig
     assert encoder["status"] == "queued"  # behind the slow audit on the one runner thread
     kill(server)
 
-    server = embedded(tmp_path)
+    server = embedded(proc_tools, tmp_path)
     try:
         client = httpx.Client(base_url=server.url, timeout=60.0)
         assert client.post(f"/v1/audits/{slow['id']}/cancel").status_code == 200

@@ -6,18 +6,17 @@ import json
 import sys
 import uuid
 from pathlib import Path
-
-from conftest import Proc
+from typing import Any
 
 
 def test_a_worker_with_log_format_json_writes_json_lines(
-    distributed_env: dict[str, str], tmp_path: Path
+    distributed_env: dict[str, str], proc_tools: Any, tmp_path: Path
 ) -> None:
     env = {**distributed_env, "LOG_FORMAT": "json", "CELERY_QUEUE": f"logs-{uuid.uuid4().hex[:8]}"}
     argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "solo"]
     argv += ["-Q", env["CELERY_QUEUE"], "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
     argv += ["-n", f"logs-{uuid.uuid4().hex[:6]}@%h"]
-    proc = Proc("celery worker", argv, env, tmp_path / "worker.log")
+    proc = proc_tools.Proc("celery worker", argv, env, tmp_path / "worker.log")
     try:
         proc.wait_for(lambda: " ready." in proc.output(), 90, "'ready' in its log")
     finally:
