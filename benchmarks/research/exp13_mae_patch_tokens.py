@@ -30,7 +30,8 @@ Wall times printed per part (2 torch/BLAS threads).
 Run (from the repo root; one folder per process keeps each run under ~10 min on the shared 2-core box):
   for f in fmnist-ddpm-dev fmnist-ddpm-dev-hard; do
     nice -n 10 .venv/bin/python benchmarks/research/exp13_mae_patch_tokens.py --folder $f; done
-(without --folder both folders run in one process).
+(without --folder both folders run in one process). Control reported in the README: the same with
+--images-seen 256 (2 training steps, an essentially untrained MAE) to see what the pretraining contributes.
 """
 
 import argparse
