@@ -36,7 +36,6 @@ def _set(ctx: WorkerContext, encoder_id: uuid.UUID, only_active: bool = True, **
 
 def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
     """Pretrain one registered encoder; returns its final status (or 'stopped')."""
-    from app.services.encoders import encoder_file
     from models.pretrained import EncoderSpec, pretrain_encoder
 
     with session_scope(ctx.sessions) as session:
@@ -47,7 +46,7 @@ def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
         encoder.heartbeat_at = utcnow()
         sources = [ctx.storage.dataset_images(uuid.UUID(d)) for d in encoder.dataset_ids]
         spec = EncoderSpec(**{**encoder.config, "device": "auto"})
-    out = encoder_file(ctx.storage, encoder_id)
+    out = ctx.storage.encoder_weights(encoder_id)
     last = [0.0]
 
     def progress(fraction: float) -> None:
@@ -112,6 +111,4 @@ def _fail(ctx: WorkerContext, encoder_id: uuid.UUID, message: str) -> str:
 
 
 def encoder_file_cleanup(ctx: WorkerContext, encoder_id: uuid.UUID) -> None:
-    from app.services.encoders import encoder_file
-
-    encoder_file(ctx.storage, encoder_id).unlink(missing_ok=True)
+    ctx.storage.encoder_weights(encoder_id).unlink(missing_ok=True)

@@ -31,7 +31,7 @@ _PURGED = "the weights of encoder {encoder_id} were purged (retention); register
 
 
 def encoder_file(storage: Storage, encoder_id: uuid.UUID) -> Path:
-    return storage.root / "encoders" / f"{encoder_id}.safetensors"
+    return storage.encoder_weights(encoder_id)
 
 
 def resolve_checkpoint(config: dict[str, Any], storage: Storage) -> dict[str, Any]:

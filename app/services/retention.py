@@ -32,8 +32,6 @@ def purge_expired(
     """Purge expired audits' work folders and expired datasets' images; return (audits, datasets)."""
     if retention_days <= 0:
         return 0, 0
-    from app.services.encoders import encoder_file
-
     before = utcnow() - timedelta(days=retention_days)
     with session_scope(sessions) as session:
         audits = repo.expired_audits(session, before)
@@ -45,7 +43,7 @@ def purge_expired(
     for dataset_id in datasets:
         storage.remove_dataset(dataset_id)
     for encoder_id in encoders:
-        encoder_file(storage, encoder_id).unlink(missing_ok=True)
+        storage.encoder_weights(encoder_id).unlink(missing_ok=True)
     with session_scope(sessions) as session:
         for audit_id in audits:
             repo.mark_audit_purged(session, audit_id)

@@ -27,6 +27,10 @@ class Storage:
         """The work folder of an audit's stage artifacts."""
         return self.root / "audits" / str(audit_id)
 
+    def encoder_weights(self, encoder_id: uuid.UUID) -> Path:
+        """A registered encoder's safetensors file."""
+        return self.root / "encoders" / f"{encoder_id}.safetensors"
+
     def new_staging_dir(self) -> Path:
         """A fresh folder for an upload in progress (on the same filesystem, so the final move is atomic)."""
         path = self.root / "tmp" / uuid.uuid4().hex
