@@ -1,0 +1,181 @@
+"""Build a second ground-truth membership benchmark with another generator family: a DCGAN (the
+ImageCLEFmed GANs task audits GANs) trained on CPU on 500 Fashion-MNIST images, the same layout as
+../shared/bench (real/, generated/, labels.csv, meta.json), one folder per training snapshot.
+
+The real candidates come from Fashion-MNIST's test split (Debian package `dataset-fashion-mnist`), with
+every image that also stands among the real images of the folders given by --exclude left out, so the
+new benchmark shares no real image with the old ones: 50 used + 50 not used per class, 1,000 in all.
+The GAN sees only the used half. Labels are written for scoring; nothing in the project reads them.
+
+Run (about 10-20 min on 2 CPU cores):
+  .venv/bin/python benchmarks/make_gan_bench.py --out bench-local --exclude ../shared/bench/fmnist-ddpm-dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+Z = 64
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx (MNIST) file: uint8 images [N, 28, 28] or labels [N]."""
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def excluded_hashes(folders: list[Path]) -> set[str]:
+    out = set()
+    for folder in folders:
+        for png in (folder / "real").glob("*.png"):
+            out.add(hashlib.sha256(np.asarray(Image.open(png).convert("L")).tobytes()).hexdigest())
+    return out
+
+
+def pick_real(seed: int, exclude: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """1,000 test-split images, 100 per class, none in `exclude`; used = the first 50 of each class."""
+    images = read_idx(FASHION / "t10k-images-idx3-ubyte.gz")
+    classes = read_idx(FASHION / "t10k-labels-idx1-ubyte.gz")
+    rng = np.random.default_rng(seed)
+    chosen, used = [], []
+    for c in range(10):
+        pool = [i for i in rng.permutation(np.flatnonzero(classes == c))
+                if hashlib.sha256(images[i].tobytes()).hexdigest() not in exclude]
+        chosen += pool[:100]
+        used += [1] * 50 + [0] * 50
+    return images[np.array(chosen)], np.array(used)
+
+
+class Generator(nn.Module):
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(Z, 4 * width, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * width), nn.ReLU(True),
+            nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(True),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(True),
+            nn.ConvTranspose2d(width, 1, 4, 2, 1), nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z[:, :, None, None])
+
+
+class Discriminator(nn.Module):
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        sn = nn.utils.spectral_norm
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(1, width, 4, 2, 1)), nn.LeakyReLU(0.2, True),
+            sn(nn.Conv2d(width, 2 * width, 4, 2, 1)), nn.LeakyReLU(0.2, True),
+            sn(nn.Conv2d(2 * width, 4 * width, 4, 2, 1)), nn.LeakyReLU(0.2, True),
+            sn(nn.Conv2d(4 * width, 1, 4, 1, 0)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, 28, 28] -> float [-1, 1] [N, 1, 32, 32] (padded with the background value)."""
+    x = torch.from_numpy(images).float()[:, None] / 127.5 - 1.0
+    return F.pad(x, (2, 2, 2, 2), value=-1.0)
+
+
+def sample(generator: Generator, n: int, seed: int) -> np.ndarray:
+    generator.eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x = torch.cat([generator(torch.randn(500, Z, generator=g)) for _ in range(0, n, 500)])[:n]
+    generator.train()
+    x = ((x[:, 0, 2:30, 2:30] + 1.0) * 127.5).round().clamp(0, 255)
+    return x.to(torch.uint8).numpy()
+
+
+def write_folder(out: Path, real: np.ndarray, used: np.ndarray, generated: np.ndarray, meta: dict) -> None:
+    for sub in ("real", "generated"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    order = np.random.default_rng(meta["shuffle_seed"]).permutation(len(real))
+    rows = ["id,used"]
+    for rank, i in enumerate(order, start=1):
+        Image.fromarray(real[i]).save(out / "real" / f"r{rank:04d}.png")
+        rows.append(f"r{rank:04d},{int(used[i])}")
+    (out / "labels.csv").write_text("\n".join(rows) + "\n")
+    for j, image in enumerate(generated, start=1):
+        Image.fromarray(image).save(out / "generated" / f"g{j:05d}.png")
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("bench-local"))
+    ap.add_argument("--exclude", type=Path, action="append", default=[])
+    ap.add_argument("--snapshots", default="2000,6000", help="training steps at which a folder is written")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--generated", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    snapshots = sorted(int(s) for s in args.snapshots.split(","))
+    torch.manual_seed(args.seed)
+    real, used = pick_real(args.seed, excluded_hashes(args.exclude))
+    train = to_tensor(real[used == 1])
+    generator, discriminator = Generator(), Discriminator()
+    opt_g = torch.optim.Adam(generator.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), 2e-4, betas=(0.5, 0.999))
+    started, g = time.perf_counter(), torch.Generator().manual_seed(args.seed + 1)
+    for step in range(1, snapshots[-1] + 1):
+        batch = train[torch.randint(len(train), (args.batch,), generator=g)]
+        fake = generator(torch.randn(args.batch, Z, generator=g))
+        loss_d = F.softplus(-discriminator(batch)).mean() + F.softplus(discriminator(fake.detach())).mean()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        loss_g = F.softplus(-discriminator(fake)).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        if step % 250 == 0:
+            print(f"step {step}: loss D {loss_d.item():.3f} G {loss_g.item():.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
+        if step in snapshots:
+            folder = args.out / f"fmnist-dcgan-{step}"
+            meta = {
+                "data": "Fashion-MNIST test split (Debian package dataset-fashion-mnist, MIT licence); "
+                "no image shared with the --exclude folders",
+                "excluded_folders": [str(p) for p in args.exclude],
+                "split": "500 used + 500 not used, stratified by class (50 + 50 per class)",
+                "generator": "DCGAN (transposed-conv generator with batch norm, spectral-norm discriminator, "
+                "non-saturating loss, Adam 2e-4 / 0.5), trained ONLY on the used images, 28x28 padded to 32x32",
+                "train_steps": step,
+                "batch": args.batch,
+                "epochs_equiv": round(step * args.batch / 500, 1),
+                "trained_on": "cpu",
+                "train_seconds": round(time.perf_counter() - started, 1),
+                "date": dt.date.today().isoformat(),
+                "seed": args.seed,
+                "shuffle_seed": 1000 + args.seed,
+                "n_real": len(real),
+                "n_used": int(used.sum()),
+                "n_generated": args.generated,
+                "made_by": "benchmarks/make_gan_bench.py",
+            }
+            write_folder(folder, real, used, sample(generator, args.generated, args.seed + 2), meta)
+            print(f"wrote {folder}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
