@@ -12,7 +12,9 @@ Here, in the default audit's own feature space (whitened NCC thumbnails, cosine)
   the real set.
 
 Compared with the per-image membership AUC of the default audit on the same folder.
-Run: .venv/bin/python benchmarks/research/exp15_dcr.py
+Run: .venv/bin/python benchmarks/research/exp15_dcr.py [--bench DIR --folders a,b]
+(default: the two ../shared/bench folders; `--bench bench-local --folders fmnist-dcgan-2000,fmnist-dcgan-5000`
+for the GAN benchmark of benchmarks/make_gan_bench.py)
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ def features(real: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np.nd
     return apply_whitening(r, w), apply_whitening(g, w)
 
 
-def load(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load(folder: str, bench: Path = BENCH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """real [N, 64, 64], generated, labels (the loader of the audit itself)."""
-    root = BENCH / folder
+    root = bench / folder
     real, generated = load_images(root / "real", 64), load_images(root / "generated", 64)
     labels = read_labels_csv(root / "labels.csv")
     return real.images, generated.images, np.array([labels[i] for i in real.ids])
@@ -64,11 +66,17 @@ def dcr(real: np.ndarray, generated: np.ndarray) -> dict[str, float]:
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bench", type=Path, default=BENCH)
+    ap.add_argument("--folders", default=",".join(FOLDERS))
+    args = ap.parse_args()
     rng = np.random.default_rng(0)
     print("| folder | generated set | generated | share above real q95 (null 5 %) | above q99 (null 1 %) | DCR AUC (null 0.5) |")
     print("|---|---|---:|---:|---:|---:|")
-    for folder in FOLDERS:
-        real, generated, y = load(folder)
+    for folder in args.folders.split(","):
+        real, generated, y = load(folder, args.bench)
         rows = [("the generator's images", real, generated)]
         unused = np.flatnonzero(y == 0)
         stand_in = rng.choice(unused, len(unused) // 2, replace=False)
