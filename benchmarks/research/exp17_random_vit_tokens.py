@@ -6,7 +6,8 @@ from a randomly initialised `mae_tiny_patch8_64` encoder (no training step at al
 per-patch tokens (64 patches x 192) L2-normalised per patch, concatenated, whitened on real + generated,
 then density_attribution_score (K = default_k(N)). Reported per seed, with the mean and the spread,
 next to the default. Labels are used only to score; nothing is tuned.
-Run: .venv/bin/python benchmarks/research/exp17_random_vit_tokens.py
+Run: .venv/bin/python benchmarks/research/exp17_random_vit_tokens.py [--bench DIR --folders a,b]
+(`--bench bench-local --folders fmnist-dcgan-2000,fmnist-dcgan-5000` for benchmarks/make_gan_bench.py's)
 """
 
 from __future__ import annotations
@@ -64,12 +65,19 @@ def random_tokens(seed: int, real: np.ndarray, gen: np.ndarray) -> tuple[np.ndar
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bench", type=Path, default=BENCH)
+    ap.add_argument("--folders", default=",".join(FOLDERS))
+    args = ap.parse_args()
     torch.set_num_threads(2)
     print("| folder | features | AUC | TPR@1%FPR | F1 (cv) | F1 (median) | wall |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for folder in FOLDERS:
-        rs, gs = load_images(BENCH / folder / "real", 64), load_images(BENCH / folder / "generated", 64)
-        labels = read_labels_csv(BENCH / folder / "labels.csv")
+    for folder in args.folders.split(","):
+        root = args.bench / folder
+        rs, gs = load_images(root / "real", 64), load_images(root / "generated", 64)
+        labels = read_labels_csv(root / "labels.csv")
         y = np.array([labels[i] for i in rs.ids])
         t = time.perf_counter()
         m = evaluate(y, fused(sc.ncc_vectors(thumbs(rs.images, 32)), sc.ncc_vectors(thumbs(gs.images, 32))))
