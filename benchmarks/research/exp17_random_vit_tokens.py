@@ -32,9 +32,6 @@ from models.pretrain import normalisation_stats, to_model_input  # noqa: E402
 from models.results import read_labels_csv  # noqa: E402
 from exp16_patch_ncc import thumbs  # noqa: E402
 
-SEEDS = (0, 1, 2)
-
-
 def fused(real_f: np.ndarray, gen_f: np.ndarray) -> np.ndarray:
     w = sc.fit_whitening(np.concatenate([real_f, gen_f]))
     wr, wg = sc.apply_whitening(real_f, w), sc.apply_whitening(gen_f, w)
@@ -70,6 +67,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", type=Path, default=BENCH)
     ap.add_argument("--folders", default=",".join(FOLDERS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--fusion", action="store_true", help="also rank_fuse(default, tokens) per seed")
     args = ap.parse_args()
     torch.set_num_threads(2)
     print("| folder | features | AUC | TPR@1%FPR | F1 (cv) | F1 (median) | wall |")
@@ -80,14 +79,19 @@ def main() -> None:
         labels = read_labels_csv(root / "labels.csv")
         y = np.array([labels[i] for i in rs.ids])
         t = time.perf_counter()
-        m = evaluate(y, fused(sc.ncc_vectors(thumbs(rs.images, 32)), sc.ncc_vectors(thumbs(gs.images, 32))))
+        default = fused(sc.ncc_vectors(thumbs(rs.images, 32)), sc.ncc_vectors(thumbs(gs.images, 32)))
+        m = evaluate(y, default)
         print(f"| {folder} | default | {m['auc']:.3f} | {m['tpr1']:.3f} | {m['f1cv']:.3f} | {m['f1med']:.3f} | {time.perf_counter() - t:.0f} s |", flush=True)
         aucs = []
-        for seed in SEEDS:
+        for seed in (int(x) for x in args.seeds.split(",")):
             t = time.perf_counter()
-            m = evaluate(y, fused(*random_tokens(seed, rs.images, gs.images)))
+            tokens = fused(*random_tokens(seed, rs.images, gs.images))
+            m = evaluate(y, tokens)
             aucs.append(m["auc"])
             print(f"| {folder} | random ViT tokens, seed {seed} | {m['auc']:.3f} | {m['tpr1']:.3f} | {m['f1cv']:.3f} | {m['f1med']:.3f} | {time.perf_counter() - t:.0f} s |", flush=True)
+            if args.fusion:
+                m = evaluate(y, sc.rank_fuse([default, tokens]))
+                print(f"| {folder} | rank_fuse(default, tokens seed {seed}) | {m['auc']:.3f} | {m['tpr1']:.3f} | {m['f1cv']:.3f} | {m['f1med']:.3f} | |", flush=True)
         print(f"| {folder} | random ViT tokens, mean (min-max) | {np.mean(aucs):.3f} ({min(aucs):.3f}-{max(aucs):.3f}) | | | | |", flush=True)
 
 
