@@ -187,8 +187,20 @@ def _fit_whitening(workdir: Path, images: np.ndarray, config: AuditConfig, on_pr
     on_progress(1.0)
 
 
-FITTED_ENCODER_FILES = {"mae": "encoder.safetensors", "pixels_whitened": "whitening.safetensors"}
-_FITTERS = {"mae": _pretrain_mae, "pixels_whitened": _fit_whitening}
+def _fit_vit_tokens(workdir: Path, images: np.ndarray, config: AuditConfig, on_progress: Progress) -> None:
+    from models.vit_tokens import fit_vit_tokens, save_vit_tokens
+
+    fitted = fit_vit_tokens(images, config.seed, device=config.device, on_progress=on_progress)
+    save_vit_tokens(fitted, workdir / FITTED_ENCODER_FILES["vit_tokens_whitened"])
+    on_progress(1.0)
+
+
+FITTED_ENCODER_FILES = {
+    "mae": "encoder.safetensors",
+    "pixels_whitened": "whitening.safetensors",
+    "vit_tokens_whitened": "vit_tokens.safetensors",
+}
+_FITTERS = {"mae": _pretrain_mae, "pixels_whitened": _fit_whitening, "vit_tokens_whitened": _fit_vit_tokens}
 
 
 def run_pretrain(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:

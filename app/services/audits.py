@@ -73,7 +73,7 @@ def _request_hash(body: AuditCreate) -> str:
 
 
 # Encoders that need no server-side weight files (the API does not accept weights or checkpoints).
-API_ENCODERS = ("mae", "pixels", "pixels_whitened")
+API_ENCODERS = ("mae", "pixels", "pixels_whitened", "vit_tokens_whitened")
 
 
 def _resolve_config(body: AuditCreate) -> dict[str, Any]:
