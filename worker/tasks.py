@@ -29,7 +29,7 @@ def task_name(stage: str) -> str:
     return f"synthaudit.{stage}"
 
 
-class StageTask(Task):
+class RetriedTask(Task):
     """Retries with exponential backoff and jitter, only for transient (database/broker) errors."""
 
     autoretry_for = TRANSIENT_ERRORS
@@ -38,6 +38,10 @@ class StageTask(Task):
     retry_jitter = True
     max_retries = get_settings().task_max_retries
     acks_late = True
+
+
+class StageTask(RetriedTask):
+    """An audit stage: retried like every task, and the audit is ended when the retries run out."""
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Out of retries, past the hard time limit, or a bug outside the pipeline: end the audit."""
