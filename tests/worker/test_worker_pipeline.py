@@ -5,16 +5,14 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from app import repository as repo
 from app.config import Settings
 from app.db import session_scope
 from app.migrations import ensure_schema
-from app.tables import Audit, Dataset
 from worker.pipeline import AuditStopped, Outcome, ProgressReporter, WorkerContext, execute_stage
+from worker_audits import audit_row, make_audit
 
 
 @pytest.fixture()
@@ -22,41 +20,6 @@ def ctx(tmp_path: Path) -> WorkerContext:
     settings = Settings(synthaudit_home=tmp_path, progress_interval_s=60.0)
     ensure_schema(settings.database_url, auto_upgrade=True)
     return WorkerContext.from_settings(settings)
-
-
-def make_audit(ctx: WorkerContext, images: dict[str, int]) -> uuid.UUID:
-    """Two datasets (with `images[role]` PNGs on disk) and a queued pixels audit over them."""
-    ids = {}
-    with session_scope(ctx.sessions) as session:
-        for role, count in images.items():
-            dataset = Dataset(role=role, image_count=count, total_bytes=0, rejected=[])
-            repo.add_dataset(session, dataset, [])
-            folder = ctx.storage.dataset_images(dataset.id)
-            folder.mkdir(parents=True)
-            for i in range(count):
-                arr = np.random.default_rng(i).integers(0, 255, (16, 16), dtype=np.uint8)
-                Image.fromarray(arr).save(folder / f"{role}{i}.png")
-            ids[role] = dataset.id
-        from models.config import AuditConfig
-
-        audit = Audit(
-            real_dataset_id=ids["real"],
-            generated_dataset_id=ids["generated"],
-            status="queued",
-            config=AuditConfig(method="pixels", image_size=16).to_dict(),
-            stage_timings={},
-            progress=0.0,
-        )
-        repo.add_audit(session, audit)
-        return audit.id
-
-
-def audit_row(ctx: WorkerContext, audit_id: uuid.UUID) -> Audit:
-    with session_scope(ctx.sessions) as session:
-        audit = repo.get_audit(session, audit_id)
-        assert audit is not None
-        session.expunge(audit)
-        return audit
 
 
 def test_progress_is_throttled_and_stops_a_cancelled_audit(ctx: WorkerContext) -> None:

@@ -9,17 +9,16 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from app import repository as repo
 from app.config import Settings
 from app.db import session_scope
 from app.migrations import ensure_schema
-from app.tables import Audit, Dataset, utcnow
+from app.tables import utcnow
 from worker.pipeline import Outcome, WorkerContext, execute_stage
 from worker.recovery import Heartbeat, sweep
+from worker_audits import audit_row, make_audit
 
 
 @pytest.fixture()
@@ -29,41 +28,6 @@ def ctx(tmp_path: Path) -> WorkerContext:
     )
     ensure_schema(settings.database_url, auto_upgrade=True)
     return WorkerContext.from_settings(settings)
-
-
-def make_audit(ctx: WorkerContext, status: str = "queued") -> uuid.UUID:
-    from models.config import AuditConfig
-
-    with session_scope(ctx.sessions) as session:
-        ids = {}
-        for role in ("real", "generated"):
-            dataset = Dataset(role=role, image_count=3, total_bytes=0, rejected=[])
-            repo.add_dataset(session, dataset, [])
-            folder = ctx.storage.dataset_images(dataset.id)
-            folder.mkdir(parents=True)
-            for i in range(3):
-                arr = np.random.default_rng(i).integers(0, 255, (16, 16), dtype=np.uint8)
-                Image.fromarray(arr).save(folder / f"{role}{i}.png")
-            ids[role] = dataset.id
-        audit = Audit(
-            real_dataset_id=ids["real"],
-            generated_dataset_id=ids["generated"],
-            status=status,
-            stage="embed" if status == "running" else None,
-            config=AuditConfig(method="pixels", image_size=16).to_dict(),
-            stage_timings={},
-            progress=0.0,
-        )
-        repo.add_audit(session, audit)
-        return audit.id
-
-
-def row(ctx: WorkerContext, audit_id: uuid.UUID) -> Audit:
-    with session_scope(ctx.sessions) as session:
-        audit = repo.get_audit(session, audit_id)
-        assert audit is not None
-        session.expunge(audit)
-        return audit
 
 
 def age(ctx: WorkerContext, audit_id: uuid.UUID, seconds: float) -> None:
@@ -79,20 +43,20 @@ def test_a_task_of_an_older_attempt_stops_at_once(ctx: WorkerContext) -> None:
     with session_scope(ctx.sessions) as session:
         repo.get_audit(session, audit_id).attempt = 2  # type: ignore[union-attr]
     assert execute_stage(ctx, audit_id, "decode", attempt=1) is Outcome.STOPPED
-    assert row(ctx, audit_id).status == "queued"  # untouched
+    assert audit_row(ctx, audit_id).status == "queued"  # untouched
     assert not (ctx.storage.audit_workdir(audit_id) / "images.npz").exists()
     assert execute_stage(ctx, audit_id, "decode", attempt=2) is Outcome.DONE
     assert execute_stage(ctx, audit_id, "pretrain") is Outcome.DONE  # no attempt (old message): no fence
-    audit = row(ctx, audit_id)
+    audit = audit_row(ctx, audit_id)
     assert audit.status == "running" and audit.heartbeat_at is not None
 
 
 def test_the_sweep_takes_exactly_the_orphans_once(ctx: WorkerContext) -> None:
-    fresh_running = make_audit(ctx, "running")
-    dead_running = make_audit(ctx, "running")
-    waiting_queued = make_audit(ctx, "queued")
-    lost_queued = make_audit(ctx, "queued")
-    finished = make_audit(ctx, "succeeded")
+    fresh_running = make_audit(ctx, status="running")
+    dead_running = make_audit(ctx, status="running")
+    waiting_queued = make_audit(ctx, status="queued")
+    lost_queued = make_audit(ctx, status="queued")
+    finished = make_audit(ctx, status="succeeded")
     for audit_id in (dead_running, waiting_queued, lost_queued, finished):
         age(ctx, audit_id, 60)
     sent: list[tuple[uuid.UUID, str, int]] = []
@@ -103,13 +67,13 @@ def test_the_sweep_takes_exactly_the_orphans_once(ctx: WorkerContext) -> None:
     queue = f'{{"headers": {{"id": "{waiting_queued}-decode"}}}}'.encode()
     assert sorted(sweep(ctx, resend, lambda: queue)) == sorted([dead_running, lost_queued])
     assert sorted(sent) == sorted([(dead_running, "embed", 2), (lost_queued, "decode", 2)])
-    assert row(ctx, dead_running).attempt == 2 and row(ctx, fresh_running).attempt == 1
+    assert audit_row(ctx, dead_running).attempt == 2 and audit_row(ctx, fresh_running).attempt == 1
     # Re-dispatching refreshed their heartbeat: a second sweep right after sends nothing.
     assert sweep(ctx, resend, lambda: queue) == [] and len(sent) == 2
 
 
 def test_without_a_view_of_the_broker_only_dead_running_audits_are_taken(ctx: WorkerContext) -> None:
-    dead_running, queued = make_audit(ctx, "running"), make_audit(ctx, "queued")
+    dead_running, queued = make_audit(ctx, status="running"), make_audit(ctx, status="queued")
     age(ctx, dead_running, 60)
     age(ctx, queued, 60)
     sent: list[uuid.UUID] = []
@@ -118,12 +82,12 @@ def test_without_a_view_of_the_broker_only_dead_running_audits_are_taken(ctx: Wo
 
 
 def test_the_heartbeat_notices_a_cancel_and_refreshes_otherwise(ctx: WorkerContext) -> None:
-    audit_id = make_audit(ctx, "running")
+    audit_id = make_audit(ctx, status="running")
     age(ctx, audit_id, 60)
     with Heartbeat(ctx, audit_id, "embed", attempt=1, interrupt=False) as heartbeat:
         time.sleep(0.35)
         assert not heartbeat.stopped.is_set()
-        beat = row(ctx, audit_id).heartbeat_at
+        beat = audit_row(ctx, audit_id).heartbeat_at
         assert beat is not None and (utcnow() - beat.replace(tzinfo=utcnow().tzinfo)).total_seconds() < 5
         with session_scope(ctx.sessions) as session:
             repo.cancel_audit(session, audit_id)
@@ -134,7 +98,7 @@ def test_a_cancel_interrupts_the_stage_between_progress_reports(ctx: WorkerConte
     """The stage's thread gets AuditStopped within a heartbeat or two, even in a long step."""
     from worker.pipeline import AuditStopped
 
-    audit_id = make_audit(ctx, "running")
+    audit_id = make_audit(ctx, status="running")
     started = time.monotonic()
     with pytest.raises(AuditStopped), Heartbeat(ctx, audit_id, "embed", attempt=1):
         with session_scope(ctx.sessions) as session:
@@ -143,18 +107,18 @@ def test_a_cancel_interrupts_the_stage_between_progress_reports(ctx: WorkerConte
             sum(range(10_000))
     assert time.monotonic() - started < 2.0
     # A stage that ends before the interrupt lands is not hit afterwards.
-    with Heartbeat(ctx, make_audit(ctx, "running"), "embed", attempt=1):
+    with Heartbeat(ctx, make_audit(ctx, status="running"), "embed", attempt=1):
         pass
     time.sleep(0.3)
 
 
 def test_the_watchdog_fails_a_stage_past_its_time_limit(ctx: WorkerContext) -> None:
-    audit_id = make_audit(ctx, "running")
+    audit_id = make_audit(ctx, status="running")
     heartbeat = Heartbeat(ctx, audit_id, "embed", attempt=1)
     heartbeat._started -= ctx.settings.stage_soft_time_limit_s + 1  # as if it had run that long
     heartbeat.beat()
     assert heartbeat.stopped.is_set()
-    audit = row(ctx, audit_id)
+    audit = audit_row(ctx, audit_id)
     assert audit.status == "failed" and "ran longer than its" in (audit.error or "")
 
 
