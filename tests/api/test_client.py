@@ -13,57 +13,17 @@ def test_remote_submit_wait_results_report(embedded_api, membership_set, tmp_pat
 
     root, _ = membership_set
     remote = ["remote", "--url", embedded_api.url]
+    inputs = ["--real", str(root / "real"), "--generated", str(root / "generated")]
+    inputs += ["--labels", str(root / "labels.csv"), "--method", "pixels", "--image-size", "32"]
     out, report = tmp_path / "remote.csv", tmp_path / "remote.html"
-    assert (
-        main(
-            [
-                *remote,
-                "submit",
-                "--real",
-                str(root / "real"),
-                "--generated",
-                str(root / "generated"),
-                "--labels",
-                str(root / "labels.csv"),
-                "--method",
-                "pixels",
-                "--image-size",
-                "32",
-                "--wait",
-                "--out",
-                str(out),
-                "--report",
-                str(report),
-            ]
-        )
-        == 0
-    )
+    assert main([*remote, "submit", *inputs, "--wait", "--out", str(out), "--report", str(report)]) == 0
     printed = capsys.readouterr().out
     audit_id = printed.split("audit ", 1)[1].split()[0]
     assert "succeeded" in printed and "id=score-histogram" in report.read_text()
 
     # The service's CSV is the local engine's CSV for the same inputs and config.
     local = tmp_path / "local.csv"
-    assert (
-        main(
-            [
-                "audit",
-                "--real",
-                str(root / "real"),
-                "--generated",
-                str(root / "generated"),
-                "--labels",
-                str(root / "labels.csv"),
-                "--method",
-                "pixels",
-                "--image-size",
-                "32",
-                "--out",
-                str(local),
-            ]
-        )
-        == 0
-    )
+    assert main(["audit", *inputs, "--out", str(local)]) == 0
     assert out.read_text() == local.read_text()
 
     again = tmp_path / "again.csv"
