@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
@@ -171,25 +171,18 @@ def resend_stalled(
     """Send again every webhook left in `sending` for longer than 2 × delivery_window_s + 60 s (its
     sending process died); return those audits' ids. Safe to run from several processes at once."""
     cutoff = utcnow() - timedelta(seconds=2 * delivery_window_s(settings) + 60.0)
+    stalled = and_(
+        Audit.webhook_status == "sending",
+        or_(Audit.webhook_claimed_at.is_(None), Audit.webhook_claimed_at < cutoff),
+    )
     with session_scope(sessions) as session:
-        stalled = list(
-            session.scalars(
-                select(Audit.id).where(
-                    Audit.webhook_status == "sending",
-                    or_(Audit.webhook_claimed_at.is_(None), Audit.webhook_claimed_at < cutoff),
-                )
-            )
-        )
+        candidates = list(session.scalars(select(Audit.id).where(stalled)))
     resent: list[uuid.UUID] = []
-    for audit_id in stalled:
+    for audit_id in candidates:
         with session_scope(sessions) as session:
             released = session.execute(
                 update(Audit)
-                .where(
-                    Audit.id == audit_id,
-                    Audit.webhook_status == "sending",
-                    or_(Audit.webhook_claimed_at.is_(None), Audit.webhook_claimed_at < cutoff),
-                )
+                .where(Audit.id == audit_id, stalled)
                 .values(webhook_status=None, webhook_claimed_at=None)
             )
         if released.rowcount != 1:  # type: ignore[attr-defined]
