@@ -30,15 +30,11 @@ TASK_NAME = "synthaudit.pretrain_encoder"
 _PURGED = "the weights of encoder {encoder_id} were purged (retention); register a new encoder"
 
 
-def encoder_file(storage: Storage, encoder_id: uuid.UUID) -> Path:
-    return storage.encoder_weights(encoder_id)
-
-
 def resolve_checkpoint(config: dict[str, Any], storage: Storage) -> dict[str, Any]:
     """An audit config with `encoder:<id>` replaced by the encoder's file (other configs unchanged)."""
     ref = config.get("checkpoint")
     if isinstance(ref, str) and ref.startswith(CHECKPOINT_REF):
-        path = encoder_file(storage, uuid.UUID(ref[len(CHECKPOINT_REF) :]))
+        path = storage.encoder_weights(uuid.UUID(ref[len(CHECKPOINT_REF) :]))
         if not path.exists():
             raise FileNotFoundError("the audit's encoder file is missing (was the encoder deleted?)")
         return {**config, "checkpoint": str(path)}
@@ -164,7 +160,7 @@ def weights_file(
     encoder = _get(session, encoder_id, tenant)
     if encoder.purged_at is not None:
         raise Gone(_PURGED.format(encoder_id=encoder.id))
-    path = encoder_file(storage, encoder.id)
+    path = storage.encoder_weights(encoder.id)
     if encoder.status != "succeeded" or not path.exists():
         raise NotReady(f"the encoder is {encoder.status}; its weights exist once it has succeeded")
     return path
@@ -182,7 +178,7 @@ def delete_encoder(
         raise Conflict(f"{in_use} queued or running audit(s) use this encoder; cancel them first")
     session.delete(encoder)
     session.commit()
-    encoder_file(storage, encoder_id).unlink(missing_ok=True)
+    storage.encoder_weights(encoder_id).unlink(missing_ok=True)
 
 
 def audit_encoder(
