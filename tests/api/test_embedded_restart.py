@@ -94,7 +94,10 @@ def kill(server: Any) -> None:
 
 
 def database(home: Path):  # type: ignore[no-untyped-def]
-    return make_engine(f"sqlite:///{(home / 'synthaudit.db').resolve()}")
+    """An engine on the embedded server's database (the URL the settings derive from its home)."""
+    from app.config import Settings
+
+    return make_engine(Settings(synthaudit_home=home).database_url)
 
 
 def poll(get, check, timeout: float = 180.0):  # type: ignore[no-untyped-def]
