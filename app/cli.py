@@ -6,8 +6,12 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.config import DECISION_RULES, AuditConfig
+
+if TYPE_CHECKING:
+    from models.stages import AuditOutcome
 
 
 class CliError(Exception):
@@ -46,6 +50,7 @@ def _config_from_args(args: argparse.Namespace) -> AuditConfig:
     values = {
         "method": args.method, "encoder": args.encoder, "metric": args.metric, "k": args.k,
         "decision": args.decision, "used_fraction": args.used_fraction, "threshold": args.threshold,
+        "fdr": args.fdr,
         "seed": args.seed, "device": args.device, "image_size": args.image_size,
         "mae_preset": args.mae_preset, "pretrain_images_seen": args.pretrain_images_seen,
         "batch_size": args.batch_size,
@@ -68,6 +73,8 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--used-fraction", type=float, default=defaults.used_fraction,
                         help="expected share of used images for the unsupervised 'prior' rule")
     parser.add_argument("--threshold", type=float, default=None, help="threshold for --decision fixed")
+    parser.add_argument("--fdr", type=float, default=defaults.fdr,
+                        help="target false discovery rate of --decision fdr (the default with known-not-used images)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
     parser.add_argument("--image-size", type=int, default=defaults.image_size)
@@ -92,8 +99,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from models.results import read_labels_csv, write_results_csv
     from models.stages import AuditInputs, run_audit
 
-    for name in ("real", "generated"):
-        if not getattr(args, name).exists():
+    for name in ("real", "generated", "reference"):
+        if getattr(args, name) is not None and not getattr(args, name).exists():
             raise CliError(f"--{name} {getattr(args, name)} does not exist")
     config = _config_from_args(args)
     labels = read_labels_csv(args.labels) if args.labels else None
@@ -101,7 +108,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="synthaudit-") as tmp:
         workdir = args.workdir or Path(tmp)
         try:
-            outcome = run_audit(AuditInputs(args.real, args.generated, labels), config, workdir, update)
+            inputs = AuditInputs(args.real, args.generated, labels, reference=args.reference)
+            outcome = run_audit(inputs, config, workdir, update)
         finally:
             close()
         if args.save_encoder and (workdir / "encoder.safetensors").exists():
@@ -117,7 +125,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"skipped {role} file {item['name']}: {item['reason']}", file=sys.stderr)
     print(f"{m['n_real']} real images, {m['n_generated']} generated; method {m['method']}; "
           f"{m['n_decided_used']} decided used (threshold {m['threshold']:.4f}, rule {m['decision_rule']})")
+    print(_verdict_line(m))
     print(f"wrote {args.out}")
+    if args.metrics:
+        _write_metrics_json(outcome, args.metrics)
+        print(f"wrote {args.metrics}")
     if m.get("labelled"):
         _print_metrics("labelled images, threshold as applied (calibrated on these same labels):",
                        m["labelled"]["applied"])
@@ -125,6 +137,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
             _print_metrics(f"labelled images, {m['labelled']['cv_folds']}-fold cross-validated threshold (honest estimate):",
                            m["labelled"]["cross_validated"])
     return 0
+
+
+def _verdict_line(m: dict) -> str:
+    """The audit's answer in one line: the leakage test when calibrated, else what is missing."""
+    leak = m.get("leakage")
+    if not leak:
+        return ("uncalibrated: the scores rank the images, but no error rate can be given; pass images known "
+                "not to be used (--labels with used=0 rows, or --reference DIR) for a calibrated verdict")
+    found = "evidence of training-data leakage" if leak["detected"] else "no evidence of training-data leakage"
+    return (f"{found} (p = {leak['p_value']:.3g}, {leak['test']}, {leak['n_reference']} reference images); "
+            f"at FDR {m['fdr']:g}: {leak['n_flagged']} of {leak['n_candidates']} candidates flagged; "
+            f"at least {leak['used_count_lower_bound']} used ({leak['confidence']:.0%} confidence)")
+
+
+def _write_metrics_json(outcome: AuditOutcome, path: Path) -> None:
+    """The same JSON as GET /v1/audits/{id}/metrics (with audit_id null: no service holds this audit)."""
+    import json
+
+    from models.summary import metrics_document
+
+    document = {"audit_id": None, **metrics_document(outcome.metrics, outcome.rejected)}
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
 def _write_cli_report(args: argparse.Namespace, workdir: Path, labels: dict[str, int] | None) -> None:
@@ -219,7 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--real", type=Path, required=True, help="folder or archive of real candidate images")
     audit.add_argument("--generated", type=Path, required=True, help="folder or archive of generated images")
     audit.add_argument("--out", type=Path, default=Path("results.csv"))
-    audit.add_argument("--labels", type=Path, default=None, help="CSV id,used for some real images: calibrates")
+    audit.add_argument("--labels", type=Path, default=None,
+                       help="CSV id,used for some real images: used=0 rows are the reference of a calibrated verdict")
+    audit.add_argument("--reference", type=Path, default=None,
+                       help="folder or archive of real images known NOT to be in the training set (a hold-out)")
+    audit.add_argument("--metrics", type=Path, default=None, help="also write the metrics JSON (as the API's)")
     audit.add_argument("--format", choices=["synthaudit", "imageclef"], default="synthaudit")
     audit.add_argument("--workdir", type=Path, default=None, help="keep the stage artifacts here (resumable)")
     audit.add_argument("--save-encoder", type=Path, default=None, help="keep the pretrained MAE (.safetensors)")

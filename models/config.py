@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-DECISION_RULES = ("auto", "calibrated", "prior", "mixture", "fixed")
+DECISION_RULES = ("auto", "fdr", "calibrated", "prior", "mixture", "fixed")
 DEFAULT_METHOD = "default"
 
 
@@ -19,6 +19,7 @@ class AuditConfig:
     decision: str = "auto"
     used_fraction: float = 0.5
     threshold: float | None = None
+    fdr: float = 0.1  # target false discovery rate of the "fdr" rule (needs known-not-used images)
     seed: int = 0
     device: str = "auto"
     image_size: int = 64
@@ -38,6 +39,8 @@ class AuditConfig:
             raise ValueError("decision 'fixed' needs a threshold")
         if not 0.0 < self.used_fraction < 1.0:
             raise ValueError("used_fraction must lie strictly between 0 and 1")
+        if not 0.0 < self.fdr < 1.0:
+            raise ValueError("fdr must lie strictly between 0 and 1")
         if self.k < 1:
             raise ValueError("k must be at least 1")
         if not 8 <= self.image_size <= 1024:

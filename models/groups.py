@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,9 @@ PATIENTS_HEADER = [
     "mean_score",
     "studies",
     "series",
+    "p_value",
+    "q_value",
+    "role",
 ]
 _TAGS = {"patient": "PatientID", "study": "StudyInstanceUID", "series": "SeriesInstanceUID"}
 _PREFIX = {"patient": "p", "study": "st", "series": "se"}
@@ -60,6 +63,9 @@ class PatientResult:
     mean_score: float
     studies: int
     series: int
+    p_value: float | None = None  # patient-level conformal p-value (calibrated audits)
+    q_value: float | None = None
+    role: str = "candidate"  # "reference": a patient known not to be used
 
 
 def pseudonym(kind: str, value: str, secret: str = "") -> str:
@@ -192,6 +198,46 @@ def aggregate_patients(
     return out
 
 
+def reference_patients(
+    ids: list[str], roles: list[str], groups: Mapping[str, GroupKeys | Mapping[str, str | None]]
+) -> set[str]:
+    """Patients all of whose images are reference images (known not used)."""
+    seen: dict[str, bool] = {}
+    for image_id, role in zip(ids, roles, strict=True):
+        keys = _as_keys(groups.get(image_id))
+        if keys is not None and keys.patient:
+            seen[keys.patient] = seen.get(keys.patient, True) and role == "reference"
+    return {patient for patient, all_reference in seen.items() if all_reference}
+
+
+def calibrate_patients(patients: list[PatientResult], reference: set[str], fdr: float) -> list[PatientResult]:
+    """Patient-level verdicts: each candidate patient's aggregated score (`score`: the maximum image
+    score for the `any` rule, the mean for `mean-score`) gets a conformal p-value against the reference
+    patients' scores, and Benjamini-Hochberg across candidate patients decides `used` at `fdr`.
+
+    Valid when the reference patients are drawn like the not-used candidate patients (including how
+    many images each has, since the score aggregates them); images of one patient need not be
+    independent. Without reference patients the input is returned unchanged (uncalibrated).
+    """
+    from models.calibration import benjamini_hochberg, conformal_p_values
+
+    ref_scores = [r.score for r in patients if r.patient in reference]
+    candidates = [r for r in patients if r.patient not in reference]
+    if not ref_scores or not candidates:
+        return patients
+    p = conformal_p_values([r.score for r in candidates], ref_scores)
+    flagged, q = benjamini_hochberg(p, fdr)
+    tested = {
+        r.patient: replace(r, used=int(f), p_value=float(pv), q_value=float(qv))
+        for r, pv, qv, f in zip(candidates, p, q, flagged, strict=True)
+    }
+    return [tested.get(r.patient) or replace(r, used=0, role="reference") for r in patients]
+
+
+def _fmt_p(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
 def _as_keys(value: GroupKeys | Mapping[str, str | None] | None) -> GroupKeys | None:
     if value is None or isinstance(value, GroupKeys):
         return value
@@ -227,6 +273,9 @@ def patients_csv_lines(rows: Iterable[PatientResult]) -> list[list[str]]:
             _fmt(r.mean_score),
             str(r.studies),
             str(r.series),
+            _fmt_p(r.p_value),
+            _fmt_p(r.q_value),
+            r.role,
         ]
         for r in rows
     ]

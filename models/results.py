@@ -14,7 +14,9 @@ from pathlib import Path, PurePosixPath
 from models.io import IMAGE_SUFFIXES
 
 RESULT_FORMATS = ("synthaudit", "imageclef")
-SYNTHAUDIT_HEADER = ["id", "used", "score", "nearest_generated", "similarity"]
+SYNTHAUDIT_HEADER = ["id", "used", "score", "nearest_generated", "similarity", "p_value", "q_value", "role"]
+_LEGACY_HEADER = SYNTHAUDIT_HEADER[:5]  # before calibrated verdicts
+ROLES = ("candidate", "reference")
 _LABEL_HEADERS = {("id", "used"), ("id", "label")}
 
 
@@ -27,10 +29,18 @@ class ResultRow:
     score: float
     nearest_generated: str
     similarity: float
+    p_value: float | None = None  # conformal p-value against the known-not-used images (None: uncalibrated)
+    q_value: float | None = None  # Benjamini-Hochberg adjusted p-value
+    role: str = "candidate"  # "reference": a known-not-used image the others were tested against
 
 
 def _fmt_float(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.6f}"
+
+
+def _fmt_p(value: float | None) -> str:
+    """p- and q-values keep their small magnitudes (6 significant digits); empty when absent."""
+    return "" if value is None or math.isnan(value) else f"{value:.6g}"
 
 
 def _imageclef_id(image_id: str) -> str:
@@ -46,6 +56,9 @@ def _synthaudit_lines(rows: list[ResultRow]) -> list[list[str]]:
             _fmt_float(float(r.score)),
             r.nearest_generated,
             _fmt_float(float(r.similarity)),
+            _fmt_p(r.p_value),
+            _fmt_p(r.q_value),
+            r.role,
         ]
         for r in rows
     ]
@@ -76,14 +89,16 @@ def _write_atomic(lines: list[list[str]], path: Path) -> None:
 
 
 def write_results_csv(rows: Iterable[ResultRow], path: str | Path, fmt: str = "synthaudit") -> None:
-    """Write results: 'synthaudit' (header id,used,score,nearest_generated,similarity) or
-    'imageclef' (id,label lines, no header, ids without folders)."""
+    """Write results: 'synthaudit' (header id,used,score,nearest_generated,similarity,p_value,q_value,role)
+    or 'imageclef' (id,label lines, no header, ids without folders)."""
     if fmt not in RESULT_FORMATS:
         raise ValueError(f"unknown results format {fmt!r}; choose one of {', '.join(RESULT_FORMATS)}")
     rows = list(rows)
     for r in rows:
         if int(r.used) not in (0, 1):
             raise ValueError(f"used must be 0 or 1 for id {r.id!r}, got {r.used!r}")
+        if r.role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)} for id {r.id!r}, got {r.role!r}")
     lines = _synthaudit_lines(rows) if fmt == "synthaudit" else _imageclef_lines(rows)
     _write_atomic(lines, Path(path))
 
@@ -116,7 +131,7 @@ def _float(value: str, line: int, path: str | Path) -> float:
 def read_results_csv(path: str | Path) -> list[ResultRow]:
     """Read a results file in either format (ImageCLEF rows get score and similarity nan)."""
     rows = _read_rows(path)
-    if rows and [c.lower() for c in rows[0][1]] == SYNTHAUDIT_HEADER:
+    if rows and [c.lower() for c in rows[0][1]] in (SYNTHAUDIT_HEADER, _LEGACY_HEADER):
         return [_synthaudit_row(line, cells, path) for line, cells in rows[1:]]
     if rows and tuple(c.lower() for c in rows[0][1][:2]) in _LABEL_HEADERS:
         rows = rows[1:]
@@ -131,12 +146,19 @@ def read_results_csv(path: str | Path) -> list[ResultRow]:
 def _synthaudit_row(line: int, cells: list[str], path: str | Path) -> ResultRow:
     if len(cells) < 5:
         raise ValueError(f"{Path(path).name} line {line}: expected 5 columns, got {len(cells)}")
+    extra = cells[5:8] + [""] * (3 - len(cells[5:8]))
+    role = extra[2] or "candidate"
+    if role not in ROLES:
+        raise ValueError(f"{Path(path).name} line {line}: role must be candidate or reference")
     return ResultRow(
         id=cells[0],
         used=_binary(cells[1], line, path),
         score=_float(cells[2], line, path),
         nearest_generated=cells[3],
         similarity=_float(cells[4], line, path),
+        p_value=_float(extra[0], line, path) if extra[0] else None,
+        q_value=_float(extra[1], line, path) if extra[1] else None,
+        role=role,
     )
 
 

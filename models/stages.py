@@ -34,11 +34,13 @@ Progress = Callable[[float], None]
 
 @dataclass
 class AuditInputs:
-    """Where the real and generated images are, and optional labels for some real images."""
+    """Where the real and generated images are, optional labels for some real images, and an optional
+    reference set: real images known not to be in the training set (scored with the real ones)."""
 
     real: Path
     generated: Path
     labels: dict[str, int] | None = None
+    reference: Path | None = None
 
 
 @dataclass
@@ -49,6 +51,7 @@ class AuditOutcome:
     rows: list[ResultRow]
     metrics: dict[str, Any]
     rejected: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    reference_rows: list[ResultRow] = field(default_factory=list)  # the reference set's images, scored
 
 
 def _noop(_: float) -> None:
@@ -109,18 +112,30 @@ def _rejected_dicts(items: list[Rejected]) -> list[dict[str, str]]:
 
 
 def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
-    """Decode both image sets once into a uint8 cache."""
-    real = load_images(inputs.real, config.image_size, on_progress=lambda f: on_progress(0.5 * f))
-    generated = load_images(inputs.generated, config.image_size, on_progress=lambda f: on_progress(0.5 + 0.5 * f))
-    _write_json(
-        workdir / "rejected.json",
-        {"real": _rejected_dicts(real.rejected), "generated": _rejected_dicts(generated.rejected)},
+    """Decode the image sets once into a uint8 cache. Reference images join the real pool (after the
+    real ones, marked in `real_from_reference`), so that every later stage treats them exactly like
+    the candidates: same pool, same neighbours, exchangeable scores."""
+    parts = 3 if inputs.reference is not None else 2
+    real = load_images(inputs.real, config.image_size, on_progress=lambda f: on_progress(f / parts))
+    generated = load_images(
+        inputs.generated, config.image_size, on_progress=lambda f: on_progress((1 + f) / parts)
     )
+    rejected = {"real": _rejected_dicts(real.rejected), "generated": _rejected_dicts(generated.rejected)}
+    pool_ids, pool_images = list(real.ids), real.images
+    from_reference = np.zeros(len(real.ids), dtype=bool)
+    if inputs.reference is not None:
+        reference = load_images(inputs.reference, config.image_size, on_progress=lambda f: on_progress((2 + f) / 3))
+        rejected["reference"] = _rejected_dicts(reference.rejected)
+        pool_ids += reference.ids
+        pool_images = np.concatenate([real.images, reference.images])
+        from_reference = np.r_[from_reference, np.ones(len(reference.ids), dtype=bool)]
+    _write_json(workdir / "rejected.json", rejected)
     atomic_save_npz(
         workdir / ARTIFACTS["decode"],
         {
-            "real_ids": np.array(real.ids, dtype=str),
-            "real": real.images,
+            "real_ids": np.array(pool_ids, dtype=str),
+            "real": pool_images,
+            "real_from_reference": from_reference,
             "generated_ids": np.array(generated.ids, dtype=str),
             "generated": generated.images,
         },
@@ -128,11 +143,19 @@ def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
 
 
 def load_decoded(workdir: Path) -> tuple[ImageSet, ImageSet]:
-    """The decoded real and generated sets of a work folder."""
+    """The decoded real pool (real images, then any reference images) and the generated set."""
     data = _load_npz(Path(workdir) / ARTIFACTS["decode"])
     real = ImageSet(ids=[str(i) for i in data["real_ids"]], images=data["real"], rejected=[])
     generated = ImageSet(ids=[str(i) for i in data["generated_ids"]], images=data["generated"], rejected=[])
     return real, generated
+
+
+def load_reference_mask(workdir: Path) -> np.ndarray:
+    """For each image of the real pool: True when it came from the reference set."""
+    with np.load(Path(workdir) / ARTIFACTS["decode"], allow_pickle=False) as data:
+        if "real_from_reference" in data.files:
+            return np.asarray(data["real_from_reference"], dtype=bool)
+        return np.zeros(len(data["real_ids"]), dtype=bool)
 
 
 # --- pretrain ---------------------------------------------------------------------------------------
@@ -322,7 +345,7 @@ def load_neighbours(workdir: Path, views: tuple[View, ...]) -> dict[str, Neighbo
 
 
 def choose_threshold(scores: np.ndarray, labelled: np.ndarray, labels: np.ndarray, config: AuditConfig) -> tuple[float, str]:
-    """The decision threshold and the rule that produced it."""
+    """The decision threshold and the rule that produced it (every rule but "fdr", see run_decide)."""
     rule = config.decision
     if rule == "auto":
         rule = "calibrated" if len(labels) and len(set(labels.tolist())) == 2 else "prior"
@@ -363,53 +386,180 @@ def label_metrics(scores: np.ndarray, decisions: np.ndarray, labelled: np.ndarra
     return out
 
 
-def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
-    """Score every real image, choose the threshold, write results.csv, scores.npz and metrics.json."""
-    method = method_for(config)
-    real, generated = load_decoded(workdir)
-    neighbours = load_neighbours(workdir, method.views(config))
-    output = method.score(ScoreInputs(real.images, generated.images, neighbours), config)
-    scores = np.asarray(output.scores, dtype=np.float64)
-    labelled, labels = _labelled_positions(real.ids, inputs.labels)
-    threshold, rule = choose_threshold(scores, labelled, labels, config)
-    decisions = decide.apply_threshold(scores, threshold)
-    output = ScoreOutput(scores, output.evidence_idx[:, : config.k], output.evidence_sims[:, : config.k])
-    rows = [
+def decision_rule_for(config: AuditConfig, has_reference: bool, labels: np.ndarray) -> str:
+    """The rule an audit applies: "auto" means "fdr" whenever known-not-used images exist, else the
+    F1 calibration when labels of both kinds exist (never without a reference), else the prior."""
+    if config.decision == "fdr" and not has_reference:
+        raise ValueError(
+            "decision 'fdr' needs images known not to be used: labels with used=0 or a reference set"
+        )
+    if config.decision == "auto" and has_reference:
+        return "fdr"
+    return config.decision
+
+
+@dataclass
+class Decisions:
+    """What the decide stage concluded for the real images (the rows of results.csv)."""
+
+    used: np.ndarray  # int8 per real image
+    threshold: float
+    rule: str
+    p_values: np.ndarray  # nan where not tested (uncalibrated, or a reference image)
+    q_values: np.ndarray
+    leakage: dict[str, Any] | None
+
+
+def _fdr_threshold(scores: np.ndarray, flagged: np.ndarray) -> float:
+    """The score threshold the BH decisions amount to: the lowest flagged score (none: above all)."""
+    return float(scores[flagged].min()) if flagged.any() else decide._above(float(scores.max()))
+
+
+def decide_images(
+    pool_scores: np.ndarray,
+    from_reference: np.ndarray,
+    labelled: np.ndarray,
+    labels: np.ndarray,
+    config: AuditConfig,
+) -> Decisions:
+    """Decisions, p-values and the leakage test for the real images (the pool minus the reference set).
+
+    The reference = reference-set images + real images labelled used=0; the candidates = the other
+    real images (known-used ones included: they measure power).
+    """
+    from models import calibration
+
+    n_real = int((~from_reference).sum())
+    scores = pool_scores[:n_real]
+    reference = from_reference.copy()
+    reference[labelled[labels == 0]] = True
+    candidates = ~reference
+    p_values = np.full(n_real, np.nan)
+    q_values = np.full(n_real, np.nan)
+    leakage = None
+    if reference.any() and candidates[:n_real].any():
+        result = calibration.calibrate(pool_scores[candidates], pool_scores[reference], fdr=config.fdr)
+        p_values[candidates[:n_real]], q_values[candidates[:n_real]] = result.p_values, result.q_values
+        leakage = result.leakage
+    rule = decision_rule_for(config, leakage is not None, labels)
+    if rule == "fdr":
+        used = (np.nan_to_num(q_values, nan=1.0) <= config.fdr).astype(np.int8)
+        threshold = _fdr_threshold(scores, used.astype(bool))
+    else:
+        threshold, rule = choose_threshold(scores, labelled, labels, config)
+        used = decide.apply_threshold(scores, threshold)
+    return Decisions(used, threshold, rule, p_values, q_values, leakage)
+
+
+def _power(decisions: Decisions, labelled: np.ndarray, labels: np.ndarray) -> dict[str, Any] | None:
+    """Recall of the known-used images at the audit's decisions (the power of a calibrated audit)."""
+    known_used = labelled[labels == 1]
+    if decisions.leakage is None or known_used.size == 0:
+        return None
+    found = int(decisions.used[known_used].sum())
+    return {"n_known_used": int(known_used.size), "flagged": found, "recall": found / known_used.size}
+
+
+def _result_rows(ids: list[str], scores: np.ndarray, d: Decisions, roles: np.ndarray,
+                 output: ScoreOutput, generated_ids: list[str]) -> list[ResultRow]:
+    def maybe(value: float) -> float | None:
+        return None if np.isnan(value) else float(value)
+
+    return [
         ResultRow(
             id=image_id,
-            used=int(decisions[i]),
+            used=int(d.used[i]) if i < d.used.size else 0,
             score=float(scores[i]),
-            nearest_generated=generated.ids[int(output.evidence_idx[i, 0])],
+            nearest_generated=generated_ids[int(output.evidence_idx[i, 0])],
             similarity=float(output.evidence_sims[i, 0]),
+            p_value=maybe(d.p_values[i]) if i < d.p_values.size else None,
+            q_value=maybe(d.q_values[i]) if i < d.q_values.size else None,
+            role=str(roles[i]),
         )
-        for i, image_id in enumerate(real.ids)
+        for i, image_id in enumerate(ids)
     ]
+
+
+def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
+    """Score the pool, decide the real images, write results.csv (real images), reference.csv (the
+    reference set's images, when given), scores.npz and metrics.json."""
+    method = method_for(config)
+    pool, generated = load_decoded(workdir)
+    from_reference = load_reference_mask(workdir)
+    neighbours = load_neighbours(workdir, method.views(config))
+    output = method.score(ScoreInputs(pool.images, generated.images, neighbours), config)
+    scores = np.asarray(output.scores, dtype=np.float64)
+    n_real = int((~from_reference).sum())
+    labelled, labels = _labelled_positions(pool.ids[:n_real], inputs.labels)
+    d = decide_images(scores, from_reference, labelled, labels, config)
+    output = ScoreOutput(scores, output.evidence_idx[:, : config.k], output.evidence_sims[:, : config.k])
+    roles = np.full(len(pool.ids), "candidate", dtype=object)
+    roles[from_reference] = "reference"
+    roles[labelled[labels == 0]] = "reference"
+    rows = _result_rows(pool.ids, scores, d, roles, output, generated.ids)
     atomic_save_npz(
         workdir / "scores.npz",
-        {"scores": scores, "evidence_idx": output.evidence_idx, "evidence_sims": output.evidence_sims},
+        {
+            "scores": scores,
+            "evidence_idx": output.evidence_idx,
+            "evidence_sims": output.evidence_sims,
+            "from_reference": from_reference,
+            "p_values": d.p_values,
+            "q_values": d.q_values,
+        },
     )
-    write_results_csv(rows, workdir / "results.csv")
+    write_results_csv(rows[:n_real], workdir / "results.csv")
+    if from_reference.any():
+        write_results_csv(rows[n_real:], workdir / "reference.csv")
+    n_reference = int(from_reference.sum()) + int((labels == 0).sum())
+    applied_on = labelled if d.rule != "fdr" else labelled[labels == 1]  # fdr: references are not decided
     summary: dict[str, Any] = {
         "method": resolve_method_name(config.method),
-        "decision_rule": rule,
-        "threshold": threshold,
-        "n_real": len(real.ids),
+        "decision_rule": d.rule,
+        "threshold": d.threshold,
+        "calibrated": d.leakage is not None,
+        "fdr": config.fdr if d.leakage is not None else None,
+        "n_real": n_real,
+        "n_candidates": n_real - int((labels == 0).sum()),
+        "n_reference": n_reference,
+        "n_reference_set": int(from_reference.sum()),
         "n_generated": len(generated.ids),
-        "n_decided_used": int(decisions.sum()),
+        "n_decided_used": int(d.used.sum()),
         "n_labelled": int(len(labelled)),
-        "labelled": label_metrics(scores, decisions, labelled, labels, config) if len(labelled) else None,
+        "labelled": _labelled_summary(scores[:n_real], d, labelled, labels, applied_on, config),
+        "leakage": d.leakage,
+        "power": _power(d, labelled, labels),
     }
     on_progress(1.0)
     _write_json(workdir / ARTIFACTS["decide"], summary)
 
 
-def read_evidence(workdir: Path) -> dict[str, list[tuple[str, float]]]:
-    """For each real id, its nearest generated ids with their similarities (closest first)."""
-    real, generated = load_decoded(workdir)
+def _labelled_summary(scores: np.ndarray, d: Decisions, labelled: np.ndarray, labels: np.ndarray,
+                      applied_on: np.ndarray, config: AuditConfig) -> dict[str, Any] | None:
+    """label_metrics of the labelled images; under "fdr" the applied metrics cover the known-used only
+    (the known-not-used are the reference, never decided), the cross-validated F1 rule all of them."""
+    if not len(labelled):
+        return None
+    out = label_metrics(scores, d.used, labelled, labels, config)
+    if d.rule == "fdr":
+        keep = np.isin(labelled, applied_on)
+        if keep.any():
+            out["applied"] = metrics.classification_metrics(labels[keep], d.used[labelled[keep]], scores[labelled[keep]])
+        else:
+            out.pop("applied")
+    return out
+
+
+def read_evidence(workdir: Path, reference: bool = False) -> dict[str, list[tuple[str, float]]]:
+    """For each real id (or, with reference=True, each reference-set id), its nearest generated ids
+    with their similarities (closest first)."""
+    pool, generated = load_decoded(workdir)
+    wanted = load_reference_mask(workdir) == reference
     data = _load_npz(Path(workdir) / "scores.npz")
     return {
         image_id: [(generated.ids[int(j)], float(s)) for j, s in zip(data["evidence_idx"][i], data["evidence_sims"][i])]
-        for i, image_id in enumerate(real.ids)
+        for i, image_id in enumerate(pool.ids)
+        if wanted[i]
     }
 
 
@@ -456,11 +606,13 @@ def read_outcome(workdir: Path) -> AuditOutcome:
     outcome_metrics = json.loads((workdir / ARTIFACTS["decide"]).read_text())
     timings_path = workdir / "timings.json"
     outcome_metrics["timings"] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    reference_csv = workdir / "reference.csv"
     return AuditOutcome(
         workdir=workdir,
         rows=read_results_csv(workdir / "results.csv"),
         metrics=outcome_metrics,
         rejected=json.loads((workdir / "rejected.json").read_text()),
+        reference_rows=read_results_csv(reference_csv) if reference_csv.exists() else [],
     )
 
 

@@ -1,0 +1,55 @@
+"""The metrics document of a finished audit: what `synthaudit audit --metrics` writes and what
+`GET /v1/audits/{id}/metrics` returns (plus its `audit_id`), built from the decide stage's summary."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def finite(value: Any) -> Any:
+    """JSON-safe: NaN/inf -> None, recursively (JSONB rejects NaN; both outputs agree on null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def audit_counts(summary: dict[str, Any], rejected: dict[str, list[Any]]) -> dict[str, int]:
+    """How many images of each kind the audit saw, decided and skipped."""
+    counts = {
+        "real": int(summary.get("n_real", 0)),
+        "generated": int(summary.get("n_generated", 0)),
+        "used": int(summary.get("n_decided_used", 0)),
+        "labelled": int(summary.get("n_labelled", 0)),
+        "candidates": int(summary.get("n_candidates", summary.get("n_real", 0))),
+        "reference": int(summary.get("n_reference", 0)),
+        "rejected_real": len(rejected.get("real", [])),
+        "rejected_generated": len(rejected.get("generated", [])),
+        "rejected_reference": len(rejected.get("reference", [])),
+    }
+    counts["not_used"] = counts["real"] - counts["used"]
+    return counts
+
+
+def metrics_document(summary: dict[str, Any], rejected: dict[str, list[Any]]) -> dict[str, Any]:
+    """The public metrics of an audit (every key always present; null where it does not apply)."""
+    labelled = summary.get("labelled") or {}
+    return finite(
+        {
+            "method": summary.get("method"),
+            "decision_rule": str(summary.get("decision_rule", "")),
+            "threshold": float(summary["threshold"]),
+            "calibrated": bool(summary.get("calibrated", False)),
+            "fdr": summary.get("fdr"),
+            "counts": audit_counts(summary, rejected),
+            "leakage": summary.get("leakage"),
+            "power": summary.get("power"),
+            "metrics": labelled.get("applied"),
+            "cross_validated": labelled.get("cross_validated"),
+            "rejected": {k: [dict(r) for r in v] for k, v in sorted(rejected.items())},
+        }
+    )
