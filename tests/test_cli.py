@@ -31,7 +31,9 @@ def test_audit_writes_csv_and_evaluate_scores_it(bench_folder, tmp_path: Path) -
                      "--out", str(out), "--method", "pixels", "--image-size", "32")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["id", "used", "score", "nearest_generated", "similarity"]
+    assert list(rows[0]) == ["id", "used", "score", "nearest_generated", "similarity", "p_value", "q_value", "role"]
+    assert all(r["p_value"] == "" and r["q_value"] == "" for r in rows)  # no reference: uncalibrated
+    assert "uncalibrated" in result.stdout
     assert {r["id"] for r in rows} == set(labels)
     used = {r["id"] for r in rows if r["used"] == "1"}
     assert len(used) == 10
@@ -52,6 +54,46 @@ def test_audit_imageclef_format(bench_folder, tmp_path: Path) -> None:
     assert all(line.count(",") == 1 and line.split(",")[1] in {"0", "1"} for line in lines)
     assert not lines[0].startswith("id,")
     assert "cross-validated" in result.stdout
+
+
+def test_audit_with_a_reference_writes_p_values_and_the_metrics_json(bench_folder, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    root, labels = bench_folder
+    reference = tmp_path / "hold-out"
+    reference.mkdir()
+    held_out = sorted(k for k, v in labels.items() if v == 0)[:6]
+    real = tmp_path / "real"
+    shutil.copytree(root / "real", real)
+    for image_id in held_out:
+        (real / f"{image_id}.png").rename(reference / f"{image_id}.png")
+    out, metrics = tmp_path / "results.csv", tmp_path / "metrics.json"
+    result = run_cli("audit", "--real", str(real), "--generated", str(root / "generated"), "--out", str(out),
+                     "--reference", str(reference), "--metrics", str(metrics), "--method", "pixels",
+                     "--image-size", "32", "--fdr", "0.2")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert {r["id"] for r in rows} == set(labels) - set(held_out)
+    assert all(r["role"] == "candidate" and 0 < float(r["p_value"]) <= float(r["q_value"]) <= 1 for r in rows)
+    document = json.loads(metrics.read_text())
+    assert document["audit_id"] is None and document["calibrated"] is True and document["fdr"] == 0.2
+    assert document["decision_rule"] == "fdr"
+    assert document["counts"]["reference"] == 6 and document["counts"]["candidates"] == 14
+    leak = document["leakage"]
+    assert set(leak) >= {"p_value", "detected", "level", "test", "n_candidates", "n_reference",
+                         "used_count_lower_bound", "used_share_estimate", "used_share_ci"}
+    assert leak["n_flagged"] == sum(r["used"] == "1" for r in rows)
+    assert "p = " in result.stdout and "at least" in result.stdout
+
+
+def test_fdr_rule_without_reference_is_one_line_error(bench_folder, tmp_path: Path) -> None:
+    root, _ = bench_folder
+    result = run_cli("audit", "--real", str(root / "real"), "--generated", str(root / "generated"),
+                     "--out", str(tmp_path / "r.csv"), "--method", "pixels", "--image-size", "32",
+                     "--decision", "fdr")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "known not to be used" in result.stderr  # before any work
 
 
 def test_bench_prints_table(bench_folder) -> None:
