@@ -197,9 +197,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Run methods over benchmark folders and print the comparison table."""
-    from models.bench import CALIBRATION, TABLE_COLUMNS, run_bench
-    from models.metrics import format_metrics_table
+    """Run methods over benchmark folders (or null pairings) and print the comparison tables."""
+    from models.bench import format_bench, run_bench, run_null_bench
 
     config = _config_from_args(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -207,7 +206,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     bar = tqdm(total=len(args.folders) * len(methods) * 100, unit="%", desc="bench",
                bar_format="{desc} {bar} {percentage:3.0f}% {elapsed} {postfix}")
-    from models.stages import STAGES, overall_progress
+    from models.stages import overall_progress
 
     state = {"done": 0, "key": None, "last": 0.0}
 
@@ -222,14 +221,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if value > bar.n:
             bar.update(value - bar.n)
 
+    options = {"reference_share": args.reference_share, "redraws": args.redraws}
     try:
-        rows = run_bench(args.folders, methods, config, args.workdir, progress)
+        if args.null_real:
+            rows = run_null_bench(args.null_real, args.folders, methods, config, args.workdir, progress, **options)
+        else:
+            rows = run_bench(args.folders, methods, config, args.workdir, progress, **options)
     finally:
         bar.close()
     print()
-    print(format_metrics_table(rows, TABLE_COLUMNS))
-    print(f"\nthreshold: {CALIBRATION}; f1_median: label-free median split; t_*: seconds per stage "
-          f"({', '.join(STAGES)}); CIs: bootstrap 95 %.")
+    print(format_bench(rows, config.fdr, null=bool(args.null_real), **options))
     if args.output:
         import json
 
@@ -275,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", default="pixels,paper,default", help="comma-separated method names")
     bench.add_argument("--workdir", type=Path, default=None)
     bench.add_argument("--output", type=Path, default=None, help="also write the rows as JSON")
+    bench.add_argument("--null-real", type=Path, default=None, metavar="DIR",
+                       help="null pairings: audit DIR (real images no generator saw; DIR or DIR/real) against "
+                       "each FOLDER's generated/ images; nothing may be flagged")
+    bench.add_argument("--reference-share", type=float, default=0.4,
+                       help="share of the not-used images drawn (seeded by --seed) as the calibrated reference")
+    bench.add_argument("--redraws", type=int, default=200,
+                       help="further seeded reference draws over the same scores (mean FDP/TPR, null detect rate)")
     _add_config_arguments(bench)
     bench.set_defaults(func=cmd_bench)
 

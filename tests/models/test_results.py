@@ -19,13 +19,30 @@ def test_synthaudit_format_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "results.csv"
     write_results_csv(ROWS, path)
     lines = path.read_text().splitlines()
-    assert lines[0] == "id,used,score,nearest_generated,similarity"
-    assert lines[1] == "img_001,1,0.912346,gen_17,0.987654"
+    assert lines[0] == "id,used,score,nearest_generated,similarity,p_value,q_value,role"
+    assert lines[1] == "img_001,1,0.912346,gen_17,0.987654,,,candidate"
     back = read_results_csv(path)
     assert [r.id for r in back] == ["img_001", "ct/scan_2"]
     assert back[0].used == 1 and back[0].score == pytest.approx(0.912346)
     assert back[1].nearest_generated == "gen_3" and back[1].similarity == pytest.approx(0.5)
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temp file left
+
+
+def test_p_values_and_roles_round_trip_and_old_files_still_read(tmp_path: Path) -> None:
+    rows = [ResultRow("a", 1, 0.9, "g1", 0.8, p_value=1.23456789e-7, q_value=0.0421, role="candidate"),
+            ResultRow("b", 0, 0.1, "g2", 0.3, role="reference")]
+    path = tmp_path / "r.csv"
+    write_results_csv(rows, path)
+    assert path.read_text().splitlines()[1:] == ["a,1,0.900000,g1,0.800000,1.23457e-07,0.0421,candidate",
+                                                 "b,0,0.100000,g2,0.300000,,,reference"]
+    back = read_results_csv(path)
+    assert back[0].p_value == pytest.approx(1.23457e-07) and back[1].p_value is None
+    assert [r.role for r in back] == ["candidate", "reference"]
+    legacy = tmp_path / "old.csv"
+    legacy.write_text("id,used,score,nearest_generated,similarity\nx,1,0.5,g,0.4\n")
+    assert read_results_csv(legacy)[0] == ResultRow("x", 1, 0.5, "g", 0.4)
+    with pytest.raises(ValueError, match="role"):
+        write_results_csv([ResultRow("c", 0, 0.1, "g", 0.1, role="other")], tmp_path / "bad.csv")
 
 
 def test_imageclef_format_has_no_header(tmp_path: Path) -> None:
