@@ -9,6 +9,12 @@ The GAN sees only the used half. Labels are written for scoring; nothing in the 
 
 Run (about 10-20 min on 2 CPU cores):
   .venv/bin/python benchmarks/make_gan_bench.py --out bench-local --exclude ../shared/bench/fmnist-ddpm-dev
+
+--real-only writes only those 1,000 real images (the same ones, ids and order as the GAN folders' real/)
+to OUT/fmnist-real-other/real, in seconds and without training: real images that no generator of the
+--exclude folders saw, for the null pairings of `synthaudit bench --null-real` (docs/benchmarks.md):
+  .venv/bin/python benchmarks/make_gan_bench.py --out bench-local --exclude ../shared/bench/fmnist-ddpm-dev --real-only
+Either way the written real images are hashed again and checked against the --exclude folders.
 """
 
 from __future__ import annotations
@@ -107,14 +113,29 @@ def sample(generator: Generator, n: int, seed: int) -> np.ndarray:
     return x.to(torch.uint8).numpy()
 
 
-def write_folder(out: Path, real: np.ndarray, used: np.ndarray, generated: np.ndarray, meta: dict) -> None:
-    for sub in ("real", "generated"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    order = np.random.default_rng(meta["shuffle_seed"]).permutation(len(real))
+def write_real(out: Path, real: np.ndarray, used: np.ndarray, shuffle_seed: int) -> list[str]:
+    """out/real/rNNNN.png in a seeded shuffled order; the `id,used` lines of labels.csv."""
+    (out / "real").mkdir(parents=True, exist_ok=True)
+    order = np.random.default_rng(shuffle_seed).permutation(len(real))
     rows = ["id,used"]
     for rank, i in enumerate(order, start=1):
         Image.fromarray(real[i]).save(out / "real" / f"r{rank:04d}.png")
         rows.append(f"r{rank:04d},{int(used[i])}")
+    return rows
+
+
+def check_disjoint(folder: Path, exclude: set[str]) -> int:
+    """Hash the pixels of every written real image again; fail if any is among the excluded ones."""
+    written = excluded_hashes([folder])
+    shared = written & exclude
+    if shared:
+        raise SystemExit(f"{folder}/real shares {len(shared)} images with the --exclude folders")
+    return len(written)
+
+
+def write_folder(out: Path, real: np.ndarray, used: np.ndarray, generated: np.ndarray, meta: dict) -> None:
+    (out / "generated").mkdir(parents=True, exist_ok=True)
+    rows = write_real(out, real, used, meta["shuffle_seed"])
     (out / "labels.csv").write_text("\n".join(rows) + "\n")
     for j, image in enumerate(generated, start=1):
         Image.fromarray(image).save(out / "generated" / f"g{j:05d}.png")
@@ -129,10 +150,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--generated", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--real-only", action="store_true",
+                    help="write only the real images to OUT/fmnist-real-other (no GAN training), for null pairings")
     args = ap.parse_args()
     snapshots = sorted(int(s) for s in args.snapshots.split(","))
     torch.manual_seed(args.seed)
-    real, used = pick_real(args.seed, excluded_hashes(args.exclude))
+    exclude = excluded_hashes(args.exclude)
+    real, used = pick_real(args.seed, exclude)
+    if args.real_only:
+        write_real_only(args, real, exclude)
+        return
     train = to_tensor(real[used == 1])
     generator, discriminator = Generator(), Discriminator()
     opt_g = torch.optim.Adam(generator.parameters(), 2e-4, betas=(0.5, 0.999))
@@ -174,7 +201,35 @@ def main() -> None:
                 "made_by": "benchmarks/make_gan_bench.py",
             }
             write_folder(folder, real, used, sample(generator, args.generated, args.seed + 2), meta)
-            print(f"wrote {folder}", flush=True)
+            n = check_disjoint(folder, exclude)
+            print(f"wrote {folder} ({n} distinct real images, none in the --exclude folders)", flush=True)
+
+
+def write_real_only(args: argparse.Namespace, real: np.ndarray, exclude: set[str]) -> None:
+    """OUT/fmnist-real-other: real/ (the GAN folders' real images, same ids) and meta.json, no labels:
+    none of these images was seen by the generators of the --exclude folders, so all are not used there."""
+    if not exclude:
+        raise SystemExit("--real-only needs --exclude: the folders whose generators these images must not have trained")
+    folder = args.out / "fmnist-real-other"
+    write_real(folder, real, np.zeros(len(real), dtype=int), 1000 + args.seed)
+    n = check_disjoint(folder, exclude)
+    meta = {
+        "data": "Fashion-MNIST test split (Debian package dataset-fashion-mnist, MIT licence); "
+        "no image shared with the --exclude folders (pixel SHA-256, checked after writing)",
+        "excluded_folders": [str(p) for p in args.exclude],
+        "excluded_images": len(exclude),
+        "purpose": "null pairings: real images that no generator of the excluded folders saw "
+        "(synthaudit bench --null-real)",
+        "same_images_as": "the real/ of the fmnist-dcgan-* folders built with the same --seed",
+        "date": dt.date.today().isoformat(),
+        "seed": args.seed,
+        "shuffle_seed": 1000 + args.seed,
+        "n_real": len(real),
+        "n_distinct": n,
+        "made_by": "benchmarks/make_gan_bench.py --real-only",
+    }
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {folder}: {len(real)} real images ({n} distinct), none among the {len(exclude)} excluded", flush=True)
 
 
 if __name__ == "__main__":

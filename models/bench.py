@@ -1,6 +1,7 @@
 """Benchmark harness: run methods over folders with known answers and score them honestly."""
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from models import decide, metrics
+from models import calibration, decide, metrics
 from models.config import AuditConfig
 from models.results import read_labels_csv
 from models.stages import STAGES, AuditInputs, run_audit
@@ -18,9 +19,36 @@ from models.stages import STAGES, AuditInputs, run_audit
 # Columns of the printed table (the paper's Table 3 order, then ours).
 TABLE_COLUMNS = [
     "folder", "method", "accuracy", "precision", "specificity", "recall", "f1", "f1_ci",
-    "auc", "auc_ci", "tpr_at_1pct_fpr", "f1_median", *[f"t_{s}" for s in STAGES], "t_total",
+    "auc", "auc_ci", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "f1_median", *[f"t_{s}" for s in STAGES], "t_total",
+]
+# Columns of the calibrated table: a simulated hold-out of known-not-used images as the reference.
+CALIBRATED_COLUMNS = [
+    "folder", "method", "n_reference", "n_candidates", "leakage_p", "detected", "flagged", "fdp",
+    "tpr_at_fdr", "used_lower_bound", "used_candidates", "used_share_estimate", "mean_fdp", "mean_tpr",
+]
+# Columns of the null table: real images the generator never saw, so nothing may be flagged.
+NULL_COLUMNS = [
+    "folder", "method", "n_reference", "n_candidates", "leakage_p", "detected", "flagged", "fdp",
+    "used_lower_bound", "detect_rate", "mean_flagged", "t_total",
 ]
 CALIBRATION = "5-fold stratified cross-validation: each image is decided by a threshold fitted on the other folds"
+REFERENCE_SHARE = 0.4  # share of the not-used images drawn as the simulated reference (hold-out)
+REDRAWS = 200  # extra seeded reference draws over the same scores, for mean FDP/TPR and the null detect rate
+CALIBRATED_NOTE = (
+    "calibrated: reference = a seeded random {share:.0%} of the not-used images (seed = --seed), the other "
+    "images are the candidates; figures computed by models.calibration on the SAME scores as the table above "
+    "(labels do not change the scores: the labelled images stay in the real pool), no second audit. leakage_p: "
+    "rank test of the candidates against the reference (detected: p <= 0.05); flagged: Benjamini-Hochberg at "
+    "FDR {fdr:g}; fdp: not-used flagged / flagged; tpr_at_fdr: used flagged / used candidates; "
+    "used_lower_bound: 95 % lower bound on the used count (vs used_candidates, the truth); mean_fdp, mean_tpr: "
+    "over {redraws} other seeded reference draws of the same scores."
+)
+NULL_NOTE = (
+    "null pairing: real images the generator never saw (all not used) against its generated images; reference = "
+    "a seeded random {share:.0%} of them, the others are the candidates, so every flag is false. detected at "
+    "p <= 0.05; flagged: Benjamini-Hochberg at FDR {fdr:g}; detect_rate and mean_flagged: over {redraws} seeded "
+    "reference draws of the same scores (a valid test detects at a rate <= 0.05)."
+)
 
 
 @dataclass
@@ -54,6 +82,7 @@ def score_run(ids: list[str], scores: np.ndarray, labels: dict[str, int], seed: 
     s = scores[positions]
     cv_pred, _ = decide.cross_validated_decisions(s, y, folds=5, seed=seed)
     row = metrics.classification_metrics(y, cv_pred, s)
+    row["tpr_at_0.1pct_fpr"] = metrics.tpr_at_fpr(y, s, 0.001)
     ci = metrics.bootstrap_ci(y, cv_pred, s, n_boot=500, seed=seed)
     median_pred = decide.apply_threshold(s, decide.prior_threshold(s, 0.5))
     row["f1_ci"] = _fmt_ci(ci["f1"])
@@ -62,36 +91,212 @@ def score_run(ids: list[str], scores: np.ndarray, labels: dict[str, int], seed: 
     return row
 
 
+def draw_reference(labels: dict[str, int], share: float = REFERENCE_SHARE, seed: int = 0) -> list[str]:
+    """The simulated hold-out: a seeded random `share` of the not-used ids (label 0).
+
+    The not-used ids are sorted, then `numpy.random.default_rng(seed).choice(n, round(share * n),
+    replace=False)` picks positions; the picked ids are returned sorted. The same labels, share and seed
+    always give the same reference (benchmarks/calibrated_check.py writes it as the audit's REF.csv).
+    """
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"share must lie strictly between 0 and 1, got {share}")
+    not_used = sorted(image_id for image_id, used in labels.items() if int(used) == 0)
+    n = int(round(share * len(not_used)))
+    picked = np.random.default_rng(seed).choice(len(not_used), size=n, replace=False)
+    return sorted(not_used[i] for i in picked)
+
+
+def calibrated_figures(
+    ids: list[str],
+    scores: np.ndarray,
+    labels: dict[str, int],
+    reference_ids: list[str],
+    fdr: float = calibration.DEFAULT_FDR,
+    level: float = calibration.DEFAULT_LEVEL,
+) -> dict[str, Any]:
+    """What a calibrated audit reports with `reference_ids` as its known-not-used images, scored by `labels`.
+
+    The reference = the run's images among `reference_ids`; the candidates = every other image of the run.
+    This is `models.stages.decide_images` with labels {id: 0 for id in reference_ids}, applied to scores
+    already computed (scoring does not depend on labels). `fdp` and `tpr_at_fdr` are measured on the
+    labelled candidates: false discoveries / flagged (0 when nothing is flagged) and used flagged / used.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    in_reference = np.isin(np.asarray(ids, dtype=object), np.asarray(list(reference_ids), dtype=object))
+    if not in_reference.any() or in_reference.all():
+        raise ValueError("the calibrated figures need reference images and candidates")
+    result = calibration.calibrate(scores[~in_reference], scores[in_reference], fdr=fdr, level=level)
+    truth = np.array([labels.get(image_id, -1) for image_id in ids], dtype=np.int64)[~in_reference]
+    flagged = result.flagged
+    known_flags = int((flagged & (truth >= 0)).sum())
+    false_flags = int((flagged & (truth == 0)).sum())
+    used = truth == 1
+    leak = result.leakage
+    return {
+        "n_reference": leak["n_reference"],
+        "n_candidates": leak["n_candidates"],
+        "leakage_p": leak["p_value"],
+        "detected": bool(leak["detected"]),
+        "flagged": leak["n_flagged"],
+        "false_flags": false_flags,
+        "fdp": false_flags / known_flags if known_flags else 0.0,
+        "tpr_at_fdr": int((flagged & used).sum()) / int(used.sum()) if used.any() else math.nan,
+        "used_lower_bound": leak["used_count_lower_bound"],
+        "used_candidates": int(used.sum()),
+        "used_share_estimate": leak["used_share_estimate"],
+        "min_p_value": leak["min_p_value"],
+        "fdr": fdr,
+    }
+
+
+def redraw_figures(
+    ids: list[str],
+    scores: np.ndarray,
+    labels: dict[str, int],
+    fdr: float,
+    seed: int,
+    draws: int = REDRAWS,
+    share: float = REFERENCE_SHARE,
+) -> dict[str, float]:
+    """Means over `draws` further reference draws (seeds seed+1 .. seed+draws) of the same scores: FDP,
+    TPR at `fdr`, the detection rate of the leakage test and the flagged count. Only conformal p-values,
+    BH and the rank test are computed (no lower bound), so this costs milliseconds per draw."""
+    scores = np.asarray(scores, dtype=np.float64)
+    id_array = np.asarray(ids, dtype=object)
+    truth = np.array([labels.get(image_id, -1) for image_id in ids], dtype=np.int64)
+    fdp, tpr, detected, flagged = [], [], [], []
+    for k in range(1, draws + 1):
+        ref = np.isin(id_array, np.asarray(draw_reference(labels, share, seed + k), dtype=object))
+        c, t = scores[~ref], truth[~ref]
+        hits, _ = calibration.benjamini_hochberg(calibration.conformal_p_values(c, scores[ref]), fdr)
+        known = int((hits & (t >= 0)).sum())
+        fdp.append(int((hits & (t == 0)).sum()) / known if known else 0.0)
+        if (t == 1).any():
+            tpr.append(int((hits & (t == 1)).sum()) / int((t == 1).sum()))
+        detected.append(calibration.leakage_test(c, scores[ref]).detected)
+        flagged.append(int(hits.sum()))
+    return {
+        "mean_fdp": float(np.mean(fdp)),
+        "mean_tpr": float(np.mean(tpr)) if tpr else math.nan,
+        "detect_rate": float(np.mean(detected)),
+        "mean_flagged": float(np.mean(flagged)),
+        "redraws": draws,
+    }
+
+
+def _audit(real: Path, generated: Path, config: AuditConfig, workdir: Path, name: str,
+           on_progress: Callable[[str, str, str, float], None] | None,
+           ) -> tuple[list[str], np.ndarray, dict[str, Any], float]:
+    started = time.perf_counter()
+    outcome = run_audit(
+        AuditInputs(real, generated),
+        config,
+        workdir,
+        (lambda stage, f, m=config.method, n=name: on_progress(n, m, stage, f)) if on_progress else None,
+    )
+    total = time.perf_counter() - started
+    ids = [r.id for r in outcome.rows]
+    return ids, np.array([r.score for r in outcome.rows]), outcome.metrics, total
+
+
+def _method_label(config: AuditConfig) -> str:
+    return f"{config.method}:{config.encoder}-{config.metric}" if config.method == "similarity" else config.method
+
+
 def run_bench(
     folders: list[Path],
     methods: list[str],
     base_config: AuditConfig,
     workroot: Path | None = None,
     on_progress: Callable[[str, str, str, float], None] | None = None,
+    reference_share: float = REFERENCE_SHARE,
+    redraws: int = REDRAWS,
 ) -> list[dict[str, Any]]:
-    """One row per (folder, method): the audit runs without labels; labels only score it."""
+    """One row per (folder, method): the audit runs without labels; labels only score it, and draw the
+    simulated reference of the calibrated figures (computed on the same scores: one audit per row)."""
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="synthaudit-bench-") as tmp:
         root = Path(workroot) if workroot else Path(tmp)
         for folder in map(BenchFolder, folders):
             folder.check()
             labels = folder.labels
+            reference = draw_reference(labels, reference_share, base_config.seed)
             for method in methods:
                 config = replace(base_config, method=method)
-                workdir = root / f"{folder.path.name}-{method}"
-                started = time.perf_counter()
-                outcome = run_audit(
-                    AuditInputs(folder.path / "real", folder.path / "generated"),
-                    config,
-                    workdir,
-                    (lambda stage, f, m=method, n=folder.path.name: on_progress(n, m, stage, f)) if on_progress else None,
-                )
-                total = time.perf_counter() - started
-                ids = [r.id for r in outcome.rows]
-                scores = np.array([r.score for r in outcome.rows])
-                label = f"{method}:{config.encoder}-{config.metric}" if method == "similarity" else method
-                row = {"folder": folder.path.name, "method": label, **score_run(ids, scores, labels, config.seed)}
-                row.update({f"t_{s}": outcome.metrics["timings"].get(s, 0.0) for s in STAGES})
+                ids, scores, audit_metrics, total = _audit(
+                    folder.path / "real", folder.path / "generated", config,
+                    root / f"{folder.path.name}-{method}", folder.path.name, on_progress)
+                row = {"folder": folder.path.name, "method": _method_label(config),
+                       **score_run(ids, scores, labels, config.seed)}
+                row.update(calibrated_figures(ids, scores, labels, reference, config.fdr))
+                if redraws:
+                    row.update(redraw_figures(ids, scores, labels, config.fdr, config.seed,
+                                              redraws, reference_share))
+                row.update({f"t_{s}": audit_metrics["timings"].get(s, 0.0) for s in STAGES})
                 row["t_total"] = total
                 rows.append(row)
     return rows
+
+
+def run_null_bench(
+    null_real: Path,
+    folders: list[Path],
+    methods: list[str],
+    base_config: AuditConfig,
+    workroot: Path | None = None,
+    on_progress: Callable[[str, str, str, float], None] | None = None,
+    reference_share: float = REFERENCE_SHARE,
+    redraws: int = REDRAWS,
+) -> list[dict[str, Any]]:
+    """Null pairings: the real images of `null_real` (a folder of images, or a folder with real/), none of
+    which any generator here saw, audited against each folder's generated images (FOLDER/generated, or
+    FOLDER itself when it has no generated/). Every real image counts as not used, a seeded share of them
+    is the reference, and every flag is a false discovery."""
+    null_real = Path(null_real)
+    real = null_real / "real" if (null_real / "real").is_dir() else null_real
+    if not real.exists():
+        raise ValueError(f"{null_real} does not exist")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="synthaudit-null-") as tmp:
+        root = Path(workroot) if workroot else Path(tmp)
+        for folder in map(Path, folders):
+            generated = folder / "generated" if (folder / "generated").is_dir() else folder
+            if not generated.exists():
+                raise ValueError(f"{folder} does not exist")
+            name = f"null:{null_real.name}+{folder.name}"
+            for method in methods:
+                config = replace(base_config, method=method)
+                ids, scores, audit_metrics, total = _audit(
+                    real, generated, config, root / f"null-{folder.name}-{method}", name, on_progress)
+                labels = dict.fromkeys(ids, 0)
+                reference = draw_reference(labels, reference_share, config.seed)
+                row = {"folder": name, "method": _method_label(config),
+                       **calibrated_figures(ids, scores, labels, reference, config.fdr)}
+                if redraws:
+                    row.update(redraw_figures(ids, scores, labels, config.fdr, config.seed,
+                                              redraws, reference_share))
+                row.update({f"t_{s}": audit_metrics["timings"].get(s, 0.0) for s in STAGES})
+                row["t_total"] = total
+                rows.append(row)
+    return rows
+
+
+def _display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for printing: p-values in scientific notation (3 decimals would print 0.000)."""
+    return [{**r, "leakage_p": f"{r['leakage_p']:.2g}"} if "leakage_p" in r else r for r in rows]
+
+
+def format_bench(rows: list[dict[str, Any]], fdr: float, null: bool = False,
+                 reference_share: float = REFERENCE_SHARE, redraws: int = REDRAWS) -> str:
+    """The printed report of `run_bench` (two tables) or `run_null_bench` (one table), with their notes."""
+    stages = ", ".join(STAGES)
+    values = {"share": reference_share, "fdr": fdr, "redraws": redraws}
+    if null:
+        return (metrics.format_metrics_table(_display(rows), NULL_COLUMNS)
+                + f"\n\n{NULL_NOTE.format(**values)} t_total: seconds.")
+    return (metrics.format_metrics_table(rows, TABLE_COLUMNS)
+            + f"\n\nthreshold: {CALIBRATION}; f1_median: label-free median split; tpr_at_0.1pct_fpr: with fewer "
+            f"than 1,000 not-used images, the TPR at zero false positives; t_*: seconds per stage ({stages}); "
+            "CIs: bootstrap 95 %.\n\n"
+            + metrics.format_metrics_table(_display(rows), CALIBRATED_COLUMNS)
+            + f"\n\n{CALIBRATED_NOTE.format(**values)}")
