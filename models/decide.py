@@ -25,7 +25,7 @@ def _as_labels(labels: object, n: int) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _above(value: float) -> float:
+def just_above(value: float) -> float:
     """The smallest float strictly greater than value (a threshold that selects nothing)."""
     return float(np.nextafter(value, math.inf))
 
@@ -50,7 +50,7 @@ def f1_optimal_threshold(scores: object, labels: object) -> float:
     lower = ss[np.minimum(last + 1, ss.size - 1)]
     mid = (upper + lower) / 2.0
     thresholds = np.where(last < ss.size - 1, np.where(mid > lower, mid, upper), ss[-1])
-    thresholds = np.r_[_above(ss[0]), thresholds]
+    thresholds = np.r_[just_above(ss[0]), thresholds]
     f1 = np.r_[0.0, f1]
     return float(thresholds[int(np.argmax(f1))])
 
@@ -62,7 +62,7 @@ def prior_threshold(scores: object, used_fraction: float = 0.5) -> float:
     desc = np.sort(_as_scores(scores))[::-1]
     k = int(math.floor(used_fraction * desc.size + 0.5))
     if k == 0:
-        return _above(desc[0])
+        return just_above(desc[0])
     return float(desc[k - 1])
 
 

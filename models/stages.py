@@ -386,7 +386,7 @@ def label_metrics(scores: np.ndarray, decisions: np.ndarray, labelled: np.ndarra
     return out
 
 
-def decision_rule_for(config: AuditConfig, has_reference: bool, labels: np.ndarray) -> str:
+def decision_rule_for(config: AuditConfig, has_reference: bool) -> str:
     """The rule an audit applies: "auto" means "fdr" whenever known-not-used images exist, else the
     F1 calibration when labels of both kinds exist (never without a reference), else the prior."""
     if config.decision == "fdr" and not has_reference:
@@ -412,7 +412,7 @@ class Decisions:
 
 def _fdr_threshold(scores: np.ndarray, flagged: np.ndarray) -> float:
     """The score threshold the BH decisions amount to: the lowest flagged score (none: above all)."""
-    return float(scores[flagged].min()) if flagged.any() else decide._above(float(scores.max()))
+    return float(scores[flagged].min()) if flagged.any() else decide.just_above(float(scores.max()))
 
 
 def decide_images(
@@ -441,7 +441,7 @@ def decide_images(
         result = calibration.calibrate(pool_scores[candidates], pool_scores[reference], fdr=config.fdr)
         p_values[candidates[:n_real]], q_values[candidates[:n_real]] = result.p_values, result.q_values
         leakage = result.leakage
-    rule = decision_rule_for(config, leakage is not None, labels)
+    rule = decision_rule_for(config, leakage is not None)
     if rule == "fdr":
         used = (np.nan_to_num(q_values, nan=1.0) <= config.fdr).astype(np.int8)
         threshold = _fdr_threshold(scores, used.astype(bool))
