@@ -43,6 +43,14 @@ def add_workflow_commands(subparsers: Any) -> None:
     submit.add_argument("--real", type=Path, nargs="+", required=True, help="files, folders or archives")
     submit.add_argument("--generated", type=Path, nargs="+", required=True)
     submit.add_argument("--labels", type=Path, default=None, help="CSV id,used for some real images")
+    submit.add_argument(
+        "--reference",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="files, folders or archives of real images known NOT to be in the training set",
+    )
+    submit.add_argument("--fdr", type=float, default=None, help="target false discovery rate (default 0.1)")
     submit.add_argument("--method", default=None)
     submit.add_argument("--image-size", type=int, default=None)
     submit.add_argument("--seed", type=int, default=None)
@@ -141,7 +149,7 @@ def _submit(api: Any, args: argparse.Namespace) -> int:
     from models.results import read_labels_csv
 
     config = json.loads(args.config) if args.config else {}
-    for key in ("method", "image_size", "seed"):
+    for key in ("method", "image_size", "seed", "fdr"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     labels = read_labels_csv(args.labels) if args.labels else None
@@ -151,6 +159,9 @@ def _submit(api: Any, args: argparse.Namespace) -> int:
         f"uploaded real {real['id']} ({real['image_count']} images), "
         f"generated {generated['id']} ({generated['image_count']} images)"
     )
+    reference = api.upload_dataset("reference", args.reference) if args.reference else None
+    if reference is not None:
+        print(f"uploaded reference {reference['id']} ({reference['image_count']} images)")
     audit = api.create_audit(
         real["id"],
         generated["id"],
@@ -158,6 +169,7 @@ def _submit(api: Any, args: argparse.Namespace) -> int:
         labels=labels,
         encoder_id=args.encoder_id,
         webhook_url=args.webhook_url,
+        reference_dataset_id=reference["id"] if reference is not None else None,
     )
     print(f"audit {audit['id']} {audit['status']}")
     if not args.wait:

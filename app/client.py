@@ -4,7 +4,9 @@ from app.client import Client
 api = Client("http://127.0.0.1:8000", api_key="sa_…")
 real = api.upload_dataset("real", ["scans/"])
 gen = api.upload_dataset("generated", ["samples.zip"])
-audit = api.wait(api.create_audit(real["id"], gen["id"], config={"method": "pixels"})["id"])
+held_out = api.upload_dataset("reference", ["hold-out/"])   # optional: known not used
+audit = api.create_audit(real["id"], gen["id"], reference_dataset_id=held_out["id"], config={"fdr": 0.1})
+audit = api.wait(audit["id"])
 open("report.html", "wb").write(api.report(audit["id"]))
 """
 
@@ -171,16 +173,24 @@ class Client:
         encoder_id: str | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
+        reference_dataset_id: str | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
-        """Queue an audit (an idempotency key is generated, so a retried call never starts two)."""
+        """Queue an audit (an idempotency key is generated, so a retried call never starts two);
+        `reference_dataset_id`: a dataset uploaded with role `reference` (known-not-used images)."""
         body: dict[str, Any] = {
             "real_dataset_id": real_dataset_id,
             "generated_dataset_id": generated_dataset_id,
             "config": config or {},
             **extra,
         }
-        for key, value in (("labels", labels), ("encoder_id", encoder_id), ("webhook_url", webhook_url)):
+        optional = {
+            "labels": labels,
+            "encoder_id": encoder_id,
+            "webhook_url": webhook_url,
+            "reference_dataset_id": reference_dataset_id,
+        }
+        for key, value in optional.items():
             if value is not None:
                 body[key] = value
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}

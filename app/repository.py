@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.tables import (
@@ -54,11 +54,17 @@ def image_names(session: Session, dataset_id: uuid.UUID) -> set[str]:
     return set(session.scalars(select(Image.name).where(Image.dataset_id == dataset_id)))
 
 
-def count_active_audits_using(session: Session, dataset_id: uuid.UUID) -> int:
-    stmt = select(func.count(Audit.id)).where(
-        or_(Audit.real_dataset_id == dataset_id, Audit.generated_dataset_id == dataset_id),
-        Audit.status.in_(ACTIVE_STATUSES),
+def _uses(dataset_id: uuid.UUID) -> ColumnElement[bool]:
+    """The audits that read a dataset: as their real, generated or reference set."""
+    return or_(
+        Audit.real_dataset_id == dataset_id,
+        Audit.generated_dataset_id == dataset_id,
+        Audit.reference_dataset_id == dataset_id,
     )
+
+
+def count_active_audits_using(session: Session, dataset_id: uuid.UUID) -> int:
+    stmt = select(func.count(Audit.id)).where(_uses(dataset_id), Audit.status.in_(ACTIVE_STATUSES))
     return int(session.scalar(stmt) or 0)
 
 
@@ -109,9 +115,13 @@ def delete_audit(session: Session, audit_id: uuid.UUID) -> None:
     session.execute(delete(Audit).where(Audit.id == audit_id))
 
 
-def get_results(session: Session, audit_id: uuid.UUID) -> list[AuditResult]:
-    stmt = select(AuditResult).where(AuditResult.audit_id == audit_id).order_by(AuditResult.position)
-    return list(session.scalars(stmt))
+def get_results(session: Session, audit_id: uuid.UUID, source: str | None = None) -> list[AuditResult]:
+    """The audit's result rows in position order; `source` 'real' (results.csv) or 'reference' (the
+    reference set's images) keeps only those."""
+    stmt = select(AuditResult).where(AuditResult.audit_id == audit_id)
+    if source is not None:
+        stmt = stmt.where(AuditResult.source == source)
+    return list(session.scalars(stmt.order_by(AuditResult.position)))
 
 
 def get_metrics(session: Session, audit_id: uuid.UUID) -> AuditMetrics | None:
@@ -195,12 +205,16 @@ def expired_audits(session: Session, before: datetime) -> list[uuid.UUID]:
 
 
 def expired_datasets(session: Session, before: datetime) -> list[uuid.UUID]:
-    """Datasets created before `before`, not purged yet, that no queued or running audit uses."""
+    """Datasets created before `before`, not purged yet, that no queued or running audit uses (as its
+    real, generated or reference set)."""
     active = Audit.status.in_(ACTIVE_STATUSES)
     in_use = (
         select(Audit.real_dataset_id)
         .where(active, Audit.real_dataset_id.is_not(None))
-        .union(select(Audit.generated_dataset_id).where(active, Audit.generated_dataset_id.is_not(None)))
+        .union(
+            select(Audit.generated_dataset_id).where(active, Audit.generated_dataset_id.is_not(None)),
+            select(Audit.reference_dataset_id).where(active, Audit.reference_dataset_id.is_not(None)),
+        )
     )
     stmt = select(Dataset.id).where(
         Dataset.created_at < before, Dataset.purged_at.is_(None), Dataset.id.not_in(in_use)
@@ -240,7 +254,4 @@ def mark_dataset_purged(session: Session, dataset_id: uuid.UUID) -> None:
 
 def audits_using(session: Session, dataset_id: uuid.UUID) -> list[uuid.UUID]:
     """Every audit that read the dataset (their work folders hold decoded copies of its images)."""
-    stmt = select(Audit.id).where(
-        or_(Audit.real_dataset_id == dataset_id, Audit.generated_dataset_id == dataset_id)
-    )
-    return list(session.scalars(stmt))
+    return list(session.scalars(select(Audit.id).where(_uses(dataset_id))))

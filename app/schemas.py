@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Role = Literal["real", "generated"]
+Role = Literal["real", "generated", "reference"]  # reference: real images known not used
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ResultsFormat = Literal["synthaudit", "imageclef"]
 
@@ -66,9 +66,16 @@ class AuditConfigIn(BaseModel):
     )
     metric: Literal["cosine", "euclidean", "manhattan"] | None = None
     k: int | None = Field(default=None, ge=1, le=100)
-    decision: Literal["auto", "calibrated", "prior", "mixture", "fixed"] | None = None
+    decision: Literal["auto", "fdr", "calibrated", "prior", "mixture", "fixed"] | None = Field(
+        default=None,
+        description="auto: fdr when images known not to be used exist (labels 0 or a reference dataset), "
+        "else calibrated with labels of both kinds, else prior",
+    )
     used_fraction: float | None = Field(default=None, gt=0.0, lt=1.0)
     threshold: float | None = None
+    fdr: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="target false discovery rate of the fdr rule (default 0.1)"
+    )
     seed: int | None = Field(default=None, ge=0)
     image_size: int | None = Field(default=None, ge=8, le=1024)
     mae_preset: str | None = None
@@ -87,6 +94,11 @@ class AuditCreate(BaseModel):
 
     real_dataset_id: uuid.UUID
     generated_dataset_id: uuid.UUID
+    reference_dataset_id: uuid.UUID | None = Field(
+        default=None,
+        description="a dataset of role `reference`: real images known NOT to be in the training set (a "
+        "hold-out); the real images are tested against them (p-values, an FDR-controlled verdict)",
+    )
     labels: dict[str, Literal[0, 1]] | None = Field(
         default=None, description="known membership of some real images: {image id: 1 used / 0 not used}"
     )
@@ -127,6 +139,7 @@ class AuditOut(BaseModel):
     error: str | None = None
     real_dataset_id: uuid.UUID | None
     generated_dataset_id: uuid.UUID | None
+    reference_dataset_id: uuid.UUID | None = None
     config: dict[str, Any]
     labelled_images: int
     stage_timings: dict[str, float] = {}
@@ -144,20 +157,37 @@ class AuditOut(BaseModel):
     )
 
 
+Number = float | int | None  # ints (counts) stay ints, as in the CLI's metrics file
+
+
 class MetricsOut(BaseModel):
-    """GET /v1/audits/{id}/metrics."""
+    """GET /v1/audits/{id}/metrics: `audit_id` plus the document `synthaudit audit --metrics` writes
+    (models.summary.metrics_document); every key is always present, null where it does not apply."""
 
     audit_id: uuid.UUID
     method: str | None = None
     decision_rule: str
     threshold: float
-    counts: dict[str, int]
-    metrics: dict[str, float | None] | None = Field(
+    calibrated: bool = Field(description="true when the real images were tested against known-not-used ones")
+    fdr: float | None = Field(default=None, description="the target false discovery rate (calibrated audits)")
+    counts: dict[str, int] = Field(
+        description="real, generated, used, not_used, labelled, candidates, reference, rejected_real, "
+        "rejected_generated, rejected_reference"
+    )
+    leakage: dict[str, Any] | None = Field(
+        default=None,
+        description="calibrated audits: the set-level rank test (p_value, detected, test), n_flagged at the "
+        "FDR, a lower confidence bound on the number of used images",
+    )
+    power: dict[str, Any] | None = Field(
+        default=None, description="calibrated audits with known-used labels: how many of them were flagged"
+    )
+    metrics: dict[str, Number] | None = Field(
         default=None,
         description="with labels: accuracy, precision, recall, specificity, f1, auc, tpr_at_1pct_fpr, "
         "and tp, fp, tn, fn, n",
     )
-    cross_validated: dict[str, float | None] | None = Field(
+    cross_validated: dict[str, Number] | None = Field(
         default=None, description="with calibration labels: the same metrics, each image decided out of fold"
     )
     rejected: dict[str, list[RejectedFile]] = {}

@@ -27,7 +27,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
-ROLES = ("real", "generated")
+ROLES = ("real", "generated", "reference")  # reference: real images known not used
+ROLE_CHECK = "role IN ('real', 'generated', 'reference')"
+RESULT_SOURCES = ("real", "reference")  # which uploaded set a result row's image came from
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")
 DEFAULT_TENANT = "default"  # owner of everything created without an API key (embedded, auth off)
@@ -41,7 +43,7 @@ class Dataset(Base):
     """An uploaded set of images with one role."""
 
     __tablename__ = "datasets"
-    __table_args__ = (CheckConstraint("role IN ('real', 'generated')", name="role"),)
+    __table_args__ = (CheckConstraint(ROLE_CHECK, name="role"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     role: Mapped[str] = mapped_column(String(16))
@@ -62,7 +64,7 @@ class Image(Base):
     __tablename__ = "images"
     __table_args__ = (
         UniqueConstraint("dataset_id", "name", name="uq_images_dataset_id_name"),
-        CheckConstraint("role IN ('real', 'generated')", name="role"),
+        CheckConstraint(ROLE_CHECK, name="role"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -95,6 +97,10 @@ class Audit(Base):
         ForeignKey("datasets.id", ondelete="SET NULL"), index=True
     )
     generated_dataset_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
+    # Real images known not to be in the training set: the reference of a calibrated verdict.
+    reference_dataset_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("datasets.id", ondelete="SET NULL"), index=True
     )
     config: Mapped[dict[str, Any]] = mapped_column(JSONType)
@@ -133,7 +139,10 @@ class Audit(Base):
 
 
 class AuditResult(Base):
-    """The decision for one real image of an audit."""
+    """The decision for one real image of an audit, or the score of one reference-set image.
+
+    Rows with source 'real' are results.csv (in position order); rows with source 'reference' (the
+    reference set's images, positions after the real ones) are kept for patients.csv only."""
 
     __tablename__ = "audit_results"
 
@@ -144,6 +153,10 @@ class AuditResult(Base):
     score: Mapped[float] = mapped_column(Float)
     nearest_generated: Mapped[list[str]] = mapped_column(JSONType)  # closest first
     similarities: Mapped[list[float]] = mapped_column(JSONType)  # matching nearest_generated
+    p_value: Mapped[float | None] = mapped_column(Float)  # conformal p-value (None: uncalibrated/reference)
+    q_value: Mapped[float | None] = mapped_column(Float)  # Benjamini-Hochberg adjusted p-value
+    role: Mapped[str] = mapped_column(String(16), default="candidate", server_default="candidate")
+    source: Mapped[str] = mapped_column(String(16), default="real", server_default="real")
 
 
 class AuditMetrics(Base):

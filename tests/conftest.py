@@ -356,6 +356,21 @@ def membership_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
     return root, labels
 
 
+@pytest.fixture(scope="session")
+def reference_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 fresh 32x32 PNGs (ref0001…) drawn like the membership set's unused real images: a reference set
+    of known-not-used images (40 of them, so that conformal p-values can reach 1/41)."""
+    import numpy as np
+    from PIL import Image
+    from synthetic_sets import random_image
+
+    root = tmp_path_factory.mktemp("reference")
+    rng = np.random.default_rng(2026)
+    for i in range(40):
+        Image.fromarray(random_image(rng, 32)).save(root / f"ref{i + 1:04d}.png")
+    return root
+
+
 # --- HTTP helpers -----------------------------------------------------------------------------------
 
 
@@ -402,6 +417,35 @@ class ApiHelpers:
             if time.monotonic() > deadline:
                 raise AssertionError(f"audit {audit_id} still {body.get('status')} after {timeout} s: {body}")
             time.sleep(0.25)
+
+    @staticmethod
+    def outputs(client, audit_id: str) -> tuple[bytes, dict]:  # type: ignore[no-untyped-def]
+        """results.csv (bytes) and the metrics JSON without its audit_id, of a succeeded audit."""
+        results = client.get(f"/v1/audits/{audit_id}/results.csv")
+        assert results.status_code == 200, results.text
+        metrics = client.get(f"/v1/audits/{audit_id}/metrics")
+        assert metrics.status_code == 200, metrics.text
+        body = metrics.json()
+        assert body.pop("audit_id") == audit_id
+        return results.content, body
+
+    @staticmethod
+    def cli_outputs(arguments: list[str], folder: Path) -> tuple[bytes, dict]:
+        """`synthaudit audit ARGUMENTS --out … --metrics …` run in-process: its results.csv (bytes) and its
+        metrics file without audit_id (null there)."""
+        import contextlib
+        import io
+        import json
+
+        from app.cli import main
+
+        folder.mkdir(parents=True, exist_ok=True)
+        out, metrics = folder / "cli.csv", folder / "cli-metrics.json"
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(["audit", *arguments, "--out", str(out), "--metrics", str(metrics)]) == 0
+        document = json.loads(metrics.read_text())
+        assert document.pop("audit_id") is None
+        return out.read_bytes(), document
 
 
 @pytest.fixture(scope="session")

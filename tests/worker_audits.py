@@ -14,8 +14,8 @@ from worker.pipeline import WorkerContext
 
 
 def make_audit(ctx: WorkerContext, images: dict[str, int] | None = None, status: str = "queued") -> uuid.UUID:
-    """Two datasets (with `images[role]` 16x16 PNGs on disk, 3 each by default) and a pixels audit over
-    them in `status` (a running one stands in the embed stage)."""
+    """Two datasets (with `images[role]` 16x16 PNGs on disk, 3 each by default; a `reference` count adds a
+    reference dataset) and a pixels audit over them in `status` (a running one stands in the embed stage)."""
     from models.config import AuditConfig
 
     ids = {}
@@ -26,12 +26,14 @@ def make_audit(ctx: WorkerContext, images: dict[str, int] | None = None, status:
             folder = ctx.storage.dataset_images(dataset.id)
             folder.mkdir(parents=True)
             for i in range(count):
-                arr = np.random.default_rng(i).integers(0, 255, (16, 16), dtype=np.uint8)
+                seed = i + (1000 if role == "reference" else 0)  # reference images differ from real ones
+                arr = np.random.default_rng(seed).integers(0, 255, (16, 16), dtype=np.uint8)
                 Image.fromarray(arr).save(folder / f"{role}{i}.png")
             ids[role] = dataset.id
         audit = Audit(
             real_dataset_id=ids["real"],
             generated_dataset_id=ids["generated"],
+            reference_dataset_id=ids.get("reference"),
             status=status,
             stage="embed" if status == "running" else None,
             config=AuditConfig(method="pixels", image_size=16).to_dict(),

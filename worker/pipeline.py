@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 import threading
 import time
 import uuid
@@ -90,6 +89,8 @@ class _Job:
     labels: dict[str, int] | None
     real_dataset_id: uuid.UUID | None
     generated_dataset_id: uuid.UUID | None
+    reference_dataset_id: uuid.UUID | None = None
+    has_reference: bool = False  # the audit was created with a reference set (its id may since be NULL)
 
 
 @dataclass(frozen=True)
@@ -150,10 +151,40 @@ def _begin(
         if attempt is not None and (audit.attempt or 1) != attempt:
             log.info("audit %s: %s task of attempt %d superseded", audit_id, stage, attempt)
             return None
-        job = _Job(audit.config, audit.labels, audit.real_dataset_id, audit.generated_dataset_id)
+        job = _Job(
+            audit.config,
+            audit.labels,
+            audit.real_dataset_id,
+            audit.generated_dataset_id,
+            audit.reference_dataset_id,
+            has_reference=_created_with_reference(audit),
+        )
         if not repo.start_stage(session, audit_id, stage, overall_progress(stage, start)):
             return None
     return job
+
+
+def _created_with_reference(audit: Any) -> bool:
+    """Whether the audit was created with a reference set: the trail keeps it after the dataset is deleted
+    (ondelete SET NULL nulls the id)."""
+    inputs = (audit.trail or {}).get("inputs") or {}
+    return audit.reference_dataset_id is not None or bool(inputs.get("reference"))
+
+
+def _inputs(ctx: WorkerContext, job: _Job) -> Any:
+    """The engine's AuditInputs of a job; None when one of its datasets was deleted."""
+    from models.stages import AuditInputs
+
+    if job.real_dataset_id is None or job.generated_dataset_id is None:
+        return None
+    if job.has_reference and job.reference_dataset_id is None:
+        return None
+    return AuditInputs(
+        real=ctx.storage.dataset_images(job.real_dataset_id),
+        generated=ctx.storage.dataset_images(job.generated_dataset_id),
+        labels=job.labels,
+        reference=ctx.storage.dataset_images(job.reference_dataset_id) if job.reference_dataset_id else None,
+    )
 
 
 def fail(ctx: WorkerContext, audit_id: uuid.UUID, message: str) -> None:
@@ -197,20 +228,16 @@ def _execute(
 ) -> Outcome:
     """execute_stage without the clean-up."""
     from models.config import AuditConfig
-    from models.stages import AuditInputs, overall_progress, run_stage
+    from models.stages import overall_progress, run_stage
     from worker.recovery import Heartbeat
 
     job = _begin(ctx, audit_id, stage, attempt, part.start if part is not None else 0.0)
     if job is None:
         return Outcome.STOPPED
-    if job.real_dataset_id is None or job.generated_dataset_id is None:
-        fail(ctx, audit_id, "a dataset of this audit was deleted before the audit finished")
+    inputs = _inputs(ctx, job)
+    if inputs is None:
+        fail(ctx, audit_id, "a dataset of this audit (real, generated or reference) was deleted meanwhile")
         return Outcome.FAILED
-    inputs = AuditInputs(
-        real=ctx.storage.dataset_images(job.real_dataset_id),
-        generated=ctx.storage.dataset_images(job.generated_dataset_id),
-        labels=job.labels,
-    )
     workdir = ctx.storage.audit_workdir(audit_id)
     marker = stage if part is None else f"{stage}-{part.name}"
     crashes = _crashed_attempts(workdir, marker)
@@ -308,53 +335,52 @@ def _attempt(workdir: Path, stage: str, crashes: int) -> Iterator[None]:
         marker.unlink(missing_ok=True)
 
 
-def _finite(value: Any) -> Any:
-    """JSON-safe: NaN/inf → None, recursively (JSONB rejects NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+def _result_dicts(
+    rows: list[Any], evidence: dict[str, list[tuple[str, float]]], source: str, start: int = 0
+) -> list[dict[str, Any]]:
+    """`audit_results` rows of engine ResultRows: positions from `start`, all k nearest generated ids."""
+    from models.summary import finite
 
-
-def outcome_rows(workdir: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Result rows and the metrics row of a finished work folder."""
-    from models.stages import read_evidence, read_outcome
-
-    outcome = read_outcome(workdir)
-    evidence = read_evidence(workdir)
-    rows = []
-    for position, row in enumerate(outcome.rows):
+    out = []
+    for position, row in enumerate(rows, start=start):
         nearest = evidence.get(row.id) or [(row.nearest_generated, row.similarity)]
-        rows.append(
+        out.append(
             {
                 "position": position,
                 "image_name": row.id,
                 "used": int(row.used),
                 "score": float(row.score),
                 "nearest_generated": [name for name, _ in nearest],
-                "similarities": _finite([float(sim) for _, sim in nearest]),
+                "similarities": finite([float(sim) for _, sim in nearest]),
+                "p_value": finite(row.p_value),
+                "q_value": finite(row.q_value),
+                "role": row.role,
+                "source": source,
             }
         )
+    return out
+
+
+def outcome_rows(workdir: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Result rows (the real images, then the reference set's images) and the metrics row of a finished
+    work folder. The metrics row keeps the decide summary as written: GET /metrics rebuilds the CLI's
+    metrics document from it (models.summary.metrics_document)."""
+    from models.stages import read_evidence, read_outcome
+    from models.summary import audit_counts, finite
+
+    outcome = read_outcome(workdir)
+    rows = _result_dicts(outcome.rows, read_evidence(workdir), "real")
+    if outcome.reference_rows:
+        evidence = read_evidence(workdir, reference=True)
+        rows += _result_dicts(outcome.reference_rows, evidence, "reference", start=len(rows))
     summary = dict(outcome.metrics)
     summary.pop("timings", None)
     rejected = outcome.rejected or {}
-    counts = {
-        "real": int(summary.get("n_real", len(rows))),
-        "generated": int(summary.get("n_generated", 0)),
-        "used": int(summary.get("n_decided_used", sum(r["used"] for r in rows))),
-        "labelled": int(summary.get("n_labelled", 0)),
-        "rejected_real": len(rejected.get("real", [])),
-        "rejected_generated": len(rejected.get("generated", [])),
-    }
-    counts["not_used"] = counts["real"] - counts["used"]
     metrics = {
         "threshold": float(summary["threshold"]),
         "decision_rule": str(summary.get("decision_rule", "")),
-        "counts": counts,
-        "metrics": _finite(summary),
+        "counts": audit_counts(summary, rejected),
+        "metrics": finite(summary),
         "rejected": rejected,
     }
     return rows, metrics
@@ -367,6 +393,7 @@ def _finish(ctx: WorkerContext, audit_id: uuid.UUID, seconds: float) -> Outcome:
         repo.record_stage_timing(session, audit_id, "decide", seconds)
         stored = repo.store_outcome(session, audit_id, rows, metrics)
     if stored:
-        log.info("audit %s: succeeded (%d real images)", audit_id, len(rows))
+        real = sum(1 for r in rows if r["source"] == "real")
+        log.info("audit %s: succeeded (%d real, %d reference images)", audit_id, real, len(rows) - real)
         notify_finished(ctx.sessions, audit_id, ctx.settings)
     return Outcome.DONE if stored else Outcome.STOPPED

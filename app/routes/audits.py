@@ -53,7 +53,7 @@ def get_audit(audit_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Au
     "/{audit_id}/results.csv",
     response_class=FileResponse,
     responses={
-        200: {"content": {"text/csv": {}}, "description": "one row per real image"},
+        200: {"content": {"text/csv": {}}, "description": "one row per real image (none per reference)"},
         **problems(404, 409),
     },
 )
@@ -66,7 +66,8 @@ def get_results(
         ResultsFormat, Query(description="`imageclef`: `id,label` lines, no header")
     ] = "synthaudit",
 ) -> FileResponse:
-    """The decisions: `id,used,score,nearest_generated,similarity` (or the ImageCLEF format)."""
+    """The decisions: `id,used,score,nearest_generated,similarity,p_value,q_value,role`, one row per real
+    image (or the ImageCLEF format); the CLI's results.csv byte for byte."""
     path = service.write_results(session, storage, audit_id, format, tenant)
     return FileResponse(
         path,
@@ -78,7 +79,8 @@ def get_results(
 
 @router.get("/{audit_id}/metrics", response_model=MetricsOut, responses=problems(404, 409))
 def get_metrics(audit_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> MetricsOut:
-    """Threshold, counts and, with labels, accuracy/precision/recall/specificity/F1/AUC/TPR@1%FPR."""
+    """The CLI's `--metrics` document plus `audit_id`: rule, threshold, calibration (FDR, leakage test,
+    power), counts and, with labels, accuracy/precision/recall/specificity/F1/AUC/TPR@1%FPR."""
     return service.get_metrics(session, audit_id, tenant)
 
 

@@ -23,7 +23,13 @@ def create_dataset(
     storage: StorageDep,
     settings: SettingsDep,
     tenant: TenantDep,
-    role: Annotated[Role, Form(description="`real` (the images to audit) or `generated`")],
+    role: Annotated[
+        Role,
+        Form(
+            description="`real` (the images to audit), `generated`, or `reference` (real images known NOT "
+            "to be in the training set: the reference of a calibrated verdict)"
+        ),
+    ],
     files: Annotated[
         list[UploadFile],
         File(description="images (PNG, JPEG, TIFF, BMP, DICOM) and/or .zip/.tar/.tar.gz archives"),

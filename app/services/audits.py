@@ -9,7 +9,7 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -18,12 +18,15 @@ from app import repository as repo
 from app.auth import scoped
 from app.db import make_session_factory
 from app.problems import Conflict, NotFound, NotReady, ProblemError, Unprocessable
-from app.schemas import AuditCreate, AuditLinks, AuditOut, MetricsOut, RejectedFile
+from app.schemas import AuditCreate, AuditLinks, AuditOut, MetricsOut
 from app.services.dispatch import Dispatcher
 from app.services.storage import Storage
 from app.services.webhooks import notify_finished
 from app.services.workflow import audit_fields, audit_trail
-from app.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit
+from app.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit, AuditResult
+
+if TYPE_CHECKING:
+    from models.results import ResultRow
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ def to_schema(audit: Audit) -> AuditOut:
         error=audit.error,
         real_dataset_id=audit.real_dataset_id,
         generated_dataset_id=audit.generated_dataset_id,
+        reference_dataset_id=audit.reference_dataset_id,
         config=audit.config,
         labelled_images=len(audit.labels or {}),
         stage_timings=audit.stage_timings or {},
@@ -92,25 +96,48 @@ def _resolve_config(body: AuditCreate) -> dict[str, Any]:
                 f"config: encoder {view.encoder!r} is not available through the API "
                 f"(it needs weight files on the server); choose one of {', '.join(API_ENCODERS)}"
             )
-    if config.decision == "calibrated" and len(set((body.labels or {}).values())) < 2:
+    if config.decision == "calibrated" and len(_label_values(body)) < 2:
         raise Unprocessable(
             "config: decision 'calibrated' needs labels with both used (1) and not used (0) images"
+        )
+    if config.decision == "fdr" and body.reference_dataset_id is None and 0 not in _label_values(body):
+        raise Unprocessable(
+            "config: decision 'fdr' needs images known not to be used: labels with used=0 "
+            "(or patient_labels with 0), or a reference_dataset_id"
         )
     return config.to_dict()
 
 
+def _label_values(body: AuditCreate) -> set[int]:
+    """The kinds of labels a request gives (1 used, 0 not used), per image or per patient."""
+    return {*(body.labels or {}).values(), *(body.patient_labels or {}).values()}
+
+
+DATASET_FIELDS = (
+    ("real_dataset_id", "real"),
+    ("generated_dataset_id", "generated"),
+    ("reference_dataset_id", "reference"),
+)
+
+
+def _check_dataset(session: Session, field: str, dataset_id: uuid.UUID, wanted: str, tenant: str) -> None:
+    """422 unless the dataset exists for this tenant, still has its images and has the wanted role."""
+    dataset = repo.get_dataset(session, dataset_id, tenant)
+    if dataset is None:
+        raise Unprocessable(f"{field}: no dataset {dataset_id}")
+    if dataset.purged_at is not None:
+        raise Unprocessable(f"{field}: the images of dataset {dataset_id} were purged (retention)")
+    if dataset.role != wanted:
+        raise Unprocessable(
+            f"{field}: dataset {dataset_id} was uploaded with role {dataset.role!r}, not {wanted!r}"
+        )
+
+
 def _check_datasets(session: Session, body: AuditCreate, tenant: str) -> None:
-    for field, wanted in (("real_dataset_id", "real"), ("generated_dataset_id", "generated")):
+    for field, wanted in DATASET_FIELDS:
         dataset_id = getattr(body, field)
-        dataset = repo.get_dataset(session, dataset_id, tenant)
-        if dataset is None:
-            raise Unprocessable(f"{field}: no dataset {dataset_id}")
-        if dataset.purged_at is not None:
-            raise Unprocessable(f"{field}: the images of dataset {dataset_id} were purged (retention)")
-        if dataset.role != wanted:
-            raise Unprocessable(
-                f"{field}: dataset {dataset_id} was uploaded with role {dataset.role!r}, not {wanted!r}"
-            )
+        if dataset_id is not None:
+            _check_dataset(session, field, dataset_id, wanted, tenant)
     if body.labels:
         unknown = sorted(set(body.labels) - repo.image_names(session, body.real_dataset_id))
         if unknown:
@@ -139,6 +166,7 @@ def create_audit(
         tenant=owner,
         real_dataset_id=body.real_dataset_id,
         generated_dataset_id=body.generated_dataset_id,
+        reference_dataset_id=body.reference_dataset_id,
         **audit_fields(session, body, _resolve_config(body), owner),  # config, labels, workflow choices
         status="queued",
         progress=0.0,
@@ -225,20 +253,12 @@ def _finished(session: Session, audit_id: uuid.UUID, tenant: str | None = None) 
 def write_results(
     session: Session, storage: Storage, audit_id: uuid.UUID, fmt: str, tenant: str | None = None
 ) -> Path:
-    """The results CSV (synthaudit or imageclef format) in a temporary file the caller deletes."""
-    from models.results import ResultRow, write_results_csv
+    """The results CSV (synthaudit or imageclef format) in a temporary file the caller deletes: the rows
+    of the real images only (the reference set's images are never in it)."""
+    from models.results import write_results_csv
 
     _finished(session, audit_id, tenant)
-    rows = [
-        ResultRow(
-            id=r.image_name,
-            used=r.used,
-            score=r.score,
-            nearest_generated=r.nearest_generated[0] if r.nearest_generated else "",
-            similarity=_float(r.similarities[0] if r.similarities else None),
-        )
-        for r in repo.get_results(session, audit_id)
-    ]
+    rows = [result_row(r) for r in repo.get_results(session, audit_id, source="real")]
     storage.ensure()
     fd, name = tempfile.mkstemp(dir=storage.root / "tmp", prefix="results-", suffix=".csv")
     os.close(fd)
@@ -251,23 +271,33 @@ def write_results(
     return path
 
 
+def result_row(r: AuditResult) -> ResultRow:
+    """A stored result row as the engine's ResultRow (closest generated image as the evidence)."""
+    from models.results import ResultRow
+
+    return ResultRow(
+        id=r.image_name,
+        used=r.used,
+        score=r.score,
+        nearest_generated=r.nearest_generated[0] if r.nearest_generated else "",
+        similarity=_float(r.similarities[0] if r.similarities else None),
+        p_value=r.p_value,
+        q_value=r.q_value,
+        role=r.role or "candidate",
+    )
+
+
 def _float(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
 def get_metrics(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> MetricsOut:
+    """The metrics document of the CLI's `--metrics` file, rebuilt from the decide stage's summary."""
+    from models.summary import metrics_document
+
     _finished(session, audit_id, tenant)
     row = repo.get_metrics(session, audit_id)
     if row is None:
         raise NotReady("the audit has no metrics")
-    labelled = (row.metrics or {}).get("labelled") or {}
-    return MetricsOut(
-        audit_id=audit_id,
-        method=(row.metrics or {}).get("method"),
-        decision_rule=row.decision_rule,
-        threshold=row.threshold,
-        counts=row.counts,
-        metrics=labelled.get("applied"),
-        cross_validated=labelled.get("cross_validated"),
-        rejected={k: [RejectedFile(**r) for r in v] for k, v in (row.rejected or {}).items()},
-    )
+    summary = {"threshold": row.threshold, "decision_rule": row.decision_rule, **(row.metrics or {})}
+    return MetricsOut(audit_id=audit_id, **metrics_document(summary, row.rejected or {}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,58 @@ def audit_grouping(session: Session, audit: Audit, aggregation: str | None = Non
     )
 
 
+REFERENCE_PREFIX = "\0reference/"  # keys reference-set images apart from real ones (NUL is in no file name)
+
+
+@dataclass
+class ScoredImages:
+    """The images patients are aggregated over: real images, then (calibrated audits) the reference set's."""
+
+    ids: list[str]
+    scores: list[float]
+    used: list[int]
+    roles: list[str]
+    groups: dict[str, dict[str, Any]]
+
+
+def scored_images(session: Session, audit: Audit, grouping: Grouping, calibrated: bool) -> ScoredImages:
+    """The audit's result rows keyed for aggregate_patients: a reference-set image's id and group key get
+    REFERENCE_PREFIX (its name may equal a real image's; a patient in both sets is still one patient)."""
+    rows = repo.get_results(session, audit.id, source=None if calibrated else "real")
+    groups = dict(grouping.groups)
+    if calibrated and audit.reference_dataset_id is not None:
+        reference = dataset_groups(session, audit.reference_dataset_id)
+        groups.update({REFERENCE_PREFIX + name: keys for name, keys in reference.items()})
+    return ScoredImages(
+        ids=[r.image_name if r.source == "real" else REFERENCE_PREFIX + r.image_name for r in rows],
+        scores=[r.score for r in rows],
+        used=[r.used for r in rows],
+        roles=[r.role or "candidate" for r in rows],
+        groups=groups,
+    )
+
+
+def audit_patients(
+    images: ScoredImages, aggregation: str, summary: dict[str, Any], threshold: float
+) -> list[Any]:
+    """Per-patient rows. Calibrated audits: each candidate patient's aggregated score gets a conformal
+    p-value against the reference patients' (all of whose images are known not used) and a BH q-value;
+    under the fdr rule BH at the audit's FDR decides `used`, under the others the image decisions do."""
+    from models.groups import aggregate_patients, calibrate_patients, reference_patients
+
+    patients = aggregate_patients(
+        images.ids, images.scores, images.used, images.groups, threshold, aggregation
+    )
+    if not summary.get("calibrated") or summary.get("fdr") is None:
+        return patients
+    reference = reference_patients(images.ids, images.roles, images.groups)
+    tested = calibrate_patients(patients, reference, float(summary["fdr"]))
+    if summary.get("decision_rule") == "fdr":
+        return tested
+    decided = {r.patient: r.used for r in patients}
+    return [replace(r, used=decided[r.patient]) for r in tested]
+
+
 def write_patients(
     session: Session,
     storage: Storage,
@@ -87,7 +139,7 @@ def write_patients(
 ) -> Path:
     """patients.csv of a succeeded audit in a temporary file the caller deletes."""
     from app.services.audits import _finished
-    from models.groups import aggregate_patients, write_patients_csv
+    from models.groups import write_patients_csv
 
     audit = _finished(session, audit_id, tenant)
     grouping = audit_grouping(session, audit, aggregation)
@@ -96,15 +148,10 @@ def write_patients(
             "the audit's real images carry no patient information (DICOM PatientID); results.csv has the images"
         )
     metrics = repo.get_metrics(session, audit_id)
-    rows = repo.get_results(session, audit_id)
-    patients = aggregate_patients(
-        [r.image_name for r in rows],
-        [r.score for r in rows],
-        [r.used for r in rows],
-        grouping.groups,
-        float(metrics.threshold) if metrics is not None else float("nan"),
-        grouping.aggregation,
-    )
+    summary = (metrics.metrics if metrics is not None else None) or {}
+    threshold = float(metrics.threshold) if metrics is not None else float("nan")
+    images = scored_images(session, audit, grouping, bool(summary.get("calibrated")))
+    patients = audit_patients(images, grouping.aggregation, summary, threshold)
     storage.ensure()
     fd, name = tempfile.mkstemp(dir=storage.root / "tmp", prefix="patients-", suffix=".csv")
     os.close(fd)

@@ -106,6 +106,7 @@ def _trail(session: Session, body: AuditCreate, fields: dict[str, Any]) -> dict[
         "inputs": {
             "real": _set_hash(session, body.real_dataset_id),
             "generated": _set_hash(session, body.generated_dataset_id),
+            "reference": _set_hash(session, body.reference_dataset_id) if body.reference_dataset_id else None,
             "labels": {"images": len(labels), "sha256": _canonical_hash(labels) if labels else None},
             "patient_labels": len(fields["patient_labels"] or {}),
         },

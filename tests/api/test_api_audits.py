@@ -37,6 +37,13 @@ def problem(response, status: int) -> dict:  # type: ignore[no-untyped-def]
         ({"labels": {"r0001": 2}}, "labels"),
         ({"labels": {"not-an-image": 1}}, "not-an-image"),
         ({"extra": 1}, "extra"),
+        ({"reference": "generated"}, "reference_dataset_id: dataset"),  # another role
+        ({"reference": "real"}, "not 'reference'"),
+        ({"reference_dataset_id": str(uuid.uuid4())}, "reference_dataset_id: no dataset"),
+        ({"config": {"decision": "fdr"}}, "known not to be used"),
+        ({"config": {"decision": "fdr"}, "labels": {"r0001": 1}}, "known not to be used"),
+        ({"config": {"fdr": 1.5}}, "fdr"),
+        ({"config": {"fdr": 0}}, "fdr"),
     ],
 )
 def test_invalid_audit_requests_are_422(client, datasets, change: dict, needle: str) -> None:
@@ -44,6 +51,8 @@ def test_invalid_audit_requests_are_422(client, datasets, change: dict, needle: 
     body = {"real_dataset_id": real, "generated_dataset_id": generated, "config": {"method": "pixels"}}
     if change.pop("swap", False):
         body["real_dataset_id"], body["generated_dataset_id"] = generated, real
+    if role := change.pop("reference", None):
+        body["reference_dataset_id"] = {"real": real, "generated": generated}[role]
     body.update(change)
     details = problem(client.post("/v1/audits", json=body), 422)
     assert needle in details["detail"] + str(details.get("errors", ""))

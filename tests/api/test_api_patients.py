@@ -1,5 +1,6 @@
 """DICOM studies: images grouped by pseudonymous patient/series keys, labels per patient,
-GET /v1/audits/{id}/patients.csv (rules any | mean-score) and the patients in the report."""
+GET /v1/audits/{id}/patients.csv (rules any | mean-score, patient-level p-values against reference
+patients) and the patients in the report."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from dicom_sets import LAYOUT, make_dicom_set
+from dicom_sets import LAYOUT, dicom_file, make_dicom_set
 
 from models.groups import pseudonym
 
@@ -17,6 +18,25 @@ from models.groups import pseudonym
 @pytest.fixture(scope="module")
 def dicom_set(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     return make_dicom_set(tmp_path_factory.mktemp("dicom"))
+
+
+@pytest.fixture(scope="module")
+def reference_dicoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reference set of 20 patients known not to be used (3 images each, one study, one series). Its
+    image ids are the real set's (img_01…) on purpose: ids of different datasets may coincide."""
+    import numpy as np
+    from pydicom.uid import generate_uid
+    from synthetic_sets import random_image
+
+    root = tmp_path_factory.mktemp("reference-dicom")
+    rng = np.random.default_rng(11)
+    for p in range(20):
+        study, series = generate_uid(), generate_uid()
+        for j in range(3):
+            pixels = random_image(rng, 32)
+            data = dicom_file(pixels, f"REF-{p:04d}-SECRET", study, series)
+            (root / f"img_{3 * p + j + 1:02d}.dcm").write_bytes(data)
+    return root
 
 
 def upload(client, helpers, root: Path) -> tuple[str, str]:  # type: ignore[no-untyped-def]
@@ -40,7 +60,7 @@ def test_dicom_patients_are_grouped_labelled_and_reported(
         "real_dataset_id": real,
         "generated_dataset_id": generated,
         "patient_labels": labels,
-        "config": {"method": "pixels", "image_size": 32},
+        "config": {"method": "pixels", "image_size": 32, "decision": "calibrated"},  # F1 on the labels
     }
     unknown = client.post("/v1/audits", json={**body, "patient_labels": {"NOBODY": 1}})
     assert unknown.status_code == 422 and "NOBODY" not in unknown.text  # raw ids are never echoed
@@ -65,6 +85,10 @@ def test_dicom_patients_are_grouped_labelled_and_reported(
     assert set(by_any) == set(key.values())
     used_any = {p for p, r in by_any.items() if r["used"] == "1"}
     assert used_any == {key[raw[0]], key[raw[1]], key[raw[2]]}
+    # Calibrated (patients labelled 0 are the reference): p-values for the others; under the F1 rule the
+    # decisions stay the images'.
+    assert {p for p, r in by_any.items() if r["role"] == "reference"} == {key[raw[3]], key[raw[4]]}
+    assert all((r["p_value"] != "") == (r["role"] == "candidate") for r in by_any.values())
     p1, p3, p5 = by_any[key[raw[0]]], by_any[key[raw[2]]], by_any[key[raw[4]]]
     assert (p1["images"], p1["images_used"], p1["studies"], p1["series"]) == ("3", "3", "1", "2")
     assert (p3["images_used"], p3["series"]) == ("1", "3") and p5["images_used"] == "0"
@@ -73,8 +97,7 @@ def test_dicom_patients_are_grouped_labelled_and_reported(
     assert float(by_mean[key[raw[2]]]["mean_score"]) < threshold <= float(by_mean[key[raw[2]]]["max_score"])
 
     report = client.get(f"/v1/audits/{audit['id']}/report").text
-    assert "from 3 of 6 patients" in report and "<h2>Patients</h2>" in report
-    assert key[raw[0]] in report and "On the 4 labelled patients" in report
+    assert "<h2>Patients</h2>" in report and key[raw[0]] in report and "<code>any</code>" in report
     # Pseudonyms only: no raw identifier in any answer, nor in the database file.
     for text in (
         report,
@@ -96,7 +119,7 @@ def test_dicom_patients_are_grouped_labelled_and_reported(
         key[raw[0]],
         key[raw[1]],
     }
-    assert "from 2 of 6 patients" in client.get(f"/v1/audits/{mean_audit['id']}/report").text
+    assert "<code>mean-score</code>" in client.get(f"/v1/audits/{mean_audit['id']}/report").text
 
 
 def test_patients_csv_needs_dicom_patients(embedded_client, membership_set, helpers) -> None:
@@ -118,3 +141,43 @@ def test_patients_csv_needs_dicom_patients(embedded_client, membership_set, help
         json={"real_dataset_id": real, "generated_dataset_id": generated, "patient_labels": {"X": 1}},
     )
     assert bad.status_code == 422 and "no patient information" in bad.json()["detail"]
+
+
+def test_patients_are_tested_against_the_reference_sets_patients(
+    embedded_client, dicom_set, reference_dicoms, helpers
+) -> None:
+    """A reference dataset of DICOM patients: each real patient's score gets a conformal p-value against
+    the reference patients' scores, and BH at the audit's FDR decides; reference patients are listed with
+    role `reference`; results.csv still has only the real images."""
+    client = embedded_client
+    real, generated = upload(client, helpers, dicom_set.root)
+    reference = helpers.upload(client, "reference", sorted(reference_dicoms.glob("*.dcm")))
+    assert reference.status_code == 201, reference.text
+    body = {
+        "real_dataset_id": real,
+        "generated_dataset_id": generated,
+        "reference_dataset_id": reference.json()["id"],
+        "config": {"method": "pixels", "image_size": 32, "fdr": 0.2},
+    }
+    audit = client.post("/v1/audits", json=body).json()
+    assert helpers.wait(client, audit["id"])["status"] == "succeeded"
+    images = list(csv.DictReader(io.StringIO(client.get(f"/v1/audits/{audit['id']}/results.csv").text)))
+    assert len(images) == 18 and all(r["role"] == "candidate" for r in images)
+
+    response = client.get(f"/v1/audits/{audit['id']}/patients.csv")
+    assert response.status_code == 200, response.text
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert {"p_value", "q_value", "role"} <= set(rows[0])
+    key = {raw: pseudonym("patient", raw) for raw in LAYOUT}
+    reference_keys = {pseudonym("patient", f"REF-{p:04d}-SECRET") for p in range(20)}
+    by_patient = {r["patient"]: r for r in rows}
+    assert set(by_patient) == set(key.values()) | reference_keys
+    assert {p for p, r in by_patient.items() if r["role"] == "reference"} == reference_keys
+    for patient in reference_keys:
+        assert by_patient[patient]["p_value"] == "" and by_patient[patient]["used"] == "0"
+    copied = [key[raw] for raw in list(LAYOUT)[:3]]  # patients with images in the generated set
+    for patient in copied:
+        row = by_patient[patient]
+        assert row["used"] == "1" and float(row["p_value"]) == pytest.approx(1 / 21, rel=1e-4)
+        assert float(row["q_value"]) >= float(row["p_value"])
+    assert all(by_patient[p]["p_value"] != "" for p in key.values())

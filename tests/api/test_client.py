@@ -19,7 +19,7 @@ def test_remote_submit_wait_results_report(embedded_api, membership_set, tmp_pat
     assert main([*remote, "submit", *inputs, "--wait", "--out", str(out), "--report", str(report)]) == 0
     printed = capsys.readouterr().out
     audit_id = printed.split("audit ", 1)[1].split()[0]
-    assert "succeeded" in printed and "id=score-histogram" in report.read_text()
+    assert "succeeded" in printed and report.read_text().startswith("<!DOCTYPE html>")
 
     # The service's CSV is the local engine's CSV for the same inputs and config.
     local = tmp_path / "local.csv"
@@ -33,6 +33,34 @@ def test_remote_submit_wait_results_report(embedded_api, membership_set, tmp_pat
     assert main([*remote, "status", audit_id]) == 0 and '"succeeded"' in capsys.readouterr().out
     assert main([*remote, "status", str(uuid.uuid4())]) == 1
     assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_remote_submit_with_a_reference_set(
+    embedded_api, membership_set, reference_set, tmp_path: Path, capsys
+) -> None:
+    """`--reference` uploads a reference dataset and audits against it, `--fdr` sets the target FDR: the
+    CSV is the local CLI's for the same arguments."""
+    from app.cli import main
+
+    root, _ = membership_set
+    inputs = ["--real", str(root / "real"), "--generated", str(root / "generated")]
+    inputs += ["--reference", str(reference_set), "--fdr", "0.2", "--method", "pixels", "--image-size", "32"]
+    out = tmp_path / "remote.csv"
+    assert main(["remote", "--url", embedded_api.url, "submit", *inputs, "--wait", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "uploaded reference" in printed and "(40 images)" in printed
+    audit_id = printed.split("audit ", 1)[1].split()[0]
+
+    local = tmp_path / "local.csv"
+    assert main(["audit", *inputs, "--out", str(local)]) == 0
+    assert out.read_text() == local.read_text()
+
+    from app.client import Client
+
+    api = Client(embedded_api.url)
+    audit, metrics = api.audit(audit_id), api.metrics(audit_id)
+    assert audit["reference_dataset_id"] and api.dataset(audit["reference_dataset_id"])["role"] == "reference"
+    assert metrics["calibrated"] is True and metrics["fdr"] == 0.2 and audit["config"]["fdr"] == 0.2
 
 
 def test_client_api(embedded_api, membership_set) -> None:

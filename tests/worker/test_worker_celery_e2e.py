@@ -1,10 +1,12 @@
 """End to end through uvicorn + Postgres + Redis + a real Celery worker: an audit to `succeeded` with the
-same CSV as the in-process engine, idempotent retries, cancel (queued and running), delete."""
+same CSV and metrics document as the in-process engine (with labels, with a reference dataset),
+idempotent retries, cancel (queued and running), delete."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import uuid
 from pathlib import Path
 
@@ -60,11 +62,14 @@ def test_audit_succeeds_with_the_engines_csv(
     from models.config import AuditConfig
     from models.results import write_results_csv
     from models.stages import AuditInputs, run_audit
+    from models.summary import metrics_document
 
     client, (real, generated), (root, truth) = client_module, uploaded, membership_set
     labels = dict(sorted(truth.items())[:12])
     assert set(labels.values()) == {0, 1}
-    body = {"real_dataset_id": real, "generated_dataset_id": generated, "labels": labels, "config": FAST}
+    # 7 labels 0 are too few a reference for FDR 0.1 (p >= 1/8): the F1 threshold on the labels decides.
+    config = {**FAST, "decision": "calibrated"}
+    body = {"real_dataset_id": real, "generated_dataset_id": generated, "labels": labels, "config": config}
     key = f"test-{uuid.uuid4()}"
     response = client.post("/v1/audits", json=body, headers={"Idempotency-Key": key})
     assert response.status_code == 202, response.text
@@ -90,7 +95,7 @@ def test_audit_succeeds_with_the_engines_csv(
 
     result = client.get(f"/v1/audits/{audit['id']}/results.csv")
     assert result.status_code == 200 and result.headers["content-type"].startswith("text/csv")
-    assert result.text.splitlines()[0] == "id,used,score,nearest_generated,similarity"
+    assert result.text.splitlines()[0] == "id,used,score,nearest_generated,similarity,p_value,q_value,role"
     rows = rows_of(result.text)
     assert [r["id"] for r in rows] == sorted(truth)
     for row in rows:
@@ -104,14 +109,17 @@ def test_audit_succeeds_with_the_engines_csv(
     outcome = run_audit(AuditInputs(root / "real", root / "generated", labels), config, tmp_path / "work")
     write_results_csv(outcome.rows, tmp_path / "cli.csv")
     assert result.text == (tmp_path / "cli.csv").read_text()
+    metrics = client.get(f"/v1/audits/{audit['id']}/metrics").json()
+    assert metrics.pop("audit_id") == audit["id"]
+    assert metrics == json.loads(json.dumps(metrics_document(outcome.metrics, outcome.rejected)))
 
     clef = client.get(
         f"/v1/audits/{audit['id']}/results.csv", params={"format": "imageclef"}
     ).text.splitlines()
     assert clef == [f"{r['id']},{r['used']}" for r in rows]
 
-    metrics = client.get(f"/v1/audits/{audit['id']}/metrics").json()
     assert isinstance(metrics["threshold"], float) and metrics["decision_rule"] == "calibrated"
+    assert metrics["calibrated"] is True and metrics["counts"]["reference"] == 7  # p-values all the same
     assert metrics["counts"]["real"] == 20 and metrics["counts"]["generated"] == 40
     assert metrics["counts"]["labelled"] == 12
     assert {"accuracy", "precision", "recall", "specificity", "f1", "auc", "tpr_at_1pct_fpr"} <= set(
@@ -126,6 +134,44 @@ def test_audit_succeeds_with_the_engines_csv(
     assert not workdir.exists()
     assert count_rows(pg_url, AuditResult, audit["id"]) == 0
     assert count_rows(pg_url, AuditMetrics, audit["id"]) == 0
+
+
+def test_a_reference_dataset_audit_gives_the_clis_csv_and_metrics(
+    client_module, uploaded, membership_set, reference_set, pg_url, helpers, tmp_path: Path
+) -> None:
+    """Postgres (JSONB) + Celery: the same results.csv bytes and metrics document as `synthaudit audit
+    --reference … --metrics …`; the reference set's images are stored (for patients.csv) but not listed."""
+    from app.tables import AuditResult
+
+    client, (real, generated), (root, truth) = client_module, uploaded, membership_set
+    response = helpers.upload(client, "reference", sorted(reference_set.glob("*.png")))
+    assert response.status_code == 201, response.text
+    reference = response.json()["id"]
+    body = {
+        "real_dataset_id": real,
+        "generated_dataset_id": generated,
+        "reference_dataset_id": reference,
+        "labels": {k: v for k, v in sorted(truth.items()) if v == 1},  # known-used: the power
+        "config": {**FAST, "fdr": 0.05},
+    }
+    audit = client.post("/v1/audits", json=body).json()
+    assert audit["reference_dataset_id"] == reference
+    done = helpers.wait(client, audit["id"])
+    assert done["status"] == "succeeded", done
+    csv_bytes, metrics = helpers.outputs(client, audit["id"])
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,used\n" + "".join(f"{k},1\n" for k in body["labels"]))
+    arguments = ["--real", str(root / "real"), "--generated", str(root / "generated"), "--reference",
+                 str(reference_set), "--labels", str(labels), "--method", "pixels", "--image-size", "32",
+                 "--seed", "0", "--fdr", "0.05"]
+    cli_csv, cli_metrics = helpers.cli_outputs(arguments, tmp_path / "cli")
+    assert csv_bytes == cli_csv
+    assert metrics == cli_metrics
+    assert metrics["calibrated"] and metrics["fdr"] == 0.05 and metrics["power"]["n_known_used"] == 8
+    assert [r["id"] for r in rows_of(csv_bytes.decode())] == sorted(truth)
+    assert count_rows(pg_url, AuditResult, audit["id"]) == 20 + 40  # the reference rows are kept
+    assert client.delete(f"/v1/datasets/{reference}").status_code == 204
 
 
 def test_cancel_running_and_queued_audits(client_module, uploaded, celery_worker, helpers) -> None:

@@ -65,6 +65,38 @@ def test_stages_run_in_order_and_skip_finished_work(ctx: WorkerContext) -> None:
     assert execute_stage(ctx, audit_id, "decode") is Outcome.STOPPED  # finished audits stay finished
 
 
+def test_reference_images_are_stored_after_the_real_ones(ctx: WorkerContext) -> None:
+    """A reference set's images are scored and stored (source 'reference', positions after the real
+    rows, p-values empty) but are not among the real rows; the real rows carry p- and q-values."""
+    from models.stages import STAGES
+
+    audit_id = make_audit(ctx, {"real": 3, "generated": 4, "reference": 5})
+    for stage in STAGES:
+        assert execute_stage(ctx, audit_id, stage) is Outcome.DONE
+    with session_scope(ctx.sessions) as session:
+        real = repo.get_results(session, audit_id, source="real")
+        reference = repo.get_results(session, audit_id, source="reference")
+        everything = repo.get_results(session, audit_id)
+        summary = repo.get_metrics(session, audit_id).metrics
+    assert [r.image_name for r in real] == ["real0", "real1", "real2"]
+    assert [r.image_name for r in reference] == [f"reference{i}" for i in range(5)]
+    assert [r.position for r in everything] == list(range(8))
+    assert all(r.p_value is not None and r.q_value is not None and r.role == "candidate" for r in real)
+    assert all(r.p_value is None and r.role == "reference" and r.used == 0 for r in reference)
+    assert summary["calibrated"] is True and summary["n_reference_set"] == 5
+
+
+def test_a_deleted_reference_dataset_fails_the_audit(ctx: WorkerContext) -> None:
+    audit_id = make_audit(ctx, {"real": 2, "generated": 2, "reference": 2})
+    with session_scope(ctx.sessions) as session:
+        audit = repo.get_audit(session, audit_id)
+        audit.trail = {"inputs": {"reference": {"images": 2}}}
+        repo.delete_dataset(session, audit.reference_dataset_id)  # ondelete SET NULL
+    assert audit_row(ctx, audit_id).reference_dataset_id is None
+    assert execute_stage(ctx, audit_id, "decode") is Outcome.FAILED
+    assert "reference" in audit_row(ctx, audit_id).error and "deleted" in audit_row(ctx, audit_id).error
+
+
 def test_user_data_problems_fail_the_audit_with_a_message(ctx: WorkerContext) -> None:
     audit_id = make_audit(ctx, {"real": 0, "generated": 2})
     assert execute_stage(ctx, audit_id, "decode") is Outcome.FAILED
@@ -82,18 +114,18 @@ def test_retention_purges_old_finished_audits_and_unused_datasets(ctx: WorkerCon
     from app.services.retention import purge_expired
     from app.tables import utcnow
 
-    audit_id = make_audit(ctx, {"real": 1, "generated": 1})
+    audit_id = make_audit(ctx, {"real": 1, "generated": 1, "reference": 1})
     ctx.storage.audit_workdir(audit_id).mkdir(parents=True)
     assert purge_expired(ctx.sessions, ctx.storage, retention_days=1) == (0, 0)  # nothing is old yet
     with session_scope(ctx.sessions) as session:
         audit = repo.get_audit(session, audit_id)
         audit.created_at = utcnow() - timedelta(days=3)
-        for dataset_id in (audit.real_dataset_id, audit.generated_dataset_id):
+        for dataset_id in (audit.real_dataset_id, audit.generated_dataset_id, audit.reference_dataset_id):
             repo.get_dataset(session, dataset_id).created_at = utcnow() - timedelta(days=3)
     assert purge_expired(ctx.sessions, ctx.storage, retention_days=1) == (0, 0)  # still queued: kept
     with session_scope(ctx.sessions) as session:
         repo.cancel_audit(session, audit_id)
-    assert purge_expired(ctx.sessions, ctx.storage, retention_days=1) == (1, 2)
+    assert purge_expired(ctx.sessions, ctx.storage, retention_days=1) == (1, 3)
     assert not ctx.storage.audit_workdir(audit_id).exists()
     assert not any((ctx.storage.root / "datasets").iterdir())
 
