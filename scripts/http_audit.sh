@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run one audit through the REST API only: upload both folders as archives, POST the audit, poll it to the
 # end, download the CSV. Usage: scripts/http_audit.sh REAL_DIR GENERATED_DIR OUT.csv [CONFIG_JSON]
-# Env: API (default http://127.0.0.1:8000), SYNTHAUDIT_API_KEY (sent as a bearer token when set).
+# Env: API (default http://127.0.0.1:8000), SYNTHAUDIT_API_KEY (sent as a bearer token when set),
+#      REFERENCE (a folder of real images known not to be used: uploaded as a reference dataset),
+#      METRICS (also write the metrics JSON there: the CLI's --metrics document plus audit_id).
 set -euo pipefail
 real=${1:?usage: http_audit.sh REAL_DIR GENERATED_DIR OUT.csv [CONFIG_JSON]}
 generated=${2:?usage: http_audit.sh REAL_DIR GENERATED_DIR OUT.csv [CONFIG_JSON]}
@@ -22,8 +24,12 @@ upload() {  # role folder -> dataset id
 
 real_id=$(upload real "$real")
 generated_id=$(upload generated "$generated")
+reference=""
+if [ -n "${REFERENCE:-}" ]; then
+    reference=", \"reference_dataset_id\": \"$(upload reference "$REFERENCE")\""
+fi
 audit=$(curl -sf "${auth[@]}" -X POST "$api/v1/audits" -H 'Content-Type: application/json' \
-    -d "{\"real_dataset_id\": \"$real_id\", \"generated_dataset_id\": \"$generated_id\", \"config\": $config}" \
+    -d "{\"real_dataset_id\": \"$real_id\", \"generated_dataset_id\": \"$generated_id\"$reference, \"config\": $config}" \
     | json_field id)
 echo "audit $audit" >&2
 while true; do
@@ -38,3 +44,7 @@ while true; do
 done
 curl -sf "${auth[@]}" "$api/v1/audits/$audit/results.csv" -o "$out"
 echo "wrote $out ($(($(wc -l <"$out") - 1)) rows)" >&2
+if [ -n "${METRICS:-}" ]; then
+    curl -sf "${auth[@]}" "$api/v1/audits/$audit/metrics" -o "$METRICS"
+    echo "wrote $METRICS" >&2
+fi
