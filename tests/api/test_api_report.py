@@ -48,13 +48,20 @@ def test_report_of_an_audit_renders_with_its_plots(
     # Self-contained: every image inline, no scripts, no external references.
     assert "<script" not in page and "http://" not in page and "https://" not in page
     images = re.findall(r"<img [^>]*src='data:image/png;base64,[A-Za-z0-9+/=]+'", page)
-    assert "id=score-histogram" in page and "id=roc-curve" in page
-    n_real = len(truth)
-    assert len(images) >= 2 + min(12, n_real) * 2  # two plots, gallery: real + nearest generated
+    assert "id=candidate-vs-reference" in page and "id=p-value-histogram" in page and "id=roc-curve" in page
+    # the labels with used=0 are the reference: the verdict is the leakage test, with the metrics' numbers
     metrics = client.get(f"/v1/audits/{audit['id']}/metrics").json()
-    used = metrics["counts"]["used"]
-    assert f"{used:,} of {n_real:,} real images" in page
-    assert f"{metrics['threshold']:.4f}" in page
+    leak = metrics["leakage"]
+    n_candidates = len(truth) - sum(1 for v in labels.values() if v == 0)
+    assert metrics["calibrated"] and leak["n_candidates"] == n_candidates
+    assert len(images) >= 3 + min(12, n_candidates) * 2  # plots, gallery: candidates + nearest generated
+    lead = re.search(r"<span class=lead id=leakage-sentence>(.*?)</span>", page).group(1)
+    assert lead.startswith("Evidence of training-data leakage: p = ")  # 8 exact copies among the candidates
+    assert (
+        f"at a false discovery rate of 10 %, {leak['n_flagged']:,} of {n_candidates:,} candidate images are "
+        f"flagged; at least {leak['used_count_lower_bound']:,} were used (95 % confidence)."
+    ) in lead
+    assert "class='verdict risk'" in page
     assert client.get(report_url + "?aggregation=mean-score").status_code == 200
     assert client.get(report_url + "?aggregation=median").status_code == 422
 
@@ -63,7 +70,7 @@ def test_report_of_an_audit_renders_with_its_plots(
     rgb = screenshot(html_file, tmp_path / "report.png")
     assert rgb.shape[0] >= 1500 and rgb.shape[1] >= 1000
     assert non_white_fraction(rgb) > 0.05  # text, plots and thumbnails, not a blank page
-    assert colour_pixels(rgb, RED) > 500 and colour_pixels(rgb, BLUE) > 500  # histogram bars and ROC curve
+    assert colour_pixels(rgb, RED) > 500 and colour_pixels(rgb, BLUE) > 500  # candidates, reference, ROC
 
     client.delete(f"/v1/audits/{audit['id']}")
 
@@ -74,3 +81,51 @@ def test_report_of_an_unfinished_or_unknown_audit(embedded_client) -> None:
     response = embedded_client.get(f"/v1/audits/{uuid.uuid4()}/report")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_report_of_a_reference_dataset_audit(embedded_client, membership_set, reference_set, helpers) -> None:
+    client, (root, truth) = embedded_client, membership_set
+    real, generated = helpers.upload_set(client, root)
+    uploaded = helpers.upload(client, "reference", sorted(reference_set.glob("*.png")))
+    assert uploaded.status_code == 201, uploaded.text
+    body = {
+        "real_dataset_id": real,
+        "generated_dataset_id": generated,
+        "reference_dataset_id": uploaded.json()["id"],
+        "config": {"method": "pixels", "image_size": 32},
+    }
+    audit = client.post("/v1/audits", json=body).json()
+    assert helpers.wait(client, audit["id"])["status"] == "succeeded"
+    page = client.get(f"/v1/audits/{audit['id']}/report").text
+    leak = client.get(f"/v1/audits/{audit['id']}/metrics").json()["leakage"]
+    assert leak["n_reference"] == 40 and leak["n_candidates"] == len(truth)
+    lead = re.search(r"<span class=lead id=leakage-sentence>(.*?)</span>", page).group(1)
+    assert (
+        f"{leak['n_flagged']:,} of {len(truth):,} candidate images are flagged; "
+        f"at least {leak['used_count_lower_bound']:,} were used"
+    ) in lead
+    assert "40 (40 from the reference set, 0 real images labelled not used)" in page
+    gallery = re.findall(r"<div class=row data-real-id='([^']*)'>", page)
+    assert len(gallery) == 12 and set(gallery) <= set(truth)  # real images only
+    assert "ref00" not in page  # no reference-set image is shown or named
+    client.delete(f"/v1/audits/{audit['id']}")
+
+
+def test_report_of_an_uncalibrated_audit_has_no_count_and_no_risk_frame(
+    embedded_client, membership_set, helpers
+) -> None:
+    client, (root, truth) = embedded_client, membership_set
+    real, generated = helpers.upload_set(client, root)
+    body = {
+        "real_dataset_id": real,
+        "generated_dataset_id": generated,
+        "config": {"method": "pixels", "image_size": 32},
+    }
+    audit = client.post("/v1/audits", json=body).json()
+    assert helpers.wait(client, audit["id"])["status"] == "succeeded"
+    page = client.get(f"/v1/audits/{audit['id']}/report").text
+    used = client.get(f"/v1/audits/{audit['id']}/metrics").json()["counts"]["used"]
+    assert used == 10  # the prior rule marks half, whatever the evidence
+    assert f"{used} of {len(truth)}" not in page and "verdict risk" not in page
+    assert "the ranking is all this audit can give" in page and "--reference DIR" in page
+    client.delete(f"/v1/audits/{audit['id']}")
