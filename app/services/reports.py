@@ -37,11 +37,14 @@ def audit_report(
     path = workdir / REPORT_NAME.format(aggregation=grouping.aggregation)
     if path.exists():
         return path
+    # the reference set's patients are the reference of the patient-level p-values
+    reference_groups = patients.dataset_groups(session, audit.reference_dataset_id) if grouping.groups else {}
     write_report(
         workdir,
         path,
         labels=grouping.image_labels or None,
         groups=grouping.groups or None,
+        reference_groups=reference_groups or None,
         aggregation=grouping.aggregation,
         patient_labels=grouping.patient_labels or None,
         subtitle=f"audit {audit_id} · finished {audit.finished_at:%Y-%m-%d %H:%M} UTC"

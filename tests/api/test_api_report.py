@@ -129,3 +129,56 @@ def test_report_of_an_uncalibrated_audit_has_no_count_and_no_risk_frame(
     assert f"{used} of {len(truth)}" not in page and "verdict risk" not in page
     assert "the ranking is all this audit can give" in page and "--reference DIR" in page
     client.delete(f"/v1/audits/{audit['id']}")
+
+
+def test_report_of_dicom_patients_against_a_reference_dataset(
+    embedded_client, helpers, tmp_path: Path
+) -> None:
+    """The reference dataset's patients are the reference of the patient p-values (its image ids repeat
+    the real set's on purpose: ids of different datasets may coincide)."""
+    import numpy as np
+    from dicom_sets import LAYOUT, dicom_file, make_dicom_set
+    from synthetic_sets import random_image
+
+    from models.groups import pseudonym
+
+    data = make_dicom_set(tmp_path / "dicom")
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    rng = np.random.default_rng(11)
+    for p in range(24):
+        for j in range(3):
+            pixels = random_image(rng, 32)
+            name = f"img_{3 * p + j + 1:02d}.dcm"
+            (reference / name).write_bytes(
+                dicom_file(pixels, f"REF-{p:04d}-SECRET", f"1.2.{p}", f"1.2.{p}.1")
+            )
+    ids = []
+    for role, folder, pattern in (
+        ("real", data.root / "real", "*.dcm"),
+        ("generated", data.root / "generated", "*.png"),
+        ("reference", reference, "*.dcm"),
+    ):
+        response = helpers.upload(embedded_client, role, sorted(folder.glob(pattern)))
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    body = {
+        "real_dataset_id": ids[0],
+        "generated_dataset_id": ids[1],
+        "reference_dataset_id": ids[2],
+        "config": {"method": "pixels", "image_size": 32},
+    }
+    audit = embedded_client.post("/v1/audits", json=body).json()
+    assert helpers.wait(embedded_client, audit["id"])["status"] == "succeeded"
+    page = embedded_client.get(f"/v1/audits/{audit['id']}/report").text
+    patients_csv = embedded_client.get(f"/v1/audits/{audit['id']}/patients.csv").text
+    rows = [line.split(",") for line in patients_csv.splitlines()[1:]]
+    candidates = [r for r in rows if r[-1] == "candidate"]
+    flagged = sum(1 for r in candidates if r[3] == "1")
+    assert len(candidates) == 6 and sum(1 for r in rows if r[-1] == "reference") == 24
+    assert f"<b>{flagged} of 6 candidate patients are flagged</b>" in page  # as patients.csv says
+    assert "24 reference patients" in page
+    assert pseudonym("patient", next(iter(LAYOUT))) in page and "SECRET" not in page
+    gallery = re.findall(r"<div class=row data-real-id='([^']*)'>", page)
+    assert len(gallery) == 12 and set(gallery) <= set(data.patient_of)  # the 18 real images' ids
+    embedded_client.delete(f"/v1/audits/{audit['id']}")
