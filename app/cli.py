@@ -104,6 +104,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             raise CliError(f"--{name} {getattr(args, name)} does not exist")
     config = _config_from_args(args)
     labels = read_labels_csv(args.labels) if args.labels else None
+    if config.decision == "fdr" and args.reference is None and 0 not in (labels or {}).values():
+        raise CliError("--decision fdr needs images known not to be used: --labels with used=0 rows or --reference")
     update, close = _progress_bars()
     with tempfile.TemporaryDirectory(prefix="synthaudit-") as tmp:
         workdir = args.workdir or Path(tmp)
@@ -183,7 +185,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     rows = read_results_csv(args.pred)
     labels = read_labels_csv(args.labels)
-    known = [r for r in rows if r.id in labels]
+    references = sum(r.role == "reference" for r in rows)
+    known = [r for r in rows if r.id in labels and r.role != "reference"]  # references were never decided
     if not known:
         raise CliError("no id of the predictions is in the labels file")
     y = np.array([labels[r.id] for r in known])
@@ -191,8 +194,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     scores = np.array([r.score for r in known])
     result = classification_metrics(y, pred, None if np.isnan(scores).any() else scores)
     missing = len(labels) - len(known)
-    _print_metrics(f"{len(known)} labelled images scored" + (f" ({missing} labels without prediction)" if missing else ""),
-                   result)
+    missing -= sum(r.role == "reference" and r.id in labels for r in rows)
+    notes = [f"{missing} labels without prediction"] if missing else []
+    notes += [f"{references} reference rows left out"] if references else []
+    _print_metrics(f"{len(known)} labelled images scored" + (f" ({'; '.join(notes)})" if notes else ""), result)
     return 0
 
 
