@@ -257,6 +257,11 @@ def verdict_html(
         "the used images score (it is conservative: the flags control the share of errors, the bound the count)."
         + caveat,
     ]
+    if lower > flagged:
+        parts.append(
+            f"At least {lower:,} candidates were used, but only {flagged:,} can be named individually at this "
+            "false discovery rate: the others score within the range of the reference images."
+        )
     power = m.get("power")
     if power:
         parts.append(

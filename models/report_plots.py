@@ -123,7 +123,7 @@ def p_value_histogram(p_values: np.ndarray, n_reference: int, fdr_cutoff: float 
     n_grid = n_reference + 1  # the possible p-values k/n_grid, k = 1..n_grid
     per_bin = max(1, math.ceil(n_grid / 20))  # whole grid points per bin, edges between them
     edges = (np.arange(0, n_grid + per_bin, per_bin) + 0.5) / n_grid
-    edges[0] = 0.0
+    edges[0], edges[-1] = 0.0, (n_grid + 0.5) / n_grid  # the last bin may hold fewer grid points
     grid = np.arange(1, n_grid + 1) / float(n_grid)
     expected = p.size * np.histogram(grid, edges)[0] / grid.size
     ax.hist(
