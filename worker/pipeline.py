@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +27,10 @@ from app.problems import log_unexpected
 from app.services.storage import Storage
 from app.services.webhooks import notify_finished
 from app.tables import ACTIVE_STATUSES
+
+if TYPE_CHECKING:
+    from models.results import ResultRow
+    from models.stages import AuditInputs
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +175,7 @@ def _created_with_reference(audit: Any) -> bool:
     return audit.reference_dataset_id is not None or bool(inputs.get("reference"))
 
 
-def _inputs(ctx: WorkerContext, job: _Job) -> Any:
+def _inputs(ctx: WorkerContext, job: _Job) -> AuditInputs | None:
     """The engine's AuditInputs of a job; None when one of its datasets was deleted."""
     from models.stages import AuditInputs
 
@@ -336,7 +340,7 @@ def _attempt(workdir: Path, stage: str, crashes: int) -> Iterator[None]:
 
 
 def _result_dicts(
-    rows: list[Any], evidence: dict[str, list[tuple[str, float]]], source: str, start: int = 0
+    rows: list[ResultRow], evidence: dict[str, list[tuple[str, float]]], source: str, start: int = 0
 ) -> list[dict[str, Any]]:
     """`audit_results` rows of engine ResultRows: positions from `start`, all k nearest generated ids."""
     from models.summary import finite

@@ -7,7 +7,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +16,9 @@ from app import repository as repo
 from app.problems import Conflict
 from app.services.storage import Storage
 from app.tables import Audit, Image
+
+if TYPE_CHECKING:
+    from models.groups import PatientResult
 
 
 def group_secret() -> str:
@@ -111,7 +114,7 @@ def scored_images(session: Session, audit: Audit, grouping: Grouping, calibrated
 
 def audit_patients(
     images: ScoredImages, aggregation: str, summary: dict[str, Any], threshold: float
-) -> list[Any]:
+) -> list[PatientResult]:
     """Per-patient rows. Calibrated audits: each candidate patient's aggregated score gets a conformal
     p-value against the reference patients' (all of whose images are known not used) and a BH q-value;
     under the fdr rule BH at the audit's FDR decides `used`, under the others the image decisions do."""
