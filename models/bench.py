@@ -275,6 +275,8 @@ def run_null_bench(
                 if redraws:
                     row.update(redraw_figures(ids, scores, labels, config.fdr, config.seed,
                                               redraws, reference_share))
+                for undefined in ("tpr_at_fdr", "mean_tpr"):  # no used image: no TPR (and no NaN in the JSON)
+                    row.pop(undefined, None)
                 row.update({f"t_{s}": audit_metrics["timings"].get(s, 0.0) for s in STAGES})
                 row["t_total"] = total
                 rows.append(row)

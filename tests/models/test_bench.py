@@ -118,4 +118,5 @@ def test_null_bench_pairs_other_real_images_with_a_generated_set(tmp_path: Path)
     assert (row["n_reference"], row["n_candidates"]) == (16, 24)
     assert row["used_candidates"] == 0 and row["false_flags"] == row["flagged"]
     assert 0.0 <= row["detect_rate"] <= 1.0 and row["t_total"] > 0
+    assert "tpr_at_fdr" not in row and "mean_tpr" not in row  # undefined without used images
     assert "e" in bench._display([{"leakage_p": 1e-12}])[0]["leakage_p"]
