@@ -170,8 +170,10 @@ def _write_cli_report(args: argparse.Namespace, workdir: Path, labels: dict[str,
     from models.groups import read_groups
     from models.report import write_report
 
-    groups = read_groups(args.real, secret=os.environ.get("GROUP_KEY_SECRET", "")) or None
-    write_report(workdir, args.report, labels=labels, groups=groups,
+    secret = os.environ.get("GROUP_KEY_SECRET", "")
+    groups = read_groups(args.real, secret=secret) or None
+    reference_groups = read_groups(args.reference, secret=secret) or None if args.reference else None
+    write_report(workdir, args.report, labels=labels, groups=groups, reference_groups=reference_groups,
                  subtitle=f"real: {args.real}, generated: {args.generated}")
     print(f"wrote {args.report}")
 

@@ -76,7 +76,7 @@ def benjamini_hochberg(p_values: object, fdr: float = DEFAULT_FDR) -> tuple[np.n
     adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
     q = np.empty(m)
     q[order] = np.minimum(adjusted, 1.0)
-    return q <= fdr, q
+    return q <= fdr * (1.0 + 1e-12), q  # p*m/k is computed in floating point: keep exact boundaries
 
 
 @dataclass(frozen=True)

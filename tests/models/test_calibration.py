@@ -203,3 +203,8 @@ def test_calibrate_refuses_impossible_targets(bad: dict) -> None:
         cal.calibrate([1.0, 2.0], [0.0], **bad)
     with pytest.raises(ValueError):
         cal.conformal_p_values([1.0], [])
+
+
+def test_bh_flags_at_the_exact_boundary() -> None:
+    flagged, q = cal.benjamini_hochberg([1 / 20, 1 / 20, 1 / 20, 0.9, 0.9, 0.9], 0.1)  # 1/20 * 6/3 = 0.1
+    assert flagged.tolist() == [True, True, True, False, False, False]
