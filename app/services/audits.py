@@ -72,7 +72,10 @@ def to_schema(audit: Audit) -> AuditOut:
 
 
 def _request_hash(body: AuditCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """Hash of what the client asked for: fields left at their defaults are left out, so adding an
+    optional field to the API does not change the hash of requests that do not use it."""
+    chosen = body.model_dump(mode="json", exclude_defaults=True)
+    canonical = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
