@@ -25,6 +25,7 @@ TABLE_COLUMNS = [
 CALIBRATED_COLUMNS = [
     "folder", "method", "n_reference", "n_candidates", "leakage_p", "detected", "flagged", "fdp",
     "tpr_at_fdr", "used_lower_bound", "used_candidates", "used_share_estimate", "mean_fdp", "mean_tpr",
+    "detect_rate",
 ]
 # Columns of the null table: real images the generator never saw, so nothing may be flagged.
 NULL_COLUMNS = [
@@ -40,8 +41,8 @@ CALIBRATED_NOTE = (
     "(labels do not change the scores: the labelled images stay in the real pool), no second audit. leakage_p: "
     "rank test of the candidates against the reference (detected: p <= 0.05); flagged: Benjamini-Hochberg at "
     "FDR {fdr:g}; fdp: not-used flagged / flagged; tpr_at_fdr: used flagged / used candidates; "
-    "used_lower_bound: 95 % lower bound on the used count (vs used_candidates, the truth); mean_fdp, mean_tpr: "
-    "over {redraws} other seeded reference draws of the same scores."
+    "used_lower_bound: 95 % lower bound on the used count (vs used_candidates, the truth); mean_fdp, mean_tpr "
+    "and detect_rate (the share detected at 0.05): over {redraws} other seeded reference draws of the same scores."
 )
 NULL_NOTE = (
     "null pairing: real images the generator never saw (all not used) against its generated images; reference = "
