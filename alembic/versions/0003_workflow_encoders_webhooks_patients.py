@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from alembic import op
+from app.migration_ops import sqlite_foreign_keys_off
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -49,7 +50,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_encoders_tenant"), "encoders", ["tenant"])
     op.create_index(op.f("ix_encoders_created_at"), "encoders", ["created_at"])
 
-    with op.batch_alter_table("audits") as batch:
+    with sqlite_foreign_keys_off(), op.batch_alter_table("audits") as batch:  # keeps audit_results rows
         batch.add_column(sa.Column("encoder_id", sa.Uuid(), nullable=True))
         batch.add_column(sa.Column("webhook_url", sa.String(length=2048), nullable=True))
         batch.add_column(sa.Column("webhook_status", sa.String(length=16), nullable=True))
@@ -77,7 +78,7 @@ def downgrade() -> None:
         batch.drop_column("series_key")
         batch.drop_column("study_key")
         batch.drop_column("patient_key")
-    with op.batch_alter_table("audits") as batch:
+    with sqlite_foreign_keys_off(), op.batch_alter_table("audits") as batch:
         batch.drop_constraint(batch.f("fk_audits_encoder_id_encoders"), type_="foreignkey")
         batch.drop_index(batch.f("ix_audits_encoder_id"))
         batch.drop_column("trail")

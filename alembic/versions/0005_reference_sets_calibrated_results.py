@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from alembic import op
+from app.migration_ops import sqlite_foreign_keys_off
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -23,16 +24,6 @@ ROLES_BEFORE = "role IN ('real', 'generated')"
 ROLES_AFTER = "role IN ('real', 'generated', 'reference')"
 
 
-def _sqlite_foreign_keys(on: bool) -> None:
-    """SQLite rebuilds a table to change a constraint, and dropping the old `datasets` or `audits` table
-    with foreign keys enforced would cascade (images deleted, audits' dataset ids nulled, results
-    deleted): switch enforcement off around the rebuilds (outside a transaction, where the pragma works)."""
-    if op.get_bind().dialect.name != "sqlite":
-        return
-    with op.get_context().autocommit_block():
-        op.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
-
-
 def _role_check(table: str, condition: str) -> None:
     """Replace the role CHECK constraint of `table` (datasets or images)."""
     with op.batch_alter_table(table) as batch:
@@ -41,7 +32,11 @@ def _role_check(table: str, condition: str) -> None:
 
 
 def upgrade() -> None:
-    _sqlite_foreign_keys(False)
+    with sqlite_foreign_keys_off():
+        _upgrade()
+
+
+def _upgrade() -> None:
     _role_check("datasets", ROLES_AFTER)
     _role_check("images", ROLES_AFTER)
     with op.batch_alter_table("audits") as batch:
@@ -59,12 +54,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("q_value", sa.Float(), nullable=True))
         batch.add_column(sa.Column("role", sa.String(length=16), server_default="candidate", nullable=False))
         batch.add_column(sa.Column("source", sa.String(length=16), server_default="real", nullable=False))
-    _sqlite_foreign_keys(True)
 
 
 def downgrade() -> None:
+    with sqlite_foreign_keys_off():
+        _downgrade()
+
+
+def _downgrade() -> None:
     # The old schema has no place for reference sets: their result rows, images and datasets go.
-    _sqlite_foreign_keys(False)
     op.execute("DELETE FROM audit_results WHERE source = 'reference'")
     with op.batch_alter_table("audit_results") as batch:
         batch.drop_column("source")
@@ -79,4 +77,3 @@ def downgrade() -> None:
     op.execute("DELETE FROM datasets WHERE role = 'reference'")
     _role_check("images", ROLES_BEFORE)
     _role_check("datasets", ROLES_BEFORE)
-    _sqlite_foreign_keys(True)

@@ -94,3 +94,61 @@ def test_api_refuses_to_start_on_an_unmigrated_postgres(
     run = subprocess.run(argv, cwd=proc_tools.repo, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert "synthaudit migrate" in run.stderr
+
+
+def _populate_at_0002(url: str) -> None:
+    """One dataset with an image, one audit with two result rows and metrics, written as of revision 0002."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    dataset, audit = uuid.uuid4().hex, uuid.uuid4().hex
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO datasets (id, role, name, image_count, total_bytes, rejected, created_at, "
+                              "tenant) VALUES (:id, 'real', 'd', 1, 10, '[]', :now, 'default')"), {"id": dataset, "now": now})
+            conn.execute(text("INSERT INTO images (dataset_id, name, file_name, sha256, size_bytes, role) "
+                              "VALUES (:d, 'a', 'a.png', :h, 10, 'real')"), {"d": dataset, "h": "0" * 64})
+            conn.execute(text("INSERT INTO audits (id, real_dataset_id, generated_dataset_id, config, status, progress, "
+                              "stage_timings, created_at, updated_at, tenant) VALUES (:id, :d, :d, '{}', 'succeeded', "
+                              "100, '{}', :now, :now, 'default')"), {"id": audit, "d": dataset, "now": now})
+            for position in (0, 1):
+                conn.execute(text("INSERT INTO audit_results (audit_id, position, image_name, used, score, "
+                                  "nearest_generated, similarities) VALUES (:a, :p, 'a', 1, 0.5, '[]', '[]')"),
+                             {"a": audit, "p": position})
+            conn.execute(text("INSERT INTO audit_metrics (audit_id, threshold, decision_rule, counts, rejected, "
+                              "created_at) VALUES (:a, 0.5, 'prior', '{}', '{}', :now)"), {"a": audit, "now": now})
+    finally:
+        engine.dispose()
+
+
+def _row_counts(url: str) -> dict[str, int]:
+    from sqlalchemy import text
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()) for t in sorted(TABLES)}
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_upgrade_keeps_every_stored_row(tmp_path: Path) -> None:
+    """SQLite rebuilds tables to alter them; with foreign keys enforced that used to cascade and delete
+    results (0003) or images (0005). An embedded database upgraded in place loses nothing."""
+    from alembic import command
+    from app.migrations import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0002")
+    _populate_at_0002(url)
+    before = _row_counts(url)
+    assert before == {"audit_metrics": 1, "audit_results": 2, "audits": 1, "datasets": 1, "images": 1}
+    upgrade_head(url)
+    assert _row_counts(url) == before
+    downgrade(url, "0004")
+    upgrade_head(url)
+    assert _row_counts(url) == before
