@@ -43,7 +43,10 @@ class Dataset(Base):
     """An uploaded set of images with one role."""
 
     __tablename__ = "datasets"
-    __table_args__ = (CheckConstraint(ROLE_CHECK, name="role"),)
+    __table_args__ = (
+        CheckConstraint(ROLE_CHECK, name="role"),
+        Index("ix_datasets_tenant_created_at_id", "tenant", "created_at", "id"),  # listings (0006)
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     role: Mapped[str] = mapped_column(String(16))
@@ -89,6 +92,7 @@ class Audit(Base):
     __table_args__ = (
         CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"),
         Index("ix_audits_status_created_at", "status", "created_at"),
+        Index("ix_audits_tenant_created_at_id", "tenant", "created_at", "id"),  # listings (0006)
         UniqueConstraint("tenant", "idempotency_key", name="uq_audits_tenant_idempotency_key"),
     )
 
@@ -194,6 +198,7 @@ class Encoder(Base):
     __tablename__ = "encoders"
     __table_args__ = (
         CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"),
+        Index("ix_encoders_tenant_created_at_id", "tenant", "created_at", "id"),  # listings (0006)
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
