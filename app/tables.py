@@ -137,6 +137,9 @@ class Audit(Base):
     webhook_status: Mapped[str | None] = mapped_column(String(16))  # sending, delivered, failed
     webhook_claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # → sending
     webhook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The webhook's own signing secret (`whsec_<base64>`, Standard Webhooks), made at creation and shown
+    # once; kept as is because every sender must sign with it (docs/workflow.md §3).
+    webhook_secret: Mapped[str | None] = mapped_column(String(128))
     patient_labels: Mapped[dict[str, int] | None] = mapped_column(JSONType)
     patient_aggregation: Mapped[str] = mapped_column(String(16), default="any", server_default="any")
     trail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # provenance fixed at creation
