@@ -33,6 +33,17 @@ class DatasetOut(BaseModel):
     purged_at: datetime | None = Field(
         default=None, description="when retention removed its images (the summary stays)"
     )
+    rejected_count: int = Field(
+        default=0,
+        description="how many files were rejected; listings leave `rejected` empty (GET the dataset for it)",
+    )
+
+
+class DatasetPage(BaseModel):
+    """GET /v1/datasets: a page of the tenant's datasets, newest first."""
+
+    items: list[DatasetOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
 
 
 class ImageOut(BaseModel):
@@ -155,6 +166,13 @@ class AuditOut(BaseModel):
         default=None,
         description="provenance: input set hashes, labels hash, code version, encoder, seed, config hash, timings",
     )
+
+
+class AuditPage(BaseModel):
+    """GET /v1/audits: a page of the tenant's audits, newest first."""
+
+    items: list[AuditOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
 
 
 Number = float | int | None  # ints (counts) stay ints, as in the CLI's metrics file
