@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy.orm import Session, defer
 
 from app.tables import (
     ACTIVE_STATUSES,
@@ -21,6 +22,65 @@ from app.tables import (
     Image,
     utcnow,
 )
+
+# --- tenant listings (newest first, keyset pagination: app/services/listing.py) -------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which rows of a tenant's listing to read: created_at in [created_after, created_before), strictly
+    after `after` (the (created_at, id) of the last row already seen) in the order (created_at, id)
+    descending, at most `limit` + 1 of them (the extra row says that another page exists)."""
+
+    tenant: str
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    after: tuple[datetime, uuid.UUID] | None = None
+    limit: int = 50
+
+
+SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]
+
+
+def _listing(stmt: SelectT, model: type[Dataset | Audit | Encoder], window: Window) -> SelectT:
+    """`stmt` limited to the window's tenant, time range and position; served by the model's
+    (tenant, created_at, id) index (migration 0006)."""
+    stmt = stmt.where(model.tenant == window.tenant)
+    if window.created_after is not None:
+        stmt = stmt.where(model.created_at >= window.created_after)
+    if window.created_before is not None:
+        stmt = stmt.where(model.created_at < window.created_before)
+    if window.after is not None:
+        stmt = stmt.where(tuple_(model.created_at, model.id) < tuple_(*window.after))
+    return stmt.order_by(model.created_at.desc(), model.id.desc()).limit(window.limit + 1)
+
+
+def list_datasets(session: Session, window: Window, role: str | None = None) -> list[tuple[Dataset, int]]:
+    """A page of the tenant's datasets with the number of files each rejected. The rejected lists are
+    not read (one can hold an entry per uploaded file): the page's memory stays bounded."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    length = func.jsonb_array_length if postgres else func.json_array_length
+    stmt = select(Dataset, func.coalesce(length(Dataset.rejected), 0)).options(defer(Dataset.rejected))
+    if role is not None:
+        stmt = stmt.where(Dataset.role == role)
+    return [(dataset, int(count)) for dataset, count in session.execute(_listing(stmt, Dataset, window))]
+
+
+def list_audits(session: Session, window: Window, status: str | None = None) -> list[Audit]:
+    """A page of the tenant's audits (optionally in one status)."""
+    stmt = select(Audit)
+    if status is not None:
+        stmt = stmt.where(Audit.status == status)
+    return list(session.scalars(_listing(stmt, Audit, window)))
+
+
+def list_encoders(session: Session, window: Window, status: str | None = None) -> list[Encoder]:
+    """A page of the tenant's registered encoders (optionally in one status)."""
+    stmt = select(Encoder)
+    if status is not None:
+        stmt = stmt.where(Encoder.status == status)
+    return list(session.scalars(_listing(stmt, Encoder, window)))
+
 
 # --- datasets ---------------------------------------------------------------------------------------
 

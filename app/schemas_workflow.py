@@ -78,7 +78,7 @@ class EncoderOut(BaseModel):
 
 
 class EncoderPage(BaseModel):
+    """GET /v1/encoders: a page of the tenant's encoders, newest first."""
+
     items: list[EncoderOut]
-    offset: int
-    limit: int
-    total: int
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")

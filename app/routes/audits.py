@@ -1,4 +1,4 @@
-"""/v1/audits: start an audit, follow it, cancel or delete it, download its results and metrics."""
+"""/v1/audits: start an audit, list them, follow, cancel or delete one, get its results and metrics."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from starlette.background import BackgroundTask
 from app.auth import TenantDep
 from app.deps import DispatcherDep, SessionDep, StorageDep
 from app.routes.common import problems
-from app.schemas import AuditCreate, AuditOut, MetricsOut, ResultsFormat
+from app.routes.listing import ListingDep
+from app.schemas import AuditCreate, AuditOut, AuditPage, MetricsOut, ResultsFormat, Status
 from app.services import audits as service
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
@@ -41,6 +42,17 @@ def create_audit(
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return audit
+
+
+@router.get("", response_model=AuditPage, responses=problems(422))
+def list_audits(
+    session: SessionDep,
+    tenant: TenantDep,
+    listing: ListingDep,
+    status: Annotated[Status | None, Query(description="only audits in this status")] = None,
+) -> AuditPage:
+    """The tenant's audits, newest first; follow `next_cursor` for the next page."""
+    return service.list_audits(session, listing, status, tenant)
 
 
 @router.get("/{audit_id}", response_model=AuditOut, responses=problems(404))

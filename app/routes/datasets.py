@@ -1,4 +1,4 @@
-"""/v1/datasets: upload an image set, read it, list its images, delete it."""
+"""/v1/datasets: upload an image set, list them, read one, list its images, delete it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from app.auth import TenantDep
 from app.deps import SessionDep, SettingsDep, StorageDep
 from app.routes.common import problems
-from app.schemas import DatasetOut, ImagePage, Role
+from app.routes.listing import ListingDep
+from app.schemas import DatasetOut, DatasetPage, ImagePage, Role
 from app.services import datasets as service
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -45,6 +46,18 @@ def create_dataset(
     )
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return dataset
+
+
+@router.get("", response_model=DatasetPage, responses=problems(422))
+def list_datasets(
+    session: SessionDep,
+    tenant: TenantDep,
+    listing: ListingDep,
+    role: Annotated[Role | None, Query(description="only datasets of this role")] = None,
+) -> DatasetPage:
+    """The tenant's datasets, newest first (`rejected` left empty: see `rejected_count`); follow
+    `next_cursor` for the next page."""
+    return service.list_datasets(session, listing, role, tenant)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=problems(404))

@@ -11,7 +11,8 @@ from fastapi.responses import FileResponse
 from app.auth import TenantDep
 from app.deps import DispatcherDep, SessionDep, StorageDep
 from app.routes.common import problems
-from app.schemas_workflow import EncoderCreate, EncoderOut, EncoderPage
+from app.routes.listing import ListingDep
+from app.schemas_workflow import EncoderCreate, EncoderOut, EncoderPage, JobStatus
 from app.services import encoders as service
 
 router = APIRouter(prefix="/v1/encoders", tags=["encoders"])
@@ -27,15 +28,15 @@ def create_encoder(
     return encoder
 
 
-@router.get("", response_model=EncoderPage)
+@router.get("", response_model=EncoderPage, responses=problems(422))
 def list_encoders(
     session: SessionDep,
     tenant: TenantDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    listing: ListingDep,
+    status: Annotated[JobStatus | None, Query(description="only encoders in this status")] = None,
 ) -> EncoderPage:
-    """The encoders, newest first."""
-    return service.list_encoders(session, offset, limit, tenant)
+    """The tenant's encoders, newest first; follow `next_cursor` for the next page."""
+    return service.list_encoders(session, listing, status, tenant)
 
 
 @router.get("/{encoder_id}", response_model=EncoderOut, responses=problems(404))

@@ -18,8 +18,9 @@ from app import repository as repo
 from app.auth import scoped
 from app.db import make_session_factory
 from app.problems import Conflict, NotFound, NotReady, ProblemError, Unprocessable
-from app.schemas import AuditCreate, AuditLinks, AuditOut, MetricsOut
+from app.schemas import AuditCreate, AuditLinks, AuditOut, AuditPage, MetricsOut
 from app.services.dispatch import Dispatcher
+from app.services.listing import ListingParams, page_of, window
 from app.services.storage import Storage
 from app.services.webhooks import notify_finished
 from app.services.workflow import audit_fields, audit_trail
@@ -215,6 +216,16 @@ def _get(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> Au
 
 def get_audit(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> AuditOut:
     return to_schema(_get(session, audit_id, tenant))
+
+
+def list_audits(
+    session: Session, params: ListingParams, status: str | None = None, tenant: str | None = None
+) -> AuditPage:
+    """A page of the tenant's audits (optionally in one status), newest first."""
+    owner = scoped(tenant) or DEFAULT_TENANT
+    rows = repo.list_audits(session, window(params, owner), status)
+    items, cursor = page_of(rows, params.limit, lambda audit: (audit.created_at, audit.id))
+    return AuditPage(items=[to_schema(a) for a in items], next_cursor=cursor)
 
 
 def cancel_audit(

@@ -14,8 +14,9 @@ from app import repository as repo
 from app.auth import scoped
 from app.config import Settings
 from app.problems import Conflict, NotFound, Unprocessable
-from app.schemas import DatasetOut, ImageOut, ImagePage, RejectedFile
+from app.schemas import DatasetOut, DatasetPage, ImageOut, ImagePage, RejectedFile
 from app.services.ingest import NoImagesError, UploadLimits, ingest_uploads
+from app.services.listing import ListingParams, page_of, window
 from app.services.patients import image_rows
 from app.services.storage import Storage
 from app.tables import DEFAULT_TENANT, Dataset
@@ -23,14 +24,18 @@ from app.tables import DEFAULT_TENANT, Dataset
 log = logging.getLogger(__name__)
 
 
-def to_schema(dataset: Dataset) -> DatasetOut:
+def to_schema(dataset: Dataset, rejected_count: int | None = None) -> DatasetOut:
+    """The dataset with its rejected files; with `rejected_count` (listings, where the rejected list
+    is not read) only their number."""
+    rejected = [] if rejected_count is not None else [RejectedFile(**r) for r in dataset.rejected or []]
     return DatasetOut(
         id=dataset.id,
         role=dataset.role,  # type: ignore[arg-type]
         name=dataset.name,
         image_count=dataset.image_count,
         total_bytes=dataset.total_bytes,
-        rejected=[RejectedFile(**r) for r in dataset.rejected or []],
+        rejected=rejected,
+        rejected_count=len(rejected) if rejected_count is None else rejected_count,
         created_at=dataset.created_at,
         purged_at=dataset.purged_at,
     )
@@ -97,6 +102,16 @@ def get_dataset(session: Session, dataset_id: uuid.UUID, tenant: str | None = No
     if dataset is None:
         raise NotFound(f"no dataset {dataset_id}")
     return to_schema(dataset)
+
+
+def list_datasets(
+    session: Session, params: ListingParams, role: str | None = None, tenant: str | None = None
+) -> DatasetPage:
+    """A page of the tenant's datasets (optionally of one role), newest first."""
+    owner = scoped(tenant) or DEFAULT_TENANT
+    rows = repo.list_datasets(session, window(params, owner), role)
+    items, cursor = page_of(rows, params.limit, lambda row: (row[0].created_at, row[0].id))
+    return DatasetPage(items=[to_schema(d, count) for d, count in items], next_cursor=cursor)
 
 
 def list_images(

@@ -21,6 +21,7 @@ from app.auth import scoped
 from app.problems import Conflict, Gone, NotFound, NotReady, Unprocessable
 from app.schemas_workflow import EncoderCreate, EncoderLinks, EncoderOut, EncoderPage
 from app.services.dispatch import Dispatcher
+from app.services.listing import ListingParams, page_of, window
 from app.services.storage import Storage
 from app.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit, Encoder
 
@@ -144,14 +145,14 @@ def get_encoder(session: Session, encoder_id: uuid.UUID, tenant: str | None = No
     return to_schema(_get(session, encoder_id, tenant))
 
 
-def list_encoders(session: Session, offset: int, limit: int, tenant: str | None = None) -> EncoderPage:
-    owner = scoped(tenant)
-    where = [Encoder.tenant == owner] if owner is not None else []
-    total = int(session.scalar(select(func.count(Encoder.id)).where(*where)) or 0)
-    rows = session.scalars(
-        select(Encoder).where(*where).order_by(Encoder.created_at.desc()).offset(offset).limit(limit)
-    )
-    return EncoderPage(items=[to_schema(e) for e in rows], offset=offset, limit=limit, total=total)
+def list_encoders(
+    session: Session, params: ListingParams, status: str | None = None, tenant: str | None = None
+) -> EncoderPage:
+    """A page of the tenant's encoders (optionally in one status), newest first."""
+    owner = scoped(tenant) or DEFAULT_TENANT
+    rows = repo.list_encoders(session, window(params, owner), status)
+    items, cursor = page_of(rows, params.limit, lambda encoder: (encoder.created_at, encoder.id))
+    return EncoderPage(items=[to_schema(e) for e in items], next_cursor=cursor)
 
 
 def weights_file(
