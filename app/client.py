@@ -199,6 +199,37 @@ class Client:
     def audit(self, audit_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/audits/{audit_id}")  # type: ignore[no-any-return]
 
+    def list_audits(
+        self,
+        status: str | None = None,
+        *,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of this key's audits, newest first: `{"items": [...], "next_cursor": ...}`; pass
+        `next_cursor` back as `cursor` for the next page (None on the last). Times are ISO 8601."""
+        query = {
+            "status": status,
+            "created_after": created_after,
+            "created_before": created_before,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        chosen = {k: v for k, v in query.items() if v is not None}
+        return self._json("GET", "/v1/audits", query=chosen or None)  # type: ignore[no-any-return]
+
+    def iter_audits(self, status: str | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every audit of this key (optionally in one status), newest first, page after page."""
+        cursor = filters.pop("cursor", None)
+        while True:
+            page = self.list_audits(status, cursor=cursor, **filters)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
     def wait(self, audit_id: str, timeout: float | None = None, poll_s: float = 2.0) -> dict[str, Any]:
         """Poll until the audit succeeded, failed or was cancelled (TimeoutError after `timeout` s)."""
         deadline = None if timeout is None else time.monotonic() + timeout
