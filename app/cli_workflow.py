@@ -33,7 +33,9 @@ def add_workflow_commands(subparsers: Any) -> None:
     pretrain.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
     pretrain.set_defaults(func=cmd_pretrain)
 
-    remote = subparsers.add_parser("remote", help="use a synthaudit service: submit, status, results, report")
+    remote = subparsers.add_parser(
+        "remote", help="use a synthaudit service: submit, status, list, results, report"
+    )
     remote.add_argument(
         "--url", default=None, help="the service (default: SYNTHAUDIT_URL or http://127.0.0.1:8000)"
     )
@@ -70,7 +72,19 @@ def add_workflow_commands(subparsers: Any) -> None:
     report = actions.add_parser("report", help="download the HTML report")
     report.add_argument("audit_id")
     report.add_argument("--out", type=Path, default=Path("report.html"))
+    _add_list_command(actions)
     remote.set_defaults(func=cmd_remote)
+
+
+def _add_list_command(actions: Any) -> None:
+    """`remote list`: this key's audits, newest first."""
+    listing = actions.add_parser("list", help="your audits, newest first (find a lost audit id)")
+    listing.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    listing.add_argument("--since", default=None, help="created at or after this time (ISO 8601, UTC)")
+    listing.add_argument("--until", default=None, help="created before this time (ISO 8601, UTC)")
+    listing.add_argument("--limit", type=int, default=50, help="audits per page, 1-200 (default 50)")
+    listing.add_argument("--cursor", default=None, help="continue where a previous page ended")
+    listing.add_argument("--all", action="store_true", help="every page, not just the first")
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -127,6 +141,8 @@ def cmd_remote(args: argparse.Namespace) -> int:
             audit = api.wait(args.audit_id) if args.wait else api.audit(args.audit_id)
             print(json.dumps(audit, indent=2))
             return 0 if audit["status"] != "failed" else 1
+        if args.action == "list":
+            return _list(api, args)
         if args.action == "results":
             _write(args.out, api.results_csv(args.audit_id, args.format))
         else:
@@ -135,6 +151,24 @@ def cmd_remote(args: argparse.Namespace) -> int:
     except ApiError as exc:
         print(f"synthaudit: {exc}", file=sys.stderr)
         return 1
+
+
+def _list(api: Any, args: argparse.Namespace) -> int:
+    """One line per audit (id, status, stage and progress, created); the next page's cursor on stderr."""
+    cursor = args.cursor
+    while True:
+        page = api.list_audits(
+            args.status, created_after=args.since, created_before=args.until, limit=args.limit, cursor=cursor
+        )
+        for audit in page["items"]:
+            stage = f"{audit.get('stage') or '-'} {audit.get('progress', 0):.0f}%"
+            print(f"{audit['id']}  {audit['status']:<9}  {stage:<14}  {audit['created_at']}")
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return 0
+        if not args.all:
+            print(f"more: synthaudit remote list --cursor {cursor}", file=sys.stderr)
+            return 0
 
 
 def _write(path: Path, data: bytes) -> None:
