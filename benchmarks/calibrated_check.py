@@ -25,13 +25,13 @@ import sys
 from pathlib import Path
 
 from models.bench import REFERENCE_SHARE, draw_reference
-from models.results import read_labels_csv, read_results_csv
+from models.results import read_labels_csv, read_results_csv, write_labels_csv
 
 
 def cmd_ref(args: argparse.Namespace) -> int:
     labels = read_labels_csv(args.labels)
     reference = draw_reference(labels, args.share, args.seed)
-    args.out.write_text("id,used\n" + "".join(f"{image_id},0\n" for image_id in reference))
+    write_labels_csv(((image_id, 0) for image_id in reference), args.out)
     n_not_used = sum(v == 0 for v in labels.values())
     print(f"wrote {args.out}: {len(reference)} of {n_not_used} not-used images (seed {args.seed}) as the reference")
     return 0

@@ -6,13 +6,10 @@ replaced by keyed hashes (HMAC-SHA256, `secret` from the operator) the moment th
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
 import io
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -261,10 +258,12 @@ def _fmt(value: float) -> str:
 
 
 def patients_csv_lines(rows: Iterable[PatientResult]) -> list[list[str]]:
-    """The rows of patients.csv, header first."""
+    """The rows of patients.csv, header first (text cells formula-guarded: models/csv_safety.py)."""
+    from models.csv_safety import text_cell
+
     return [PATIENTS_HEADER] + [
         [
-            r.patient,
+            text_cell(r.patient),
             str(r.images),
             str(r.images_used),
             str(r.used),
@@ -275,22 +274,14 @@ def patients_csv_lines(rows: Iterable[PatientResult]) -> list[list[str]]:
             str(r.series),
             _fmt_p(r.p_value),
             _fmt_p(r.q_value),
-            r.role,
+            text_cell(r.role),
         ]
         for r in rows
     ]
 
 
 def write_patients_csv(rows: Iterable[PatientResult], path: str | Path) -> Path:
-    """Write patients.csv atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh, lineterminator="\n").writerows(patients_csv_lines(rows))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write patients.csv atomically (models/csv_safety.py: the one CSV writer)."""
+    from models.csv_safety import write_csv_atomic
+
+    return write_csv_atomic(patients_csv_lines(rows), path)

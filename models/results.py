@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from models.csv_safety import read_text_cell, text_cell, write_csv_atomic
 from models.io import IMAGE_SUFFIXES
 
 RESULT_FORMATS = ("synthaudit", "imageclef")
@@ -51,14 +50,14 @@ def _imageclef_id(image_id: str) -> str:
 def _synthaudit_lines(rows: list[ResultRow]) -> list[list[str]]:
     body = [
         [
-            r.id,
+            text_cell(r.id),
             str(int(r.used)),
             _fmt_float(float(r.score)),
-            r.nearest_generated,
+            text_cell(r.nearest_generated),
             _fmt_float(float(r.similarity)),
             _fmt_p(r.p_value),
             _fmt_p(r.q_value),
-            r.role,
+            text_cell(r.role),
         ]
         for r in rows
     ]
@@ -70,27 +69,13 @@ def _imageclef_lines(rows: list[ResultRow]) -> list[list[str]]:
     dups = sorted(i for i, count in Counter(ids).items() if count > 1)
     if dups:
         raise ValueError(f"ids collide once folders are dropped for ImageCLEF: {', '.join(dups[:10])}")
-    return [[i, "1" if int(r.used) else "0"] for i, r in zip(ids, rows, strict=True)]
-
-
-def _write_atomic(lines: list[list[str]], path: Path) -> None:
-    """Write CSV rows to a temp file next to path, then os.replace it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh, lineterminator="\n").writerows(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return [[text_cell(i), "1" if int(r.used) else "0"] for i, r in zip(ids, rows, strict=True)]
 
 
 def write_results_csv(rows: Iterable[ResultRow], path: str | Path, fmt: str = "synthaudit") -> None:
     """Write results: 'synthaudit' (header id,used,score,nearest_generated,similarity,p_value,q_value,role)
-    or 'imageclef' (id,label lines, no header, ids without folders)."""
+    or 'imageclef' (id,label lines, no header, ids without folders). Text cells that a spreadsheet would
+    run as a formula get a leading `'` (models/csv_safety.py); read_results_csv removes it."""
     if fmt not in RESULT_FORMATS:
         raise ValueError(f"unknown results format {fmt!r}; choose one of {', '.join(RESULT_FORMATS)}")
     rows = list(rows)
@@ -100,7 +85,12 @@ def write_results_csv(rows: Iterable[ResultRow], path: str | Path, fmt: str = "s
         if r.role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)} for id {r.id!r}, got {r.role!r}")
     lines = _synthaudit_lines(rows) if fmt == "synthaudit" else _imageclef_lines(rows)
-    _write_atomic(lines, Path(path))
+    write_csv_atomic(lines, Path(path))
+
+
+def write_labels_csv(labels: Iterable[tuple[str, int]], path: str | Path) -> None:
+    """Write an `id,used` labels file (as read_labels_csv reads it), atomically, ids formula-guarded."""
+    write_csv_atomic([["id", "used"], *([text_cell(i), str(int(u))] for i, u in labels)], Path(path))
 
 
 def _read_rows(path: str | Path) -> list[tuple[int, list[str]]]:
@@ -139,7 +129,8 @@ def read_results_csv(path: str | Path) -> list[ResultRow]:
     for line, cells in rows:
         if len(cells) < 2:
             raise ValueError(f"{Path(path).name} line {line}: expected id,label")
-        out.append(ResultRow(cells[0], _binary(cells[1], line, path), math.nan, "", math.nan))
+        used = _binary(cells[1], line, path)
+        out.append(ResultRow(read_text_cell(cells[0]), used, math.nan, "", math.nan))
     return out
 
 
@@ -151,10 +142,10 @@ def _synthaudit_row(line: int, cells: list[str], path: str | Path) -> ResultRow:
     if role not in ROLES:
         raise ValueError(f"{Path(path).name} line {line}: role must be candidate or reference")
     return ResultRow(
-        id=cells[0],
+        id=read_text_cell(cells[0]),
         used=_binary(cells[1], line, path),
         score=_float(cells[2], line, path),
-        nearest_generated=cells[3],
+        nearest_generated=read_text_cell(cells[3]),
         similarity=_float(cells[4], line, path),
         p_value=_float(extra[0], line, path) if extra[0] else None,
         q_value=_float(extra[1], line, path) if extra[1] else None,
@@ -169,7 +160,8 @@ def _label_id(raw: str) -> str:
 
 
 def read_labels_csv(path: str | Path) -> dict[str, int]:
-    """Ground-truth labels: `id,used` or `id,label` (header optional); values must be 0 or 1."""
+    """Ground-truth labels: `id,used` or `id,label` (header optional); values must be 0 or 1. An id
+    copied from a results file with its formula-guard quote (`'=x`) is the id `=x`, as a raw `=x` is."""
     rows = _read_rows(path)
     if rows and tuple(c.lower() for c in rows[0][1][:2]) in _LABEL_HEADERS:
         rows = rows[1:]
@@ -177,7 +169,7 @@ def read_labels_csv(path: str | Path) -> dict[str, int]:
     for line, cells in rows:
         if len(cells) < 2 or not cells[0]:
             raise ValueError(f"{Path(path).name} line {line}: expected id and a 0/1 label")
-        image_id = _label_id(cells[0])
+        image_id = _label_id(read_text_cell(cells[0]))
         if image_id in labels:
             raise ValueError(f"{Path(path).name} line {line}: duplicate id {image_id!r}")
         labels[image_id] = _binary(cells[1], line, path)

@@ -99,3 +99,87 @@ def test_read_labels_csv_names_the_bad_line(tmp_path: Path) -> None:
     path.write_text("img_1,1\nimg_1,0\n")
     with pytest.raises(ValueError, match="line 2.*duplicate"):
         read_labels_csv(path)
+
+
+# --- CSV formula injection (issue 14 #10): one rule for every text cell, numbers untouched -----------
+
+HOSTILE_IDS = [
+    "=cmd|' /C calc'!A0",
+    "@SUM(1+1)",
+    "+3+4",
+    "-2+3",
+    "\t=1+1",
+    "\r=1+1",
+    "\uff1d1+1",  # full-width =
+    "\uff0b1",
+    "\uff0d1",
+    "\uff20SUM(A1)",
+    "'=already quoted",  # quotes before a trigger: one more quote, so the rule stays reversible
+]
+
+
+def test_formula_cells_get_a_quote_and_read_back(tmp_path: Path) -> None:
+    rows = [ResultRow(i, 1, -0.5, "+gen", -0.25, p_value=0.5, q_value=0.5) for i in HOSTILE_IDS]
+    rows.append(ResultRow("'plain", 0, 0.1, "gen", 0.1))
+    path = tmp_path / "results.csv"
+    write_results_csv(rows, path)
+    import csv
+
+    with open(path, newline="") as fh:
+        cells = list(csv.reader(fh))[1:]
+    for raw, row in zip(HOSTILE_IDS, cells[:-1], strict=True):
+        assert row[0] == "'" + raw
+        assert row[3] == "'+gen"
+        assert row[2] == "-0.500000" and row[4] == "-0.250000"  # numbers keep their sign, no quote
+    assert cells[-1][0] == "'plain"  # a quote not followed by a trigger is part of the id
+    back = read_results_csv(path)
+    assert [r.id for r in back] == HOSTILE_IDS + ["'plain"]  # exactly the ids written
+    assert {r.nearest_generated for r in back} == {"+gen", "gen"}
+
+    clef = tmp_path / "clef.csv"
+    write_results_csv([ResultRow("ct/=1+1", 1, 0.5, "g", 0.5), ResultRow("@x", 0, 0.1, "g", 0.1)], clef,
+                      fmt="imageclef")
+    assert clef.read_text() == "'=1+1,1\n'@x,0\n"
+    assert [r.id for r in read_results_csv(clef)] == ["=1+1", "@x"]
+
+
+def test_labels_match_quoted_and_raw_ids(tmp_path: Path) -> None:
+    from models.results import write_labels_csv
+
+    raw = tmp_path / "raw.csv"
+    raw.write_text("id,used\n=cmd|' /C calc'!A0.png,1\n-2+3,0\n")
+    assert read_labels_csv(raw) == {"=cmd|' /C calc'!A0": 1, "-2+3": 0}
+    copied = tmp_path / "copied.csv"
+    copied.write_text("id,used\n'=cmd|' /C calc'!A0,1\n'-2+3,0\n")  # pasted from results.csv
+    assert read_labels_csv(copied) == read_labels_csv(raw)
+    written = tmp_path / "written.csv"
+    write_labels_csv([("@x", 1), ("y", 0)], written)
+    assert written.read_text() == "id,used\n'@x,1\ny,0\n"
+    assert read_labels_csv(written) == {"@x": 1, "y": 0}
+
+
+def test_patients_csv_text_cells_are_guarded() -> None:
+    from models.groups import PatientResult, patients_csv_lines
+
+    lines = patients_csv_lines([PatientResult("=HYPERLINK(1)", 2, 1, 1, -0.5, -0.1, -0.3, 1, 1)])
+    assert lines[1][0] == "'=HYPERLINK(1)"
+    assert lines[1][4:7] == ["-0.500000", "-0.100000", "-0.300000"]
+
+
+def test_csv_writer_quotes_like_the_csv_module_and_quotes_bare_cr(tmp_path: Path) -> None:
+    import csv
+    import io
+    import random
+
+    from models.csv_safety import write_csv_atomic
+
+    rng = random.Random(14)
+    alphabet = 'ab ,"\n\t;\'x\u00e9'
+    rows = [["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(3)]
+            for _ in range(500)]
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\n").writerows(rows)
+    path = write_csv_atomic(rows, tmp_path / "x.csv")
+    assert path.read_text(encoding="utf-8") == expected.getvalue()
+    write_csv_atomic([["a\r=1+1", "1"]], path)
+    assert path.read_bytes() == b'"a\r=1+1",1\n'  # one row: a spreadsheet starts no new row at the CR
