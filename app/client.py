@@ -8,6 +8,9 @@ held_out = api.upload_dataset("reference", ["hold-out/"])   # optional: known no
 audit = api.create_audit(real["id"], gen["id"], reference_dataset_id=held_out["id"], config={"fdr": 0.1})
 audit = api.wait(audit["id"])
 open("report.html", "wb").write(api.report(audit["id"]))
+
+Redirects are followed only within the base URL's origin (scheme, host and port), so the API key is
+never sent to another server; a redirect elsewhere is an ApiError naming where it pointed.
 """
 
 from __future__ import annotations
@@ -53,6 +56,49 @@ def _files_of(paths: Sequence[str | Path]) -> list[tuple[str, Path]]:
     if not out:
         raise ValueError("nothing to upload")
     return out
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, with the scheme's default port filled in."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:  # a port that is not a number
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to the same origin (and send the key there again); refuse any other: a
+    redirect to another host, port or scheme (http: included) must not carry the API key."""
+
+    def redirect_request(  # type: ignore[override]
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        target = urllib.parse.urljoin(req.full_url, newurl)
+        if _origin(target) != _origin(req.full_url):
+            fp.close()
+            scheme, host, port = _origin(target)
+            raise ApiError(
+                code,
+                f"the server redirected to another origin ({scheme}://{host}:{port}); not followed, "
+                "so the API key is not sent there (use that address as the base URL if you trust it)",
+            )
+        new = super().redirect_request(req, fp, code, msg, headers, target)
+        key = req.get_header("Authorization")
+        if new is not None and key is not None:
+            new.add_unredirected_header("Authorization", key)
+        return new
+
+
+_OPENER = urllib.request.build_opener(_SameOriginRedirects)
 
 
 class _Multipart:
@@ -119,14 +165,14 @@ class Client:
         """One HTTP exchange; raises ApiError for 4xx/5xx answers and unreachable servers."""
         url = self.base_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         all_headers = {"Accept": "application/json, */*", **(headers or {})}
-        if self.api_key:
-            all_headers["Authorization"] = f"Bearer {self.api_key}"
         if json_body is not None:
             data = json.dumps(json_body).encode()
             all_headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, headers=all_headers, method=method)  # type: ignore[arg-type]
+        if self.api_key:  # never copied onto a redirect by urllib; _SameOriginRedirects re-adds it
+            request.add_unredirected_header("Authorization", f"Bearer {self.api_key}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as exc:
             body = exc.read()

@@ -96,3 +96,74 @@ def test_client_api(embedded_api, membership_set) -> None:
         Client("http://127.0.0.1:9").audit(audit["id"])
     assert err.value.status == 0 and "cannot reach" in str(err.value)
     api.delete_audit(audit["id"])
+
+
+class _Recorder:
+    """A loopback HTTP server in a thread that records the headers of every request it gets and answers
+    with `answer(path)`: (status, headers, body)."""
+
+    def __init__(self, answer) -> None:  # type: ignore[no-untyped-def]
+        import http.server
+        import threading
+
+        recorder = self
+        self.seen: list[tuple[str, dict[str, str]]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                recorder.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                status, headers, body = answer(self.path)
+                self.send_response(status)
+                for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_client_never_sends_the_key_to_another_origin() -> None:
+    """Issue 14 #13: a redirect to another host:port (here another loopback port, and `localhost` for
+    127.0.0.1) is refused and the other server never sees the key; a same-origin redirect still works."""
+    import json
+
+    from app.client import ApiError, Client
+
+    elsewhere = _Recorder(lambda path: (200, {"Content-Type": "application/json"}, b'{"status": "queued"}'))
+    targets = {
+        "/v1/audits/other-port": f"http://127.0.0.1:{elsewhere.port}/v1/audits/x",
+        "/v1/audits/other-host": None,  # filled below: localhost on the same port
+        "/v1/audits/same": "/v1/audits/here",
+    }
+
+    def answer(path: str) -> tuple[int, dict[str, str], bytes]:
+        if path in targets:
+            return 302, {"Location": str(targets[path])}, b""
+        return 200, {"Content-Type": "application/json"}, json.dumps({"status": "succeeded"}).encode()
+
+    origin = _Recorder(answer)
+    targets["/v1/audits/other-host"] = f"http://localhost:{origin.port}/v1/audits/y"
+    try:
+        api = Client(f"http://127.0.0.1:{origin.port}", api_key="sa_SECRET-KEY")
+        for name in ("other-port", "other-host"):
+            with pytest.raises(ApiError, match="another origin") as refused:
+                api.audit(name)
+            assert refused.value.status == 302
+        assert elsewhere.seen == []  # not even a request without the key
+        assert [p for p, _ in origin.seen] == ["/v1/audits/other-port", "/v1/audits/other-host"]
+        assert api.audit("same") == {"status": "succeeded"}
+        assert [p for p, _ in origin.seen[2:]] == ["/v1/audits/same", "/v1/audits/here"]
+        assert all(h.get("authorization") == "Bearer sa_SECRET-KEY" for _, h in origin.seen)
+    finally:
+        origin.close()
+        elsewhere.close()
