@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from app.auth import TenantDep
 from app.deps import SessionDep, SettingsDep, StorageDep
-from app.routes.common import problems
+from app.routes.common import MAX_OFFSET, problems
 from app.routes.listing import ListingDep
 from app.schemas import DatasetOut, DatasetPage, ImagePage, Role
 from app.services import datasets as service
@@ -71,7 +71,7 @@ def list_images(
     dataset_id: uuid.UUID,
     session: SessionDep,
     tenant: TenantDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"0-{MAX_OFFSET}")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ImagePage:
     """The dataset's image ids (the ids results and labels use), ordered."""
