@@ -8,6 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Upper bounds of the numbers a client chooses (issue 14 #15): a pretraining budget of 50 M images is
+# about 1,000 epochs of a 50,000-image set (hours on one GPU); seeds as torch takes them.
+MAX_PRETRAIN_IMAGES_SEEN = 50_000_000
+MAX_SEED = 2**63 - 1
+
 Role = Literal["real", "generated", "reference"]  # reference: real images known not used
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ResultsFormat = Literal["synthaudit", "imageclef"]
@@ -87,10 +92,12 @@ class AuditConfigIn(BaseModel):
     fdr: float | None = Field(
         default=None, gt=0.0, lt=1.0, description="target false discovery rate of the fdr rule (default 0.1)"
     )
-    seed: int | None = Field(default=None, ge=0)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     image_size: int | None = Field(default=None, ge=8, le=1024)
     mae_preset: str | None = None
-    pretrain_images_seen: int | None = Field(default=None, ge=1)
+    pretrain_images_seen: int | None = Field(
+        default=None, ge=1, le=MAX_PRETRAIN_IMAGES_SEEN, description="pretraining budget in images seen"
+    )
     batch_size: int | None = Field(default=None, ge=1, le=4096)
 
     def chosen(self) -> dict[str, Any]:

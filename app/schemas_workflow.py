@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.schemas import MAX_PRETRAIN_IMAGES_SEEN, MAX_SEED
+
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -18,8 +20,10 @@ class EncoderConfigIn(BaseModel):
 
     image_size: int | None = Field(default=None, ge=8, le=1024, description="decode size (as the audit's)")
     mae_preset: str | None = Field(default=None, examples=["mae_tiny_patch8_64"])
-    pretrain_images_seen: int | None = Field(default=None, ge=1, description="budget; default by set size")
-    seed: int | None = Field(default=None, ge=0)
+    pretrain_images_seen: int | None = Field(
+        default=None, ge=1, le=MAX_PRETRAIN_IMAGES_SEEN, description="budget; default by set size"
+    )
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
 
     def chosen(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

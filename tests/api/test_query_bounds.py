@@ -84,3 +84,27 @@ def test_every_query_parameter_is_bounded(request, helpers, membership_set, depl
             _assert_problem(client.get(concrete, params={name: value}))
             tried += 1
     assert tried >= 10
+
+
+@pytest.mark.parametrize("deployment", ["embedded", "distributed"])
+def test_pretraining_budget_and_seed_are_bounded(request, helpers, membership_set, deployment: str) -> None:
+    """Issue 14 #15: pretrain_images_seen above 50 M (10^30 was queued, a job that never ends) and seeds
+    past what torch takes are 422s at POST /v1/audits and POST /v1/encoders; the bound itself is fine."""
+    from app.schemas import MAX_PRETRAIN_IMAGES_SEEN, MAX_SEED
+
+    client = request.getfixturevalue("embedded_client" if deployment == "embedded" else "client")
+    real = _dataset(client, helpers, membership_set)
+    root, _ = membership_set
+    generated = helpers.upload(client, "generated", sorted((root / "generated").glob("*.png"))[:3])
+    body = {"real_dataset_id": real, "generated_dataset_id": generated.json()["id"]}
+    for config in ({"pretrain_images_seen": MAX_PRETRAIN_IMAGES_SEEN + 1}, {"pretrain_images_seen": 10**30},
+                   {"seed": MAX_SEED + 1}, {"seed": 10**20}):
+        audit = client.post("/v1/audits", json={**body, "config": config})
+        _assert_problem(audit, 422)
+        assert next(iter(config)) in audit.json()["detail"]
+        encoder = client.post("/v1/encoders", json={"dataset_id": real, "config": config})
+        _assert_problem(encoder, 422)
+    encoder = client.post("/v1/encoders", json={"dataset_id": real, "config": {
+        "pretrain_images_seen": MAX_PRETRAIN_IMAGES_SEEN, "seed": MAX_SEED}})
+    assert encoder.status_code == 202, encoder.text
+    assert client.delete(f"/v1/encoders/{encoder.json()['id']}").status_code == 204  # the job stops
