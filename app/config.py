@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GIB = 1024**3
@@ -51,11 +51,24 @@ class Settings(BaseSettings):
     celery_result_backend: str = ""
     log_level: str = "INFO"
 
-    # Workflow (docs/workflow.md). Webhooks: HMAC-SHA256 signature key, bounded retries with backoff.
-    webhook_secret: str = ""
+    # Workflow (docs/workflow.md). Webhooks: each signed with its own secret (Standard Webhooks), bounded
+    # retries with backoff, public destinations on ports 80/443 only unless WEBHOOK_ALLOWED_HOSTS lists
+    # them ("127.0.0.1:9000,hooks.internal"), at most WEBHOOK_MAX_CONCURRENCY sender threads per process.
     webhook_max_attempts: int = Field(default=5, ge=1, le=20)
     webhook_backoff_s: float = Field(default=2.0, ge=0.0)
     webhook_timeout_s: float = Field(default=10.0, gt=0.0)
+    webhook_allowed_hosts: str = ""
+    webhook_max_concurrency: int = Field(default=4, ge=1, le=256)
+    webhook_max_queued: int = Field(default=1000, ge=0)
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str) -> str:
+        from app.net_guard import parse_allowlist
+
+        parse_allowlist(value)  # a bad entry stops the process at start, not at the first delivery
+        return value
+
     # Key of the pseudonymous DICOM group keys (PatientID etc. are hashed with it, never stored raw).
     group_key_secret: str = ""
     # Logs: "text" (default) or "json" (one object per line, with request and audit ids).

@@ -128,7 +128,9 @@ class AuditCreate(BaseModel):
     webhook_url: str | None = Field(
         default=None,
         max_length=2048,
-        description="POSTed once when the audit ends, signed `X-Synthaudit-Signature: sha256=<hmac>`",
+        description="POSTed once when the audit ends, signed by the Standard Webhooks scheme "
+        "(webhook-id, webhook-timestamp, webhook-signature) with the secret the answer shows once; "
+        "a public http(s) destination on port 80 or 443, unless the operator allows it (docs/workflow.md)",
     )
     patient_labels: dict[str, Literal[0, 1]] | None = Field(
         default=None,
@@ -167,6 +169,11 @@ class AuditOut(BaseModel):
     links: AuditLinks
     encoder_id: uuid.UUID | None = None
     webhook_status: str | None = Field(default=None, description="sending, delivered or failed")
+    webhook_secret: str | None = Field(
+        default=None,
+        description="`whsec_…`: the key of this audit's webhook signatures, only in the answer to the POST "
+        "that created the audit (and its Idempotency-Key repeats); null everywhere else",
+    )
     patient_aggregation: str = "any"
     labelled_patients: int = 0
     trail: dict[str, Any] | None = Field(

@@ -194,7 +194,12 @@ def create_audit(
         session.commit()
         raise QueueUnavailable("the job queue cannot be reached; retry the request later") from exc
     log.info("audit %s: queued (%s)", audit.id, dispatcher.mode)
-    return to_schema(audit), True
+    return with_webhook_secret(audit), True
+
+
+def with_webhook_secret(audit: Audit) -> AuditOut:
+    """The audit as created: the only answer that shows its webhook's signing secret."""
+    return to_schema(audit).model_copy(update={"webhook_secret": audit.webhook_secret})
 
 
 def _existing(session: Session, key: str, request_hash: str, tenant: str) -> AuditOut | None:
@@ -203,7 +208,7 @@ def _existing(session: Session, key: str, request_hash: str, tenant: str) -> Aud
         return None
     if audit.request_hash != request_hash:
         raise Unprocessable("this Idempotency-Key was already used with a different request body")
-    return to_schema(audit)
+    return with_webhook_secret(audit)  # the repeat of a lost answer must carry the secret too
 
 
 def _get(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> Audit:

@@ -2,58 +2,54 @@
 exponential backoff for a bounded number of attempts.
 
 Exactly one process sends an audit's webhook: the one whose conditional UPDATE moves `webhook_status`
-from NULL to `sending` (after the audit reached a final status). Delivery runs on a background thread so
-neither the worker nor the API request waits for the receiver; the outcome (`delivered` or `failed`,
-and the number of attempts) is written back to the audit row.
+from NULL to `sending` (after the audit reached a final status). Delivery runs on the process's bounded
+delivery pool (app/services/webhook_pool.py: WEBHOOK_MAX_CONCURRENCY threads), so neither the worker
+nor the API request waits for the receiver; the outcome (`delivered` or `failed`, and the number of
+attempts) is written back to the audit row.
 
 A process that dies while it sends (a killed worker, a restarted API) leaves the audit in `sending`:
 `resend_stalled`, called by the recovery sweep and the embedded runner, puts every claim older than
-twice the longest possible delivery back to NULL and sends it again. The receiver may then see the
-same `delivery_id` twice (if the dead process had already delivered): it must treat that id as an
+twice the longest possible delivery back to NULL and sends it again. A delivery the full pool could not
+take is left in `sending` without a claim time, so the next sweep sends it. The receiver may see the
+same delivery twice (if the dead process had already delivered): it must treat `webhook-id` as an
 idempotency key.
 
-Receivers verify `X-Synthaudit-Signature: sha256=<hex>`, the HMAC-SHA256 of the raw request body under
-the shared WEBHOOK_SECRET (docs/workflow.md shows how).
+Every attempt is signed by the Standard Webhooks scheme with the webhook's own secret
+(app/services/webhook_signing.py); an audit without a secret is never sent unsigned. Every attempt
+resolves the receiver's host again and connects only to the addresses it checked (app/net_guard.py):
+no loopback, private, link-local or reserved address, ports 80 and 443, unless WEBHOOK_ALLOWED_HOSTS
+lists the destination. Redirects are not followed (a 3xx answer is a failed attempt).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import random
-import threading
+import re
+import socket
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import net_guard
 from app.db import session_scope
+from app.services.webhook_pool import delivery_pool
+from app.services.webhook_signing import signed_headers
 from app.tables import Audit, AuditMetrics, utcnow
 
 log = logging.getLogger(__name__)
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
-SIGNATURE_HEADER = "X-Synthaudit-Signature"
 EVENT = "audit.finished"
-USER_AGENT = "synthaudit-webhook/1"
-
-
-def sign(body: bytes, secret: str) -> str:
-    """`sha256=<hex>`: HMAC-SHA256 of the exact body bytes."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def verify(body: bytes, header: str | None, secret: str) -> bool:
-    """What a receiver does: recompute the signature and compare in constant time."""
-    return bool(header) and hmac.compare_digest(sign(body, secret), str(header))
+USER_AGENT = "synthaudit-webhook/2"
+MAX_RESPONSE_HEAD = 64 * 1024  # bytes of the receiver's answer read, at most (only its status matters)
+Allowlist = Collection[tuple[str, int | None]]
 
 
 @dataclass(frozen=True)
@@ -65,54 +61,98 @@ class Delivery:
     last_error: str | None = None
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:  # a redirect is a failed attempt
-        return None
+class _Unanswered(OSError):
+    """The receiver closed the connection or sent something that is not an HTTP answer."""
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+def request_bytes(target: net_guard.Target, body: bytes, headers: dict[str, str]) -> bytes:
+    """The whole HTTP/1.1 request: Host is the URL's name, whatever address the socket reached."""
+    lines = [f"POST {target.path} HTTP/1.1", f"Host: {target.host_header}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    return "\r\n".join(lines).encode("ascii") + body
 
 
-def post_once(url: str, body: bytes, headers: dict[str, str], timeout: float) -> str | None:
-    """POST the body; None on a 2xx answer, else a short reason (status code or error type)."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+def read_status(sock: socket.socket, deadline: float) -> int:
+    """The status of the receiver's final answer (1xx heads skipped), read by `deadline` (monotonic)."""
+    data = b""
+    while True:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            match = re.match(rb"HTTP/1\.[01] ([1-5][0-9][0-9])[ \r]", data[: end + 2])
+            if match is None:
+                raise _Unanswered("not an HTTP answer")
+            status = int(match.group(1))
+            if not 100 <= status < 200:
+                return status
+            data = data[end + 4 :]
+            continue
+        if len(data) > MAX_RESPONSE_HEAD:
+            raise _Unanswered("answer head too long")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no answer in time")
+        sock.settimeout(remaining)
+        chunk = sock.recv(8192)
+        if not chunk:
+            raise _Unanswered("closed without an answer")
+        data += chunk
+
+
+def post_once(
+    target: net_guard.Target, addresses: list[str], body: bytes, headers: dict[str, str], timeout: float
+) -> str | None:
+    """POST to one of the checked addresses; None on a 2xx answer, else a short reason (status code or
+    error type). The attempt ends after `timeout` seconds in all, however slowly the receiver answers."""
+    deadline = time.monotonic() + timeout
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return type(getattr(exc, "reason", exc)).__name__
+        with net_guard.connect(target, addresses, timeout) as sock:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.sendall(request_bytes(target, body, headers))
+            status = read_status(sock, deadline)
+    except (OSError, ValueError) as exc:
+        return type(exc).__name__
     return None if 200 <= status < 300 else f"HTTP {status}"
 
 
 def deliver(
     url: str,
     payload: dict[str, Any],
-    secret: str,
+    secret: str | None,
     *,
+    allowlist: Allowlist = (),
     max_attempts: int = 5,
     backoff_s: float = 2.0,
     timeout_s: float = 10.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Delivery:
     """POST the JSON payload until a 2xx answer, at most max_attempts times; waits backoff_s * 2^n
-    (with ±20 % jitter) between attempts. The body (and so its signature) is the same on every attempt."""
+    (with ±20 % jitter) between attempts. The body and its `webhook-id` are the same on every attempt;
+    each attempt has its own timestamp and signature. Nothing is sent without a secret, nor to a
+    destination the guard refuses (checked again before every attempt; a refusal is not retried)."""
+    if not secret:
+        return Delivery(False, 0, "no signing secret")
     body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    headers = {
+    msg_id = str(payload.get("delivery_id") or uuid.uuid4())
+    base_headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "X-Synthaudit-Event": str(payload.get("event", EVENT)),
-        "X-Synthaudit-Delivery": str(payload.get("delivery_id", "")),
     }
-    if secret:
-        headers[SIGNATURE_HEADER] = sign(body, secret)
     error: str | None = None
     for attempt in range(1, max_attempts + 1):
-        error = post_once(url, body, headers, timeout_s)
-        if error is None:
-            return Delivery(True, attempt)
+        try:
+            target = net_guard.parse_target(url)
+            addresses = net_guard.resolve(target, allowlist)
+        except net_guard.Unresolvable:
+            error = "host does not resolve"
+        except net_guard.Refused as exc:
+            return Delivery(False, attempt - 1, f"refused: {exc}")
+        else:
+            headers = {**base_headers, **signed_headers(secret, msg_id, body)}
+            error = post_once(target, addresses, body, headers, timeout_s)
+            if error is None:
+                return Delivery(True, attempt)
         if attempt < max_attempts:
             sleep(backoff_s * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
     return Delivery(False, max_attempts, error)
@@ -143,8 +183,9 @@ def payload_of(audit: Audit, metrics: AuditMetrics | None) -> dict[str, Any]:
     return body
 
 
-def _claim(session: Session, audit_id: uuid.UUID) -> bool:
-    """NULL → sending, only for a finished audit with a webhook: true for exactly one caller."""
+def _claim(session: Session, audit_id: uuid.UUID) -> datetime | None:
+    """NULL → sending, only for a finished audit with a webhook: the claim time for exactly one caller."""
+    now = utcnow()
     result = session.execute(
         update(Audit)
         .where(
@@ -153,9 +194,25 @@ def _claim(session: Session, audit_id: uuid.UUID) -> bool:
             Audit.webhook_status.is_(None),
             Audit.status.in_(FINAL_STATUSES),
         )
-        .values(webhook_status="sending", webhook_claimed_at=utcnow())
+        .values(webhook_status="sending", webhook_claimed_at=now)
     )
-    return result.rowcount > 0  # type: ignore[attr-defined]
+    return now if result.rowcount > 0 else None  # type: ignore[attr-defined]
+
+
+def _start(sessions: sessionmaker[Session], audit_id: uuid.UUID, claimed_at: datetime) -> bool:
+    """When a pool thread takes the delivery: renew the claim (time spent waiting in the pool is not
+    the sender's silence), unless the sweep gave it to another sender meanwhile (then False)."""
+    with session_scope(sessions) as session:
+        result = session.execute(
+            update(Audit)
+            .where(
+                Audit.id == audit_id,
+                Audit.webhook_status == "sending",
+                Audit.webhook_claimed_at == claimed_at,
+            )
+            .values(webhook_claimed_at=utcnow())
+        )
+        return result.rowcount > 0  # type: ignore[attr-defined]
 
 
 def delivery_window_s(settings: Any) -> float:
@@ -193,30 +250,42 @@ def resend_stalled(
     return resent
 
 
+def allowlist_of(settings: Any) -> frozenset[tuple[str, int | None]]:
+    """The operator's WEBHOOK_ALLOWED_HOSTS, parsed (empty: public destinations on 80/443 only)."""
+    return net_guard.parse_allowlist(str(getattr(settings, "webhook_allowed_hosts", "") or ""))
+
+
 def notify_finished(
     sessions: sessionmaker[Session], audit_id: uuid.UUID, settings: Any = None, background: bool = True
-) -> threading.Thread | None:
-    """Send the audit's webhook if it has one and nobody sent it yet (never raises)."""
+) -> bool:
+    """Send the audit's webhook if it has one and nobody sent it yet, on the delivery pool (inline when
+    not `background`); True when this call took it on. Never raises."""
     try:
         with session_scope(sessions) as session:
-            if not _claim(session, audit_id):
-                return None
+            claimed_at = _claim(session, audit_id)
+            if claimed_at is None:
+                return False
             audit = session.get(Audit, audit_id)
             assert audit is not None
-            url, payload = str(audit.webhook_url), payload_of(audit, session.get(AuditMetrics, audit_id))
+            url, secret = str(audit.webhook_url), audit.webhook_secret
+            payload = payload_of(audit, session.get(AuditMetrics, audit_id))
     except Exception as exc:  # noqa: BLE001 - a webhook must never break the job that finished
         log.warning("audit %s: webhook not started (%s)", audit_id, type(exc).__name__)
-        return None
+        return False
     if settings is None:
         from app.config import get_settings
 
         settings = get_settings()
 
     def run() -> None:
+        if background and not _start(sessions, audit_id, claimed_at):
+            log.info("audit %s: webhook taken over by another sender while queued", audit_id)
+            return
         result = deliver(
             url,
             payload,
-            settings.webhook_secret,
+            secret,
+            allowlist=allowlist_of(settings),
             max_attempts=settings.webhook_max_attempts,
             backoff_s=settings.webhook_backoff_s,
             timeout_s=settings.webhook_timeout_s,
@@ -228,22 +297,41 @@ def notify_finished(
             result.attempts,
             f" ({result.last_error})" if result.last_error else "",
         )
-        try:
-            with session_scope(sessions) as session:
-                session.execute(
-                    update(Audit)
-                    .where(Audit.id == audit_id)
-                    .values(
-                        webhook_status="delivered" if result.delivered else "failed",
-                        webhook_attempts=result.attempts,
-                    )
-                )
-        except Exception as exc:  # noqa: BLE001
-            log.warning("audit %s: webhook outcome not recorded (%s)", audit_id, type(exc).__name__)
+        _record(sessions, audit_id, result)
 
     if not background:
         run()
-        return None
-    thread = threading.Thread(target=run, name=f"synthaudit-webhook-{audit_id}", daemon=True)
-    thread.start()
-    return thread
+        return True
+    pool = delivery_pool(settings.webhook_max_concurrency, settings.webhook_max_queued)
+    if not pool.submit(run):
+        log.warning("audit %s: webhook delivery pool full; left for the stalled-webhook sweep", audit_id)
+        _release_for_sweep(sessions, audit_id)
+    return True
+
+
+def _record(sessions: sessionmaker[Session], audit_id: uuid.UUID, result: Delivery) -> None:
+    try:
+        with session_scope(sessions) as session:
+            session.execute(
+                update(Audit)
+                .where(Audit.id == audit_id)
+                .values(
+                    webhook_status="delivered" if result.delivered else "failed",
+                    webhook_attempts=result.attempts,
+                )
+            )
+    except Exception as exc:  # noqa: BLE001
+        log.warning("audit %s: webhook outcome not recorded (%s)", audit_id, type(exc).__name__)
+
+
+def _release_for_sweep(sessions: sessionmaker[Session], audit_id: uuid.UUID) -> None:
+    """`sending` without a claim time: the next resend_stalled takes it at once."""
+    try:
+        with session_scope(sessions) as session:
+            session.execute(
+                update(Audit)
+                .where(Audit.id == audit_id, Audit.webhook_status == "sending")
+                .values(webhook_claimed_at=None)
+            )
+    except Exception as exc:  # noqa: BLE001 - the claim then ages out like a dead sender's
+        log.warning("audit %s: webhook claim not released (%s)", audit_id, type(exc).__name__)

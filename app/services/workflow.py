@@ -7,13 +7,14 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import net_guard
 from app.problems import Unprocessable
 from app.schemas import AuditCreate
+from app.services.webhook_signing import new_secret
 from app.tables import Image
 
 
@@ -38,6 +39,7 @@ def audit_fields(session: Session, body: AuditCreate, config: dict[str, Any], te
         "labels": labels or None,
         "encoder_id": body.encoder_id,
         "webhook_url": check_webhook_url(body.webhook_url) if body.webhook_url else None,
+        "webhook_secret": new_secret() if body.webhook_url else None,  # shown once, in the answer
         "patient_labels": patient_labels,
         "patient_aggregation": body.patient_aggregation,
     }
@@ -132,12 +134,16 @@ def audit_trail(audit: Any) -> dict[str, Any] | None:
 
 
 def check_webhook_url(url: str) -> str:
-    """An absolute http(s) URL without credentials; 422 otherwise."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Unprocessable("webhook_url: must be an absolute http:// or https:// URL")
-    if parts.username or parts.password:
-        raise Unprocessable("webhook_url: must not carry credentials (the body is signed instead)")
+    """An absolute http(s) URL without credentials, to a destination the SSRF guard accepts without DNS
+    (port 80/443, no literal private address, no `localhost`) unless WEBHOOK_ALLOWED_HOSTS lists it;
+    422 otherwise. The delivery resolves and checks it again (app/net_guard.py)."""
+    from app.config import get_settings
+    from app.services.webhooks import allowlist_of
+
+    try:
+        net_guard.check_url(url.strip(), allowlist_of(get_settings()))
+    except net_guard.Refused as exc:
+        raise Unprocessable(f"webhook_url: {exc}") from exc
     return url.strip()
 
 

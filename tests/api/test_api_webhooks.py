@@ -1,22 +1,23 @@
-"""Completion webhooks against a real HTTP receiver on 127.0.0.1: one signed POST per finished audit
-(succeeded, failed, cancelled), retried with backoff when the receiver fails."""
+"""Completion webhooks against a real HTTP receiver on 127.0.0.1 (listed in WEBHOOK_ALLOWED_HOSTS): one
+POST per finished audit (succeeded, failed, cancelled), retried with backoff when the receiver fails,
+signed by the Standard Webhooks scheme with the audit's own secret (issue 14 #9)."""
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import hmac
 import json
 import shutil
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from conftest import Server, clean_env, start_server
-
-SECRET = "test-webhook-secret"
+from standardwebhooks import Webhook
 
 
 class Receiver:
@@ -40,6 +41,7 @@ class Receiver:
                             "headers": dict(self.headers),
                             "path": self.path,
                             "answered": 500 if first else 200,
+                            "at": time.time(),
                         }
                     )
                 self.send_response(500 if first else 200)
@@ -57,6 +59,11 @@ class Receiver:
         with self.lock:
             return [c for c in self.calls if c["audit_id"] == audit_id]
 
+    @property
+    def allowed(self) -> str:
+        """The WEBHOOK_ALLOWED_HOSTS entry that lets a server deliver to this receiver."""
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -70,19 +77,27 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def hooked_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def hooked_api(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("webhooks")
     env = clean_env(
         SYNTHAUDIT_HOME=str(home),
         PROGRESS_INTERVAL_S="0.2",
         BIND_HOST="127.0.0.1",
-        WEBHOOK_SECRET=SECRET,
+        WEBHOOK_ALLOWED_HOSTS=receiver.allowed,
         WEBHOOK_BACKOFF_S="0.2",
         WEBHOOK_MAX_ATTEMPTS="4",
     )
     server = start_server(env, home / "api.log", home / "storage")
     yield server
     server.proc.stop()
+
+
+def signed(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """The Standard Webhooks check of a received call, by the reference package, at the call's own
+    timestamp (Webhook.verify also refuses timestamps 5 minutes off now; test_webhook_signing checks that)."""
+    stamp = datetime.fromtimestamp(int(headers["webhook-timestamp"]), tz=timezone.utc)
+    expected = Webhook(secret).sign(headers["webhook-id"], stamp, body.decode())
+    return any(hmac.compare_digest(expected, sig) for sig in headers["webhook-signature"].split())
 
 
 def wait_calls(receiver: Receiver, audit_id: str, n: int, timeout: float = 60.0) -> list[dict]:
@@ -136,6 +151,12 @@ def test_webhooks_fire_once_per_finished_audit_signed_and_retried(
     ).json()
     assert helpers.wait(client, failing["id"])["status"] == "failed"
 
+    # Each webhook has its own secret, shown in the POST's answer only (issue 14 #9).
+    secrets = {a["id"]: a["webhook_secret"] for a in (ok, slow, queued, failing)}
+    assert all(s.startswith("whsec_") and len(base64.b64decode(s[6:])) == 32 for s in secrets.values())
+    assert len(set(secrets.values())) == 4 and silent["webhook_secret"] is None
+    assert all(client.get(f"/v1/audits/{i}").json()["webhook_secret"] is None for i in secrets)
+
     expected = {
         ok["id"]: "succeeded",
         slow["id"]: "cancelled",
@@ -145,14 +166,19 @@ def test_webhooks_fire_once_per_finished_audit_signed_and_retried(
     for audit_id, status in expected.items():
         calls = wait_calls(receiver, audit_id, 2)
         assert [c["answered"] for c in calls] == [500, 200]  # retried after the receiver failed
-        assert calls[0]["body"] == calls[1]["body"]  # the same delivery, the same signature
-        for call in calls:
-            body, headers = call["body"], call["headers"]
-            expected_sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-            assert hmac.compare_digest(headers["X-Synthaudit-Signature"], expected_sig)
-            assert headers["Content-Type"] == "application/json"
-            assert headers["X-Synthaudit-Event"] == "audit.finished"
+        assert calls[0]["body"] == calls[1]["body"]  # the same delivery: same body, same webhook-id
         payload = json.loads(calls[0]["body"])
+        for call in calls:
+            body, headers = call["body"], {k.lower(): v for k, v in call["headers"].items()}
+            assert headers["webhook-id"] == payload["delivery_id"]
+            assert abs(int(headers["webhook-timestamp"]) - call["at"]) <= 60  # stamped per attempt
+            assert signed(secrets[audit_id], headers, body)
+            assert not any(signed(o, headers, body) for i, o in secrets.items() if i != audit_id)
+            redated = {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) + 600)}
+            assert not signed(secrets[audit_id], redated, body)  # a replay cannot be re-dated
+            assert "x-synthaudit-signature" not in headers  # the shared-secret scheme is gone
+            assert headers["content-type"] == "application/json"
+            assert headers["x-synthaudit-event"] == "audit.finished"
         assert payload["status"] == status and payload["audit_id"] == audit_id
         if status == "succeeded":
             assert payload["counts"]["real"] == 20 and payload["links"]["report"].endswith("/report")
@@ -171,13 +197,16 @@ def test_webhooks_fire_once_per_finished_audit_signed_and_retried(
 
 
 def test_deliver_gives_up_after_the_bounded_attempts() -> None:
+    from app.net_guard import parse_allowlist
+    from app.services.webhook_signing import new_secret
     from app.services.webhooks import deliver
 
     waits: list[float] = []
     result = deliver(
         "http://127.0.0.1:9/nothing-listens",
         {"audit_id": "x"},
-        SECRET,
+        new_secret(),
+        allowlist=parse_allowlist("127.0.0.1:9"),
         max_attempts=4,
         backoff_s=1.0,
         timeout_s=2.0,

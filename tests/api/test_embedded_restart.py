@@ -76,8 +76,10 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def embedded(proc_tools: Any, home: Path) -> Any:
+def embedded(proc_tools: Any, home: Path, allowed: str = "") -> Any:
+    """An embedded server on `home`; `allowed`: its WEBHOOK_ALLOWED_HOSTS (a loopback receiver)."""
     env = proc_tools.clean_env(
+        WEBHOOK_ALLOWED_HOSTS=allowed,
         SYNTHAUDIT_HOME=str(home),
         PROGRESS_INTERVAL_S="0.2",
         BIND_HOST="127.0.0.1",
@@ -113,7 +115,8 @@ def poll(get, check, timeout: float = 180.0):  # type: ignore[no-untyped-def]
 def test_a_webhook_whose_sender_died_is_sent_again_after_restart(
     tmp_path: Path, tiny_set: Path, receiver: HangingReceiver, helpers, proc_tools
 ) -> None:
-    server = embedded(proc_tools, tmp_path)
+    allowed = f"127.0.0.1:{receiver.server.server_address[1]}"
+    server = embedded(proc_tools, tmp_path, allowed)
     client = httpx.Client(base_url=server.url, timeout=60.0)
     real, generated = helpers.upload_set(client, tiny_set)
     body = {
@@ -135,7 +138,7 @@ def test_a_webhook_whose_sender_died_is_sent_again_after_restart(
             then = utcnow() - timedelta(hours=1)
             stalled = update(Audit).where(Audit.id == uuid.UUID(audit_id))
             conn.execute(stalled.values(webhook_claimed_at=then))
-        server = embedded(proc_tools, tmp_path)
+        server = embedded(proc_tools, tmp_path, allowed)
         client = httpx.Client(base_url=server.url, timeout=60.0)
         poll(
             lambda: client.get(f"/v1/audits/{audit_id}").json(),
