@@ -1,18 +1,18 @@
 """Image loading: folders, single files and archives -> uint8 grayscale squares.
 
-Sources are read without ever extracting anything to disk. Image type is decided by content
-(DICOM magic / Pillow signatures), the suffix only decides whether a file that fails to decode is
-reported (image suffix) or silently ignored (anything else, e.g. ``labels.csv``).
+Sources are read without ever extracting anything to disk. Archives are read by `models.archives`,
+the same reader with the same limits as the API's uploads (one budget of members and unpacked bytes
+per source). Image type is decided by content (DICOM magic / Pillow signatures), the suffix only
+decides whether a file that fails to decode is reported (image suffix) or silently ignored (anything
+else, e.g. ``labels.csv``). DICOM files go through `models.dicom` (deflated data sets refused, the
+image size checked before decoding).
 """
 
 from __future__ import annotations
 
 import io
 import os
-import re
 import stat
-import tarfile
-import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,22 +22,36 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from models.archives import (
+    ARCHIVE_SUFFIXES,
+    DEFAULT_LIMITS,
+    ArchiveError,
+    ArchiveLimits,
+    Budget,
+    Member,
+    MemberError,
+    Skipped,
+    is_archive_name,
+    read_archive,
+)
+from models.dicom import DicomRejected, has_preamble, read_dicom
+
 MAX_IMAGE_PIXELS = 64_000_000
-"""Decompression-bomb guard: images with more pixels than this are rejected."""
-MAX_FILE_BYTES = 512 * 2**20
-"""Files / archive members larger than this are rejected unread."""
+"""Decompression-bomb guard: images with more pixels than this (x frames) are rejected (MAX_IMAGE_PIXELS)."""
+MAX_FILE_BYTES = DEFAULT_LIMITS.max_member_bytes
+"""Files / archive members larger than this are rejected unread (MAX_IMAGE_BYTES)."""
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 IMAGE_SUFFIXES: frozenset[str] = frozenset(PILLOW_SUFFIXES + DICOM_SUFFIXES)
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
 
 _SNIFF_BYTES = 132
 _BMP_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
 _MAX_WORKERS = 8
+_MAX_PENDING_BYTES = 512 * 2**20  # archive members read ahead of the decoders, at most
 
 ProgressFn = Callable[[float], None]
 
@@ -95,6 +109,7 @@ class _Entry:
 
     name: str
     read: Callable[[], bytes]
+    nbytes: int = 0  # bytes already held in memory (archive members), for the read-ahead bound
 
 
 # --------------------------------------------------------------------------- content sniffing
@@ -105,7 +120,7 @@ def _suffix(name: str) -> str:
 
 
 def _is_dicom_magic(data: bytes) -> bool:
-    return data[128:132] == b"DICM"
+    return has_preamble(data)
 
 
 def _is_pillow_magic(head: bytes) -> bool:
@@ -129,7 +144,7 @@ def _is_ignored(name: str) -> bool:
 
 
 def _is_archive_name(name: str) -> bool:
-    return name.lower().endswith(ARCHIVE_SUFFIXES)
+    return is_archive_name(name)
 
 
 def _wants(name: str, head: Callable[[], bytes]) -> bool:
@@ -178,13 +193,13 @@ def _pil_to_gray(im: Image.Image) -> np.ndarray:
     return np.asarray(gray, dtype=np.uint8)
 
 
-def _decode_pillow(data: bytes, name: str) -> np.ndarray:
+def _decode_pillow(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode PNG/JPEG/TIFF/BMP bytes to uint8 [H, W]."""
     try:
         with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as im:
             width, height = im.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise ImageReadError(name, f"image too large ({width}x{height} pixels)")
+            if width * height > max_pixels:
+                raise ImageReadError(name, f"image too large ({width}x{height} pixels; limit {max_pixels})")
             im.load()
             return _pil_to_gray(im)
     except ImageReadError:
@@ -239,29 +254,6 @@ def _dicom_gray_to_uint8(arr: np.ndarray, ds: object) -> np.ndarray:
     return out
 
 
-def _decode_dicom(data: bytes, name: str) -> np.ndarray:
-    """Decode DICOM bytes to uint8 [H, W]; multi-frame series give their middle frame."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=not _is_dicom_magic(data))
-    except InvalidDicomError:
-        raise ImageReadError(name, "not a valid DICOM file") from None
-    except Exception as exc:  # noqa: BLE001
-        raise ImageReadError(name, f"cannot parse DICOM file ({type(exc).__name__})") from None
-    if "PixelData" not in ds:
-        raise ImageReadError(name, "DICOM file without pixel data")
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    if rows * cols > MAX_IMAGE_PIXELS:
-        raise ImageReadError(name, f"image too large ({cols}x{rows} pixels)")
-    try:
-        arr = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - missing codec, bad length, ...
-        raise ImageReadError(name, f"cannot decode DICOM pixel data ({type(exc).__name__})") from None
-    return _dicom_array_to_gray(arr, ds, name)
-
-
 def _dicom_array_to_gray(arr: np.ndarray, ds: object, name: str) -> np.ndarray:
     """Pick the middle frame and map grayscale / colour pixel arrays to uint8 [H, W]."""
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
@@ -287,20 +279,39 @@ def _dicom_array_to_gray(arr: np.ndarray, ds: object, name: str) -> np.ndarray:
     return _dicom_gray_to_uint8(arr, ds)
 
 
-def _decode(data: bytes, name: str) -> np.ndarray:
-    """Content-based dispatch between DICOM and Pillow."""
+def _decode_dicom(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode DICOM bytes to uint8 [H, W]; multi-frame series give their middle frame."""
+    try:
+        ds = read_dicom(data, max_pixels)
+    except DicomRejected as exc:
+        raise ImageReadError(name, exc.reason) from None
+    except Exception as exc:  # noqa: BLE001 - a header that breaks the checks is a rejection
+        raise ImageReadError(name, f"cannot parse DICOM file ({type(exc).__name__})") from None
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - missing codec, bad length, ...
+        raise ImageReadError(name, f"cannot decode DICOM pixel data ({type(exc).__name__})") from None
+    return _dicom_array_to_gray(arr, ds, name)
+
+
+def _decode(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Content-based dispatch between DICOM (with the DICM magic, or any .dcm that is not a Pillow
+    image: both read by `models.dicom` with the same checks) and Pillow."""
     if _is_dicom_magic(data):
-        return _decode_dicom(data, name)
+        return _decode_dicom(data, name, max_pixels)
     if not _is_pillow_magic(data[:_SNIFF_BYTES]) and _suffix(name) in DICOM_SUFFIXES:
-        return _decode_dicom(data, name)
-    return _decode_pillow(data, name)
+        return _decode_dicom(data, name, max_pixels)
+    return _decode_pillow(data, name, max_pixels)
 
 
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """Decode one image file's bytes to uint8 grayscale [H, W]; raises ImageReadError."""
+def decode_image(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode one image file's bytes to uint8 grayscale [H, W]; raises ImageReadError.
+
+    max_pixels: width x height (x frames for DICOM), checked from the header before decoding.
+    """
     if not data:
         raise ImageReadError(name, "empty file")
-    return _decode(data, name)
+    return _decode(data, name, max_pixels)
 
 
 def _fit(arr: np.ndarray, size: int) -> np.ndarray:
@@ -344,7 +355,7 @@ def _walk_folder(root: Path) -> list[str]:
     return found
 
 
-def _folder_items(root: Path) -> Iterator[Item]:
+def _folder_items(root: Path, max_bytes: int) -> Iterator[Item]:
     names = _walk_folder(root)
     for i, rel in enumerate(names):
         fraction = (i + 1) / len(names)
@@ -355,13 +366,13 @@ def _folder_items(root: Path) -> Iterator[Item]:
             continue
         if not stat.S_ISREG(st.st_mode):
             continue
-        item = _checked_item(rel, st.st_size, lambda p=path: _file_head(p), _read_file(path))
+        item = _checked_item(rel, st.st_size, lambda p=path: _file_head(p), _read_file(path), max_bytes)
         if item is not None:
             yield item, fraction
 
 
 def _checked_item(
-    name: str, nbytes: int, head: Callable[[], bytes], read: Callable[[], bytes]
+    name: str, nbytes: int, head: Callable[[], bytes], read: Callable[[], bytes], max_bytes: int = MAX_FILE_BYTES
 ) -> _Entry | Rejected | None:
     """Entry for a wanted file, Rejected when too large, None when not an image at all."""
     try:
@@ -370,113 +381,58 @@ def _checked_item(
         return Rejected(name, "unreadable file")
     if not wanted:
         return None
-    if nbytes > MAX_FILE_BYTES:
-        return Rejected(name, f"file too large ({nbytes} bytes)")
+    if nbytes > max_bytes:
+        return Rejected(name, f"file larger than {max_bytes} bytes")
     return _Entry(name, read)
 
 
-_DRIVE = re.compile(r"^[A-Za-z]:")
+def _archive_items(path: Path, budget: Budget) -> Iterator[Item]:
+    """An archive's entries, read by `models.archives` (the API's reader, with the same limits).
 
-
-def _unsafe_member(name: str) -> bool:
-    """Absolute paths, drive letters and '..' components are never accepted from archives."""
-    norm = name.replace("\\", "/")
-    return norm.startswith("/") or bool(_DRIVE.match(norm)) or ".." in norm.split("/")
-
-
-def _zip_items(path: Path) -> Iterator[Item]:
+    A corrupt archive or a spent budget is reported under the archive's name; what was read is kept.
+    """
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
-        raise ImageReadError(path.name, "not a readable zip archive") from None
-    with zf:
-        infos = zf.infolist()
-        for i, info in enumerate(infos):
-            item = _zip_member(zf, info)
-            if item is not None:
-                yield item, (i + 1) / len(infos)
+        for item in read_archive(path, budget):
+            if isinstance(item, Skipped):
+                yield Rejected(item.name, item.reason), item.fraction
+                continue
+            entry = _archive_entry(item)
+            if entry is not None:
+                yield entry, item.fraction
+    except ArchiveError as exc:
+        yield Rejected(path.name, exc.reason), 1.0
 
 
-def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Entry | Rejected | None:
-    name = info.filename
-    if info.is_dir():
-        return None
-    if _unsafe_member(name):
-        return Rejected(name, "unsafe path in archive")
-    kind = stat.S_IFMT(info.external_attr >> 16)
-    if kind not in (0, stat.S_IFREG):
-        return Rejected(name, "link or special file in archive")
+def _archive_entry(member: Member) -> _Entry | Rejected | None:
+    """A wanted member's bytes (read now: a tar member cannot be read later), else None."""
+    stream = member.open()
     try:
-        item = _checked_item(name, info.file_size, lambda: _zip_head(zf, info), lambda: b"")
-        if not isinstance(item, _Entry):
-            return item
-        data = zf.read(info)
-    except RuntimeError:
-        return Rejected(name, "encrypted archive member")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        return Rejected(name, "corrupt archive member")
-    return _Entry(name, lambda d=data: d)
+        head = stream.read(_SNIFF_BYTES)
+        if not _wants(member.relpath, lambda: head):
+            return None
+        data = head + stream.read()
+    except MemberError as exc:
+        return Rejected(member.name, exc.reason)
+    finally:
+        stream.close()
+    return _Entry(member.relpath, lambda d=data: d, len(data))
 
 
-def _zip_head(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    with zf.open(info) as fh:
-        return fh.read(_SNIFF_BYTES)
-
-
-def _tar_items(path: Path) -> Iterator[Item]:
-    total = max(path.stat().st_size, 1)
-    with open(path, "rb") as raw:
-        try:
-            tf = tarfile.open(fileobj=raw, mode="r|*")
-        except (tarfile.TarError, OSError, EOFError):
-            raise ImageReadError(path.name, "not a readable tar archive") from None
-        with tf:
-            try:
-                for member in tf:
-                    item = _tar_member(tf, member)
-                    if item is not None:
-                        yield item, min(raw.tell() / total, 1.0)
-            except (tarfile.TarError, OSError, EOFError):
-                yield Rejected(path.name, "archive truncated or corrupt; later members skipped"), 1.0
-
-
-def _tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo) -> _Entry | Rejected | None:
-    name = member.name
-    if member.isdir():
-        return None
-    if _unsafe_member(name):
-        return Rejected(name, "unsafe path in archive")
-    if not member.isfile():
-        return Rejected(name, "link or special file in archive")
-    fh = tf.extractfile(member)
-    if fh is None:
-        return Rejected(name, "unreadable archive member")
-    head = fh.read(_SNIFF_BYTES)
-    item = _checked_item(name, member.size, lambda: head, lambda: b"")
-    if not isinstance(item, _Entry):
-        return item
-    data = head + fh.read()
-    return _Entry(name, lambda d=data: d)
-
-
-def _single_file_items(path: Path) -> Iterator[Item]:
-    item = _checked_item(path.name, path.stat().st_size, lambda: _file_head(path), _read_file(path))
+def _single_file_items(path: Path, max_bytes: int) -> Iterator[Item]:
+    item = _checked_item(path.name, path.stat().st_size, lambda: _file_head(path), _read_file(path), max_bytes)
     if item is not None:
         yield item, 1.0
 
 
-def _source_items(source: Path) -> Iterator[Item]:
+def _source_items(source: Path, limits: ArchiveLimits) -> Iterator[Item]:
     """Dispatch on the kind of source."""
     if source.is_dir():
-        return _folder_items(source)
+        return _folder_items(source, limits.max_member_bytes)
     if not source.exists():
         raise FileNotFoundError(f"no such file or folder: {source}")
-    lower = source.name.lower()
-    if lower.endswith(".zip"):
-        return _zip_items(source)
-    if lower.endswith(ARCHIVE_SUFFIXES):
-        return _tar_items(source)
-    return _single_file_items(source)
+    if source.name.lower().endswith(ARCHIVE_SUFFIXES):
+        return _archive_items(source, Budget(limits))
+    return _single_file_items(source, limits.max_member_bytes)
 
 
 # --------------------------------------------------------------------------- ids and assembly
@@ -540,10 +496,12 @@ def _decode_all(
     candidates: list[str] = []
     rejected: list[Rejected] = []
     workers = max(1, min(_MAX_WORKERS, os.cpu_count() or 1))
-    pending: deque[tuple[str, Future[np.ndarray]]] = deque()
+    pending: deque[tuple[str, Future[np.ndarray], int]] = deque()
+    held = [0]  # bytes of archive members waiting in `pending`
 
     def collect() -> None:
-        name, fut = pending.popleft()
+        name, fut, nbytes = pending.popleft()
+        held[0] -= nbytes
         try:
             decoded[name] = fut.result()
         except ImageReadError as exc:
@@ -557,8 +515,9 @@ def _decode_all(
                 rejected.append(item)
                 continue
             candidates.append(item.name)
-            pending.append((item.name, pool.submit(_decode_entry, item, size)))
-            while len(pending) > 4 * workers:
+            pending.append((item.name, pool.submit(_decode_entry, item, size), item.nbytes))
+            held[0] += item.nbytes
+            while len(pending) > 4 * workers or (held[0] > _MAX_PENDING_BYTES and len(pending) > 1):
                 collect()
             progress(fraction * 0.99)
         while pending:
@@ -566,18 +525,21 @@ def _decode_all(
     return decoded, candidates, rejected
 
 
-def load_images(source: str | Path, size: int, on_progress: ProgressFn | None = None) -> ImageSet:
-    """Load every image under a folder, a single file or a .zip/.tar(.gz) archive.
+def load_images(
+    source: str | Path, size: int, on_progress: ProgressFn | None = None, limits: ArchiveLimits = DEFAULT_LIMITS
+) -> ImageSet:
+    """Load every image under a folder, a single file or a .zip/.tar(.gz/.bz2/.xz) archive.
 
     Returns ids sorted ascending with images uint8 [N, size, size]; files with an image suffix
-    that fail to decode are listed in ``rejected``. Raises EmptySetError when nothing decodes and
-    DuplicateIdError when two files share an id.
+    that fail to decode are listed in ``rejected``, and so are the archive members the limits refuse
+    (an archive's members and unpacked bytes draw on one budget per source). Raises EmptySetError when
+    nothing decodes and DuplicateIdError when two files share an id.
     """
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
     src = Path(source)
     progress = _Progress(on_progress)
-    decoded, candidates, rejected = _decode_all(_source_items(src), size, progress)
+    decoded, candidates, rejected = _decode_all(_source_items(src, limits), size, progress)
     rejected.sort(key=lambda r: r.name)
     if not decoded:
         raise EmptySetError(f"no readable images in {src.name or str(src)}")

@@ -118,7 +118,7 @@ def test_limits(tmp_path: Path) -> None:
     )
     why = reasons(result)
     assert "larger than" in why["big.png"]
-    assert "more than 2 members" in why["many.zip"]
+    assert "more than 2 archive members" in why["many.zip"]
     assert len(result.images) == 2
 
 
