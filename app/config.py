@@ -10,6 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.archives import DEFAULT_LIMITS
+
 GIB = 1024**3
 MIB = 1024**2
 
@@ -27,12 +29,15 @@ class Settings(BaseSettings):
     celery_queue: str = "audits"
     storage_dir: Path | None = None
 
-    # Upload limits (per POST /v1/datasets request).
+    # Upload limits (per POST /v1/datasets request: its archives share one budget of members and bytes;
+    # the archive limits' defaults are the CLI's, models.archives.DEFAULT_LIMITS).
     max_upload_bytes: int = Field(default=20 * GIB, ge=1)
     max_files_per_upload: int = Field(default=10_000, ge=1)
-    max_archive_members: int = Field(default=200_000, ge=1)
-    max_image_bytes: int = Field(default=256 * MIB, ge=1)
-    max_extracted_bytes: int = Field(default=50 * GIB, ge=1)
+    max_archive_members: int = Field(default=DEFAULT_LIMITS.max_members, ge=1)
+    max_image_bytes: int = Field(default=DEFAULT_LIMITS.max_member_bytes, ge=1)
+    max_extracted_bytes: int = Field(default=DEFAULT_LIMITS.max_extracted_bytes, ge=1)
+    # Bytes of uploaded images one tenant may hold (datasets not purged); 0 = no quota.
+    tenant_storage_quota_bytes: int = Field(default=0, ge=0)
 
     # Worker limits: the broker's visibility timeout must exceed the longest stage.
     stage_soft_time_limit_s: int = Field(default=3 * 3600, ge=1)
