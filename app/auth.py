@@ -1,9 +1,12 @@
 """API-key authentication: an ASGI middleware that resolves `Authorization: Bearer <key>` (or
 `X-API-Key`) to a tenant before any request body is read, and the `TenantDep` the routes use.
 
-Every path except the probes and the API documentation needs a valid key when authentication is on
-(AUTH_REQUIRED, see Settings.auth_enabled). Without authentication every request acts as the tenant
-`default`; a key that is presented anyway must still be valid.
+Every path except the probes and the API documentation needs a valid key, with one exception: the
+key-less local mode (Settings.keyless_local: the embedded mode unless AUTH_REQUIRED says otherwise),
+which serves requests without a key only when they come over a loopback socket and pass the guards of
+app/local_mode.py (Host, Origin, Sec-Fetch-Site, proxy headers); they act as the tenant `default`. A key
+that is presented anyway must still be valid. `/metrics` needs an operator key
+(`synthaudit keys create --operator`), which reads nothing else.
 """
 
 from __future__ import annotations
@@ -17,11 +20,23 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.local_mode import refusal, served_over_loopback
 from app.problems import problem_response
+from app.services.keys import OPERATOR_TENANT
 from app.tables import DEFAULT_TENANT
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+DOCS_ASSETS = "/docs/assets"  # Swagger UI and ReDoc scripts and styles (app/main.py), public like the docs
+METRICS_PATH = "/metrics"
+OPERATOR_KEY_MISUSED = (
+    "an operator key reads /metrics only: tenants' data needs a tenant's key "
+    "(`synthaudit keys create --tenant NAME`)"
+)
 UNAUTHORIZED_TYPE = "urn:synthaudit:problem:unauthorized"
+FORBIDDEN_TYPE = "urn:synthaudit:problem:forbidden"
+OPERATOR_ONLY = (
+    "/metrics shows every tenant's job counts: it needs an operator key (`synthaudit keys create --operator`)"
+)
 
 _request_tenant: ContextVar[str | None] = ContextVar("synthaudit_request_tenant", default=None)
 
@@ -38,6 +53,11 @@ def scoped(tenant: str | None) -> str | None:
 
 bearer_scheme = HTTPBearer(auto_error=False, description="an API key from `synthaudit keys create`")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, another header")
+
+
+def is_public(path: str) -> bool:
+    """The probes, the OpenAPI document and the documentation pages with their assets."""
+    return path in PUBLIC_PATHS or path.startswith(DOCS_ASSETS + "/")
 
 
 def presented_key(headers: Headers) -> str | None:
@@ -60,23 +80,32 @@ class ApiKeyAuth:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
-        token = presented_key(Headers(scope=scope))
-        public = scope["path"] in PUBLIC_PATHS
+        headers = Headers(scope=scope)
+        token = presented_key(headers)
+        path = scope["path"]
         settings = self.services.settings  # type: ignore[attr-defined]
-        if public or (token is None and not settings.auth_enabled):
-            state["tenant"] = DEFAULT_TENANT
+        if token is None and settings.keyless_local and served_over_loopback(scope):
+            refused = refusal(scope, headers)
+            if refused is not None:
+                status, type_, detail = refused
+                await problem_response(status, detail, type_=type_, instance=path)(scope, receive, send)
+            elif path == METRICS_PATH:
+                await self._refuse(scope, receive, send, OPERATOR_ONLY)
+            else:
+                await self._call(scope, receive, send, DEFAULT_TENANT)
+            return
+        if is_public(path):
             await self._call(scope, receive, send, DEFAULT_TENANT)
             return
         if token is None:
             detail = "an API key is required: send `Authorization: Bearer <key>`"
-            await self._refuse(scope, receive, send, detail)
+            await self._refuse(scope, receive, send, OPERATOR_ONLY if path == METRICS_PATH else detail)
             return
         try:
             tenant = await to_thread.run_sync(self._tenant_of, token)
         except Exception:  # noqa: BLE001 - the database is down: not the caller's fault
             response = problem_response(
-                503, "the service cannot check API keys right now; retry later", instance=scope["path"]
+                503, "the service cannot check API keys right now; retry later", instance=path
             )
             response.headers["Retry-After"] = "5"
             await response(scope, receive, send)
@@ -84,10 +113,14 @@ class ApiKeyAuth:
         if tenant is None:
             await self._refuse(scope, receive, send, "the API key is not valid (unknown or revoked)")
             return
-        state["tenant"] = tenant
+        if (path == METRICS_PATH) != (tenant == OPERATOR_TENANT):
+            detail = OPERATOR_ONLY if path == METRICS_PATH else OPERATOR_KEY_MISUSED
+            await problem_response(403, detail, type_=FORBIDDEN_TYPE, instance=path)(scope, receive, send)
+            return
         await self._call(scope, receive, send, tenant)
 
     async def _call(self, scope: Scope, receive: Receive, send: Send, tenant: str) -> None:
+        scope.setdefault("state", {})["tenant"] = tenant
         reset = _request_tenant.set(tenant)  # services limit every lookup to this tenant
         try:
             await self.app(scope, receive, send)

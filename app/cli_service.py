@@ -36,7 +36,11 @@ def add_service_commands(subparsers: Any) -> None:
     keys = subparsers.add_parser("keys", help="manage API keys (each key belongs to one tenant)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key; the secret is printed once")
-    create.add_argument("--tenant", required=True, help="the tenant that owns the key's datasets and audits")
+    owner = create.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--tenant", help="the tenant that owns the key's datasets and audits")
+    owner.add_argument(
+        "--operator", action="store_true", help="an operator key: reads /metrics (every tenant's counts) only"
+    )
     create.add_argument("--name", default=None, help="a note to recognise the key by")
     create.set_defaults(func=cmd_keys_create)
     listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
@@ -48,26 +52,25 @@ def add_service_commands(subparsers: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """uvicorn on the app factory; the lifespan migrates (SQLite) or checks (other databases) the schema."""
+    """uvicorn on the app, on a socket bound here (what it is bound to, not a setting, says whether API
+    keys may be skipped); the lifespan migrates (SQLite) or checks (other databases) the schema."""
     import uvicorn
 
     from app.config import get_settings
+    from app.home import MissingSecret, prepare_home, resolve_group_key_secret
     from app.migrations import SchemaOutOfDate, ensure_schema
 
-    os.environ["BIND_HOST"] = args.host  # the app decides from it whether API keys may be skipped
     get_settings.cache_clear()
     settings = get_settings()
     print(f"synthaudit serve: {settings.describe_mode()}", flush=True)
-    from app.main import describe_auth
-
-    print(f"synthaudit serve: {describe_auth(settings)}", flush=True)
     try:
+        prepare_home(settings)
         ensure_schema(settings.database_url, auto_upgrade=settings.is_sqlite)
-    except SchemaOutOfDate as exc:
+        resolve_group_key_secret(settings)
+    except (SchemaOutOfDate, MissingSecret) as exc:
         print(f"synthaudit: {exc}", file=sys.stderr)
         return 2
-    print(f"synthaudit serve: http://{args.host}:{args.port} (OpenAPI at /docs)", flush=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.main:app_factory",
         factory=True,
         host=args.host,
@@ -75,15 +78,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=(args.log_level or settings.log_level).lower(),
         workers=1,
     )
+    sock = config.bind_socket()
+    bound = sock.getsockname()[:2]
+    from app.main import describe_auth
+
+    print(f"synthaudit serve: {describe_auth(settings, bound)}", flush=True)
+    host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    print(f"synthaudit serve: http://{host}:{bound[1]} (OpenAPI at /docs)", flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """alembic upgrade head on DATABASE_URL."""
     from app.config import get_settings, redact_url
+    from app.home import prepare_home
     from app.migrations import upgrade_head
 
     settings = get_settings()
+    prepare_home(settings)  # a SQLite file is created private
     before, after = upgrade_head(settings.database_url)
     where = redact_url(settings.database_url)
     if before == after:
@@ -136,9 +149,11 @@ def _key_sessions():  # type: ignore[no-untyped-def]
     """A session factory on DATABASE_URL (the embedded SQLite is migrated first, as `serve` does)."""
     from app.config import get_settings
     from app.db import make_engine, make_session_factory
+    from app.home import prepare_home
     from app.migrations import ensure_schema
 
     settings = get_settings()
+    prepare_home(settings)
     ensure_schema(settings.database_url, auto_upgrade=settings.is_sqlite)
     return make_session_factory(make_engine(settings.database_url))
 
@@ -150,7 +165,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
     try:
         with session_scope(_key_sessions()) as session:
-            key = create_key(session, args.tenant, args.name)
+            key = create_key(session, args.tenant, args.name, operator=args.operator)
     except KeyCommandError as exc:
         print(f"synthaudit keys: {exc}", file=sys.stderr)
         return 2

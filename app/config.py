@@ -74,14 +74,17 @@ class Settings(BaseSettings):
         parse_allowlist(value)  # a bad entry stops the process at start, not at the first delivery
         return value
 
-    # Key of the pseudonymous DICOM group keys (PatientID etc. are hashed with it, never stored raw).
+    # Key of the pseudonymous DICOM group keys (PatientID etc. are hashed with it, never stored raw; each
+    # tenant's key is HMAC(secret, tenant)). Required outside the embedded mode, which generates one in
+    # SYNTHAUDIT_HOME/group_key_secret when unset (app/home.py).
     group_key_secret: str = ""
     # Logs: "text" (default) or "json" (one object per line, with request and audit ids).
     log_format: str = Field(default="text", pattern="^(text|json)$")
 
-    # Authentication (app/auth.py): None = required, except the embedded default bound to localhost.
+    # Authentication (app/auth.py): None = required, except the embedded mode over a loopback socket
+    # (app/local_mode.py decides that from the sockets, never from a setting); true = always required;
+    # false = also key-less in the distributed mode, still over a loopback socket only.
     auth_required: bool | None = None
-    bind_host: str | None = None  # set by `synthaudit serve --host`; unknown under a bare uvicorn
     # Request limits besides uploads, and per-image pixels (decompression bombs).
     max_json_bytes: int = Field(default=1 * MIB, ge=1)
     max_image_pixels: int = Field(default=64_000_000, ge=1)
@@ -121,11 +124,12 @@ class Settings(BaseSettings):
         return not self.celery_broker_url
 
     @property
-    def auth_enabled(self) -> bool:
-        """AUTH_REQUIRED when set; else keys are required unless embedded and bound to localhost."""
+    def keyless_local(self) -> bool:
+        """Whether a request over a loopback socket may go without an API key (AUTH_REQUIRED when set,
+        else the embedded mode); app/local_mode.py decides which requests those are."""
         if self.auth_required is not None:
-            return self.auth_required
-        return not (self.embedded and is_loopback(self.bind_host))
+            return not self.auth_required
+        return self.embedded
 
     @property
     def is_sqlite(self) -> bool:

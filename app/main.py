@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
-from app.auth import ApiKeyAuth
-from app.config import Settings, get_settings
+from app.auth import DOCS_ASSETS, ApiKeyAuth
+from app.config import Settings, get_settings, is_loopback
 from app.db import make_engine, make_session_factory
 from app.deps import Services
+from app.home import prepare_home, resolve_group_key_secret
 from app.limits import UploadSizeLimit
 from app.migrations import ensure_schema
 from app.observability import install_observability
@@ -31,15 +33,20 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(level.upper())
 
 
-def describe_auth(settings: Settings) -> str:
-    """One line saying whether API keys are required, and why."""
-    if settings.auth_enabled:
+def describe_auth(settings: Settings, bound: tuple[str, int] | None = None) -> str:
+    """One line saying when API keys are required, and why (bound: the listening socket, when known)."""
+    if not settings.keyless_local:
         return "API keys required (create one with `synthaudit keys create --tenant NAME`)"
-    if settings.auth_required is False:
-        return "WARNING: API keys are NOT required (AUTH_REQUIRED=false); every caller is tenant 'default'"
+    if bound is not None and not is_loopback(bound[0]):
+        return (
+            f"API keys required: bound to {bound[0]}, not a loopback address (create one with "
+            "`synthaudit keys create --tenant NAME`)"
+        )
+    why = "embedded mode" if settings.auth_required is None else "AUTH_REQUIRED=false"
+    where = f"bound to {bound[0]}:{bound[1]}" if bound is not None else "over a loopback socket"
     return (
-        f"API keys are not required: embedded mode bound to {settings.bind_host} (localhost only); "
-        "set AUTH_REQUIRED=true to require them"
+        f"API keys are not required: {why} {where} (localhost only: requests naming another host, "
+        "cross-site or proxied requests are refused); set AUTH_REQUIRED=true to require them"
     )
 
 
@@ -47,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app; the schema check, storage set-up and runner start happen in the lifespan."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    prepare_home(settings)  # private folders and SQLite file before anything is created in them
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     storage = Storage(settings.storage)
@@ -56,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The embedded SQLite migrates itself; any other database must already be at head.
         ensure_schema(settings.database_url, engine, auto_upgrade=settings.is_sqlite)
+        resolve_group_key_secret(settings)  # refuses to start outside the embedded mode without one
         storage.ensure()
         services.dispatcher.start()
         log.info("synthaudit API: %s", settings.describe_mode())
@@ -66,7 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.dispatcher.stop()
             engine.dispose()
 
-    app = FastAPI(
+    # The docs pages' scripts and styles come from the fastapi-offline package, not a CDN.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
         title="synthaudit",
         version="1.0.0",
         summary="Audit synthetic medical images for training-data leakage.",

@@ -73,6 +73,12 @@ def pseudonym(kind: str, value: str, secret: str = "") -> str:
     return f"{_PREFIX[kind]}_{digest.hexdigest()[:16]}"
 
 
+def tenant_key(secret: str, tenant: str) -> str:
+    """A tenant's own pseudonym key, HMAC-SHA256(secret, tenant) in hex: the same PatientID gets unrelated
+    pseudonyms in two tenants, so a tenant cannot re-identify another's patients by uploading candidates."""
+    return hmac.new(secret.encode(), f"synthaudit:tenant:{tenant}".encode(), hashlib.sha256).hexdigest()
+
+
 def is_pseudonym(kind: str, value: str) -> bool:
     """True when value already looks like a key of this kind (so it is not hashed again)."""
     prefix = _PREFIX[kind] + "_"

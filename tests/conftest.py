@@ -37,7 +37,11 @@ SETTINGS_ENV = (
     "MAX_UPLOAD_BYTES",
     "RETENTION_DAYS",
     "PROGRESS_INTERVAL_S",
+    "GROUP_KEY_SECRET",
 )
+# The patient-pseudonym secret of every server the tests start (required outside the embedded mode);
+# a test pops it to see the embedded mode make its own.
+TEST_GROUP_KEY_SECRET = "synthaudit-tests-group-key-secret-0123456789"
 
 
 # --- Postgres and Redis -----------------------------------------------------------------------------
@@ -129,6 +133,7 @@ def free_port() -> int:
 def clean_env(**overrides: str) -> dict[str, str]:
     """This process's environment without any synthaudit setting, plus the overrides."""
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV}
+    env["GROUP_KEY_SECRET"] = TEST_GROUP_KEY_SECRET
     env.update(overrides)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -378,6 +383,13 @@ class ApiHelpers:
     """Small client-side helpers shared by the service tests."""
 
     FINAL = ("succeeded", "failed", "cancelled")
+
+    @staticmethod
+    def pseudonym(raw: str, tenant: str = "default", kind: str = "patient") -> str:
+        """The pseudonym a test server gives a raw DICOM identifier of this tenant (app.services.patients)."""
+        from models.groups import pseudonym, tenant_key
+
+        return pseudonym(kind, raw, tenant_key(TEST_GROUP_KEY_SECRET, tenant))
 
     @staticmethod
     def upload(client, role: str, paths: list[Path], **fields: str):  # type: ignore[no-untyped-def]

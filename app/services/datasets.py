@@ -17,7 +17,7 @@ from app.problems import Conflict, NotFound, Unprocessable
 from app.schemas import DatasetOut, DatasetPage, ImageOut, ImagePage, RejectedFile
 from app.services.ingest import NoImagesError, UploadLimits, ingest_uploads
 from app.services.listing import ListingParams, page_of, window
-from app.services.patients import image_rows
+from app.services.patients import group_secret, image_rows
 from app.services.storage import Storage
 from app.tables import DEFAULT_TENANT, Dataset
 
@@ -78,7 +78,7 @@ def create_dataset(
         repo.add_dataset(
             session,
             dataset,
-            image_rows(result.images_dir, result.images, settings.group_key_secret),  # + DICOM group keys
+            image_rows(result.images_dir, result.images, group_secret(owner, settings)),  # + DICOM keys
         )
         storage.publish_dataset(result.images_dir, dataset_id)
         try:

@@ -1,5 +1,8 @@
 """API keys: create (the secret is shown once), list, revoke, and resolve a presented key to its tenant.
 
+A tenant's key reads and writes that tenant's datasets and audits; an operator key (tenant
+`(operator)`) reads only `/metrics`, the job counts of every tenant.
+
 A key is `sa_` + 43 URL-safe characters (256 random bits). Only its sha256 is stored, so a database
 leak reveals no usable key; the first characters (`prefix`) are kept to recognise a key in `keys list`.
 """
@@ -19,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.tables import ApiKey, utcnow
 
 TOKEN_PREFIX = "sa_"
+OPERATOR_TENANT = "(operator)"  # the owner of operator keys: no tenant can be named so (TENANT_PATTERN)
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # last_used_at is written at most once a minute per key
 
@@ -58,9 +62,17 @@ def check_tenant(tenant: str) -> str:
     return tenant
 
 
-def create_key(session: Session, tenant: str, name: str | None = None) -> NewKey:
-    """Create a key for the tenant (the caller commits); the token is returned only here."""
-    check_tenant(tenant)
+def create_key(
+    session: Session, tenant: str | None, name: str | None = None, operator: bool = False
+) -> NewKey:
+    """Create a key for the tenant, or an operator key (it reads `/metrics` only, every tenant's counts);
+    the caller commits; the token is returned only here."""
+    if operator:
+        if tenant:
+            raise KeyCommandError("an operator key belongs to no tenant: give --operator or --tenant")
+        tenant = OPERATOR_TENANT
+    else:
+        tenant = check_tenant(tenant or "")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(tenant=tenant, name=name, prefix=token[:12], key_hash=hash_token(token))
     session.add(key)

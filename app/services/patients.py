@@ -18,14 +18,22 @@ from app.services.storage import Storage
 from app.tables import Audit, Image
 
 if TYPE_CHECKING:
+    from app.config import Settings
     from models.groups import PatientResult
 
 
-def group_secret() -> str:
-    """GROUP_KEY_SECRET: the key of the patient/study/series pseudonyms."""
+def group_secret(tenant: str | None = None, settings: Settings | None = None) -> str:
+    """The key of a tenant's patient/study/series pseudonyms (the request's tenant by default):
+    HMAC(GROUP_KEY_SECRET, tenant), so that pseudonyms differ between tenants (app/home.py says where
+    the secret comes from)."""
+    from app.auth import scoped
     from app.config import get_settings
+    from app.home import group_key_secret
+    from app.tables import DEFAULT_TENANT
+    from models.groups import tenant_key
 
-    return get_settings().group_key_secret
+    secret = group_key_secret(settings or get_settings())
+    return tenant_key(secret, scoped(tenant) or DEFAULT_TENANT)
 
 
 def image_rows(images_dir: Path, images: list[Any], secret: str) -> list[dict[str, Any]]:

@@ -1,4 +1,8 @@
-"""Where datasets and audit work folders live on disk, with atomic moves and best-effort removal."""
+"""Where datasets and audit work folders live on disk, with atomic moves and best-effort removal.
+
+Everything the service creates here is private, whatever the umask: folders 0700, files 0600 (app/home.py);
+an upload's files are made so before the upload is published.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+
+from app.home import private_dir, private_tree
 
 
 class Storage:
@@ -15,9 +21,10 @@ class Storage:
         self.root = Path(root)
 
     def ensure(self) -> None:
-        """Create the top-level folders."""
+        """Create the top-level folders (0700; the root tightened to 0700 when it already exists)."""
+        private_dir(self.root)
         for sub in ("datasets", "audits", "tmp"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            private_dir(self.root / sub)
 
     def dataset_images(self, dataset_id: uuid.UUID) -> Path:
         """The folder holding a dataset's images (the engine reads it as a folder source)."""
@@ -34,13 +41,16 @@ class Storage:
     def new_staging_dir(self) -> Path:
         """A fresh folder for an upload in progress (on the same filesystem, so the final move is atomic)."""
         path = self.root / "tmp" / uuid.uuid4().hex
-        path.mkdir(parents=True)
+        private_dir(path.parent)
+        path.mkdir(mode=0o700)
+        os.chmod(path, 0o700)  # whatever the umask
         return path
 
     def publish_dataset(self, staged_images: Path, dataset_id: uuid.UUID) -> Path:
-        """Move a staged images folder into place in one rename."""
+        """Make the staged files private (0600, folders 0700) and move the folder into place in one rename."""
         target = self.dataset_images(dataset_id)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_tree(staged_images)
+        private_dir(target.parent)
         os.replace(staged_images, target)
         return target
 

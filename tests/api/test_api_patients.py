@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from dicom_sets import LAYOUT, dicom_file, make_dicom_set
 
-from models.groups import pseudonym
-
 
 @pytest.fixture(scope="module")
 def dicom_set(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
@@ -53,7 +51,7 @@ def test_dicom_patients_are_grouped_labelled_and_reported(
 ) -> None:
     client = embedded_client
     real, generated = upload(client, helpers, dicom_set.root)
-    key = {raw: pseudonym("patient", raw) for raw in LAYOUT}  # GROUP_KEY_SECRET is empty on this server
+    key = {raw: helpers.pseudonym(raw) for raw in LAYOUT}  # keyed as this server keys tenant default
     raw = list(LAYOUT)
     labels = {raw[0]: 1, key[raw[1]]: 1, raw[3]: 0, raw[4]: 0}  # raw PatientIDs or their pseudonyms
     body = {
@@ -168,8 +166,8 @@ def test_patients_are_tested_against_the_reference_sets_patients(
     assert response.status_code == 200, response.text
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert {"p_value", "q_value", "role"} <= set(rows[0])
-    key = {raw: pseudonym("patient", raw) for raw in LAYOUT}
-    reference_keys = {pseudonym("patient", f"REF-{p:04d}-SECRET") for p in range(20)}
+    key = {raw: helpers.pseudonym(raw) for raw in LAYOUT}
+    reference_keys = {helpers.pseudonym(f"REF-{p:04d}-SECRET") for p in range(20)}
     by_patient = {r["patient"]: r for r in rows}
     assert set(by_patient) == set(key.values()) | reference_keys
     assert {p for p, r in by_patient.items() if r["role"] == "reference"} == reference_keys

@@ -140,8 +140,6 @@ def test_report_of_dicom_patients_against_a_reference_dataset(
     from dicom_sets import LAYOUT, dicom_file, make_dicom_set
     from synthetic_sets import random_image
 
-    from models.groups import pseudonym
-
     data = make_dicom_set(tmp_path / "dicom")
     reference = tmp_path / "reference"
     reference.mkdir()
@@ -178,7 +176,7 @@ def test_report_of_dicom_patients_against_a_reference_dataset(
     assert len(candidates) == 6 and sum(1 for r in rows if r[-1] == "reference") == 24
     assert f"<b>{flagged} of 6 candidate patients are flagged</b>" in page  # as patients.csv says
     assert "24 reference patients" in page
-    assert pseudonym("patient", next(iter(LAYOUT))) in page and "SECRET" not in page
+    assert helpers.pseudonym(next(iter(LAYOUT))) in page and "SECRET" not in page
     gallery = re.findall(r"<div class=row data-real-id='([^']*)'>", page)
     assert len(gallery) == 12 and set(gallery) <= set(data.patient_of)  # the 18 real images' ids
     embedded_client.delete(f"/v1/audits/{audit['id']}")

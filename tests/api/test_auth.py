@@ -122,6 +122,32 @@ def test_another_tenants_ids_are_404_on_every_route(api, client, other_client, o
     assert audit.status_code == 200 and audit.json()["status"] != "cancelled"
 
 
+LISTINGS = ("/v1/datasets", "/v1/audits", "/v1/encoders")
+
+
+def test_listings_show_only_the_callers_items(api, anonymous, client, other_client, owned, pg_url, redis_url) -> None:  # type: ignore[no-untyped-def]
+    """The listings are routes like the others (401 without a valid key, with or without a query), and
+    tenant b's pages, walked to the end, never hold one of tenant a's datasets or audits."""
+    routes = app_routes(pg_url, redis_url)
+    assert {("GET", path) for path in LISTINGS} <= set(routes)
+    for path in LISTINGS:
+        for query in ({}, {"limit": "1"}, {"cursor": "not-a-cursor"}):
+            refused = anonymous.get(path, params=query, headers={"X-API-Key": "nope"})
+            assert refused.status_code == 401 and refused.headers["content-type"].startswith(PROBLEM)
+    theirs = {owned["dataset_id"], owned["generated"], owned["audit_id"]}
+    for tenant, who in (("a", client), ("b", other_client)):
+        seen: set[str] = set()
+        for path in LISTINGS:
+            cursor = None
+            while True:
+                page = who.get(path, params={"limit": 200, **({"cursor": cursor} if cursor else {})})
+                assert page.status_code == 200, page.text
+                seen |= {item["id"] for item in page.json()["items"]}
+                if not (cursor := page.json()["next_cursor"]):
+                    break
+        assert (seen & theirs) == (theirs if tenant == "a" else set()), tenant
+
+
 def test_idempotency_keys_are_per_tenant(client, other_client, owned, membership_set, helpers) -> None:  # type: ignore[no-untyped-def]
     real, generated = helpers.upload_set(other_client, membership_set[0])
     body = {"real_dataset_id": real, "generated_dataset_id": generated, "config": {"method": "pixels"}}
@@ -174,12 +200,12 @@ def test_embedded_mode_skips_keys_only_on_localhost(proc_tools, tmp_path) -> Non
     import httpx
 
     missing = f"/v1/datasets/{uuid.uuid4()}"
-    # A bare uvicorn does not know where it is bound: keys are required, even in embedded mode.
+    # A bare uvicorn on 127.0.0.1: the socket it listens on is loopback, so no keys (no setting needed).
     env = proc_tools.clean_env(SYNTHAUDIT_HOME=str(tmp_path / "bare"))
     server = proc_tools.start_server(env, tmp_path / "bare.log", tmp_path / "bare" / "storage")
     try:
-        assert httpx.get(server.url + missing).status_code == 401
-        assert "API keys required" in server.proc.output()
+        assert httpx.get(server.url + missing).status_code == 404
+        assert "API keys are not required: embedded mode over a loopback socket" in server.proc.output()
     finally:
         server.proc.stop()
     # `synthaudit serve` on localhost: no keys, and it says so at start.
@@ -191,29 +217,25 @@ def test_embedded_mode_skips_keys_only_on_localhost(proc_tools, tmp_path) -> Non
     try:
         proc.wait_for(lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200, 60, "readiness")
         assert _status(f"http://127.0.0.1:{port}{missing}") == 404
-        assert "API keys are not required: embedded mode bound to 127.0.0.1" in proc.output()
+        assert f"API keys are not required: embedded mode bound to 127.0.0.1:{port}" in proc.output()
     finally:
         proc.stop()
 
 
 @pytest.mark.parametrize(
-    ("settings", "required"),
+    ("settings", "keyless"),
     [
-        ({}, True),  # embedded, bind address unknown (a bare uvicorn, a container)
-        ({"bind_host": "127.0.0.1"}, False),
-        ({"bind_host": "::1"}, False),
-        ({"bind_host": "localhost"}, False),
-        ({"bind_host": "0.0.0.0"}, True),
-        ({"bind_host": "192.168.1.20"}, True),
-        ({"bind_host": "127.0.0.1", "auth_required": True}, True),
-        ({"bind_host": "127.0.0.1", "celery_broker_url": "redis://x:6379/0"}, True),  # distributed
-        ({"bind_host": "0.0.0.0", "auth_required": False}, False),  # explicit (and logged as a warning)
+        ({}, True),  # embedded: key-less over a loopback socket (app/local_mode.py decides which)
+        ({"auth_required": True}, False),
+        ({"celery_broker_url": "redis://x:6379/0"}, False),  # distributed
+        ({"celery_broker_url": "redis://x:6379/0", "auth_required": False}, True),  # still loopback only
+        ({"bind_host": "0.0.0.0"}, True),  # no such setting any more: the socket decides
     ],
 )
-def test_when_keys_are_required(settings: dict, required: bool, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_when_keys_may_be_skipped(settings: dict, keyless: bool, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from app.config import Settings
 
-    assert Settings(synthaudit_home=tmp_path, **settings).auth_enabled is required
+    assert Settings(synthaudit_home=tmp_path, **settings).keyless_local is keyless
 
 
 def _mask(text: str, ids: dict[str, str]) -> str:

@@ -8,8 +8,24 @@ import re
 import uuid
 
 
-def test_metrics_and_request_ids(embedded_client) -> None:
+def operator_key(database_url: str) -> str:
+    """A new operator key, written into the database as `synthaudit keys create --operator` does."""
+    from app.db import make_engine, make_session_factory, session_scope
+    from app.services.keys import create_key
+
+    engine = make_engine(database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            return create_key(session, None, "prometheus", operator=True).token
+    finally:
+        engine.dispose()
+
+
+def test_metrics_and_request_ids(embedded_client, embedded_api) -> None:
+    from app.config import Settings
+
     client = embedded_client
+    operator = operator_key(Settings(synthaudit_home=embedded_api.storage.parent).database_url)
     tagged = client.get("/healthz", headers={"X-Request-ID": "trace-42"})
     assert tagged.headers["x-request-id"] == "trace-42"
     fresh = client.get(f"/v1/audits/{uuid.uuid4()}")
@@ -17,7 +33,7 @@ def test_metrics_and_request_ids(embedded_client) -> None:
     hostile = client.get("/healthz", headers={"X-Request-ID": "x" * 500})
     assert hostile.headers["x-request-id"] != "x" * 500  # not a valid id: replaced
 
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {operator}"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     text = response.text
     assert 'synthaudit_http_requests_total{method="GET",route="/v1/audits/{audit_id}",status="404"}' in text

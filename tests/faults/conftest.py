@@ -293,6 +293,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultEnv]:
             PYTHONUNBUFFERED="1",
             LOG_LEVEL="INFO",
             AUTH_REQUIRED="true",
+            GROUP_KEY_SECRET="synthaudit-faults-group-key-secret",
             **FAULT_TIMINGS,
         )
         fault_env = FaultEnv(env, redis_server, postgres, database_url, storage, hold_dir, logs)
