@@ -95,6 +95,14 @@ def add_dataset(session: Session, dataset: Dataset, images: Sequence[dict[str, A
         )
 
 
+def tenant_stored_bytes(session: Session, tenant: str) -> int:
+    """Bytes of uploaded images the tenant holds: its datasets whose files are not purged."""
+    stmt = select(func.coalesce(func.sum(Dataset.total_bytes), 0)).where(
+        Dataset.tenant == tenant, Dataset.purged_at.is_(None)
+    )
+    return int(session.scalar(stmt) or 0)
+
+
 def get_dataset(session: Session, dataset_id: uuid.UUID, tenant: str | None = None) -> Dataset | None:
     """The dataset; None when missing or (with a tenant) owned by another tenant."""
     dataset = session.get(Dataset, dataset_id)
