@@ -93,3 +93,49 @@ def test_no_server_errors(api, real_ids) -> None:  # type: ignore[no-untyped-def
     assert elapsed < 60 + BUDGET_S  # the budget check is per operation
     assert calls >= 10 * len(operations) or elapsed > BUDGET_S
     assert httpx.get(f"{api.url}/readyz", timeout=10).status_code == 200
+
+
+LISTINGS = ("/v1/datasets", "/v1/audits", "/v1/encoders")
+
+
+def test_listings_no_server_errors(api) -> None:  # type: ignore[no-untyped-def]
+    """The tenant listings' query parameters (limit, cursor, created_after/before, role/status) fuzzed on
+    their own, with more cases than the budget above may leave them: no 5xx, every error problem+json."""
+    import httpx
+
+    document = httpx.get(f"{api.url}/openapi.json", timeout=30).json()
+    loaded = schemathesis.openapi.from_dict(document)
+    operations = [
+        op
+        for op in (result.ok() for result in loaded.get_all_operations())
+        if op.method.upper() == "GET" and op.path in LISTINGS
+    ]
+    assert sorted(op.path for op in operations) == sorted(LISTINGS)
+    failures: list[str] = []
+    statuses: set[int] = set()
+    for operation in operations:
+        for mode in schemathesis.GenerationMode:
+
+            @settings(
+                max_examples=3 * MAX_EXAMPLES,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def run(case) -> None:  # type: ignore[no-untyped-def]
+                response = case.call(base_url=api.url, headers=api.headers, timeout=30)
+                statuses.add(response.status_code)
+                where = f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:200]}"
+                if response.status_code >= 500:
+                    failures.append(where)
+                elif response.status_code >= 400 and not content_type(response).startswith(
+                    "application/problem+json"
+                ):
+                    failures.append("not problem+json: " + where)
+
+            run()
+    assert not failures, "\n".join(failures[:20])
+    assert {200, 422} <= statuses
