@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,6 +186,35 @@ class Server:
     storage: Path
     env: dict[str, str]
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class MemoryRise:
+    """How far a process's peak resident memory rose during a `memory_rise` block, in MiB."""
+
+    pid: int
+    start_kib: int = 0
+    peak_kib: int = 0
+
+    @property
+    def mib(self) -> float:
+        return (self.peak_kib - self.start_kib) / 1024
+
+
+def vm_kib(pid: int, field: str) -> int:
+    """A memory figure of /proc/<pid>/status in KiB (VmRSS: now, VmHWM: the peak)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field + ":")))
+
+
+@contextmanager
+def memory_rise(pid: int) -> Iterator[MemoryRise]:
+    """Measure the rise of a process's (e.g. a server's: `server.proc.popen.pid`) peak memory over the
+    block: its peak is reset to its current RSS first (Linux: `5` to /proc/<pid>/clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    rise = MemoryRise(pid, start_kib=vm_kib(pid, "VmRSS"))
+    yield rise
+    rise.peak_kib = vm_kib(pid, "VmHWM")
 
 
 def create_api_key(database_url: str, tenant: str) -> str:
@@ -478,4 +508,5 @@ def proc_tools() -> object:
         start_server=start_server,
         create_api_key=create_api_key,
         bearer=bearer,
+        memory_rise=memory_rise,
     )
