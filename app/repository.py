@@ -43,7 +43,7 @@ SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]
 
 
 def _listing(stmt: SelectT, model: type[Dataset | Audit | Encoder], window: Window) -> SelectT:
-    """`stmt` limited to the window's tenant, time range and position; served by the model's
+    """`stmt` limited to the window's tenant, time range and position, in the order of the model's
     (tenant, created_at, id) index (migration 0006)."""
     stmt = stmt.where(model.tenant == window.tenant)
     if window.created_after is not None:
@@ -55,7 +55,9 @@ def _listing(stmt: SelectT, model: type[Dataset | Audit | Encoder], window: Wind
     return stmt.order_by(model.created_at.desc(), model.id.desc()).limit(window.limit + 1)
 
 
-def list_datasets(session: Session, window: Window, role: str | None = None) -> list[tuple[Dataset, int]]:
+def list_datasets(
+    session: Session, window: Window, role: str | None = None
+) -> list[tuple[Dataset, int]]:
     """A page of the tenant's datasets with the number of files each rejected. The rejected lists are
     not read (one can hold an entry per uploaded file): the page's memory stays bounded."""
     postgres = session.get_bind().dialect.name == "postgresql"
