@@ -1,7 +1,8 @@
 """Log lines of every process (API, embedded runner, Celery workers): a request id on each line written
 while a request is served, the audit id on lines about an audit, and `LOG_FORMAT=json` for one JSON
 object per line (`ts`, `level`, `logger`, `message`, `request_id`, `audit_id`). Messages carry ids and
-counts only, never image contents or metadata. No web framework is imported here.
+counts only, never image contents or metadata, and a logged exception shows its frames and type, never
+its message. No web framework is imported here.
 """
 
 from __future__ import annotations
@@ -23,10 +24,23 @@ def request_id() -> str | None:
     return _request_id.get()
 
 
+def safe_exc_text(exc_info: tuple[Any, ...]) -> str:
+    """A traceback without the exception's message (it may quote a path or a value): frames and type."""
+    import traceback
+
+    exc_type, _, tb = exc_info
+    frames = "".join(traceback.format_tb(tb))
+    return f"Traceback (most recent call last):\n{frames}{exc_type.__module__}.{exc_type.__qualname__} (message not logged)"
+
+
 class RequestIdFilter(logging.Filter):
-    """Adds `request_id` and, for messages about an audit (`"audit %s: …"`), `audit_id` to records."""
+    """Adds `request_id` and, for messages about an audit (`"audit %s: …"`), `audit_id` to records, and
+    replaces the text of a logged exception (`log.exception`, `exc_info=True`, anyone's) by its frames
+    and type: an exception message may hold storage paths made from file names, or values."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is not None:
+            record.exc_text = safe_exc_text(record.exc_info)  # formatters print exc_text when it is set
         record.request_id = _request_id.get()
         audit = getattr(record, "audit_id", None)
         if audit is None and isinstance(record.args, tuple) and record.args:

@@ -3,25 +3,83 @@
 Run by the embedded runner's thread (EmbeddedRunner.submit_call) or the Celery task
 `synthaudit.pretrain_encoder` (worker/encoder_tasks.py). The row is the job's truth; a thread refreshes
 its heartbeat while it runs (the recovery sweep re-sends a job whose heartbeat stops, worker/recovery.py);
-the weights are written atomically to STORAGE_DIR/encoders/<id>.safetensors.
+the weights are written atomically to STORAGE_DIR/encoders/<id>.safetensors. A job that runs longer than
+STAGE_SOFT_TIME_LIMIT_S fails with a message on every pool, the embedded runner's thread and Celery's solo
+pool included (a watchdog thread, as the audits' Heartbeat; Celery's own soft limit on the prefork pool).
+Unexpected errors are logged as their type and stack only (log_unexpected: messages may hold paths).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
+from types import TracebackType
+from typing import Self
 
 from app.db import session_scope
+from app.problems import log_unexpected
 from app.tables import ACTIVE_STATUSES, Encoder, utcnow
 from worker.pipeline import TRANSIENT_ERRORS, WorkerContext
-from worker.recovery import EncoderHeartbeat
+from worker.recovery import EncoderHeartbeat, _async_raise
 
 log = logging.getLogger(__name__)
 
 
 class EncoderStopped(Exception):
     """The encoder was cancelled or deleted while it trained."""
+
+
+class EncoderTimeLimitExceeded(BaseException):
+    """The job ran longer than STAGE_SOFT_TIME_LIMIT_S (raised in its thread by JobTimeLimit, or at a
+    progress report). A BaseException, so that no `except Exception` on the way swallows it."""
+
+
+def time_limit_message(limit_s: float) -> str:
+    """What a job stopped by its time limit records as its error."""
+    return (
+        f"pretraining ran longer than its {limit_s:g} s time limit (STAGE_SOFT_TIME_LIMIT_S); use a smaller "
+        "pretrain_images_seen or ask the operator to raise the limit"
+    )
+
+
+class JobTimeLimit:
+    """Raise EncoderTimeLimitExceeded in the thread that entered this context once `limit_s` has passed
+    (delivered at its next Python instruction, as Celery delivers its soft time limit); withdrawn if the
+    job ends first."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.expired = False
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._target: int | None = None
+        self._thread = threading.Thread(target=self._watch, name="synthaudit-encoder-time-limit", daemon=True)
+
+    def __enter__(self) -> Self:
+        self._target = threading.get_ident()
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._done.set()
+        with self._lock:
+            self._target, pending = None, self.expired and exc_type is not EncoderTimeLimitExceeded
+        if pending:
+            _async_raise(threading.get_ident(), None)  # raised but not delivered yet: withdraw it
+        self._thread.join(timeout=10)
+
+    def _watch(self) -> None:
+        if self._done.wait(self.limit_s):
+            return
+        with self._lock:
+            if self._target is None:
+                return
+            self.expired = True
+            _async_raise(self._target, EncoderTimeLimitExceeded)
 
 
 def _set(ctx: WorkerContext, encoder_id: uuid.UUID, only_active: bool = True, **values: object) -> bool:
@@ -48,9 +106,13 @@ def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
         spec = EncoderSpec(**{**encoder.config, "device": "auto"})
     out = ctx.storage.encoder_weights(encoder_id)
     last = [0.0]
+    limit_s = ctx.settings.stage_soft_time_limit_s
+    started = time.monotonic()
 
     def progress(fraction: float) -> None:
         now = time.monotonic()
+        if now - started > limit_s:
+            raise EncoderTimeLimitExceeded
         if now - last[0] < ctx.settings.progress_interval_s:
             return
         last[0] = now
@@ -62,8 +124,11 @@ def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
             raise EncoderStopped
 
     try:
-        with EncoderHeartbeat(ctx, encoder_id):
+        with EncoderHeartbeat(ctx, encoder_id), JobTimeLimit(limit_s):
             info = pretrain_encoder(sources, out, spec, on_progress=progress)
+    except EncoderTimeLimitExceeded:
+        log.warning("encoder %s: passed its time limit of %s s", encoder_id, limit_s)
+        return _fail(ctx, encoder_id, time_limit_message(limit_s))
     except EncoderStopped:
         out.unlink(missing_ok=True)
         log.info("encoder %s: stopped (cancelled or deleted)", encoder_id)
@@ -77,11 +142,9 @@ def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
     except ValueError as exc:  # ImageSetError, bad settings
         return _fail(ctx, encoder_id, str(exc))
     except Exception as exc:
-        if type(exc).__name__ == "SoftTimeLimitExceeded":
-            return _fail(
-                ctx, encoder_id, "pretraining ran past the time limit; use a smaller pretrain_images_seen"
-            )
-        log.exception("encoder %s: unexpected %s", encoder_id, type(exc).__name__)
+        if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, on the prefork pool
+            return _fail(ctx, encoder_id, time_limit_message(limit_s))
+        log_unexpected(f"encoder {encoder_id}", exc)  # type and stack only: the message may hold paths
         return _fail(
             ctx, encoder_id, f"internal error ({type(exc).__name__}); the worker logs have the details"
         )

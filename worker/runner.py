@@ -4,7 +4,8 @@ A single background thread takes audit ids from a queue and runs the same stage 
 tasks run (worker/pipeline.py). Audits left queued or running by a previous process are resumed on
 start (finished stages are skipped, their artifacts are on disk), and so are encoder pretraining jobs
 left queued or running. Retention purges run hourly; webhooks stalled in `sending` by a dead process
-are sent again (checked every minute).
+are sent again (checked every minute). Unexpected errors are logged as their type and stack only
+(app.problems.log_unexpected): their messages may quote storage paths made from file names.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 
 from app import repository as repo
 from app.db import session_scope
+from app.problems import log_unexpected
 from app.tables import ACTIVE_STATUSES
 from worker.pipeline import TRANSIENT_ERRORS, Outcome, WorkerContext, execute_stage, fail
 
@@ -29,6 +31,11 @@ PURGE_EVERY_S = 3600.0
 WEBHOOK_CHECK_EVERY_S = 60.0
 
 
+def _job_name(job: Callable[[], None]) -> str:
+    """A job's function name (a functools.partial's too): never its arguments."""
+    return str(getattr(getattr(job, "func", job), "__name__", "?"))
+
+
 class EmbeddedRunner:
     """One worker thread, one audit at a time."""
 
@@ -36,8 +43,9 @@ class EmbeddedRunner:
         self.ctx = ctx
         self._queue: queue.Queue[object] = queue.Queue()
         self._thread: threading.Thread | None = None
-        self._last_purge = 0.0
-        self._last_webhook_check = 0.0
+        # -inf: the first housekeeping runs at once (time.monotonic() may be below an hour after a boot)
+        self._last_purge = float("-inf")
+        self._last_webhook_check = float("-inf")
 
     def start(self) -> None:
         """Start the thread and re-queue audits a previous process left unfinished."""
@@ -97,15 +105,13 @@ class EmbeddedRunner:
             if callable(item):  # another kind of job (e.g. pretraining an encoder): same thread, in turn
                 try:
                     item()
-                except Exception:  # noqa: BLE001
-                    log.exception("embedded runner: job %s crashed", getattr(item, "__name__", "?"))
+                except Exception as exc:  # noqa: BLE001 - type and stack only: the message may hold paths
+                    log_unexpected(f"embedded runner: job {_job_name(item)}", exc)
                 continue
             assert isinstance(item, uuid.UUID)
             try:
                 self.run(item)
             except Exception as exc:  # noqa: BLE001 - the runner thread must survive anything
-                from app.problems import log_unexpected
-
                 log_unexpected(f"embedded runner: audit {item}", exc)
             self._housekeeping()
 
@@ -147,5 +153,5 @@ class EmbeddedRunner:
 
         try:
             purge_expired(self.ctx.sessions, self.ctx.storage, self.ctx.settings.retention_days)
-        except Exception:  # noqa: BLE001
-            log.exception("embedded runner: retention purge failed")
+        except Exception as exc:  # noqa: BLE001
+            log_unexpected("embedded runner: retention purge", exc)
