@@ -89,6 +89,22 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(default=1 * MIB, ge=1)
     max_image_pixels: int = Field(default=64_000_000, ge=1)
 
+    # Per-tenant limits (app/rate_limits.py, app/services/audits.py): requests per moving window in the
+    # `limits` notation ("1200/minute;20000/hour"; empty: off), counted in memory (embedded) or in Redis
+    # (RATE_LIMIT_STORAGE_URL, default the broker when it is Redis); queued + running audits at once
+    # (0: no limit). Both answer 429 problem+json with Retry-After.
+    rate_limit: str = "1200/minute"
+    rate_limit_storage_url: str = ""
+    max_active_audits_per_tenant: int = Field(default=20, ge=0)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from app.rate_limits import parse_rate_limit
+
+        parse_rate_limit(value)  # a bad value stops the process at start
+        return value
+
     # Job durability (worker/recovery.py): a running stage refreshes its audit's heartbeat; a sweep
     # re-dispatches audits whose heartbeat went stale (their worker died) or whose broker lost them.
     heartbeat_interval_s: float = Field(default=10.0, gt=0.0)
