@@ -204,9 +204,13 @@ def check_url(url: str, allowlist: Iterable[tuple[str, int | None]] = ()) -> Tar
     return target
 
 
-def _check_unlisted(target: Target) -> None:
+def _check_port(target: Target) -> None:
     if target.port not in ALLOWED_PORTS:
         raise Refused("must use port 80 or 443 (others only when WEBHOOK_ALLOWED_HOSTS lists them)")
+
+
+def _check_unlisted(target: Target) -> None:
+    _check_port(target)
     address = numeric_address(target.host)
     if _is_localhost_name(target.host) or (address is not None and not is_public(address)):
         raise Refused("must not point to a loopback, private, link-local or reserved address")
@@ -217,7 +221,7 @@ def resolve(target: Target, allowlist: Iterable[tuple[str, int | None]] = ()) ->
     allowlisted). One non-public answer refuses them all: a name must not mix in an internal address."""
     allowed = allowlisted(target, allowlist)
     if not allowed:
-        _check_unlisted(target)
+        _check_port(target)  # the addresses are checked below, literal or resolved (`localhost` too)
     try:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:

@@ -1,0 +1,383 @@
+"""SSRF through `webhook_url` (issue 14 #8) and one thread per webhook delivery (#15): embedded servers
+and HTTP receivers on 127.0.0.1, reached for real. A receiver is only ever reached when the server's
+WEBHOOK_ALLOWED_HOSTS lists it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Server, clean_env, start_server
+from sqlalchemy import update
+
+from app.db import make_engine
+from app.tables import Audit
+
+PIXELS = {"method": "pixels", "image_size": 32}
+BLOCKER = {"method": "paper", "image_size": 32, "pretrain_images_seen": 5_000_000}  # cancelled early
+
+
+class Receiver:
+    """Records every POST; holds each for `hold_s`, answers `status` (with `location` when given), and
+    counts how many requests it holds at once."""
+
+    def __init__(self, hold_s: float = 0.0, status: int = 200, location: str | None = None) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.active = self.max_active = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.lock:
+                    receiver.calls.append({"headers": dict(self.headers), "path": self.path, "body": body})
+                    receiver.active += 1
+                    receiver.max_active = max(receiver.max_active, receiver.active)
+                time.sleep(hold_s)
+                with receiver.lock:
+                    receiver.active -= 1
+                self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.allowed = f"127.0.0.1:{self.port}"  # its WEBHOOK_ALLOWED_HOSTS entry
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def plain_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    """An embedded server with no WEBHOOK_ALLOWED_HOSTS (the default)."""
+    home = tmp_path_factory.mktemp("ssrf")
+    env = clean_env(SYNTHAUDIT_HOME=str(home), PROGRESS_INTERVAL_S="0.2", BIND_HOST="127.0.0.1")
+    env.pop("WEBHOOK_ALLOWED_HOSTS", None)
+    server = start_server(env, home / "api.log", home / "storage")
+    yield server, home
+    server.proc.stop()
+
+
+def hostile_urls(receiver_port: int) -> list[str]:
+    """Internal destinations in the spellings an attacker would try (none may be accepted)."""
+    return [
+        f"http://127.0.0.1:{receiver_port}/hook",  # a live internal service
+        "http://127.0.0.1/",
+        "http://127.0.0.2:80/",
+        "http://localhost/",
+        "http://LOCALHOST./admin",
+        "http://api.localhost/",
+        "http://127.1/",  # inet_aton spellings of 127.0.0.1
+        "http://2130706433/",
+        "http://0x7f.1/",
+        "http://0177.0.0.1/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",  # v4-mapped
+        "http://[::ffff:7f00:1]/",
+        "http://[2002:7f00:1::1]/",  # 6to4 of 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "http://[fe80::1]/",
+        "http://10.0.0.1/",
+        "http://172.16.0.1/",
+        "http://192.168.1.1/",
+        "http://100.64.0.1/",  # CGNAT
+        "http://0.0.0.0/",
+        "http://[::]/",
+        "http://224.0.0.1/",
+        "http://255.255.255.255/",
+        "http://240.0.0.1/",
+        "http://[fc00::1]/",
+        "http://[fec0::1]/",
+        "http://192.0.2.1/",  # documentation
+        "http://198.18.0.1/",  # benchmarking
+        "https://8.8.8.8:6379/",  # a public address, but a port other than 80/443
+        "http://8.8.8.8:22/",
+        "http://hooks.example.org:8080/",
+        "http://user:pw@hooks.example.org/",
+        "http://hooks.example.org/a b",
+        "ftp://hooks.example.org/",
+    ]
+
+
+def test_webhook_urls_to_internal_destinations_are_refused_at_creation(
+    plain_api, receiver, membership_set, helpers
+) -> None:
+    import httpx
+
+    server, _ = plain_api
+    client = httpx.Client(base_url=server.url, timeout=60.0)
+    real, generated = helpers.upload_set(client, membership_set[0])
+    base = {"real_dataset_id": real, "generated_dataset_id": generated, "config": PIXELS}
+    for url in hostile_urls(receiver.port):
+        answer = client.post("/v1/audits", json={**base, "webhook_url": url})
+        assert answer.status_code == 422, (url, answer.status_code, answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert answer.json()["detail"].startswith("webhook_url: ")
+        assert url not in answer.text  # the URL is not echoed
+    assert client.get("/readyz").status_code == 200
+    time.sleep(1.0)
+    assert receiver.calls == []
+    client.close()
+
+
+def test_a_delivery_checks_its_destination_again(plain_api, receiver, membership_set, helpers) -> None:
+    """DNS may change between creation and delivery: the sender checks again. Stand-in for a name that
+    now resolves to loopback: the stored URL is changed to the live loopback receiver behind the
+    service's back. Nothing reaches it; the webhook ends `failed` after 0 attempts."""
+    import httpx
+
+    server, home = plain_api
+    client = httpx.Client(base_url=server.url, timeout=60.0)
+    real, generated = helpers.upload_set(client, membership_set[0])
+    base = {"real_dataset_id": real, "generated_dataset_id": generated}
+    blocker = client.post("/v1/audits", json={**base, "config": BLOCKER}).json()
+    helpers.wait(client, blocker["id"], check=lambda a: a["stage"] == "pretrain")
+    created = client.post("/v1/audits", json={**base, "webhook_url": "http://hooks.invalid/notify"})
+    assert created.status_code == 202, created.text
+    target = created.json()
+    assert target["status"] == "queued"
+
+    engine = make_engine(f"sqlite:///{home / 'synthaudit.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                update(Audit).where(Audit.id == uuid.UUID(target["id"])).values(webhook_url=receiver.url)
+            )
+    finally:
+        engine.dispose()
+    calls_before = len(receiver.calls)
+    assert client.post(f"/v1/audits/{target['id']}/cancel").status_code == 200
+    deadline = time.monotonic() + 30
+    while client.get(f"/v1/audits/{target['id']}").json()["webhook_status"] in (None, "sending"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert client.get(f"/v1/audits/{target['id']}").json()["webhook_status"] == "failed"
+    assert len(receiver.calls) == calls_before  # never reached
+    assert f"audit {target['id']}: webhook failed after 0 attempt(s) (refused: " in server.proc.output()
+    assert client.post(f"/v1/audits/{blocker['id']}/cancel").status_code == 200
+    client.close()
+
+
+def test_names_resolving_to_loopback_are_refused_at_delivery(receiver) -> None:
+    """`localhost` (and any name the resolver maps to an internal address) is refused when the sender
+    resolves it, even on port 80/443, and a name is not an allowlisted address it resolves to."""
+    from app.net_guard import parse_allowlist
+    from app.services.webhook_signing import new_secret
+    from app.services.webhooks import deliver
+
+    before = len(receiver.calls)
+    for url, allowlist in (
+        ("http://localhost/hook", ""),
+        ("https://localhost/hook", ""),
+        (f"http://localhost:{receiver.port}/hook", receiver.allowed),  # 127.0.0.1:port is listed
+        (receiver.url, ""),
+    ):
+        result = deliver(
+            url, {"delivery_id": str(uuid.uuid4())}, new_secret(), allowlist=parse_allowlist(allowlist)
+        )
+        assert not result.delivered and result.attempts == 0, (url, result)
+        assert result.last_error and result.last_error.startswith("refused: "), (url, result)
+    assert len(receiver.calls) == before
+
+
+def test_a_delivery_connects_to_the_checked_address_and_names_the_host(receiver) -> None:
+    """No second resolution between check and connection: the socket goes to the checked address, the
+    request carries the URL's name (here one that resolves nowhere) as its Host."""
+    from app.net_guard import parse_target
+    from app.services.webhooks import post_once
+
+    target = parse_target(f"http://hooks.invalid:{receiver.port}/pinned?x=1")
+    before = len(receiver.calls)
+    assert post_once(target, ["127.0.0.1"], b"{}", {"Content-Type": "application/json"}, 5.0) is None
+    call = receiver.calls[before]
+    assert call["headers"]["Host"] == f"hooks.invalid:{receiver.port}" and call["path"] == "/pinned?x=1"
+
+
+def test_redirects_are_not_followed() -> None:
+    from app.net_guard import parse_allowlist
+    from app.services.webhook_signing import new_secret
+    from app.services.webhooks import deliver
+
+    inner = Receiver()
+    outer = Receiver(status=307, location=inner.url)
+    try:
+        allowlist = parse_allowlist(f"{inner.allowed},{outer.allowed}")
+        result = deliver(
+            outer.url, {"delivery_id": "d"}, new_secret(), allowlist=allowlist, max_attempts=2, backoff_s=0
+        )
+        assert not result.delivered and result.last_error == "HTTP 307" and len(outer.calls) == 2
+        assert inner.calls == []
+    finally:
+        inner.stop()
+        outer.stop()
+
+
+def test_an_attempt_ends_at_its_timeout_however_slowly_the_receiver_answers() -> None:
+    """A receiver that drips its answer one header line at a time cannot hold a sender thread."""
+    from app.net_guard import parse_target
+    from app.services.webhooks import post_once
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    threading.Thread(target=drip, daemon=True).start()
+    target = parse_target(f"http://127.0.0.1:{listener.getsockname()[1]}/")
+    started = time.monotonic()
+    try:
+        assert post_once(target, ["127.0.0.1"], b"{}", {}, 1.0) == "TimeoutError"
+        assert time.monotonic() - started < 3.0
+    finally:
+        stop.set()
+        listener.close()
+
+
+# --- one thread per delivery (#15) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def holding_receiver() -> Iterator[Receiver]:
+    r = Receiver(hold_s=1.5)
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def pooled_api(tmp_path_factory: pytest.TempPathFactory, holding_receiver: Receiver) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("webhook-pool")
+    env = clean_env(
+        SYNTHAUDIT_HOME=str(home),
+        PROGRESS_INTERVAL_S="0.2",
+        BIND_HOST="127.0.0.1",
+        WEBHOOK_ALLOWED_HOSTS=holding_receiver.allowed,
+        WEBHOOK_MAX_CONCURRENCY="2",
+    )
+    server = start_server(env, home / "api.log", home / "storage")
+    yield server
+    server.proc.stop()
+
+
+def test_many_finishing_audits_share_a_bounded_delivery_pool(
+    pooled_api, holding_receiver, membership_set, helpers
+) -> None:
+    """8 audits end within a second (cancelled while queued); their receiver holds every POST 1.5 s.
+    With WEBHOOK_MAX_CONCURRENCY=2 it never holds more than 2 at once, and all 8 arrive."""
+    import httpx
+
+    client = httpx.Client(base_url=pooled_api.url, timeout=60.0)
+    real, generated = helpers.upload_set(client, membership_set[0])
+    base = {"real_dataset_id": real, "generated_dataset_id": generated}
+    blocker = client.post("/v1/audits", json={**base, "config": BLOCKER}).json()
+    helpers.wait(client, blocker["id"], check=lambda a: a["stage"] == "pretrain")
+    audits = [
+        client.post("/v1/audits", json={**base, "webhook_url": holding_receiver.url}).json()
+        for _ in range(8)
+    ]
+    for audit in audits:
+        assert client.post(f"/v1/audits/{audit['id']}/cancel").status_code == 200
+    deadline = time.monotonic() + 60
+    while len(holding_receiver.calls) < 8:
+        assert time.monotonic() < deadline, len(holding_receiver.calls)
+        time.sleep(0.1)
+    assert holding_receiver.max_active == 2
+    for audit in audits:
+        deadline = time.monotonic() + 10
+        while client.get(f"/v1/audits/{audit['id']}").json()["webhook_status"] != "delivered":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert client.post(f"/v1/audits/{blocker['id']}/cancel").status_code == 200
+    client.close()
+
+
+def test_a_full_pool_leaves_the_delivery_to_the_sweep(tmp_path: Path, receiver) -> None:
+    """When every sender thread is busy and the queue is full, the webhook is not lost: it stays
+    `sending` without a claim time, and the next stalled-webhook sweep sends it."""
+    from types import SimpleNamespace
+
+    from app.db import make_session_factory
+    from app.migrations import upgrade_head
+    from app.services.webhook_pool import delivery_pool
+    from app.services.webhook_signing import new_secret
+    from app.services.webhooks import notify_finished, resend_stalled
+    from app.tables import utcnow
+
+    url = f"sqlite:///{tmp_path / 'pool.db'}"
+    upgrade_head(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    audit_id = uuid.uuid4()
+    with sessions.begin() as session:
+        session.add(
+            Audit(
+                id=audit_id,
+                config={},
+                status="cancelled",
+                progress=0.0,
+                stage_timings={},
+                finished_at=utcnow(),
+                webhook_url=receiver.url,
+                webhook_secret=new_secret(),
+            )
+        )
+    settings = SimpleNamespace(
+        webhook_max_attempts=1,
+        webhook_backoff_s=0.0,
+        webhook_timeout_s=5.0,
+        webhook_allowed_hosts=receiver.allowed,
+        webhook_max_concurrency=1,
+        webhook_max_queued=0,
+    )
+    release = threading.Event()
+    pool = delivery_pool(1, 0)
+    while pool.submit(lambda: release.wait(30)):  # every slot busy
+        pass
+    before = len(receiver.calls)
+    try:
+        assert notify_finished(sessions, audit_id, settings)
+        with sessions() as session:
+            row = session.get(Audit, audit_id)
+            assert row is not None and row.webhook_status == "sending" and row.webhook_claimed_at is None
+        assert resend_stalled(sessions, settings, background=False) == [audit_id]
+        with sessions() as session:
+            row = session.get(Audit, audit_id)
+            assert row is not None and row.webhook_status == "delivered"
+        assert len(receiver.calls) == before + 1
+    finally:
+        release.set()
+        engine.dispose()
