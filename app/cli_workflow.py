@@ -58,7 +58,9 @@ def add_workflow_commands(subparsers: Any) -> None:
     submit.add_argument("--seed", type=int, default=None)
     submit.add_argument("--config", default=None, help="more settings as JSON, e.g. '{\"k\": 10}'")
     submit.add_argument("--encoder-id", default=None, help="reuse a registered encoder")
-    submit.add_argument("--webhook-url", default=None)
+    submit.add_argument(
+        "--webhook-url", default=None, help="POSTed when the audit ends; its signing secret is printed once"
+    )
     submit.add_argument("--wait", action="store_true", help="wait for the end (then --out/--report)")
     submit.add_argument("--out", type=Path, default=None, help="with --wait: write results.csv here")
     submit.add_argument("--report", type=Path, default=None, help="with --wait: write the HTML report here")
@@ -206,6 +208,8 @@ def _submit(api: Any, args: argparse.Namespace) -> int:
         reference_dataset_id=reference["id"] if reference is not None else None,
     )
     print(f"audit {audit['id']} {audit['status']}")
+    if audit.get("webhook_secret"):  # shown by the service this once: the receiver verifies with it
+        print(f"webhook secret (shown once): {audit['webhook_secret']}")
     if not args.wait:
         return 0
     audit = api.wait(audit["id"])

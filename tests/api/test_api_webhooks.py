@@ -214,3 +214,23 @@ def test_deliver_gives_up_after_the_bounded_attempts() -> None:
     )
     assert not result.delivered and result.attempts == 4 and result.last_error
     assert len(waits) == 3 and all(0.8 * 2**i <= w <= 1.2 * 2**i for i, w in enumerate(waits))  # 1, 2, 4 s
+
+
+def test_remote_submit_prints_the_webhook_secret_once(
+    hooked_api, receiver, membership_set, capsys
+) -> None:
+    """`synthaudit remote submit --webhook-url` shows the secret the service shows only once; it verifies
+    the delivery that follows."""
+    from app.cli import main
+
+    root, _ = membership_set
+    argv = ["remote", "--url", hooked_api.url, "submit", "--real", str(root / "real")]
+    argv += ["--generated", str(root / "generated"), "--method", "pixels", "--image-size", "32"]
+    assert main([*argv, "--webhook-url", receiver.url + "?via=cli"]) == 0
+    printed = capsys.readouterr().out
+    audit_id = printed.split("audit ", 1)[1].split()[0]
+    secret = printed.split("webhook secret (shown once): ", 1)[1].split()[0]
+    calls = wait_calls(receiver, audit_id, 2)
+    for call in calls:
+        assert signed(secret, {k.lower(): v for k, v in call["headers"].items()}, call["body"])
+    assert main([*argv]) == 0 and "webhook secret" not in capsys.readouterr().out  # none without a webhook
