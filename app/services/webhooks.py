@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import net_guard
 from app.db import session_scope
-from app.services.webhook_pool import delivery_pool
+from app.services.webhook_pool import DeliveryPool, delivery_pool
 from app.services.webhook_signing import signed_headers
 from app.tables import Audit, AuditMetrics, utcnow
 
@@ -256,10 +256,15 @@ def allowlist_of(settings: Any) -> frozenset[tuple[str, int | None]]:
 
 
 def notify_finished(
-    sessions: sessionmaker[Session], audit_id: uuid.UUID, settings: Any = None, background: bool = True
+    sessions: sessionmaker[Session],
+    audit_id: uuid.UUID,
+    settings: Any = None,
+    background: bool = True,
+    pool: DeliveryPool | None = None,
 ) -> bool:
-    """Send the audit's webhook if it has one and nobody sent it yet, on the delivery pool (inline when
-    not `background`); True when this call took it on. Never raises."""
+    """Send the audit's webhook if it has one and nobody sent it yet, on the delivery pool (this
+    process's, unless one is given; inline when not `background`); True when this call took it on.
+    Never raises."""
     try:
         with session_scope(sessions) as session:
             claimed_at = _claim(session, audit_id)
@@ -302,7 +307,7 @@ def notify_finished(
     if not background:
         run()
         return True
-    pool = delivery_pool(settings.webhook_max_concurrency, settings.webhook_max_queued)
+    pool = pool or delivery_pool(settings.webhook_max_concurrency, settings.webhook_max_queued)
     if not pool.submit(run):
         log.warning("audit %s: webhook delivery pool full; left for the stalled-webhook sweep", audit_id)
         _release_for_sweep(sessions, audit_id)

@@ -325,22 +325,27 @@ def test_many_finishing_audits_share_a_bounded_delivery_pool(
     client.close()
 
 
-def test_a_full_pool_leaves_the_delivery_to_the_sweep(tmp_path: Path, receiver) -> None:
-    """When every sender thread is busy and the queue is full, the webhook is not lost: it stays
-    `sending` without a claim time, and the next stalled-webhook sweep sends it."""
-    from types import SimpleNamespace
-
+@pytest.fixture(params=["sqlite", "postgres"])
+def webhook_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """Sessions on a freshly migrated database of each kind."""
     from app.db import make_session_factory
     from app.migrations import upgrade_head
-    from app.services.webhook_pool import delivery_pool
-    from app.services.webhook_signing import new_secret
-    from app.services.webhooks import notify_finished, resend_stalled
-    from app.tables import utcnow
 
-    url = f"sqlite:///{tmp_path / 'pool.db'}"
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'pool.db'}"
+    else:
+        url = request.getfixturevalue("empty_pg_url")
     upgrade_head(url)
     engine = make_engine(url)
-    sessions = make_session_factory(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def finished_audit(sessions: Any, url: str) -> uuid.UUID:
+    """A cancelled audit row with a webhook to `url` and its secret."""
+    from app.services.webhook_signing import new_secret
+    from app.tables import utcnow
+
     audit_id = uuid.uuid4()
     with sessions.begin() as session:
         session.add(
@@ -351,10 +356,31 @@ def test_a_full_pool_leaves_the_delivery_to_the_sweep(tmp_path: Path, receiver) 
                 progress=0.0,
                 stage_timings={},
                 finished_at=utcnow(),
-                webhook_url=receiver.url,
+                webhook_url=url,
                 webhook_secret=new_secret(),
             )
         )
+    return audit_id
+
+
+def webhook_row(sessions: Any, audit_id: uuid.UUID) -> Audit:
+    with sessions() as session:
+        row = session.get(Audit, audit_id)
+        assert row is not None
+        return row
+
+
+def test_the_pool_renews_the_claim_and_a_full_pool_leaves_the_delivery_to_the_sweep(
+    webhook_db, receiver
+) -> None:
+    """A pool thread that takes a delivery renews its claim (compare-and-set on the claim time, in SQLite
+    and Postgres alike) and delivers it. When every thread is busy and the queue is full, the webhook is
+    not lost: it stays `sending` without a claim time, and the next stalled-webhook sweep sends it."""
+    from types import SimpleNamespace
+
+    from app.services.webhook_pool import DeliveryPool
+    from app.services.webhooks import notify_finished, resend_stalled
+
     settings = SimpleNamespace(
         webhook_max_attempts=1,
         webhook_backoff_s=0.0,
@@ -363,21 +389,25 @@ def test_a_full_pool_leaves_the_delivery_to_the_sweep(tmp_path: Path, receiver) 
         webhook_max_concurrency=1,
         webhook_max_queued=0,
     )
-    release = threading.Event()
-    pool = delivery_pool(1, 0)
-    while pool.submit(lambda: release.wait(30)):  # every slot busy
-        pass
     before = len(receiver.calls)
+    queued = finished_audit(webhook_db, receiver.url)
+    assert notify_finished(webhook_db, queued, settings, pool=DeliveryPool(2, 0))
+    deadline = time.monotonic() + 15
+    while webhook_row(webhook_db, queued).webhook_status != "delivered":
+        assert time.monotonic() < deadline, webhook_row(webhook_db, queued).webhook_status
+        time.sleep(0.05)
+    assert len(receiver.calls) == before + 1
+
+    full, release = DeliveryPool(1, 0), threading.Event()
+    assert full.submit(lambda: release.wait(30)) and not full.submit(lambda: None)
+    left = finished_audit(webhook_db, receiver.url)
     try:
-        assert notify_finished(sessions, audit_id, settings)
-        with sessions() as session:
-            row = session.get(Audit, audit_id)
-            assert row is not None and row.webhook_status == "sending" and row.webhook_claimed_at is None
-        assert resend_stalled(sessions, settings, background=False) == [audit_id]
-        with sessions() as session:
-            row = session.get(Audit, audit_id)
-            assert row is not None and row.webhook_status == "delivered"
+        assert notify_finished(webhook_db, left, settings, pool=full)
+        row = webhook_row(webhook_db, left)
+        assert row.webhook_status == "sending" and row.webhook_claimed_at is None
         assert len(receiver.calls) == before + 1
+        assert resend_stalled(webhook_db, settings, background=False) == [left]
+        assert webhook_row(webhook_db, left).webhook_status == "delivered"
+        assert len(receiver.calls) == before + 2
     finally:
         release.set()
-        engine.dispose()
