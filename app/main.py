@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from app.auth import DOCS_ASSETS, ApiKeyAuth
+from app.auth import DOCS_ASSETS, ApiKeyAuth, is_public
 from app.config import Settings, get_settings, is_loopback
 from app.db import make_engine, make_session_factory
 from app.deps import Services
@@ -18,6 +18,7 @@ from app.limits import UploadSizeLimit
 from app.migrations import ensure_schema
 from app.observability import install_observability
 from app.problems import UnexpectedErrors, install_problem_handlers
+from app.rate_limits import TenantRateLimit
 from app.routes import audits, datasets, encoders, health, reports
 from app.services.dispatch import make_dispatcher
 from app.services.storage import Storage
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         paths=("/v1/datasets",),
         other_max_bytes=settings.max_json_bytes,
     )
+    app.add_middleware(TenantRateLimit, settings=settings, is_public=is_public)  # after the key check
     app.add_middleware(ApiKeyAuth, services=services)  # no body is read before the key check
     install_observability(app, services, settings.log_format)  # request ids, GET /metrics, JSON logs
     app.add_middleware(UnexpectedErrors)  # outermost: errors logged without their messages

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from anyio import to_thread
@@ -53,11 +54,11 @@ def storage_url(settings: Any) -> str:
 class TenantRateLimit:
     """Count every request of a tenant against RATE_LIMIT; past it, 429 problem+json with Retry-After."""
 
-    def __init__(self, app: ASGIApp, settings: Any, public_paths: frozenset[str] = frozenset()) -> None:
+    def __init__(self, app: ASGIApp, settings: Any, is_public: Callable[[str], bool] = lambda _: False) -> None:
         from limits.storage import storage_from_string
         from limits.strategies import MovingWindowRateLimiter
 
-        self.app, self.public_paths = app, public_paths
+        self.app, self.is_public = app, is_public
         self.items = sorted(parse_rate_limit(settings.rate_limit), key=lambda item: item.get_expiry())
         url = storage_url(settings)
         self.in_memory = url.startswith("memory://")
@@ -68,7 +69,7 @@ class TenantRateLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tenant = scope.get("state", {}).get("tenant") if scope["type"] == "http" else None
-        if self.limiter is None or tenant is None or scope["path"] in self.public_paths:
+        if self.limiter is None or tenant is None or self.is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         if self.in_memory:

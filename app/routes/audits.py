@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from app.auth import TenantDep
-from app.deps import DispatcherDep, SessionDep, StorageDep
+from app.deps import DispatcherDep, SessionDep, SettingsDep, StorageDep
 from app.routes.common import problems
 from app.routes.listing import ListingDep
 from app.schemas import AuditCreate, AuditOut, AuditPage, MetricsOut, ResultsFormat, Status
@@ -20,12 +20,13 @@ from app.services import audits as service
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 
 
-@router.post("", status_code=202, response_model=AuditOut, responses=problems(404, 422, 503))
+@router.post("", status_code=202, response_model=AuditOut, responses=problems(404, 422, 429, 503))
 def create_audit(
     body: AuditCreate,
     response: Response,
     session: SessionDep,
     dispatcher: DispatcherDep,
+    settings: SettingsDep,
     tenant: TenantDep,
     idempotency_key: Annotated[
         str | None,
@@ -37,7 +38,8 @@ def create_audit(
     ] = None,
 ) -> AuditOut:
     """Queue an audit of the real dataset against the generated one; poll the Location."""
-    audit, created = service.create_audit(session, dispatcher, body, idempotency_key, tenant)
+    limit = settings.max_active_audits_per_tenant
+    audit, created = service.create_audit(session, dispatcher, body, idempotency_key, tenant, limit)
     response.headers["Location"] = service.audit_location(audit.id)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

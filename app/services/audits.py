@@ -7,10 +7,14 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,6 +38,38 @@ log = logging.getLogger(__name__)
 
 class QueueUnavailable(ProblemError):
     status, slug = 503, "queue-unavailable"
+
+
+class TooManyActiveAudits(ProblemError):
+    status, slug = 429, "too-many-active-audits"
+
+
+_SLOT_LOCK = threading.Lock()  # one process: count and insert as one step (Postgres: an advisory lock too)
+
+
+@contextmanager
+def _tenant_slot(session: Session, tenant: str, max_active: int) -> Iterator[None]:
+    """Hold the tenant's audit-creation lock while the caller inserts and commits its audit; refuse when
+    the tenant already has `max_active` queued or running audits (0: no limit)."""
+    if max_active <= 0:
+        yield
+        return
+    with _SLOT_LOCK:
+        if session.get_bind().dialect.name == "postgresql":  # API processes serialise per tenant
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"audits:{tenant}"})
+        active = session.scalar(
+            select(func.count())
+            .select_from(Audit)
+            .where(Audit.tenant == tenant, Audit.status.in_(ACTIVE_STATUSES))
+        )
+        if (active or 0) >= max_active:
+            raise TooManyActiveAudits(
+                f"this tenant already has {active} queued or running audits, the most it may have at once "
+                "(MAX_ACTIVE_AUDITS_PER_TENANT); wait for one to finish, or cancel one",
+                extra={"active": active, "limit": max_active},
+                headers={"Retry-After": "60"},
+            )
+        yield
 
 
 def audit_location(audit_id: uuid.UUID) -> str:
@@ -157,8 +193,10 @@ def create_audit(
     body: AuditCreate,
     idempotency_key: str | None,
     tenant: str | None = None,
+    max_active: int = 0,
 ) -> tuple[AuditOut, bool]:
-    """Queue an audit; with an Idempotency-Key a repeated request returns the first audit (created=False)."""
+    """Queue an audit; with an Idempotency-Key a repeated request returns the first audit (created=False).
+    A new audit is refused (429) while the tenant has `max_active` queued or running ones (0: no limit)."""
     owner = scoped(tenant) or DEFAULT_TENANT
     request_hash = _request_hash(body)
     if idempotency_key:
@@ -179,8 +217,9 @@ def create_audit(
         request_hash=request_hash,
     )
     try:
-        repo.add_audit(session, audit)
-        session.commit()
+        with _tenant_slot(session, owner, max_active):
+            repo.add_audit(session, audit)
+            session.commit()
     except IntegrityError:  # a concurrent request with the same key won
         session.rollback()
         if idempotency_key and (existing := _existing(session, idempotency_key, request_hash, owner)):
