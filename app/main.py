@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        os.umask(0o077)  # what the server writes later (audit work folders, reports) is private too
         # The embedded SQLite migrates itself; any other database must already be at head.
         ensure_schema(settings.database_url, engine, auto_upgrade=settings.is_sqlite)
         resolve_group_key_secret(settings)  # refuses to start outside the embedded mode without one

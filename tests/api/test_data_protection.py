@@ -172,3 +172,171 @@ def test_checkpoints_are_read_from_safetensors_only(client, tmp_path) -> None:
         text = source.read_text()
         for pattern in ("torch.load(", "pickle.load", "allow_pickle=True", "import pickle"):
             assert pattern not in text, f"{pattern} in {source.relative_to(repo)}"
+
+
+# --- issue 14 #16: private files; #12: the pseudonym secret -------------------------------------------
+
+
+def _modes(root: Path) -> dict[str, int]:
+    """Path (relative to root) -> permission bits, for root and everything under it."""
+    import os
+    import stat
+
+    out = {".": stat.S_IMODE(root.stat().st_mode)}
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = Path(folder) / name
+            out[str(path.relative_to(root))] = stat.S_IMODE(path.lstat().st_mode)
+    return out
+
+
+def _embedded_under_umask(proc_tools, home: Path, umask: str, **env: str):  # type: ignore[no-untyped-def]
+    """uvicorn on the embedded default started from a shell whose umask lets everyone read everything."""
+    import sys
+
+    port = proc_tools.free_port()
+    command = (
+        f"umask {umask} && exec {sys.executable} -m uvicorn --factory app.main:app_factory "
+        f"--host 127.0.0.1 --port {port} --log-level warning"
+    )
+    # (BIND_HOST: only versions before issue 14 read it, to let this bare uvicorn go without keys.)
+    environment = proc_tools.clean_env(
+        SYNTHAUDIT_HOME=str(home), PROGRESS_INTERVAL_S="0.2", BIND_HOST="127.0.0.1", **env
+    )
+    proc = proc_tools.Proc("uvicorn", ["bash", "-c", command], environment, home.parent / f"{home.name}.log")
+    url = f"http://127.0.0.1:{port}"
+    proc.wait_for(lambda: _status(f"{url}/readyz") == 200, 60, "readiness")
+    return proc, url
+
+
+def _status(url: str) -> int:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_the_embedded_home_and_uploads_are_private_whatever_the_umask(
+    proc_tools, membership_set, helpers, tmp_path
+) -> None:
+    """Under umask 000 (everything world-writable by default): home, storage, the SQLite file and its
+    WAL, uploaded files (multipart and from an archive) and an audit's work folder are 0700 / 0600."""
+    import zipfile
+
+    import httpx
+
+    home = tmp_path / "home"
+    proc, url = _embedded_under_umask(proc_tools, home, "000")
+    try:
+        with httpx.Client(base_url=url, timeout=60.0) as client:
+            real, generated = helpers.upload_set(client, membership_set[0])
+            archive = tmp_path / "more.zip"
+            with zipfile.ZipFile(archive, "w") as zf:
+                for png in sorted((membership_set[0] / "real").glob("*.png"))[:3]:
+                    zf.write(png, f"sub/{png.name}")
+            assert helpers.upload(client, "real", [archive]).status_code == 201
+            run_audit(client, helpers, real, generated)
+    finally:
+        proc.stop()
+    modes = _modes(home)
+    assert "synthaudit.db" in modes and "storage/datasets" in modes and any("sub" in p for p in modes)
+    assert any(p.startswith("storage/audits/") for p in modes)  # the audit's work folder
+    loose = {p: oct(m) for p, m in modes.items() if m not in (0o700, 0o600)}
+    assert not loose, f"{len(loose)} paths not private, e.g. {dict(list(loose.items())[:8])}"
+    for path, mode in modes.items():
+        assert (mode == 0o700) == (home / path).is_dir(), (path, oct(mode))
+
+
+def test_an_existing_world_readable_home_is_tightened(proc_tools, tmp_path) -> None:
+    """A home left 0755 / 0644 by an older version is made private at the next start."""
+    home = tmp_path / "old-home"
+    (home / "storage" / "datasets").mkdir(parents=True)
+    (home / "synthaudit.db").touch()
+    for path, mode in ((home, 0o755), (home / "storage", 0o755), (home / "synthaudit.db", 0o644)):
+        path.chmod(mode)
+    proc, _ = _embedded_under_umask(proc_tools, home, "022")
+    proc.stop()
+    modes = _modes(home)
+    assert (modes["."], modes["storage"], modes["synthaudit.db"]) == (0o700, 0o700, 0o600)
+
+
+def test_outside_the_embedded_mode_group_key_secret_is_required(pg_url, redis_url, proc_tools, tmp_path) -> None:
+    """The distributed API (uvicorn and `synthaudit serve`) refuses to start without a real secret."""
+    import subprocess
+    import sys
+
+    for secret in ("", "short"):
+        env = proc_tools.clean_env(
+            DATABASE_URL=pg_url, CELERY_BROKER_URL=redis_url, SYNTHAUDIT_HOME=str(tmp_path), GROUP_KEY_SECRET=secret
+        )
+        port = str(proc_tools.free_port())
+        for argv in (
+            [sys.executable, "-m", "uvicorn", "--factory", "app.main:app_factory", "--port", port],
+            [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", "serve", "--port", port],
+        ):
+            try:
+                run = subprocess.run(
+                    argv, cwd=proc_tools.repo, env=env, capture_output=True, text=True, timeout=30, check=False
+                )
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"started without GROUP_KEY_SECRET={secret!r}: {argv[-3:]}")
+            assert run.returncode != 0 and "GROUP_KEY_SECRET" in run.stderr, run.stderr[-2000:]
+    # The serve command says it in one line, without a traceback.
+    assert "Traceback" not in run.stderr and run.stderr.strip().startswith("synthaudit: ")
+
+
+def test_the_embedded_mode_keeps_its_own_secret(proc_tools, tmp_path) -> None:
+    """Without GROUP_KEY_SECRET the embedded mode makes one (0600, in its home), keeps it across restarts,
+    and keys the default tenant's pseudonyms with it."""
+    import sqlite3
+
+    import dicom_sets
+    import httpx
+
+    from models.groups import pseudonym, tenant_key
+
+    home = tmp_path / "home"
+    pixels = np.random.default_rng(1).integers(0, 255, (32, 32), dtype=np.uint8)
+    data = dicom_sets.dicom_file(pixels, PATIENT_ID, "1.2.3", "1.2.3.4")
+    secrets_seen = []
+    for _ in range(2):
+        proc, url = _embedded_under_umask(proc_tools, home, "022", GROUP_KEY_SECRET="")
+        try:
+            files = [("files", ("a.dcm", io.BytesIO(data), "application/dicom"))]
+            assert httpx.post(f"{url}/v1/datasets", data={"role": "real"}, files=files).status_code == 201
+        finally:
+            proc.stop()
+        secret_file = home / "group_key_secret"
+        assert secret_file.stat().st_mode & 0o777 == 0o600
+        secrets_seen.append(secret_file.read_text().strip())
+    assert secrets_seen[0] == secrets_seen[1] and re.fullmatch(r"[0-9a-f]{64}", secrets_seen[0])
+    with sqlite3.connect(home / "synthaudit.db") as db:
+        keys = {k for (k,) in db.execute("SELECT patient_key FROM images")}
+    assert keys == {pseudonym("patient", PATIENT_ID, tenant_key(secrets_seen[0], "default"))}
+    assert pseudonym("patient", PATIENT_ID) not in keys  # not the unkeyed pseudonym anyone can compute
+
+
+def test_the_same_patient_has_unrelated_pseudonyms_in_two_tenants(
+    client, other_client, celery_worker, helpers, tmp_path
+) -> None:
+    """Tenant b uploads candidate PatientIDs and reads its patients.csv: its pseudonyms say nothing about
+    tenant a's (re-identification across tenants)."""
+    import csv
+
+    from dicom_sets import LAYOUT, make_dicom_set
+
+    data = make_dicom_set(tmp_path / "dicom")
+    seen = {}
+    for name, tenant_client, tenant in ((("a", client, "tenant-a")), ("b", other_client, "tenant-b")):
+        ids = []
+        for role, pattern in (("real", "*.dcm"), ("generated", "*.png")):
+            response = helpers.upload(tenant_client, role, sorted((data.root / role).glob(pattern)))
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+        audit = run_audit(tenant_client, helpers, ids[0], ids[1])
+        rows = csv.DictReader(io.StringIO(tenant_client.get(f"/v1/audits/{audit}/patients.csv").text))
+        seen[name] = {r["patient"] for r in rows}
+        assert seen[name] == {helpers.pseudonym(raw, tenant) for raw in LAYOUT}
+    assert len(seen["a"]) == len(LAYOUT) and not seen["a"] & seen["b"]

@@ -61,3 +61,40 @@ def test_json_log_lines_carry_request_and_audit_ids() -> None:
     assert line["message"] == f"audit {audit_id}: queued (embedded)"
     assert line["request_id"] == "req-1" and line["audit_id"] == str(audit_id)
     assert line["level"] == "INFO" and line["logger"] == "worker.pipeline" and line["ts"].endswith("+00:00")
+
+
+def test_metrics_are_for_operator_keys_only(api, client, pg_url, proc_tools) -> None:  # type: ignore[no-untyped-def]
+    """issue 14 #11: /metrics counts every tenant's jobs, so a tenant's key gets a 403 there, and an
+    operator key (made with the real `synthaudit keys create --operator`) reads /metrics and nothing else."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    def keys(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", "keys", *args]
+        env = proc_tools.clean_env(DATABASE_URL=pg_url)
+        return subprocess.run(argv, env=env, cwd=proc_tools.repo, capture_output=True, text=True, timeout=120)
+
+    tenant = client.get("/metrics")
+    assert tenant.status_code == 403 and "operator key" in tenant.json()["detail"]
+    assert tenant.headers["content-type"].startswith("application/problem+json")
+    anonymous = httpx.get(f"{api.url}/metrics")
+    assert anonymous.status_code == 401 and "operator key" in anonymous.json()["detail"]
+
+    created = keys("create", "--operator", "--name", "prometheus")
+    assert created.returncode == 0, created.stderr
+    operator = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    scrape = httpx.get(f"{api.url}/metrics", headers=operator)
+    assert scrape.status_code == 200 and "synthaudit_database_up 1.0" in scrape.text
+    for path in (f"/v1/datasets/{uuid.uuid4()}", "/v1/audits"):
+        response = httpx.get(f"{api.url}{path}", headers=operator)
+        assert response.status_code == 403 and "operator key reads /metrics only" in response.json()["detail"]
+    assert "(operator)" in keys("list").stdout
+    both = keys("create", "--operator", "--tenant", "site-a")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
+def test_key_less_local_mode_has_no_metrics_without_an_operator_key(embedded_client) -> None:  # type: ignore[no-untyped-def]
+    response = embedded_client.get("/metrics")
+    assert response.status_code == 401 and "operator key" in response.json()["detail"]
