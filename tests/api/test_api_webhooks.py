@@ -234,3 +234,28 @@ def test_remote_submit_prints_the_webhook_secret_once(
     for call in calls:
         assert signed(secret, {k.lower(): v for k, v in call["headers"].items()}, call["body"])
     assert main([*argv]) == 0 and "webhook secret" not in capsys.readouterr().out  # none without a webhook
+
+
+def test_the_secret_is_shown_again_only_to_an_idempotent_repeat(
+    hooked_api, receiver, membership_set, helpers
+) -> None:
+    """A client that lost the answer repeats the request with its Idempotency-Key and gets the same
+    secret; the audit itself (GET, listing) never shows it."""
+    import httpx
+
+    client = httpx.Client(base_url=hooked_api.url, timeout=60.0)
+    real, generated = helpers.upload_set(client, membership_set[0])
+    body = {"real_dataset_id": real, "generated_dataset_id": generated, "webhook_url": receiver.url}
+    body["config"] = {"method": "pixels", "image_size": 32}
+    key = {"Idempotency-Key": f"lost-answer-{time.monotonic_ns()}"}
+    first = client.post("/v1/audits", json=body, headers=key)
+    again = client.post("/v1/audits", json=body, headers=key)
+    assert first.status_code == 202 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["webhook_secret"] == first.json()["webhook_secret"]
+    assert first.json()["webhook_secret"].startswith("whsec_")
+    assert client.get(f"/v1/audits/{first.json()['id']}").json()["webhook_secret"] is None
+    listed = client.get("/v1/audits", params={"limit": 200}).json()["items"]
+    assert listed and all(a["webhook_secret"] is None for a in listed)
+    wait_calls(receiver, first.json()["id"], 2)
+    client.close()
