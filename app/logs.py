@@ -30,7 +30,8 @@ def safe_exc_text(exc_info: tuple[Any, ...]) -> str:
 
     exc_type, _, tb = exc_info
     frames = "".join(traceback.format_tb(tb))
-    return f"Traceback (most recent call last):\n{frames}{exc_type.__module__}.{exc_type.__qualname__} (message not logged)"
+    name = f"{exc_type.__module__}.{exc_type.__qualname__}"
+    return f"Traceback (most recent call last):\n{frames}{name} (message not logged)"
 
 
 class RequestIdFilter(logging.Filter):

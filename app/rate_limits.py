@@ -54,7 +54,9 @@ def storage_url(settings: Any) -> str:
 class TenantRateLimit:
     """Count every request of a tenant against RATE_LIMIT; past it, 429 problem+json with Retry-After."""
 
-    def __init__(self, app: ASGIApp, settings: Any, is_public: Callable[[str], bool] = lambda _: False) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: Any, is_public: Callable[[str], bool] = lambda _: False
+    ) -> None:
         from limits.storage import storage_from_string
         from limits.strategies import MovingWindowRateLimiter
 

@@ -40,7 +40,7 @@ def text_cell(text: str) -> str:
 
 
 def read_text_cell(cell: str) -> str:
-    """The text a cell written by `text_cell` stands for (the inverse of text_cell; other cells as they are)."""
+    """The text a cell written by `text_cell` stands for (its inverse; other cells stay as they are)."""
     return cell[1:] if cell.startswith(QUOTE) and _needs_quote(cell) else cell
 
 

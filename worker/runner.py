@@ -31,7 +31,7 @@ PURGE_EVERY_S = 3600.0
 WEBHOOK_CHECK_EVERY_S = 60.0
 
 
-def _job_name(job: Callable[[], None]) -> str:
+def _job_name(job: Callable[[], object]) -> str:
     """A job's function name (a functools.partial's too): never its arguments."""
     return str(getattr(getattr(job, "func", job), "__name__", "?"))
 
@@ -84,7 +84,7 @@ class EmbeddedRunner:
     def submit(self, audit_id: uuid.UUID) -> None:
         self._queue.put(audit_id)
 
-    def submit_call(self, job: Callable[[], None]) -> None:
+    def submit_call(self, job: Callable[[], object]) -> None:
         """Run another kind of job on the runner thread, after the audits queued before it."""
         self._queue.put(job)
 

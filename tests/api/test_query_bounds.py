@@ -23,7 +23,8 @@ def _dataset(client, helpers, membership_set) -> str:  # type: ignore[no-untyped
 
 
 def _assert_problem(response, status: int | None = None) -> None:  # type: ignore[no-untyped-def]
-    where = f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text[:300]}"
+    request = response.request
+    where = f"{request.method} {request.url} -> {response.status_code}: {response.text[:300]}"
     assert response.status_code < 500, where
     if status is not None:
         assert response.status_code == status, where
@@ -52,7 +53,8 @@ def _query_parameters(document: dict) -> list[tuple[str, str, dict]]:  # type: i
             if parameter["in"] == "query":
                 schema = parameter.get("schema", {})
                 options = schema.get("anyOf", [schema])
-                out.append((path, parameter["name"], next((o for o in options if o.get("type") != "null"), {})))
+                concrete = next((o for o in options if o.get("type") != "null"), {})
+                out.append((path, parameter["name"], concrete))
     return out
 
 

@@ -132,7 +132,9 @@ def two_distributed(
         server.proc.stop()
 
 
-def test_two_api_processes_share_one_count_per_tenant_in_redis(two_distributed) -> None:  # type: ignore[no-untyped-def]
+def test_two_api_processes_share_one_count_per_tenant_in_redis(
+    two_distributed,  # type: ignore[no-untyped-def]
+) -> None:
     servers, pg_url = two_distributed
     key = create_api_key(pg_url, f"rate-{uuid.uuid4().hex[:6]}")
     clients = [httpx.Client(base_url=s.url, headers=bearer(key), timeout=30) for s in servers]

@@ -63,7 +63,8 @@ def test_an_unexpected_encoder_error_logs_no_storage_path(tmp_path: Path, proc_t
     try:
         for i, name in enumerate([f"{SECRET}.png", "b.png", "c.png"]):
             _png(tmp_path / "upload" / name, i)
-        files = [("files", (p.name, p.read_bytes(), "image/png")) for p in sorted((tmp_path / "upload").iterdir())]
+        uploads = sorted((tmp_path / "upload").iterdir())
+        files = [("files", (p.name, p.read_bytes(), "image/png")) for p in uploads]
         with httpx.Client(base_url=server.url, timeout=60) as client:
             dataset = client.post("/v1/datasets", data={"role": "real"}, files=files)
             assert dataset.status_code == 201, dataset.text
@@ -71,7 +72,8 @@ def test_an_unexpected_encoder_error_logs_no_storage_path(tmp_path: Path, proc_t
             if encoders.exists():
                 encoders.rmdir()
             encoders.write_text("not a folder")
-            body = {"dataset_id": dataset.json()["id"], "config": {"pretrain_images_seen": 64, "image_size": 32}}
+            config = {"pretrain_images_seen": 64, "image_size": 32}
+            body = {"dataset_id": dataset.json()["id"], "config": config}
             created = client.post("/v1/encoders", json=body)
             assert created.status_code == 202, created.text
             deadline = time.monotonic() + 120
@@ -86,7 +88,8 @@ def test_an_unexpected_encoder_error_logs_no_storage_path(tmp_path: Path, proc_t
     log = server.proc.output()
     assert f"encoder {created.json()['id']}: unexpected FileExistsError" in log
     # Only the operator's own start-up line names the storage folder; no other line holds the path.
-    leaks = [line for line in log.splitlines() if SECRET in line and "synthaudit API: embedded mode" not in line]
+    startup = "synthaudit API: embedded mode"
+    leaks = [line for line in log.splitlines() if SECRET in line and startup not in line]
     assert not leaks, log[-3000:]
 
 
