@@ -8,8 +8,10 @@ import base64
 import hmac
 import json
 import shutil
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import Server, clean_env, start_server
 from standardwebhooks import Webhook
+
+PIXELS = {"method": "pixels", "image_size": 32}
 
 
 class Receiver:
@@ -259,3 +263,44 @@ def test_the_secret_is_shown_again_only_to_an_idempotent_repeat(
     assert listed and all(a["webhook_secret"] is None for a in listed)
     wait_calls(receiver, first.json()["id"], 2)
     client.close()
+
+
+def test_a_celery_worker_signs_with_the_audits_secret_and_keeps_to_the_allowlist(
+    distributed_env, redis_url, tenant_keys, receiver, membership_set, helpers, tmp_path
+) -> None:
+    """The distributed mode: the Celery worker that ends the audit sends its webhook (Postgres holds the
+    secret), through the same guard; the API refuses an internal URL there too."""
+    import httpx
+    from conftest import Proc, bearer
+
+    env = {
+        **distributed_env,
+        "CELERY_QUEUE": f"synthaudit-hooks-{uuid.uuid4().hex[:8]}",
+        "WEBHOOK_ALLOWED_HOSTS": receiver.allowed,
+        "WEBHOOK_BACKOFF_S": "0.2",
+    }
+    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "solo"]
+    argv += ["-Q", env["CELERY_QUEUE"], "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    argv += ["-n", f"hooks-{uuid.uuid4().hex[:6]}@%h"]
+    worker = Proc("celery worker", argv, env, tmp_path / "celery.log")
+    server = None
+    try:
+        worker.wait_for(lambda: " ready." in worker.output(), 90, "'ready' in its log")
+        server = start_server(env, tmp_path / "api.log", Path(env["STORAGE_DIR"]))
+        client = httpx.Client(base_url=server.url, timeout=60.0, headers=bearer(tenant_keys["a"]))
+        real, generated = helpers.upload_set(client, membership_set[0])
+        base = {"real_dataset_id": real, "generated_dataset_id": generated, "config": PIXELS}
+        refused = client.post("/v1/audits", json={**base, "webhook_url": "http://10.0.0.1/hook"})
+        assert refused.status_code == 422 and refused.json()["detail"].startswith("webhook_url: ")
+        audit = client.post("/v1/audits", json={**base, "webhook_url": receiver.url + "?via=celery"}).json()
+        assert helpers.wait(client, audit["id"])["status"] == "succeeded"
+        calls = wait_calls(receiver, audit["id"], 2)
+        for call in calls:
+            headers = {k.lower(): v for k, v in call["headers"].items()}
+            assert signed(audit["webhook_secret"], headers, call["body"])
+        assert "webhook delivered after 2 attempt(s)" in worker.output()  # sent by the worker
+        client.close()
+    finally:
+        if server is not None:
+            server.proc.stop()
+        worker.stop()
