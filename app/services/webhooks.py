@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import net_guard
 from app.db import session_scope
+from app.problems import log_unexpected
 from app.services.webhook_pool import DeliveryPool, delivery_pool
 from app.services.webhook_signing import signed_headers
 from app.tables import Audit, AuditMetrics, utcnow
@@ -286,15 +287,19 @@ def notify_finished(
         if background and not _start(sessions, audit_id, claimed_at):
             log.info("audit %s: webhook taken over by another sender while queued", audit_id)
             return
-        result = deliver(
-            url,
-            payload,
-            secret,
-            allowlist=allowlist_of(settings),
-            max_attempts=settings.webhook_max_attempts,
-            backoff_s=settings.webhook_backoff_s,
-            timeout_s=settings.webhook_timeout_s,
-        )
+        try:
+            result = deliver(
+                url,
+                payload,
+                secret,
+                allowlist=allowlist_of(settings),
+                max_attempts=settings.webhook_max_attempts,
+                backoff_s=settings.webhook_backoff_s,
+                timeout_s=settings.webhook_timeout_s,
+            )
+        except Exception as exc:  # noqa: BLE001 - recorded as failed rather than left to loop
+            log_unexpected(f"audit {audit_id}: webhook", exc)
+            result = Delivery(False, 0, type(exc).__name__)
         log.info(
             "audit %s: webhook %s after %d attempt(s)%s",
             audit_id,
