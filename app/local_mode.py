@@ -2,9 +2,9 @@
 
 Key-less serving is decided per request from the sockets themselves, never from a setting: the request
 must have come in over a TCP socket whose *listening* socket in this process is bound to a loopback
-address (127.0.0.0/8 or ::1; a wildcard 0.0.0.0 or :: is not). Even then a web page
-in the operator's browser could reach it (a cross-site form, or DNS rebinding of an attacker's name to
-127.0.0.1), so a key-less request must also:
+address (127.0.0.0/8 or ::1; a wildcard 0.0.0.0 or :: is not). Even then a web page in the operator's
+browser could reach it (a cross-site form, or DNS rebinding of an attacker's name to 127.0.0.1), so a
+key-less request must also:
 
 - name this service in `Host`: `localhost`, a loopback address (`127.0.0.1`, `[::1]`) and the socket's
   port (else 421 Misdirected Request);
@@ -58,7 +58,13 @@ def _scan_listeners(port: int) -> Iterable[str]:
         try:
             if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
                 continue
-            with socket.socket(fileno=os.dup(int(name))) as sock:
+            copy = os.dup(int(name))
+            try:
+                sock = socket.socket(fileno=copy)
+            except OSError:
+                os.close(copy)  # not a socket after all (the descriptor was reused meanwhile)
+                raise
+            with sock:
                 if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
                     continue
                 if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):

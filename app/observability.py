@@ -1,6 +1,6 @@
 """Observability: Prometheus `/metrics`, a request id on every request and log line, JSON logs.
 
-- `GET /metrics` (Prometheus text format): HTTP requests and latencies by method, route template and
+- `GET /metrics` (Prometheus text format; an operator key only, app/auth.py): HTTP requests and latencies by method, route template and
   status; audits, encoders and webhooks by status (read from the database at scrape time, so every API
   replica reports the same job counts); stage durations of finished audits.
 - `X-Request-ID`: taken from the request when it is a short token, else generated; echoed on the
