@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app import repository as repo
 from app.auth import scoped
 from app.config import Settings
-from app.problems import Conflict, NotFound, Unprocessable
+from app.problems import Conflict, NotFound, ProblemError, Unprocessable
 from app.schemas import DatasetOut, DatasetPage, ImageOut, ImagePage, RejectedFile
 from app.services.ingest import NoImagesError, UploadLimits, ingest_uploads
 from app.services.listing import ListingParams, page_of, window
@@ -22,6 +22,36 @@ from app.services.storage import Storage
 from app.tables import DEFAULT_TENANT, Dataset
 
 log = logging.getLogger(__name__)
+
+
+class StorageQuotaExceeded(ProblemError):
+    """The upload would take the tenant past TENANT_STORAGE_QUOTA_BYTES (a 4xx: the client can act)."""
+
+    status, slug = 413, "storage-quota-exceeded"
+
+
+def _check_quota(session: Session, settings: Settings, tenant: str, adding: int) -> None:
+    """Refuse when the tenant's stored images plus `adding` bytes exceed its quota (0: no quota).
+
+    Checked before the upload is staged and again with its size before anything is stored, so a refused
+    upload stores nothing and changes nothing already stored.
+    """
+    quota = settings.tenant_storage_quota_bytes
+    if not quota:
+        return
+    used = repo.tenant_stored_bytes(session, tenant)
+    if used + adding <= quota and used < quota:
+        return
+    what = (
+        f"the tenant's stored images ({used} bytes) already reach"
+        if not adding
+        else f"this upload's {adding} bytes of images would take the tenant's {used} stored bytes past"
+    )
+    raise StorageQuotaExceeded(
+        f"{what} its storage quota of {quota} bytes (TENANT_STORAGE_QUOTA_BYTES); "
+        "delete datasets it no longer needs",
+        extra={"quota_bytes": quota, "used_bytes": used},
+    )
 
 
 def to_schema(dataset: Dataset, rejected_count: int | None = None) -> DatasetOut:
@@ -62,10 +92,12 @@ def create_dataset(
     staging = storage.new_staging_dir()
     dataset_id = uuid.uuid4()
     try:
+        _check_quota(session, settings, owner, 0)
         try:
             result = ingest_uploads(uploads, staging, limits)
         except NoImagesError as exc:
             raise Unprocessable(str(exc), extra={"rejected": exc.rejected}) from exc
+        _check_quota(session, settings, owner, result.total_bytes)
         dataset = Dataset(
             id=dataset_id,
             role=role,

@@ -21,7 +21,6 @@ from models.archives import (
     ArchiveError,
     ArchiveLimits,
     Budget,
-    BudgetExceeded,
     Member,
     MemberError,
     Skipped,
@@ -128,8 +127,10 @@ class _Stager:
         self.rejected: list[dict[str, str]] = []
         self.unlisted = 0  # rejections past MAX_REJECTED_LISTED
 
-    def reject(self, name: str, reason: str) -> None:
-        if len(self.rejected) < MAX_REJECTED_LISTED:
+    def reject(self, name: str, reason: str, always: bool = False) -> None:
+        """List a rejected file; past MAX_REJECTED_LISTED only count it, unless `always` (a whole
+        archive's reason: one per uploaded file at most)."""
+        if always or len(self.rejected) < MAX_REJECTED_LISTED:
             self.rejected.append({"name": display_name(name), "reason": reason})
         else:
             self.unlisted += 1
@@ -182,15 +183,16 @@ class _Stager:
                     self.reject(f"{name}:{item.name}", item.reason)
                 else:
                     self._add_member(name, item)
-        except BudgetExceeded as exc:
-            self.reject(name, exc.reason)
-        except ArchiveError as exc:
-            self.reject(name, exc.reason)
+        except ArchiveError as exc:  # BudgetExceeded included: the rest of the archive is skipped
+            self.reject(name, exc.reason, always=True)
         finally:
             path.unlink(missing_ok=True)
 
     def _add_member(self, archive: str, member: Member) -> None:
         display = f"{archive}:{member.name}"
+        if member.relpath in self.files:
+            self.reject(display, "another uploaded file has the same path")
+            return
         try:
             stream = member.open()
         except MemberError as exc:

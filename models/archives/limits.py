@@ -109,7 +109,7 @@ class Skipped:
 class Member:
     """A regular file of an archive that passed screening; `open()` streams its data.
 
-    A tar member's stream is valid only until the archive's iterator moves on.
+    Its stream is valid until the next member is opened or the archive's iterator moves on.
     """
 
     name: str  # as stored in the archive (shown back to its uploader only)

@@ -202,21 +202,35 @@ class TarStream:
             self.inner = lzma.LZMAFile(raw)  # type: ignore[assignment]
         else:
             self.inner = raw
+        self.buffer, self.pos = b"", 0  # decompressed bytes read ahead (at most CHUNK)
 
     def read(self, n: int) -> bytes:
         """Up to n bytes (fewer only at the end of the stream)."""
-        parts, got = [], 0
+        if n <= len(self.buffer) - self.pos:  # the common case: a header from the buffer
+            data = self.buffer[self.pos : self.pos + n]
+            self.pos += n
+            return data
+        parts, got = [self.buffer[self.pos :]], len(self.buffer) - self.pos
+        self.buffer, self.pos = b"", 0
         while got < n:
-            try:
-                data = self.inner.read(min(n - got, CHUNK))
-            except DECOMPRESSION_ERRORS:
-                raise ArchiveError("not a readable tar archive (truncated or corrupt); later members skipped") from None
+            data = self._fill()
             if not data:
                 break
-            self.budget.charge(len(data))
-            parts.append(data)
-            got += len(data)
+            take = min(len(data), n - got)
+            parts.append(data[:take])
+            got += take
+            if take < len(data):
+                self.buffer, self.pos = data, take
         return b"".join(parts)
+
+    def _fill(self) -> bytes:
+        """The next CHUNK (at most) of the decompressed stream, charged to the budget."""
+        try:
+            data = self.inner.read(CHUNK)
+        except DECOMPRESSION_ERRORS:
+            raise ArchiveError("not a readable tar archive (truncated or corrupt); later members skipped") from None
+        self.budget.charge(len(data))
+        return data
 
     def read_exact(self, n: int) -> bytes:
         data = self.read(n)

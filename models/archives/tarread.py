@@ -9,6 +9,7 @@ request's member budget as it is met, and the decompressed stream is charged to 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from models.archives.limits import ArchiveError, Budget, Member, Skipped, screen
 from models.archives.streams import TarStream
 
 BLOCK = 512
+_ZERO_BLOCK = bytes(BLOCK)
 MAX_EXTENSION_HEADERS = 16
 """Extension headers (L, K, x, g) allowed in a row before a member."""
 _CORRUPT = "not a readable tar archive (truncated or corrupt); later members skipped"
@@ -40,11 +42,14 @@ def _text(field: bytes) -> str:
     return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
+_SIGNED = struct.Struct("148b8x356b")
+
+
 def _checksum_ok(block: bytes) -> bool:
+    """The header's checksum, as the unsigned (POSIX) or the signed (old tars) sum of its bytes."""
     stored = _number(block[148:156])
-    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
-    signed = unsigned - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
-    return stored in (unsigned, signed)
+    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
+    return stored == unsigned or stored == sum(_SIGNED.unpack(block)) + 8 * 32
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ class _TarReader:
                 self.stream.skip(self.pending)
                 self.pending = 0
             block = self.stream.read(BLOCK)
-            if not block or block == bytes(BLOCK):
+            if not block or block == _ZERO_BLOCK:
                 if first and not block:
                     raise ArchiveError("not a readable tar archive (empty file)")
                 return  # the end-of-archive marker (or a clean end without one)

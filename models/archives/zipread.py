@@ -142,49 +142,24 @@ def _kind(entry: _Entry) -> str:
     return "link" if entry.mode == stat.S_IFLNK else "special"
 
 
-def _open_member(path: Path, entry: _Entry, budget: Budget) -> BinaryIO:
-    """The member's data stream, after checking its local header (raises MemberError)."""
+def _open_member(fh: BinaryIO, entry: _Entry, budget: Budget) -> BinaryIO:
+    """The member's data stream, after checking its local header (raises MemberError).
+
+    It reads from the archive's one data handle: valid until the next member is opened.
+    """
     if entry.flags & 0x41:  # traditional or strong encryption
         raise MemberError("encrypted archive member")
     if entry.flags & 0x20:
         raise MemberError("unsupported zip member (patched data)")
-    fh = open(path, "rb")  # noqa: SIM115 - owned by the stream, closed with it
-    try:
-        fh.seek(entry.header_offset)
-        local = fh.read(_LOCAL.size)
-        if len(local) != _LOCAL.size or local[:4] != b"PK\x03\x04":
-            raise MemberError("corrupt archive member (bad local header)")
-        name_len, extra_len = _LOCAL.unpack(local)[9:11]
-        if fh.read(name_len) != entry.raw_name:
-            raise MemberError("corrupt archive member (its names differ)")
-        fh.seek(extra_len, 1)
-        stream = ZipMemberStream(fh, entry.compressed, entry.method, entry.size, entry.crc, budget)
-    except BaseException:
-        fh.close()
-        raise
-    return _ClosingStream(stream, fh)  # type: ignore[return-value]
-
-
-class _ClosingStream:
-    """A member stream that closes its file handle with it."""
-
-    def __init__(self, stream: ZipMemberStream, fh: BinaryIO) -> None:
-        self.stream, self.fh = stream, fh
-
-    def read(self, size: int = -1) -> bytes:
-        return self.stream.read(size)
-
-    def close(self) -> None:
-        self.fh.close()
-
-    def __enter__(self) -> _ClosingStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.fh.close()
+    fh.seek(entry.header_offset)
+    local = fh.read(_LOCAL.size)
+    if len(local) != _LOCAL.size or local[:4] != b"PK\x03\x04":
+        raise MemberError("corrupt archive member (bad local header)")
+    name_len, extra_len = _LOCAL.unpack(local)[9:11]
+    if fh.read(name_len) != entry.raw_name:
+        raise MemberError("corrupt archive member (its names differ)")
+    fh.seek(extra_len, 1)
+    return ZipMemberStream(fh, entry.compressed, entry.method, entry.size, entry.crc, budget)  # type: ignore[return-value]
 
 
 def zip_members(path: Path, budget: Budget) -> Iterator[Member | Skipped]:
@@ -192,9 +167,10 @@ def zip_members(path: Path, budget: Budget) -> Iterator[Member | Skipped]:
     budget.check()
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed below
+        data = open(path, "rb")  # noqa: SIM115 - the members' data, read one member at a time
     except OSError:
         raise ArchiveError(_NOT_READABLE) from None
-    with fh:
+    with fh, data:
         file_size = fh.seek(0, 2)
         directory = _find_directory(fh, file_size)
         if directory.offset + directory.size > file_size:
@@ -208,4 +184,4 @@ def zip_members(path: Path, budget: Budget) -> Iterator[Member | Skipped]:
                 continue
             if not budget.fits(entry.size):
                 budget.charge(entry.size)  # raises BudgetExceeded: the rest is skipped
-            yield Member(entry.name, verdict, entry.size, partial(_open_member, path, entry, budget), fraction)
+            yield Member(entry.name, verdict, entry.size, partial(_open_member, data, entry, budget), fraction)
