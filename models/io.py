@@ -415,6 +415,8 @@ def _archive_entry(member: Member) -> _Entry | Rejected | None:
         return Rejected(member.name, exc.reason)
     finally:
         stream.close()
+    if not data:
+        return Rejected(member.relpath, "empty file")  # as the decoder says, without a trip to it
     return _Entry(member.relpath, lambda d=data: d, len(data))
 
 

@@ -29,21 +29,30 @@ def gzip_members(parts: Iterable[bytes]) -> bytes:
     return b"".join(out)
 
 
-def _zero_chunks(n: int, chunk: int = 16 * MIB) -> list[bytes]:
-    zeros = bytes(chunk)
-    full, rest = divmod(n, chunk)
-    return [zeros] * full + ([bytes(rest)] if rest else [])
+def _deflate_repeated(prefix: bytes, block: bytes, count: int, suffix: bytes, wbits: int = -15) -> bytes:
+    """One raw deflate stream of prefix + block * count + suffix, the block compressed only once: a full
+    flush before and after it makes it stand alone, so repeating its bytes repeats it."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    head = comp.compress(prefix) + comp.flush(zlib.Z_FULL_FLUSH)
+    middle = comp.compress(block) + comp.flush(zlib.Z_FULL_FLUSH)
+    return head + middle * count + comp.compress(suffix) + comp.flush()
+
+
+def gzip_repeated(prefix: bytes, block: bytes, count: int, suffix: bytes) -> bytes:
+    """A single-member gzip file of prefix + block * count + suffix (what `tarfile`'s stream mode reads)."""
+    crc = zlib.crc32(prefix)
+    for _ in range(count):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(suffix, crc)
+    size = len(prefix) + len(block) * count + len(suffix)
+    body = _deflate_repeated(prefix, block, count, suffix)
+    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + body + struct.pack("<II", crc, size & 0xFFFFFFFF)
 
 
 def raw_deflate_of_zeros(prefix: bytes, n: int) -> bytes:
-    """One raw deflate stream of prefix + n zeros, built from one 16 MiB block compressed once (a full
-    flush makes the block stand alone, so repeating it repeats its zeros)."""
-    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
-    head = comp.compress(prefix) + comp.flush(zlib.Z_FULL_FLUSH)
-    chunk = 16 * MIB
-    block = comp.compress(bytes(chunk)) + comp.flush(zlib.Z_FULL_FLUSH)
-    full, rest = divmod(n, chunk)
-    return head + block * full + comp.compress(bytes(rest)) + comp.flush()
+    """One raw deflate stream of prefix + n zeros."""
+    full, rest = divmod(n, 16 * MIB)
+    return _deflate_repeated(prefix, bytes(16 * MIB), full, bytes(rest))
 
 
 def tar_header(name: str, typeflag: bytes, size: int) -> bytes:
@@ -58,14 +67,15 @@ def long_header_tar_gz(typeflag: bytes, declared: int) -> bytes:
     """A .tar.gz whose first header is a GNU long name (b"L") or PAX header (b"x") of `declared` bytes
     (zeros: tarfile reads all of them into memory before it looks at them)."""
     header = tar_header("././@LongLink", typeflag, declared)
-    return gzip_members([header, *_zero_chunks(declared + -declared % 512), bytes(1024)])
+    full, rest = divmod(declared + -declared % 512, 16 * MIB)
+    return gzip_repeated(header, bytes(16 * MIB), full, bytes(rest) + bytes(1024))
 
 
 def directory_flood_tar_gz(count: int) -> bytes:
     """A .tar.gz of `count` directory headers (tarfile keeps a TarInfo for every one)."""
     block = tar_header("d/", tarfile.DIRTYPE, 0)
     full, rest = divmod(count, 8192)
-    return gzip_members([block * 8192] * full + [block * rest, bytes(1024)])
+    return gzip_repeated(b"", block * 8192, full, block * rest + bytes(1024))
 
 
 def zip_of_raw(members: list[tuple[str, int, bytes, int, int]]) -> bytes:

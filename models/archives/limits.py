@@ -83,13 +83,15 @@ class Budget:
         """Count bytes unpacked (inflated member data; for a tar, its whole decompressed stream)."""
         self.bytes += nbytes
         if self.bytes > self.limits.max_extracted_bytes:
-            self._spend(
-                f"the upload unpacks to more than {self.limits.max_extracted_bytes} bytes; the rest was skipped"
-            )
+            self.refuse_bytes()
 
-    def fits(self, nbytes: int) -> bool:
-        """Whether nbytes more would stay within the byte budget."""
-        return self.bytes + nbytes <= self.limits.max_extracted_bytes
+    def reserve(self, nbytes: int) -> None:
+        """Raise BudgetExceeded, counting nothing, when nbytes more would not fit (a declared size)."""
+        if self.bytes + nbytes > self.limits.max_extracted_bytes:
+            self.refuse_bytes()
+
+    def refuse_bytes(self) -> None:
+        self._spend(f"the upload unpacks to more than {self.limits.max_extracted_bytes} bytes; the rest was skipped")
 
     def _spend(self, reason: str) -> None:
         self.spent = reason

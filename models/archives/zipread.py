@@ -182,6 +182,5 @@ def zip_members(path: Path, budget: Budget) -> Iterator[Member | Skipped]:
             if isinstance(verdict, Skipped):
                 yield Skipped(verdict.name, verdict.reason, fraction)
                 continue
-            if not budget.fits(entry.size):
-                budget.charge(entry.size)  # raises BudgetExceeded: the rest is skipped
+            budget.reserve(entry.size)  # BudgetExceeded when it cannot fit: the rest is skipped
             yield Member(entry.name, verdict, entry.size, partial(_open_member, data, entry, budget), fraction)

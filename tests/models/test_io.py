@@ -306,3 +306,103 @@ def test_many_small_pngs_decode_fast(tmp_path: Path, build, rng: np.random.Gener
     assert s.images.shape == (n, 32, 32)
     assert s.ids[0] == "img_00000" and s.ids[-1] == f"img_{n - 1:05d}"
     assert elapsed < 8.0, f"decoding {n} PNGs took {elapsed:.1f}s"
+
+
+# --- the API's archive reader and limits, hostile inputs (issue 14) -----------------------------------
+
+
+def test_archives_are_read_with_the_apis_reader_and_limits(tmp_path: Path, build) -> None:
+    """One reader, one set of limits: the CLI's refusals read word for word as the API's."""
+    from models.archives import ArchiveLimits
+
+    members = {f"m{i}.png": build.png_bytes(gray(i)) for i in range(6)}
+    archive = _zip(tmp_path / "set.zip", members)
+    s = load_images(archive, 4, limits=ArchiveLimits(max_members=3))
+    assert s.ids == ["m0", "m1", "m2"]
+    assert reasons(s) == {"set.zip": "more than 3 archive members in the upload; the rest was skipped"}
+    two = len(members["m0.png"]) + len(members["m1.png"])
+    s = load_images(archive, 4, limits=ArchiveLimits(max_extracted_bytes=two))
+    assert s.ids == ["m0", "m1"]
+    assert reasons(s) == {"set.zip": f"the upload unpacks to more than {two} bytes; the rest was skipped"}
+    small = max(len(d) for d in members.values())
+    members["big.png"] = build.png_bytes(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))
+    s = load_images(_zip(tmp_path / "big.zip", members), 4, limits=ArchiveLimits(max_member_bytes=small))
+    assert len(s.ids) == 6 and reasons(s) == {"big.png": f"file larger than {small} bytes"}
+
+
+def test_the_cli_reads_bz2_and_xz_tars(tmp_path: Path, build) -> None:
+    for suffix, mode in ((".tar.bz2", "w:bz2"), (".tar.xz", "w:xz")):
+        _tar(tmp_path / f"g{suffix}", {"g/a.png": build.png_bytes(gray(3))}, mode).close()
+        assert load_images(tmp_path / f"g{suffix}", 4).ids == ["a"]
+
+
+def _hostile(tmp_path: Path, kind: str) -> tuple[Path, dict]:
+    """A hostile source for the CLI and the limits it is read under (the defaults, unless too slow)."""
+    import hostile_inputs as h
+
+    from models.archives import ArchiveLimits
+
+    if kind in ("gnu-long-name", "pax"):
+        data, name = h.long_header_tar_gz(b"L" if kind == "gnu-long-name" else b"x", 512 * h.MIB), "long.tar.gz"
+    elif kind == "directories":
+        data, name = h.directory_flood_tar_gz(1_000_000), "dirs.tar.gz"
+    elif kind == "lying-zip":  # 20,000 members: the same reading as the API's 200,000, ten times faster
+        path = tmp_path / "lying.zip"
+        path.write_bytes(h.lying_zip(1_000_000))
+        return path, {"limits": ArchiveLimits(max_members=20_000)}
+    elif kind == "deflated-dicom":
+        data, name = h.deflated_dicom(512 * h.MIB), "deflated.dcm"
+    else:
+        data, name = h.zip_of_raw([h.corrupt_deflate_member(), h.corrupt_lzma_member()]), "corrupt.zip"
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path, {}
+
+
+@pytest.mark.parametrize(
+    "kind", ["gnu-long-name", "pax", "directories", "lying-zip", "deflated-dicom", "corrupt-members"]
+)
+def test_hostile_sources_fail_cleanly_in_bounded_memory(tmp_path: Path, proc_tools, kind: str) -> None:
+    """#2 #3 #5 #6 #14 through the CLI's loader: a one-line error (EmptySetError), never more than a
+    few MiB of memory (before: +1 GiB, +1.5 GiB, +500 MiB, tarfile's headers, zlib.error)."""
+    import os
+
+    path, kwargs = _hostile(tmp_path, kind)
+    with proc_tools.memory_rise(os.getpid()) as rise:
+        with pytest.raises(EmptySetError, match=f"no readable images in {path.name}"):
+            load_images(path, 8, **kwargs)
+    assert rise.mib < 256, f"peak memory rose by {rise.mib:.0f} MiB"
+
+
+def test_deflated_dicom_is_refused_before_inflating(build) -> None:
+    import hostile_inputs as h
+
+    with pytest.raises(ImageReadError, match="deflated DICOM"):
+        decode_image(h.deflated_dicom(1024), "d.dcm")
+
+
+@pytest.mark.parametrize("preamble", [True, False])
+def test_one_dicom_size_check_with_or_without_the_preamble(preamble: bool) -> None:
+    """#4: the frames count everywhere; a force-read .dcm is checked as a DICM file is."""
+    import hostile_inputs as h
+
+    data = h.rle_multiframe_dicom(64, 48, 5, preamble=preamble)
+    assert decode_image(data, "ct.dcm").shape == (64, 48)  # the middle frame
+    with pytest.raises(ImageReadError) as err:
+        decode_image(data, "ct.dcm", max_pixels=10_000)
+    assert err.value.reason == "image too large (48x64 pixels x 5 frame(s); limit 10000)"
+
+
+def test_the_decoded_bytes_are_limited_too() -> None:
+    from pydicom.dataset import Dataset
+
+    from models.dicom import DicomRejected, check_image_size
+
+    ds = Dataset()
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated = 50, 50, 3, 32  # 2,500 px, 30,000 bytes
+    check_image_size(ds, 10_000)
+    with pytest.raises(DicomRejected, match="30000 bytes of pixel data; limit 20000"):
+        check_image_size(ds, 5_000)
+    ds.NumberOfFrames = -3
+    with pytest.raises(DicomRejected, match="invalid NumberOfFrames"):
+        check_image_size(ds, 10_000)
