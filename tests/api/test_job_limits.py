@@ -24,12 +24,10 @@ def _wait_encoder(client: httpx.Client, encoder_id: str, timeout: float) -> dict
 def test_an_embedded_encoder_job_stops_at_its_time_limit(
     tmp_path: Path, proc_tools: Any, membership_set, helpers  # type: ignore[no-untyped-def]
 ) -> None:
-    from conftest import start_server
-
+    start_server = proc_tools.start_server
     home = tmp_path / "home"
     env = proc_tools.clean_env(
         SYNTHAUDIT_HOME=str(home),
-        BIND_HOST="127.0.0.1",
         PROGRESS_INTERVAL_S="0.2",
         STAGE_SOFT_TIME_LIMIT_S="3",
         STAGE_TIME_LIMIT_S="4",

@@ -18,9 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, bearer, clean_env, create_api_key, start_server
 
 RATE = 30
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _assert_429(response: httpx.Response, slug: str) -> int:
@@ -33,9 +36,12 @@ def _assert_429(response: httpx.Response, slug: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def limited_embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+def limited_embedded(
+    tmp_path_factory: pytest.TempPathFactory, proc_tools: Any
+) -> Iterator[tuple[Any, dict[str, str]]]:
     """An embedded server with keys required, RATE_LIMIT=30/minute and at most 2 active audits per tenant,
     and keys of three tenants."""
+    clean_env, start_server = proc_tools.clean_env, proc_tools.start_server
     home = tmp_path_factory.mktemp("limited")
     env = clean_env(
         SYNTHAUDIT_HOME=str(home),
@@ -46,7 +52,7 @@ def limited_embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     )
     server = start_server(env, home / "api.log", home / "storage")
     database = f"sqlite:///{(home / 'synthaudit.db').resolve()}"
-    keys = {name: create_api_key(database, f"{name}-{uuid.uuid4().hex[:6]}") for name in ("r", "a", "b")}
+    keys = {n: proc_tools.create_api_key(database, f"{n}-{uuid.uuid4().hex[:6]}") for n in ("r", "a", "b")}
     yield server, keys
     server.proc.stop()
 
@@ -111,10 +117,11 @@ def test_a_tenant_over_its_active_audits_gets_a_429_while_another_is_fine(
 
 @pytest.fixture(scope="module")
 def two_distributed(
-    pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[list[Server], str]]:
+    pg_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory, proc_tools: Any
+) -> Iterator[tuple[list[Any], Any]]:
     """Two API processes of one distributed deployment (Postgres, Redis; no worker: audits stay queued),
-    RATE_LIMIT=30/minute counted in Redis, at most one active audit per tenant."""
+    RATE_LIMIT=30/minute counted in Redis, at most one active audit per tenant; and a key maker for it."""
+    clean_env, start_server = proc_tools.clean_env, proc_tools.start_server
     home = tmp_path_factory.mktemp("limited-distributed")
     env = clean_env(
         DATABASE_URL=pg_url,
@@ -127,7 +134,7 @@ def two_distributed(
         MAX_ACTIVE_AUDITS_PER_TENANT="1",
     )
     servers = [start_server(env, home / f"api-{i}.log", home / "storage") for i in range(2)]
-    yield servers, pg_url
+    yield servers, lambda tenant: proc_tools.create_api_key(pg_url, tenant)
     for server in servers:
         server.proc.stop()
 
@@ -135,8 +142,8 @@ def two_distributed(
 def test_two_api_processes_share_one_count_per_tenant_in_redis(
     two_distributed,  # type: ignore[no-untyped-def]
 ) -> None:
-    servers, pg_url = two_distributed
-    key = create_api_key(pg_url, f"rate-{uuid.uuid4().hex[:6]}")
+    servers, new_key = two_distributed
+    key = new_key(f"rate-{uuid.uuid4().hex[:6]}")
     clients = [httpx.Client(base_url=s.url, headers=bearer(key), timeout=30) for s in servers]
     try:
         for i in range(RATE):
@@ -144,7 +151,7 @@ def test_two_api_processes_share_one_count_per_tenant_in_redis(
             assert response.status_code == 200, (i, response.text)
         for client in clients:  # each process saw only half, but the count is the tenant's
             _assert_429(client.get("/v1/audits"), "rate-limited")
-        other = create_api_key(pg_url, f"rate-{uuid.uuid4().hex[:6]}")
+        other = new_key(f"rate-{uuid.uuid4().hex[:6]}")
         assert httpx.get(f"{servers[1].url}/v1/audits", headers=bearer(other), timeout=30).status_code == 200
     finally:
         for client in clients:
@@ -154,9 +161,9 @@ def test_two_api_processes_share_one_count_per_tenant_in_redis(
 def test_simultaneous_audits_on_two_processes_never_pass_the_limit(
     two_distributed, membership_set, helpers  # type: ignore[no-untyped-def]
 ) -> None:
-    servers, pg_url = two_distributed
+    servers, new_key = two_distributed
     root, _ = membership_set
-    key, other = (create_api_key(pg_url, f"conc-{uuid.uuid4().hex[:6]}") for _ in range(2))
+    key, other = (new_key(f"conc-{uuid.uuid4().hex[:6]}") for _ in range(2))
     clients = [httpx.Client(base_url=s.url, headers=bearer(key), timeout=60) for s in servers]
     try:
         body = _upload_pair(clients[0], helpers, root)

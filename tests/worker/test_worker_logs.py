@@ -55,10 +55,11 @@ def test_an_unexpected_encoder_error_logs_no_storage_path(tmp_path: Path, proc_t
     fails with an OSError quoting the path (STORAGE_DIR/encoders is made a file): the job fails naming
     the error type, and no log line but the start-up line naming the storage folder holds the path."""
     import httpx
-    from conftest import start_server
+
+    start_server = proc_tools.start_server
 
     home = tmp_path / SECRET
-    env = proc_tools.clean_env(SYNTHAUDIT_HOME=str(home), BIND_HOST="127.0.0.1", PROGRESS_INTERVAL_S="0.2")
+    env = proc_tools.clean_env(SYNTHAUDIT_HOME=str(home), PROGRESS_INTERVAL_S="0.2")
     server = start_server(env, tmp_path / "api.log", home / "storage")
     try:
         for i, name in enumerate([f"{SECRET}.png", "b.png", "c.png"]):
