@@ -17,10 +17,11 @@ install: $(STAMP)
 serve: install
 	$(VENV)/bin/synthaudit serve
 
-# What the test suite needs beyond Python: Postgres + Redis up, and headless Chromium for the report test.
+# What the test suite needs beyond Python: Postgres + Redis up, headless Chromium (report, docs) and zip (the README workflow test).
 services:
 	bash scripts/ensure_services.sh
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v zip >/dev/null || (apt-get update -qq && apt-get install -y -qq zip)
 
 test: install services
 	$(PY) -m pytest
