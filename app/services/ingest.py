@@ -174,6 +174,9 @@ class _Stager:
 
     def add_archive(self, name: str, stream: BinaryIO) -> None:
         """Copy the archive to the staging folder, then stage its members within the request's budget."""
+        if self.budget.spent is not None:  # an earlier archive spent the request's budget: not even copied
+            self.reject(name, self.budget.spent, always=True)
+            return
         self.archives_dir.mkdir(exist_ok=True)
         path = self.archives_dir / f"{len(list(self.archives_dir.iterdir()))}-{name}"
         try:

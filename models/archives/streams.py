@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, Protocol
 from models.archives.limits import CHUNK, ArchiveError, Budget, MemberError
 
 STORED, DEFLATED, BZIP2, LZMA = 0, 8, 12, 14
+TAR_CORRUPT = "not a readable tar archive (truncated or corrupt); later members skipped"
 DECOMPRESSION_ERRORS = (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError)
 
 
@@ -235,7 +236,7 @@ class TarStream:
     def read_exact(self, n: int) -> bytes:
         data = self.read(n)
         if len(data) != n:
-            raise ArchiveError("archive truncated or corrupt; later members skipped")
+            raise ArchiveError(TAR_CORRUPT)
         return data
 
     def skip(self, n: int) -> None:

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from models.archives.limits import ArchiveError, Budget, Member, Skipped, screen
-from models.archives.streams import TarStream
+from models.archives.streams import TAR_CORRUPT, TarStream
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
 MAX_EXTENSION_HEADERS = 16
 """Extension headers (L, K, x, g) allowed in a row before a member."""
-_CORRUPT = "not a readable tar archive (truncated or corrupt); later members skipped"
+_CORRUPT = TAR_CORRUPT
 _KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"5": "dir", b"1": "link", b"2": "link"}
 
 
