@@ -110,14 +110,29 @@ def keys_from_file(path: str | Path, secret: str = "") -> GroupKeys | None:
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            head = fh.read(132)
+            head = fh.read(_META_BYTES)
     except OSError:
         return None
-    if head[128:132] == b"DICM":
-        return _keys_from_header(str(path), secret)
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return _keys_from_header(str(path), secret, force=True)
-    return None
+    preamble = head[128:132] == b"DICM"
+    if not preamble and path.suffix.lower() not in DICOM_SUFFIXES:
+        return None
+    if _is_deflated(head):  # pydicom would inflate the whole data set, even to read three tags
+        return None
+    return _keys_from_header(str(path), secret, force=not preamble)
+
+
+_META_BYTES = 64 * 1024  # the file-meta group (transfer syntax) sits at the start of a DICOM file
+
+
+def _is_deflated(head: bytes) -> bool:
+    """True when the file meta names a deflated transfer syntax, or cannot be read from `head`
+    (a broken or over-long meta group: the file is left out rather than handed to pydicom)."""
+    from models.dicom import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, DicomRejected, transfer_syntax
+
+    try:
+        return transfer_syntax(head) == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+    except DicomRejected:
+        return True
 
 
 def _keys_from_header(fp: object, secret: str, force: bool = False) -> GroupKeys | None:

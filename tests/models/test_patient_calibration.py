@@ -72,3 +72,23 @@ def test_without_reference_patients_nothing_changes() -> None:
     ids, scores, groups = _patients(rng, 5, 3, lambda p: 0.0)
     patients = aggregate_patients(ids, scores, [1, 0, 0] * 5, groups, 0.0, "any")
     assert calibrate_patients(patients, set(), 0.1) == patients
+
+
+def test_group_keys_of_a_deflated_dicom_are_not_read(tmp_path, proc_tools) -> None:  # type: ignore[no-untyped-def]
+    """The CLI report reads patient keys with pydicom, which inflates a deflated data set whole even to
+    read three tags: such a file is left out, in bounded memory; an ordinary DICOM still gives its keys."""
+    import os
+
+    from dicom_sets import dicom_file
+    from hostile_inputs import deflated_dicom
+    from synthetic_sets import random_image
+
+    from models.groups import keys_from_file, read_groups
+
+    (tmp_path / "bomb.dcm").write_bytes(deflated_dicom(768 * 1024 * 1024))
+    (tmp_path / "ok.dcm").write_bytes(dicom_file(random_image(np.random.default_rng(0), 16), "PAT-1", "1.2", "1.2.3"))
+    with proc_tools.memory_rise(os.getpid()) as rise:
+        assert keys_from_file(tmp_path / "bomb.dcm", "s" * 16) is None
+        groups = read_groups(tmp_path, "s" * 16)
+    assert rise.mib < 128
+    assert set(groups) == {"ok"} and groups["ok"].patient
