@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import Server, clean_env, start_server
 from standardwebhooks import Webhook
 
 PIXELS = {"method": "pixels", "image_size": 32}
@@ -81,9 +81,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def hooked_api(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Server]:
+def hooked_api(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver, proc_tools: Any) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("webhooks")
-    env = clean_env(
+    env = proc_tools.clean_env(
         SYNTHAUDIT_HOME=str(home),
         PROGRESS_INTERVAL_S="0.2",
         BIND_HOST="127.0.0.1",
@@ -91,7 +91,7 @@ def hooked_api(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> 
         WEBHOOK_BACKOFF_S="0.2",
         WEBHOOK_MAX_ATTEMPTS="4",
     )
-    server = start_server(env, home / "api.log", home / "storage")
+    server = proc_tools.start_server(env, home / "api.log", home / "storage")
     yield server
     server.proc.stop()
 
@@ -266,12 +266,12 @@ def test_the_secret_is_shown_again_only_to_an_idempotent_repeat(
 
 
 def test_a_celery_worker_signs_with_the_audits_secret_and_keeps_to_the_allowlist(
-    distributed_env, redis_url, tenant_keys, receiver, membership_set, helpers, tmp_path
+    distributed_env, redis_url, tenant_keys, receiver, membership_set, helpers, tmp_path, proc_tools
 ) -> None:
     """The distributed mode: the Celery worker that ends the audit sends its webhook (Postgres holds the
     secret), through the same guard; the API refuses an internal URL there too."""
     import httpx
-    from conftest import Proc, bearer
+    Proc, bearer, start_server = proc_tools.Proc, proc_tools.bearer, proc_tools.start_server
 
     env = {
         **distributed_env,

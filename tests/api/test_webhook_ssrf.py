@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Server, clean_env, start_server
 from sqlalchemy import update
 
 from app.db import make_engine
@@ -72,12 +71,12 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def plain_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+def plain_api(tmp_path_factory: pytest.TempPathFactory, proc_tools: Any) -> Iterator[tuple[Any, Path]]:
     """An embedded server with no WEBHOOK_ALLOWED_HOSTS (the default)."""
     home = tmp_path_factory.mktemp("ssrf")
-    env = clean_env(SYNTHAUDIT_HOME=str(home), PROGRESS_INTERVAL_S="0.2", BIND_HOST="127.0.0.1")
+    env = proc_tools.clean_env(SYNTHAUDIT_HOME=str(home), PROGRESS_INTERVAL_S="0.2")
     env.pop("WEBHOOK_ALLOWED_HOSTS", None)
-    server = start_server(env, home / "api.log", home / "storage")
+    server = proc_tools.start_server(env, home / "api.log", home / "storage")
     yield server, home
     server.proc.stop()
 
@@ -279,16 +278,17 @@ def holding_receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def pooled_api(tmp_path_factory: pytest.TempPathFactory, holding_receiver: Receiver) -> Iterator[Server]:
+def pooled_api(
+    tmp_path_factory: pytest.TempPathFactory, holding_receiver: Receiver, proc_tools: Any
+) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("webhook-pool")
-    env = clean_env(
+    env = proc_tools.clean_env(
         SYNTHAUDIT_HOME=str(home),
         PROGRESS_INTERVAL_S="0.2",
-        BIND_HOST="127.0.0.1",
         WEBHOOK_ALLOWED_HOSTS=holding_receiver.allowed,
         WEBHOOK_MAX_CONCURRENCY="2",
     )
-    server = start_server(env, home / "api.log", home / "storage")
+    server = proc_tools.start_server(env, home / "api.log", home / "storage")
     yield server
     server.proc.stop()
 
