@@ -350,6 +350,9 @@ def main() -> None:
     ap.add_argument("--generated", type=int, default=3000)
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (0: torch's default; 1 is faster on a CPU shared with other jobs)")
+    ap.add_argument("--holdout-only", action="store_true",
+                    help="write only OUT/mri-holdout-S (real/ + slices.csv: every slice of the hold-out volumes, "
+                    "no labels, no training), e.g. as the real images of the stress suite")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     cfg = dict(CONFIGS["gpu" if args.gpu else "cpu"])
@@ -371,6 +374,20 @@ def main() -> None:
         raise SystemExit(f"unexpected contents (SHA-256) of {', '.join(wrong)}: another package version?")
     per_size = {side: build_slices(paths, side) for side in sizes}
     info = per_size[sizes[0]][1]
+    if args.holdout_only:
+        pool = np.flatnonzero(np.isin([r["volume"] for r in info], holdout))
+        for side in sizes:
+            folder = args.out / f"mri-holdout-{side}"
+            write_folder(folder, per_size[side][0][pool], np.zeros(len(pool), int), [info[i] for i in pool],
+                         np.zeros((0, side, side), np.uint8),
+                         {"data": {v: LICENCES[VOLUMES[v][0]] for v in holdout}, "volumes_sha256": hashes,
+                          "purpose": "every slice of the hold-out volumes (no generator of this script saw them)",
+                          "image_size": [side, side], "n_real": len(pool), "date": dt.date.today().isoformat(),
+                          "made_by": "benchmarks/make_ct_bench.py --holdout-only"}, 3000 + args.seed)
+            (folder / "labels.csv").unlink()
+            (folder / "generated").rmdir()
+            print(f"wrote {folder}: {len(pool)} slices of {', '.join(holdout)}", flush=True)
+        return
     slab = assign_slabs(info, args.slab, train_volumes, args.seed)
     counts = {v: sum(r["volume"] == v for r in info) for v in paths}
     print("slices per volume:", counts, "train:", int((slab == 1).sum()), "other slabs:", int((slab == 0).sum()),

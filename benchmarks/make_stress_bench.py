@@ -27,11 +27,16 @@ Run (Fashion-MNIST: 1,000 real images no shared generator saw, novel images from
   .venv/bin/python benchmarks/make_stress_bench.py --real bench-local/fmnist-real-other/real \\
       --novel ../shared/bench/fmnist-ddpm-dev/generated --out bench-local/stress-fmnist
   .venv/bin/python benchmarks/stress_table.py bench-local/stress-fmnist
+MRI at 128 px (real: every slice of the two volumes the MRI DCGAN never saw; novel: that DCGAN's samples):
+  .venv/bin/python benchmarks/make_ct_bench.py --out bench-local --holdout-only --sizes 128
+  .venv/bin/python benchmarks/make_stress_bench.py --real bench-local/mri-holdout-128/real \\
+      --novel bench-local/mri-volume-128/generated --out bench-local/stress-mri128
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import io
 import json
@@ -168,8 +173,10 @@ def transform(name: str, level: int, img: np.ndarray, other: np.ndarray, rng: np
 
 
 # ------------------------------------------------------------------ folders
-def read_folder(folder: Path) -> tuple[list[Path], np.ndarray]:
+def read_folder(folder: Path, keep: set[str] | None = None) -> tuple[list[Path], np.ndarray]:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".tif", ".bmp"})
+    if keep is not None:
+        files = [p for p in files if p.stem in keep]
     if not files:
         raise SystemExit(f"no images under {folder}")
     images = [np.asarray(Image.open(p).convert("L")) for p in files]
@@ -186,9 +193,16 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def volume_ids(real_dir: Path, volumes: list[str]) -> set[str]:
+    """Ids of the real images of a benchmarks/make_ct_bench.py folder (its slices.csv, beside real/) that come
+    from the given volumes: metadata of the build, no labels."""
+    with (real_dir.parent / "slices.csv").open() as fh:
+        return {row["id"] for row in csv.DictReader(fh) if row["volume"] in volumes}
+
+
 def build(real_dir: Path, novel_dir: Path, out: Path, seed: int, transforms: list[str],
-          log: Callable[[str], None] = print) -> list[str]:
-    real_files, real = read_folder(real_dir)
+          log: Callable[[str], None] = print, keep: set[str] | None = None) -> list[str]:
+    real_files, real = read_folder(real_dir, keep)
     novel_files, novel = read_folder(novel_dir)
     side = real.shape[1:]
     if novel.shape[1:] != side:  # a generator of another size: resize its images to the real side
@@ -256,13 +270,17 @@ def main() -> None:
     ap.add_argument("--novel", type=Path, required=True, help="generated images of a generator that never saw --real")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--only", default=None, help="comma-separated folder names (e.g. rotate-medium); default all")
+    ap.add_argument("--real-volumes", default=None,
+                    help="keep only the real images of these volumes (comma-separated; needs slices.csv beside "
+                    "--real, as benchmarks/make_ct_bench.py writes it)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     specs = args.only.split(",") if args.only else all_specs()
     unknown = sorted(set(specs) - set(all_specs()))
     if unknown:
         raise SystemExit(f"unknown folder(s) {', '.join(unknown)}; choose from {', '.join(all_specs())}")
-    build(args.real, args.novel, args.out, args.seed, specs)
+    keep = volume_ids(args.real, args.real_volumes.split(",")) if args.real_volumes else None
+    build(args.real, args.novel, args.out, args.seed, specs, keep=keep)
 
 
 if __name__ == "__main__":
