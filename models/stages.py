@@ -203,7 +203,7 @@ def _pretrain_mae(workdir: Path, images: np.ndarray, config: AuditConfig, on_pro
 
 
 def _fit_whitening(workdir: Path, images: np.ndarray, config: AuditConfig, on_progress: Progress) -> None:
-    from models.whitened import fit_pixel_whitening, save_whitening, thumbnail_side
+    from models.encoders.whitened import fit_pixel_whitening, save_whitening, thumbnail_side
 
     whitening = fit_pixel_whitening(images, config.image_size, device=config.device)
     save_whitening(whitening, workdir / FITTED_ENCODER_FILES["pixels_whitened"], thumbnail_side(config.image_size))
@@ -211,7 +211,7 @@ def _fit_whitening(workdir: Path, images: np.ndarray, config: AuditConfig, on_pr
 
 
 def _fit_vit_tokens(workdir: Path, images: np.ndarray, config: AuditConfig, on_progress: Progress) -> None:
-    from models.vit_tokens import fit_vit_tokens, save_vit_tokens
+    from models.encoders.vit_tokens import fit_vit_tokens, save_vit_tokens
 
     fitted = fit_vit_tokens(images, config.seed, device=config.device, on_progress=on_progress)
     save_vit_tokens(fitted, workdir / FITTED_ENCODER_FILES["vit_tokens_whitened"])

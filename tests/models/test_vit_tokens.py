@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from models.config import AuditConfig
+from models.encoders.vit_tokens import VitTokensEncoder, fit_vit_tokens, load_vit_tokens, random_vit, save_vit_tokens
 from models.stages import AuditInputs, run_audit
-from models.vit_tokens import VitTokensEncoder, fit_vit_tokens, load_vit_tokens, random_vit, save_vit_tokens
 from synthetic_sets import make_membership_set
 
 

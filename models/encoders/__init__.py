@@ -284,5 +284,5 @@ def _refuse_options(name: str, options: dict[str, Any]) -> None:
 
 
 # Encoders defined in their own modules register themselves on import.
-from models import whitened as _whitened  # noqa: E402,F401  (pixels_whitened)
-from models import vit_tokens as _vit_tokens  # noqa: E402,F401  (vit_tokens_whitened)
+from models.encoders import whitened as _whitened  # noqa: E402,F401  (pixels_whitened)
+from models.encoders import vit_tokens as _vit_tokens  # noqa: E402,F401  (vit_tokens_whitened)
