@@ -1,13 +1,13 @@
-"""Alembic environment: the URL comes from the caller (app.migrations) or from the settings (DATABASE_URL)."""
+"""Alembic environment: the URL comes from the caller (app.core.migrations) or from the settings (DATABASE_URL)."""
 
 from __future__ import annotations
 
 from logging.config import fileConfig
 
 from alembic import context
-from app import tables  # noqa: F401  (registers the tables on Base.metadata)
-from app.config import get_settings
-from app.db import Base, make_engine, normalise_url
+from app.core import tables  # noqa: F401  (registers the tables on Base.metadata)
+from app.core.config import get_settings
+from app.core.db import Base, make_engine, normalise_url
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -17,7 +17,7 @@ target_metadata = Base.metadata
 
 
 def database_url() -> str:
-    """The URL handed in by app.migrations, else DATABASE_URL from the settings."""
+    """The URL handed in by app.core.migrations, else DATABASE_URL from the settings."""
     return normalise_url(config.attributes.get("database_url") or get_settings().database_url)
 
 

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.local_mode import refusal, served_over_loopback
 from app.problems import problem_response
 from app.services.keys import OPERATOR_TENANT
-from app.tables import DEFAULT_TENANT
+from app.core.tables import DEFAULT_TENANT
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 DOCS_ASSETS = "/docs/assets"  # Swagger UI and ReDoc scripts and styles (app/main.py), public like the docs

@@ -56,9 +56,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     keys may be skipped); the lifespan migrates (SQLite) or checks (other databases) the schema."""
     import uvicorn
 
-    from app.config import get_settings
-    from app.home import MissingSecret, prepare_home, resolve_group_key_secret
-    from app.migrations import SchemaOutOfDate, ensure_schema
+    from app.core.config import get_settings
+    from app.core.home import MissingSecret, prepare_home, resolve_group_key_secret
+    from app.core.migrations import SchemaOutOfDate, ensure_schema
 
     get_settings.cache_clear()
     settings = get_settings()
@@ -91,9 +91,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """alembic upgrade head on DATABASE_URL."""
-    from app.config import get_settings, redact_url
-    from app.home import prepare_home
-    from app.migrations import upgrade_head
+    from app.core.config import get_settings, redact_url
+    from app.core.home import prepare_home
+    from app.core.migrations import upgrade_head
 
     settings = get_settings()
     prepare_home(settings)  # a SQLite file is created private
@@ -128,7 +128,7 @@ def worker_argv(args: argparse.Namespace, queue: str) -> list[str]:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Replace this process with a Celery worker (so signals reach Celery directly)."""
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     settings = get_settings()
     if settings.embedded:
@@ -147,10 +147,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _key_sessions():  # type: ignore[no-untyped-def]
     """A session factory on DATABASE_URL (the embedded SQLite is migrated first, as `serve` does)."""
-    from app.config import get_settings
-    from app.db import make_engine, make_session_factory
-    from app.home import prepare_home
-    from app.migrations import ensure_schema
+    from app.core.config import get_settings
+    from app.core.db import make_engine, make_session_factory
+    from app.core.home import prepare_home
+    from app.core.migrations import ensure_schema
 
     settings = get_settings()
     prepare_home(settings)
@@ -160,7 +160,7 @@ def _key_sessions():  # type: ignore[no-untyped-def]
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     """Print a new key for the tenant (only its hash is stored: it cannot be shown again)."""
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.services.keys import KeyCommandError, create_key
 
     try:
@@ -176,7 +176,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.services.keys import list_keys
 
     with session_scope(_key_sessions()) as session:
@@ -193,7 +193,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.services.keys import KeyCommandError, revoke_key
 
     try:

@@ -10,9 +10,9 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
-from app.services.dispatch import Dispatcher
-from app.services.storage import Storage
+from app.core.config import Settings
+from app.core.jobs import Dispatcher
+from app.core.storage import Storage
 
 
 @dataclass

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
-from app.config import is_loopback
+from app.core.config import is_loopback
 from app.problems import TYPE_PREFIX
 
 MISDIRECTED_TYPE = TYPE_PREFIX + "misdirected-request"

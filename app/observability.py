@@ -5,7 +5,7 @@
   replica reports the same job counts); stage durations of finished audits.
 - `X-Request-ID`: taken from the request when it is a short token, else generated; echoed on the
   response and attached to every log line written while the request is served.
-- `LOG_FORMAT=json`: one JSON object per log line (app/logs.py, shared with the Celery workers).
+- `LOG_FORMAT=json`: one JSON object per log line (app/core/logs.py, shared with the Celery workers).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.logs import _VALID_ID, _request_id, configure_log_format
+from app.core.logs import _VALID_ID, _request_id, configure_log_format
 
 STAGE_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 3 * 3600, 12 * 3600)
 
@@ -57,7 +57,7 @@ class _JobCollector:
         from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
         from sqlalchemy import func, select
 
-        from app.tables import Audit, Encoder
+        from app.core.tables import Audit, Encoder
 
         audits = GaugeMetricFamily("synthaudit_audits", "audits by status", labels=["status"])
         encoders = GaugeMetricFamily("synthaudit_encoders", "encoders by status", labels=["status"])

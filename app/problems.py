@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.logs import log_unexpected
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:synthaudit:problem:"
 
@@ -177,15 +179,6 @@ class UnexpectedErrors:
                 detail = "an internal error occurred; the operator's logs have the details"
                 response = problem_response(500, detail, instance=scope["path"])
                 await response(scope, receive, send)
-
-
-def log_unexpected(where: str, exc: BaseException) -> None:
-    """Log an unexpected exception as its type and stack frames, never its message (it may hold data)."""
-    import logging
-    import traceback
-
-    frames = "".join(traceback.format_tb(exc.__traceback__))
-    logging.getLogger("synthaudit").error("%s: unexpected %s\n%s", where, type(exc).__name__, frames)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

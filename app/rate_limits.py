@@ -21,34 +21,11 @@ from typing import Any
 from anyio import to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.core.rate_limit_rules import parse_rate_limit, storage_url
 from app.problems import TYPE_PREFIX, problem_response
 
 log = logging.getLogger(__name__)
 WARN_EVERY_S = 60.0
-
-
-def parse_rate_limit(value: str) -> list[Any]:
-    """The limits of a RATE_LIMIT value (empty: none); ValueError when it cannot be read."""
-    from limits import parse_many
-
-    if not value.strip():
-        return []
-    try:
-        return list(parse_many(value))
-    except ValueError:
-        raise ValueError(
-            f"RATE_LIMIT {value!r} is not a rate limit such as '1200/minute' or '1200/minute;20000/hour'"
-        ) from None
-
-
-def storage_url(settings: Any) -> str:
-    """Where the counts live: RATE_LIMIT_STORAGE_URL, else the broker when it is Redis, else memory."""
-    if settings.rate_limit_storage_url:
-        return str(settings.rate_limit_storage_url)
-    broker = str(settings.celery_broker_url)
-    if broker.startswith(("redis://", "rediss://", "unix://")):
-        return broker
-    return "memory://"
 
 
 class TenantRateLimit:

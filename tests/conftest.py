@@ -89,7 +89,7 @@ def drop_database(url: str) -> None:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh Postgres database for this test run, migrated to head with Alembic; dropped at the end."""
-    from app.migrations import upgrade_head
+    from app.core.migrations import upgrade_head
 
     url = create_database()
     try:
@@ -219,7 +219,7 @@ def memory_rise(pid: int) -> Iterator[MemoryRise]:
 
 def create_api_key(database_url: str, tenant: str) -> str:
     """A new API key for the tenant, written straight into the database (as `synthaudit keys create`)."""
-    from app.db import make_engine, make_session_factory, session_scope
+    from app.core.db import make_engine, make_session_factory, session_scope
     from app.services.keys import create_key
 
     engine = make_engine(database_url)

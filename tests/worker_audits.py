@@ -7,9 +7,9 @@ import uuid
 import numpy as np
 from PIL import Image
 
-from app import repository as repo
-from app.db import session_scope
-from app.tables import Audit, Dataset
+from app.core import repository as repo
+from app.core.db import session_scope
+from app.core.tables import Audit, Dataset
 from worker.pipeline import WorkerContext
 
 

@@ -10,38 +10,30 @@ import logging
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_ready
 
-from app.config import Settings, get_settings
+from app.core.config import Settings, get_settings
+from app.core.jobs import PURGE_TASK, broker_options
 
 log = logging.getLogger(__name__)
 
 
 def create_celery(settings: Settings) -> Celery:
-    """A Celery app configured from the settings (the API uses it to send, the worker to run)."""
+    """The workers' Celery app: the tasks, limits, retries and the recovery timer (the API sends with
+    app/core/jobs.celery_client, never with this)."""
     celery = Celery(
         "synthaudit",
         broker=settings.celery_broker_url or "memory://",
         include=["worker.tasks", "worker.encoder_tasks", "worker.sharding"],
     )
     celery.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        task_ignore_result=True,  # the database row, not a result backend, is the job's truth
+        **broker_options(settings),
         # Only the chord of a sharded embed + search (worker/sharding.py) keeps results, to count its shards.
         result_backend=result_backend(settings),
         result_expires=settings.broker_visibility_timeout_s,
-        task_default_queue=settings.celery_queue,
         task_acks_late=True,  # a task lost with its worker is redelivered (stages are idempotent)
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # long GPU tasks: never hoard messages
         task_soft_time_limit=settings.stage_soft_time_limit_s,
         task_time_limit=settings.stage_time_limit_s,
-        broker_transport_options={
-            # Redis redelivers an unacknowledged task after visibility_timeout: above the longest stage.
-            "visibility_timeout": settings.broker_visibility_timeout_s,
-            # 0 (highest) .. 9: later stages outrank earlier ones (see stage_priority), so a worker
-            # finishes the audit it started before it begins the next one.
-            "priority_steps": list(range(10)),
-        },
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a worker waits out a broker restart instead of exiting
         # Keep running a stage while the broker is away (its result is still good; recovery covers a
@@ -56,7 +48,7 @@ def create_celery(settings: Settings) -> Celery:
         },
         worker_hijack_root_logger=True,
         beat_schedule={
-            "purge-expired": {"task": "synthaudit.purge", "schedule": 3600.0, "options": {"expires": 3000}},
+            "purge-expired": {"task": PURGE_TASK, "schedule": 3600.0, "options": {"expires": 3000}},
         },
     )
     from worker.recovery import install
@@ -74,11 +66,6 @@ def result_backend(settings: Settings) -> str | None:
     return None
 
 
-def stage_priority(stage_index: int, n_stages: int) -> int:
-    """Redis priority of a stage task: decide 0 (first served) ... decode n_stages - 1."""
-    return n_stages - 1 - stage_index
-
-
 celery_app = create_celery(get_settings())
 app = celery_app  # `celery -A worker.celery_app` finds either name
 
@@ -86,7 +73,7 @@ app = celery_app  # `celery -A worker.celery_app` finds either name
 @worker_init.connect
 def _check_schema(**_: object) -> None:
     """Refuse to start a worker against a database that is not migrated to head."""
-    from app.migrations import ensure_schema
+    from app.core.migrations import ensure_schema
 
     settings = get_settings()
     ensure_schema(settings.database_url, auto_upgrade=settings.is_sqlite)
@@ -102,6 +89,6 @@ def _say_mode(**_: object) -> None:
 @after_setup_task_logger.connect
 def _log_format(logger: logging.Logger, **_: object) -> None:
     """The API's log format in the worker too: audit ids on every line, JSON with LOG_FORMAT=json."""
-    from app.logs import configure_log_format
+    from app.core.logs import configure_log_format
 
     configure_log_format(get_settings().log_format, logger)

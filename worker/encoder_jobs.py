@@ -18,9 +18,9 @@ import uuid
 from types import TracebackType
 from typing import Self
 
-from app.db import session_scope
-from app.problems import log_unexpected
-from app.tables import ACTIVE_STATUSES, Encoder, utcnow
+from app.core.db import session_scope
+from app.core.logs import log_unexpected
+from app.core.tables import ACTIVE_STATUSES, Encoder, utcnow
 from worker.pipeline import TRANSIENT_ERRORS, WorkerContext
 from worker.recovery import EncoderHeartbeat, _async_raise
 

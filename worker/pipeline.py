@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import repository as repo
-from app.config import Settings
-from app.db import make_engine, make_session_factory, session_scope
-from app.problems import log_unexpected
-from app.services.storage import Storage
-from app.services.webhooks import notify_finished
-from app.tables import ACTIVE_STATUSES
+from app.core import repository as repo
+from app.core.config import Settings
+from app.core.db import make_engine, make_session_factory, session_scope
+from app.core.logs import log_unexpected
+from app.core.storage import Storage
+from app.core.webhooks import notify_finished
+from app.core.tables import ACTIVE_STATUSES
 
 if TYPE_CHECKING:
     from models.results import ResultRow
@@ -255,7 +255,7 @@ def _execute(
         return Outcome.FAILED
     started = time.perf_counter()
     try:
-        from app.services.encoders import resolve_checkpoint  # `encoder:<id>` -> the encoder's file
+        from app.core.encoder_refs import resolve_checkpoint  # `encoder:<id>` -> the encoder's file
 
         config = AuditConfig.from_dict(resolve_checkpoint(job.config, ctx.storage))
         with _attempt(workdir, marker, crashes), Heartbeat(ctx, audit_id, stage, attempt) as heartbeat:

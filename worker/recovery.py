@@ -36,8 +36,8 @@ from typing import Any, ClassVar, Self
 
 from sqlalchemy import or_, select, update
 
-from app.db import session_scope
-from app.tables import ACTIVE_STATUSES, Audit, Encoder, utcnow
+from app.core.db import session_scope
+from app.core.tables import ACTIVE_STATUSES, Audit, Encoder, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -292,8 +292,7 @@ def redis_waiting(broker_url: str, queue: str) -> Callable[[], bytes | None]:
 
 def celery_sweep(celery: Any, ctx: Any) -> list[uuid.UUID]:
     """One sweep for the Celery deployment: inspect the Redis queue, re-send chains from the stage."""
-    from app.services.dispatch import send_chain
-    from app.services.encoders import send_encoder_task
+    from app.core.jobs import send_chain, send_encoder_task
 
     settings = ctx.settings
     waiting = (
@@ -312,8 +311,8 @@ def celery_sweep(celery: Any, ctx: Any) -> list[uuid.UUID]:
 
 
 def resend_stalled_webhooks(ctx: Any) -> list[uuid.UUID]:
-    """Webhooks whose sending process died (app/services/webhooks.py), sent again; never raises."""
-    from app.services.webhooks import resend_stalled
+    """Webhooks whose sending process died (app/core/webhooks.py), sent again; never raises."""
+    from app.core.webhooks import resend_stalled
 
     try:
         return resend_stalled(ctx.sessions, ctx.settings)
@@ -336,7 +335,7 @@ def _step_class():  # type: ignore[no-untyped-def]
             self.ctx: Any = None
 
         def start(self, worker: Any) -> None:
-            from app.config import get_settings
+            from app.core.config import get_settings
 
             interval = get_settings().recovery_interval_s
             worker.timer.call_after(min(interval, 2.0), self.run, (worker,))
@@ -363,9 +362,9 @@ def _sweeper_context() -> Any:
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    from app.config import get_settings
-    from app.db import make_session_factory, normalise_url
-    from app.services.storage import Storage
+    from app.core.config import get_settings
+    from app.core.db import make_session_factory, normalise_url
+    from app.core.storage import Storage
     from worker.pipeline import WorkerContext
 
     settings = get_settings()

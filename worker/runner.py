@@ -5,7 +5,7 @@ tasks run (worker/pipeline.py). Audits left queued or running by a previous proc
 start (finished stages are skipped, their artifacts are on disk), and so are encoder pretraining jobs
 left queued or running. Retention purges run hourly; webhooks stalled in `sending` by a dead process
 are sent again (checked every minute). Unexpected errors are logged as their type and stack only
-(app.problems.log_unexpected): their messages may quote storage paths made from file names.
+(app.core.logs.log_unexpected): their messages may quote storage paths made from file names.
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ import time
 import uuid
 from collections.abc import Callable
 
-from app import repository as repo
-from app.db import session_scope
-from app.problems import log_unexpected
-from app.tables import ACTIVE_STATUSES
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core import repository as repo
+from app.core.config import Settings
+from app.core.db import session_scope
+from app.core.logs import log_unexpected
+from app.core.storage import Storage
+from app.core.tables import ACTIVE_STATUSES
 from worker.pipeline import TRANSIENT_ERRORS, Outcome, WorkerContext, execute_stage, fail
 
 log = logging.getLogger(__name__)
@@ -63,11 +67,10 @@ class EmbeddedRunner:
 
     def _resume_encoders(self) -> None:
         """Queue again the encoder pretraining jobs a previous process left queued or running."""
-        from app.services.encoders import unfinished_encoders
         from worker.encoder_jobs import run_encoder_job
 
         with session_scope(self.ctx.sessions) as session:
-            encoders = unfinished_encoders(session)
+            encoders = repo.unfinished_encoders(session)
         for encoder_id in encoders:
             self.submit_call(functools.partial(run_encoder_job, self.ctx, encoder_id))
         if encoders:
@@ -149,9 +152,39 @@ class EmbeddedRunner:
         if time.monotonic() - self._last_purge < PURGE_EVERY_S:
             return
         self._last_purge = time.monotonic()
-        from app.services.retention import purge_expired
+        from app.core.retention import purge_expired
 
         try:
             purge_expired(self.ctx.sessions, self.ctx.storage, self.ctx.settings.retention_days)
         except Exception as exc:  # noqa: BLE001
             log_unexpected("embedded runner: retention purge", exc)
+
+
+class EmbeddedDispatcher:
+    """The Dispatcher of the embedded mode: the EmbeddedRunner thread in the API process."""
+
+    mode = "embedded"
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], storage: Storage) -> None:
+        self.runner = EmbeddedRunner(WorkerContext(settings, sessions, storage))
+
+    def start(self) -> None:
+        self.runner.start()
+
+    def stop(self) -> None:
+        self.runner.stop()
+
+    def submit(self, audit_id: uuid.UUID) -> None:
+        self.runner.submit(audit_id)
+
+    def submit_encoder(self, encoder_id: uuid.UUID) -> None:
+        from worker.encoder_jobs import run_encoder_job
+
+        self.runner.submit_call(functools.partial(run_encoder_job, self.runner.ctx, encoder_id))
+
+    def cancel(self, audit_id: uuid.UUID) -> None:
+        return None  # the runner checks the status on every progress write
+
+    def check(self) -> None:
+        if not self.runner.alive:
+            raise RuntimeError("the embedded runner thread is not running")

@@ -20,8 +20,9 @@ from typing import Any
 from celery import Task, chord
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.config import Settings
-from worker.celery_app import celery_app, result_backend, stage_priority
+from app.core.config import Settings
+from app.core.jobs import stage_priority
+from worker.celery_app import celery_app, result_backend
 from worker.pipeline import Outcome, StagePart, execute_stage
 
 log = logging.getLogger(__name__)
@@ -165,8 +166,8 @@ def _record_embed_timing(ctx: Any, audit_id: uuid.UUID) -> None:
     """The embed stage's time: the real set plus every shard's embedding (worker-seconds, summed)."""
     import json
 
-    from app import repository as repo
-    from app.db import session_scope
+    from app.core import repository as repo
+    from app.core.db import session_scope
 
     path = ctx.storage.audit_workdir(audit_id) / "timings.json"
     seconds = json.loads(path.read_text()).get("embed") if path.exists() else None

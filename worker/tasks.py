@@ -9,7 +9,8 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.jobs import PURGE_TASK, RECOVER_TASK, task_name
 from worker.celery_app import celery_app
 from worker.pipeline import TRANSIENT_ERRORS, Outcome, WorkerContext, execute_stage, fail
 
@@ -23,10 +24,6 @@ def context() -> WorkerContext:
     if _context is None:
         _context = WorkerContext.from_settings(get_settings())
     return _context
-
-
-def task_name(stage: str) -> str:
-    return f"synthaudit.{stage}"
 
 
 class RetriedTask(Task):
@@ -95,7 +92,7 @@ search = _stage_task("search")
 decide = _stage_task("decide")
 
 
-@celery_app.task(name="synthaudit.recover")
+@celery_app.task(name=RECOVER_TASK)
 def recover() -> list[str]:
     """Re-dispatch orphaned audits (every worker also does this on its own timer: worker/recovery.py)."""
     from worker.recovery import celery_sweep
@@ -103,10 +100,10 @@ def recover() -> list[str]:
     return [str(audit_id) for audit_id in celery_sweep(celery_app, context())]
 
 
-@celery_app.task(name="synthaudit.purge")
+@celery_app.task(name=PURGE_TASK)
 def purge() -> tuple[int, int]:
     """Retention: remove audits and datasets older than RETENTION_DAYS."""
-    from app.services.retention import purge_expired
+    from app.core.retention import purge_expired
 
     ctx = context()
     return purge_expired(ctx.sessions, ctx.storage, ctx.settings.retention_days)

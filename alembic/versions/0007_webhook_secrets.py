@@ -6,7 +6,7 @@ Revises: 0006
 Create Date: 2026-12-02
 
 Audits created before this revision have no secret: their pending webhooks are not sent (a delivery is
-never unsigned), see app/services/webhooks.py.
+never unsigned), see app/core/webhooks.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from alembic import op
-from app.migration_ops import sqlite_foreign_keys_off
+from app.core.migration_ops import sqlite_foreign_keys_off
 
 revision: str = "0007"
 down_revision: str | None = "0006"

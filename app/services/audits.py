@@ -18,17 +18,17 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import repository as repo
+from app.core import repository as repo
 from app.auth import scoped
-from app.db import make_session_factory
+from app.core.db import make_session_factory
 from app.problems import Conflict, NotFound, NotReady, ProblemError, Unprocessable
 from app.schemas import AuditCreate, AuditLinks, AuditOut, AuditPage, MetricsOut
-from app.services.dispatch import Dispatcher
+from app.core.jobs import Dispatcher
 from app.services.listing import ListingParams, page_of, window
-from app.services.storage import Storage
-from app.services.webhooks import notify_finished
+from app.core.storage import Storage
+from app.core.webhooks import notify_finished
 from app.services.workflow import audit_fields, audit_trail
-from app.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit, AuditResult
+from app.core.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit, AuditResult
 
 if TYPE_CHECKING:
     from models.results import ResultRow

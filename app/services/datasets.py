@@ -10,16 +10,16 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
-from app import repository as repo
+from app.core import repository as repo
 from app.auth import scoped
-from app.config import Settings
+from app.core.config import Settings
 from app.problems import Conflict, NotFound, ProblemError, Unprocessable
 from app.schemas import DatasetOut, DatasetPage, ImageOut, ImagePage, RejectedFile
 from app.services.ingest import NoImagesError, UploadLimits, ingest_uploads
 from app.services.listing import ListingParams, page_of, window
 from app.services.patients import group_secret, image_rows
-from app.services.storage import Storage
-from app.tables import DEFAULT_TENANT, Dataset
+from app.core.storage import Storage
+from app.core.tables import DEFAULT_TENANT, Dataset
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ file (`resolve_checkpoint`), so no server path is stored or shown, and its pretr
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from pathlib import Path
@@ -16,30 +15,18 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import repository as repo
+from app.core import repository as repo
 from app.auth import scoped
 from app.problems import Conflict, Gone, NotFound, NotReady, Unprocessable
 from app.schemas_workflow import EncoderCreate, EncoderLinks, EncoderOut, EncoderPage
-from app.services.dispatch import Dispatcher
+from app.core.encoder_refs import CHECKPOINT_REF
+from app.core.jobs import Dispatcher
 from app.services.listing import ListingParams, page_of, window
-from app.services.storage import Storage
-from app.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit, Encoder
+from app.core.storage import Storage
+from app.core.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit, Encoder
 
 log = logging.getLogger(__name__)
-CHECKPOINT_REF = "encoder:"
-TASK_NAME = "synthaudit.pretrain_encoder"
 _PURGED = "the weights of encoder {encoder_id} were purged (retention); register a new encoder"
-
-
-def resolve_checkpoint(config: dict[str, Any], storage: Storage) -> dict[str, Any]:
-    """An audit config with `encoder:<id>` replaced by the encoder's file (other configs unchanged)."""
-    ref = config.get("checkpoint")
-    if isinstance(ref, str) and ref.startswith(CHECKPOINT_REF):
-        path = storage.encoder_weights(uuid.UUID(ref[len(CHECKPOINT_REF) :]))
-        if not path.exists():
-            raise FileNotFoundError("the audit's encoder file is missing (was the encoder deleted?)")
-        return {**config, "checkpoint": str(path)}
-    return config
 
 
 def to_schema(encoder: Encoder) -> EncoderOut:
@@ -99,7 +86,7 @@ def create_encoder(
     session.add(encoder)
     session.commit()
     try:
-        submit(dispatcher, encoder.id)
+        dispatcher.submit_encoder(encoder.id)
     except Exception as exc:
         from app.services.audits import QueueUnavailable
 
@@ -109,28 +96,6 @@ def create_encoder(
         raise QueueUnavailable("the job queue cannot be reached; retry the request later") from exc
     log.info("encoder %s: queued (%s)", encoder.id, dispatcher.mode)
     return to_schema(encoder)
-
-
-def submit(dispatcher: Dispatcher, encoder_id: uuid.UUID) -> None:
-    """Hand the job to the audits' runner: the embedded thread, or a Celery task on the audits queue."""
-    if dispatcher.mode == "embedded":
-        from worker.encoder_jobs import run_encoder_job
-
-        runner = dispatcher.runner  # type: ignore[attr-defined]
-        runner.submit_call(functools.partial(run_encoder_job, runner.ctx, encoder_id))
-        return
-    send_encoder_task(dispatcher.celery, dispatcher.settings, encoder_id)  # type: ignore[attr-defined]
-
-
-def send_encoder_task(celery: Any, settings: Any, encoder_id: uuid.UUID) -> None:
-    """The Celery message of an encoder job (also what the recovery sweep re-sends)."""
-    celery.send_task(
-        TASK_NAME,
-        args=(str(encoder_id),),
-        task_id=f"{encoder_id}-encoder",
-        queue=settings.celery_queue,
-        priority=9,  # after every stage of audits already started
-    )
 
 
 def _get(session: Session, encoder_id: uuid.UUID, tenant: str | None = None) -> Encoder:
@@ -214,9 +179,3 @@ def audit_encoder(
             "(or 'similarity' with encoder 'mae')"
         )
     return resolved.to_dict()
-
-
-def unfinished_encoders(session: Session) -> list[uuid.UUID]:
-    """Encoder jobs left queued or running, oldest first (the embedded runner resumes them)."""
-    stmt = select(Encoder.id).where(Encoder.status.in_(ACTIVE_STATUSES)).order_by(Encoder.created_at)
-    return list(session.scalars(stmt))

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.tables import ApiKey, utcnow
+from app.core.tables import ApiKey, utcnow
 
 TOKEN_PREFIX = "sa_"
 OPERATOR_TENANT = "(operator)"  # the owner of operator keys: no tenant can be named so (TENANT_PATTERN)

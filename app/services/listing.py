@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from app.problems import Unprocessable
-from app.repository import Window
+from app.core.repository import Window
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
 MAX_CURSOR_CHARS = 256  # a cursor this service issues is about 110 characters

@@ -12,24 +12,24 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import repository as repo
+from app.core import repository as repo
 from app.problems import Conflict
-from app.services.storage import Storage
-from app.tables import Audit, Image
+from app.core.storage import Storage
+from app.core.tables import Audit, Image
 
 if TYPE_CHECKING:
-    from app.config import Settings
+    from app.core.config import Settings
     from models.groups import PatientResult
 
 
 def group_secret(tenant: str | None = None, settings: Settings | None = None) -> str:
     """The key of a tenant's patient/study/series pseudonyms (the request's tenant by default):
-    HMAC(GROUP_KEY_SECRET, tenant), so that pseudonyms differ between tenants (app/home.py says where
+    HMAC(GROUP_KEY_SECRET, tenant), so that pseudonyms differ between tenants (app/core/home.py says where
     the secret comes from)."""
     from app.auth import scoped
-    from app.config import get_settings
-    from app.home import group_key_secret
-    from app.tables import DEFAULT_TENANT
+    from app.core.config import get_settings
+    from app.core.home import group_key_secret
+    from app.core.tables import DEFAULT_TENANT
     from models.groups import tenant_key
 
     secret = group_key_secret(settings or get_settings())

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.problems import Conflict
 from app.services.audits import _finished
-from app.services.storage import Storage
+from app.core.storage import Storage
 
 log = logging.getLogger(__name__)
 REPORT_NAME = "report-{aggregation}.html"

@@ -11,11 +11,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import net_guard
+from app.core import net_guard
 from app.problems import Unprocessable
 from app.schemas import AuditCreate
-from app.services.webhook_signing import new_secret
-from app.tables import Image
+from app.core.webhook_signing import new_secret
+from app.core.tables import Image
 
 
 def audit_fields(session: Session, body: AuditCreate, config: dict[str, Any], tenant: str) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def code_version() -> dict[str, str | None]:
 
 def _trail(session: Session, body: AuditCreate, fields: dict[str, Any]) -> dict[str, Any]:
     """Provenance fixed when the audit is created (timings and timestamps are added when it is read)."""
-    from app.tables import Encoder
+    from app.core.tables import Encoder
 
     config = fields["config"]
     encoder = None
@@ -136,9 +136,9 @@ def audit_trail(audit: Any) -> dict[str, Any] | None:
 def check_webhook_url(url: str) -> str:
     """An absolute http(s) URL without credentials, to a destination the SSRF guard accepts without DNS
     (port 80/443, no literal private address, no `localhost`) unless WEBHOOK_ALLOWED_HOSTS lists it;
-    422 otherwise. The delivery resolves and checks it again (app/net_guard.py)."""
-    from app.config import get_settings
-    from app.services.webhooks import allowlist_of
+    422 otherwise. The delivery resolves and checks it again (app/core/net_guard.py)."""
+    from app.core.config import get_settings
+    from app.core.webhooks import allowlist_of
 
     try:
         net_guard.check_url(url.strip(), allowlist_of(get_settings()))

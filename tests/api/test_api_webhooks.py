@@ -201,9 +201,9 @@ def test_webhooks_fire_once_per_finished_audit_signed_and_retried(
 
 
 def test_deliver_gives_up_after_the_bounded_attempts() -> None:
-    from app.net_guard import parse_allowlist
-    from app.services.webhook_signing import new_secret
-    from app.services.webhooks import deliver
+    from app.core.net_guard import parse_allowlist
+    from app.core.webhook_signing import new_secret
+    from app.core.webhooks import deliver
 
     waits: list[float] = []
     result = deliver(

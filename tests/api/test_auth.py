@@ -24,7 +24,7 @@ def cli(proc_tools, env: dict[str, str], *args: str) -> subprocess.CompletedProc
 
 def app_routes(pg_url: str, redis_url: str) -> list[tuple[str, str]]:
     """(method, path) of every route of the app, as the server builds it."""
-    from app.config import Settings
+    from app.core.config import Settings
     from app.main import create_app
 
     app = create_app(Settings(database_url=pg_url, celery_broker_url=redis_url))
@@ -177,7 +177,7 @@ def test_keys_cli_create_list_revoke(api, pg_url, proc_tools) -> None:  # type: 
     # The same service functions refuse bad input; only the hash is stored.
     from sqlalchemy import text
 
-    from app.db import make_engine, make_session_factory, session_scope
+    from app.core.db import make_engine, make_session_factory, session_scope
     from app.services.keys import KeyCommandError, create_key, list_keys, revoke_key
 
     engine = make_engine(pg_url)
@@ -233,7 +233,7 @@ def test_embedded_mode_skips_keys_only_on_localhost(proc_tools, tmp_path) -> Non
     ],
 )
 def test_when_keys_may_be_skipped(settings: dict, keyless: bool, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from app.config import Settings
+    from app.core.config import Settings
 
     assert Settings(synthaudit_home=tmp_path, **settings).keyless_local is keyless
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from app.db import make_engine, make_session_factory
-from app.services.storage import Storage
-from app.tables import Audit, Dataset, utcnow
+from app.core.db import make_engine, make_session_factory
+from app.core.storage import Storage
+from app.core.tables import Audit, Dataset, utcnow
 
 FAST = {"method": "pixels", "image_size": 32, "seed": 0}
 PATIENT_ID, PATIENT_NAME = "PID-7f3e9a-SECRET", "Roe^Secretia"
@@ -36,7 +36,7 @@ def backdate(pg_url: str, days: int, audits: list[str], datasets: list[str]) -> 
 
 
 def purge(pg_url: str, storage: Path, days: int) -> tuple[int, int]:
-    from app.services.retention import purge_expired
+    from app.core.retention import purge_expired
 
     engine = make_engine(pg_url)
     try:
@@ -145,7 +145,7 @@ def test_no_patient_data_in_logs_or_errors(embedded_client, embedded_api, helper
 
 
 def test_unexpected_errors_are_logged_without_their_message(caplog) -> None:
-    from app.problems import log_unexpected
+    from app.core.logs import log_unexpected
 
     try:
         raise ValueError(f"cannot read {PATIENT_ID}.dcm")

@@ -141,7 +141,7 @@ def test_with_a_key_the_guards_do_not_apply(proc_tools, tmp_path) -> None:  # ty
     env = proc_tools.clean_env(SYNTHAUDIT_HOME=str(home), AUTH_REQUIRED="true")
     server = proc_tools.start_server(env, tmp_path / "keyed.log", home / "storage")
     try:
-        from app.config import Settings
+        from app.core.config import Settings
 
         key = proc_tools.create_api_key(Settings(synthaudit_home=home).database_url, "site-a")
         missing = f"/v1/datasets/{uuid.uuid4()}"

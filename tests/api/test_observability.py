@@ -10,7 +10,7 @@ import uuid
 
 def operator_key(database_url: str) -> str:
     """A new operator key, written into the database as `synthaudit keys create --operator` does."""
-    from app.db import make_engine, make_session_factory, session_scope
+    from app.core.db import make_engine, make_session_factory, session_scope
     from app.services.keys import create_key
 
     engine = make_engine(database_url)
@@ -22,7 +22,7 @@ def operator_key(database_url: str) -> str:
 
 
 def test_metrics_and_request_ids(embedded_client, embedded_api) -> None:
-    from app.config import Settings
+    from app.core.config import Settings
 
     client = embedded_client
     operator = operator_key(Settings(synthaudit_home=embedded_api.storage.parent).database_url)
@@ -46,7 +46,7 @@ def test_metrics_and_request_ids(embedded_client, embedded_api) -> None:
 
 
 def test_json_log_lines_carry_request_and_audit_ids() -> None:
-    from app.logs import JsonFormatter, RequestIdFilter, _request_id
+    from app.core.logs import JsonFormatter, RequestIdFilter, _request_id
 
     audit_id = uuid.uuid4()
     record = logging.LogRecord(

@@ -244,7 +244,7 @@ def _create_database(admin_url: str) -> str:
 
 
 def _api_key(database_url: str, tenant: str) -> str:
-    from app.db import make_engine, make_session_factory, session_scope
+    from app.core.db import make_engine, make_session_factory, session_scope
     from app.services.keys import create_key
 
     engine = make_engine(database_url)
@@ -260,7 +260,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultEnv]:
     """Private Postgres + Redis + the API (uvicorn) on them; workers are started by the tests."""
     import httpx
 
-    from app.migrations import upgrade_head
+    from app.core.migrations import upgrade_head
 
     root = tmp_path_factory.mktemp("faults")
     logs = root / "logs"

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from app.config import Settings
+from app.core.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("migrate", "api", "worker", "beat")

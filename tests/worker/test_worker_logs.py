@@ -103,8 +103,8 @@ def test_the_embedded_runner_logs_crashed_jobs_and_purges_without_messages(
     import logging
     import threading
 
-    from app.config import Settings
-    from app.migrations import ensure_schema
+    from app.core.config import Settings
+    from app.core.migrations import ensure_schema
     from worker.pipeline import WorkerContext
     from worker.runner import EmbeddedRunner
 
@@ -119,7 +119,7 @@ def test_the_embedded_runner_logs_crashed_jobs_and_purges_without_messages(
     def purge_fails(*_: object) -> None:
         raise PermissionError(13, "Permission denied", str(stored))
 
-    monkeypatch.setattr("app.services.retention.purge_expired", purge_fails)
+    monkeypatch.setattr("app.core.retention.purge_expired", purge_fails)
     caplog.set_level(logging.INFO)
     runner = EmbeddedRunner(ctx)
     runner.start()
@@ -145,7 +145,7 @@ def test_any_logged_exception_shows_its_type_not_its_message(capsys: Any) -> Non
     import json
     import logging
 
-    from app.logs import configure_log_format
+    from app.core.logs import configure_log_format
 
     for fmt in ("text", "json"):
         buffer = io.StringIO()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from app.db import Base, make_engine
-from app.migrations import (
+from app.core.db import Base, make_engine
+from app.core.migrations import (
     SchemaOutOfDate,
     current_revision,
     downgrade,
@@ -140,7 +140,7 @@ def test_sqlite_upgrade_keeps_every_stored_row(tmp_path: Path) -> None:
     """SQLite rebuilds tables to alter them; with foreign keys enforced that used to cascade and delete
     results (0003) or images (0005). An embedded database upgraded in place loses nothing."""
     from alembic import command
-    from app.migrations import alembic_config
+    from app.core.migrations import alembic_config
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     command.upgrade(alembic_config(url), "0002")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from app import repository as repo
-from app.config import Settings
-from app.db import session_scope
-from app.migrations import ensure_schema
+from app.core import repository as repo
+from app.core.config import Settings
+from app.core.db import session_scope
+from app.core.migrations import ensure_schema
 from worker.pipeline import AuditStopped, Outcome, ProgressReporter, WorkerContext, execute_stage
 from worker_audits import audit_row, make_audit
 
@@ -111,8 +111,8 @@ def test_user_data_problems_fail_the_audit_with_a_message(ctx: WorkerContext) ->
 def test_retention_purges_old_finished_audits_and_unused_datasets(ctx: WorkerContext) -> None:
     from datetime import timedelta
 
-    from app.services.retention import purge_expired
-    from app.tables import utcnow
+    from app.core.retention import purge_expired
+    from app.core.tables import utcnow
 
     audit_id = make_audit(ctx, {"real": 1, "generated": 1, "reference": 1})
     ctx.storage.audit_workdir(audit_id).mkdir(parents=True)

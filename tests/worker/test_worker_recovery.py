@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from app import repository as repo
-from app.config import Settings
-from app.db import session_scope
-from app.migrations import ensure_schema
-from app.tables import utcnow
+from app.core import repository as repo
+from app.core.config import Settings
+from app.core.db import session_scope
+from app.core.migrations import ensure_schema
+from app.core.tables import utcnow
 from worker.pipeline import Outcome, WorkerContext, execute_stage
 from worker.recovery import Heartbeat, sweep
 from worker_audits import audit_row, make_audit
@@ -123,7 +123,7 @@ def test_the_watchdog_fails_a_stage_past_its_time_limit(ctx: WorkerContext) -> N
 
 
 def make_encoder(ctx: WorkerContext, status: str, seconds_since_sign_of_life: float) -> uuid.UUID:
-    from app.tables import Encoder
+    from app.core.tables import Encoder
 
     then = utcnow() - timedelta(seconds=seconds_since_sign_of_life)
     with session_scope(ctx.sessions) as session:

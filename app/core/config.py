@@ -69,14 +69,14 @@ class Settings(BaseSettings):
     @field_validator("webhook_allowed_hosts")
     @classmethod
     def _check_allowed_hosts(cls, value: str) -> str:
-        from app.net_guard import parse_allowlist
+        from app.core.net_guard import parse_allowlist
 
         parse_allowlist(value)  # a bad entry stops the process at start, not at the first delivery
         return value
 
     # Key of the pseudonymous DICOM group keys (PatientID etc. are hashed with it, never stored raw; each
     # tenant's key is HMAC(secret, tenant)). Required outside the embedded mode, which generates one in
-    # SYNTHAUDIT_HOME/group_key_secret when unset (app/home.py).
+    # SYNTHAUDIT_HOME/group_key_secret when unset (app/core/home.py).
     group_key_secret: str = ""
     # Logs: "text" (default) or "json" (one object per line, with request and audit ids).
     log_format: str = Field(default="text", pattern="^(text|json)$")
@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     @field_validator("rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
-        from app.rate_limits import parse_rate_limit
+        from app.core.rate_limit_rules import parse_rate_limit
 
         parse_rate_limit(value)  # a bad value stops the process at start
         return value

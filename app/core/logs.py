@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import traceback
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -82,3 +83,9 @@ def configure_log_format(fmt: str, logger: logging.Logger | None = None) -> None
             handler.addFilter(RequestIdFilter())
         if fmt == "json":
             handler.setFormatter(JsonFormatter())
+
+
+def log_unexpected(where: str, exc: BaseException) -> None:
+    """Log an unexpected exception as its type and stack frames, never its message (it may hold data)."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    logging.getLogger("synthaudit").error("%s: unexpected %s\n%s", where, type(exc).__name__, frames)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session, defer
 
-from app.tables import (
+from app.core.tables import (
     ACTIVE_STATUSES,
     DEFAULT_TENANT,
     Audit,
@@ -325,3 +325,9 @@ def mark_dataset_purged(session: Session, dataset_id: uuid.UUID) -> None:
 def audits_using(session: Session, dataset_id: uuid.UUID) -> list[uuid.UUID]:
     """Every audit that read the dataset (their work folders hold decoded copies of its images)."""
     return list(session.scalars(select(Audit.id).where(_uses(dataset_id))))
+
+
+def unfinished_encoders(session: Session) -> list[uuid.UUID]:
+    """Encoder jobs left queued or running, oldest first (the embedded runner resumes them)."""
+    stmt = select(Encoder.id).where(Encoder.status.in_(ACTIVE_STATUSES)).order_by(Encoder.created_at)
+    return list(session.scalars(stmt))

@@ -3,7 +3,7 @@ exponential backoff for a bounded number of attempts.
 
 Exactly one process sends an audit's webhook: the one whose conditional UPDATE moves `webhook_status`
 from NULL to `sending` (after the audit reached a final status). Delivery runs on the process's bounded
-delivery pool (app/services/webhook_pool.py: WEBHOOK_MAX_CONCURRENCY threads), so neither the worker
+delivery pool (app/core/webhook_pool.py: WEBHOOK_MAX_CONCURRENCY threads), so neither the worker
 nor the API request waits for the receiver; the outcome (`delivered` or `failed`, and the number of
 attempts) is written back to the audit row.
 
@@ -15,8 +15,8 @@ same delivery twice (if the dead process had already delivered): it must treat `
 idempotency key.
 
 Every attempt is signed by the Standard Webhooks scheme with the webhook's own secret
-(app/services/webhook_signing.py); an audit without a secret is never sent unsigned. Every attempt
-resolves the receiver's host again and connects only to the addresses it checked (app/net_guard.py):
+(app/core/webhook_signing.py); an audit without a secret is never sent unsigned. Every attempt
+resolves the receiver's host again and connects only to the addresses it checked (app/core/net_guard.py):
 no loopback, private, link-local or reserved address, ports 80 and 443, unless WEBHOOK_ALLOWED_HOSTS
 lists the destination. Redirects are not followed (a 3xx answer is a failed attempt).
 """
@@ -38,12 +38,12 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import net_guard
-from app.db import session_scope
-from app.problems import log_unexpected
-from app.services.webhook_pool import DeliveryPool, delivery_pool
-from app.services.webhook_signing import signed_headers
-from app.tables import Audit, AuditMetrics, utcnow
+from app.core import net_guard
+from app.core.db import session_scope
+from app.core.logs import log_unexpected
+from app.core.webhook_pool import DeliveryPool, delivery_pool
+from app.core.webhook_signing import signed_headers
+from app.core.tables import Audit, AuditMetrics, utcnow
 
 log = logging.getLogger(__name__)
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -279,7 +279,7 @@ def notify_finished(
         log.warning("audit %s: webhook not started (%s)", audit_id, type(exc).__name__)
         return False
     if settings is None:
-        from app.config import get_settings
+        from app.core.config import get_settings
 
         settings = get_settings()
 

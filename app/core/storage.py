@@ -1,6 +1,6 @@
 """Where datasets and audit work folders live on disk, with atomic moves and best-effort removal.
 
-Everything the service creates here is private, whatever the umask: folders 0700, files 0600 (app/home.py);
+Everything the service creates here is private, whatever the umask: folders 0700, files 0600 (app/core/home.py);
 an upload's files are made so before the upload is published.
 """
 
@@ -11,7 +11,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from app.home import private_dir, private_tree
+from app.core.home import private_dir, private_tree
 
 
 class Storage:

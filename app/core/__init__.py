@@ -1,0 +1,1 @@
+"""The layer both tiers stand on: settings, database, tables, repositories, storage, jobs, logging."""
