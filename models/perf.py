@@ -299,7 +299,7 @@ def _embed_batch(config: AuditConfig, device: torch.device, checkpoint: Path) ->
     if device.type != "cuda":
         return config.batch_size
     from models.embed import _cuda_batch
-    from models.encoders import MAEEncoder
+    from models.encoders.mae import MAEEncoder
 
     encoder = MAEEncoder(checkpoint, device=str(device))
     probe = np.zeros((32, config.image_size, config.image_size), np.uint8)

@@ -243,7 +243,7 @@ def run_pretrain(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_pro
 
 def embed_features(workdir: Path, config: AuditConfig, images: np.ndarray, on_progress: Progress) -> dict[str, np.ndarray]:
     """Features of images with every encoder the method's views need, keyed by encoder name."""
-    from models.encoders import create_encoder
+    from models.encoders.registry import create_encoder
 
     names = sorted({view.encoder for view in method_for(config).views(config)})
     out: dict[str, np.ndarray] = {}

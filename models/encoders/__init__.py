@@ -1,288 +1,54 @@
-"""Image encoders behind one registry: raw pixels, the self-supervised MAE, and timm backbones.
+"""Image encoders behind one registry: raw pixels, the self-supervised MAE, timm backbones, whitened variants.
 
 Every encoder maps uint8 images [N, S, S] to L2-normalised float32 features [N, D]. Nothing here
 downloads weights: timm backbones load a local file the user names, the MAE a local checkpoint.
+Importing this package imports every family so that each registers itself (see registry.py);
+families import only models.encoders.registry (and pixels), never this package's names.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
-
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-
-from models.device import resolve_device
-from models.embed import embed_images
-
-ProgressFn = Callable[[float], None] | None
-MIN_MATCHED_FRACTION = 0.9
-TIMM_BACKBONES = (
-    "vgg16",
-    "inception_v3",
-    "resnet50",
-    "resnet101",
-    "mobilenetv2_100",
-    "mobilenetv3_large_100",
-    "efficientnet_b0",
-    "tf_efficientnet_lite0",
+from models.encoders import mae, pixels, timm_backbones, vit_tokens, whitened  # noqa: F401  (they register)
+from models.encoders.mae import MAEEncoder
+from models.encoders.pixels import PixelsEncoder
+from models.encoders.registry import (
+    Encoder,
+    EncoderError,
+    EncoderFactory,
+    EncoderWeightsError,
+    ProgressFn,
+    available_encoders,
+    create_encoder,
+    encoder_factory,
+    register_encoder,
+)
+from models.encoders.timm_backbones import (
+    MIN_MATCHED_FRACTION,
+    TIMM_BACKBONES,
+    TimmEncoder,
+    load_backbone_weights,
+    match_by_name,
+    match_by_order,
+    read_weight_file,
 )
 
-
-class EncoderError(ValueError):
-    """An encoder cannot be created as asked (unknown name, bad option)."""
-
-
-class EncoderWeightsError(EncoderError):
-    """An encoder's weights or checkpoint are missing or do not fit the model."""
-
-
-@runtime_checkable
-class Encoder(Protocol):
-    """Anything with a name that embeds uint8 images [N, S, S] into float32 [N, D], L2-normalised."""
-
-    name: str
-
-    def embed(self, images: np.ndarray, batch_size: int = 64, on_progress: ProgressFn = None) -> np.ndarray:
-        """Features of images, one L2-normalised row per image."""
-        ...
-
-
-_REGISTRY: dict[str, Callable[..., Encoder]] = {}
-
-
-def register_encoder(name: str) -> Callable[[Callable[..., Encoder]], Callable[..., Encoder]]:
-    """Decorator registering an encoder factory (called with the create_encoder keywords)."""
-
-    def decorate(factory: Callable[..., Encoder]) -> Callable[..., Encoder]:
-        if name in _REGISTRY:
-            raise EncoderError(f"encoder {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorate
-
-
-def available_encoders() -> list[str]:
-    """Registered encoder names, sorted."""
-    return sorted(_REGISTRY)
-
-
-def create_encoder(
-    name: str,
-    *,
-    weights: str | Path | None = None,
-    checkpoint: str | Path | None = None,
-    device: str = "auto",
-    image_size: int = 64,
-    **options: Any,
-) -> Encoder:
-    """Build the encoder registered under name (see available_encoders())."""
-    if name not in _REGISTRY:
-        raise EncoderError(f"unknown encoder {name!r}; available: {', '.join(available_encoders())}")
-    return _REGISTRY[name](
-        name=name, weights=weights, checkpoint=checkpoint, device=device, image_size=image_size, **options
-    )
-
-
-# ---------------------------------------------------------------- pixels
-class PixelsEncoder:
-    """Raw pixels, downsized to `side`, mean-centred per image, flattened, L2-normalised."""
-
-    def __init__(self, name: str = "pixels", side: int = 32, device: str = "auto"):
-        if side < 1:
-            raise EncoderError("pixels side must be >= 1")
-        self.name, self.side, self.device = name, int(side), resolve_device(device)
-
-    def _features(self, batch: torch.Tensor) -> torch.Tensor:
-        x = batch.float().unsqueeze(1) / 255.0  # [B, 1, S, S]
-        if x.shape[-1] > self.side or x.shape[-2] > self.side:
-            x = F.interpolate(x, size=(self.side, self.side), mode="bilinear", antialias=True)
-        x = x.flatten(1)  # [B, side*side]
-        return x - x.mean(dim=1, keepdim=True)
-
-    def embed(self, images: np.ndarray, batch_size: int = 64, on_progress: ProgressFn = None) -> np.ndarray:
-        """Pixel features [N, min(S, side)^2]."""
-        return embed_images(self._features, images, max(batch_size, 256), self.device, on_progress)
-
-
-@register_encoder("pixels")
-def _make_pixels(*, name: str, weights=None, checkpoint=None, device="auto", image_size=64, side=32, **opts):
-    _refuse_options(name, opts)
-    return PixelsEncoder(name, side=min(int(side), int(image_size)), device=device)
-
-
-# ---------------------------------------------------------------- mae
-class MAEEncoder:
-    """Global features (mean of patch tokens, or the cls token) of a pretrained MAE checkpoint."""
-
-    def __init__(self, checkpoint: str | Path, device: str = "auto", pooling: str = "mean", name: str = "mae"):
-        from models.pretrain import load_checkpoint  # local: keeps the registry import light
-
-        if pooling not in ("mean", "cls"):
-            raise EncoderError(f"mae pooling must be 'mean' or 'cls', not {pooling!r}")
-        self.name, self.pooling, self.device = name, pooling, resolve_device(device)
-        self.checkpoint = Path(checkpoint)
-        self.model, self.metadata = load_checkpoint(self.checkpoint, self.device)
-        self.mean = float(self.model.normalisation["mean"])
-        self.std = float(self.model.normalisation["std"])
-
-    def _features(self, batch: torch.Tensor) -> torch.Tensor:
-        from models.pretrain import to_model_input
-
-        x = to_model_input(batch, self.model.config.img_size, self.mean, self.std)
-        if self.pooling == "cls":
-            return self.model.forward_features(x)[:, 0]
-        return self.model.global_features(x)
-
-    def embed(self, images: np.ndarray, batch_size: int = 64, on_progress: ProgressFn = None) -> np.ndarray:
-        """MAE features [N, embed_dim]."""
-        return embed_images(self._features, images, batch_size, self.device, on_progress)
-
-
-@register_encoder("mae")
-def _make_mae(*, name: str, weights=None, checkpoint=None, device="auto", image_size=64, pooling="mean", **opts):
-    _refuse_options(name, opts)
-    checkpoint = checkpoint or weights
-    if checkpoint is None:
-        raise EncoderWeightsError("mae needs a checkpoint: pretrain first or pass --checkpoint")
-    if not Path(checkpoint).is_file():
-        raise EncoderWeightsError(f"mae checkpoint not found: {checkpoint}")
-    return MAEEncoder(checkpoint, device=device, pooling=pooling, name=name)
-
-
-# ---------------------------------------------------------------- timm backbones
-def read_weight_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a local .safetensors / .pth / .pt / .bin file (no pickle: weights_only=True)."""
-    path = Path(path)
-    if not path.is_file():
-        raise EncoderWeightsError(f"weights file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(str(path), device="cpu")
-        elif suffix in (".pth", ".pt", ".bin"):
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        else:
-            raise EncoderWeightsError(f"{path}: unsupported weights format (use .safetensors, .pth or .pt)")
-    except EncoderWeightsError:
-        raise
-    except Exception as exc:  # corrupt file, pickle refused by weights_only, ...
-        raise EncoderWeightsError(f"cannot read weights from {path}: {exc}") from exc
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise EncoderWeightsError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
-    return {_strip_prefix(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-def _strip_prefix(key: str) -> str:
-    for prefix in ("module.", "model."):
-        if key.startswith(prefix):
-            return key[len(prefix) :]
-    return key
-
-
-def _is_counter(key: str) -> bool:
-    return key.endswith("num_batches_tracked")
-
-
-def match_by_name(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Source tensors whose name and shape equal a target tensor's."""
-    return {
-        k: v for k, v in source.items()
-        if k in target and not _is_counter(k) and tuple(v.shape) == tuple(target[k].shape)
-    }
-
-
-def match_by_order(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Pair target and source tensors in stored order while shapes agree (for renamed layouts)."""
-    tgt = [(k, v) for k, v in target.items() if not _is_counter(k)]
-    src = [v for k, v in source.items() if not _is_counter(k)]
-    mapped: dict[str, torch.Tensor] = {}
-    for (key, t), s in zip(tgt, src):
-        if tuple(t.shape) != tuple(s.shape):
-            break
-        mapped[key] = s
-    return mapped
-
-
-def load_backbone_weights(model: nn.Module, path: str | Path, name: str) -> float:
-    """Load a local weights file into model (by name, else by order); returns the matched fraction."""
-    target = model.state_dict()
-    source = read_weight_file(path)
-    wanted = sum(1 for k in target if not _is_counter(k))
-    mapped = match_by_name(target, source)
-    if len(mapped) < MIN_MATCHED_FRACTION * wanted:
-        by_order = match_by_order(target, source)
-        if len(by_order) > len(mapped):
-            mapped = by_order
-    fraction = len(mapped) / max(1, wanted)
-    if fraction < MIN_MATCHED_FRACTION:
-        raise EncoderWeightsError(
-            f"{path} does not fit {name}: only {len(mapped)} of {wanted} tensors matched "
-            f"({fraction:.0%} < {MIN_MATCHED_FRACTION:.0%}); is it the right architecture?"
-        )
-    model.load_state_dict({k: v.to(target[k].dtype) for k, v in mapped.items()}, strict=False)
-    return fraction
-
-
-class TimmEncoder:
-    """An ImageNet CNN from timm (no classifier): grey repeated to RGB, resized, ImageNet-normalised."""
-
-    def __init__(self, name: str, weights: str | Path, device: str = "auto"):
-        import timm
-        from timm.data import resolve_data_config
-
-        self.name, self.device = name, resolve_device(device)
-        self.model = timm.create_model(name, pretrained=False, num_classes=0)
-        self.matched_fraction = load_backbone_weights(self.model, weights, name)
-        self.model.to(self.device).eval()
-        self.channels_last = self.device.type == "cuda"  # NHWC convolutions are faster on tensor cores
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        cfg = resolve_data_config({}, model=self.model)
-        self.input_size = tuple(cfg["input_size"][1:])  # (H, W)
-        self.mean = torch.tensor(cfg["mean"], device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(cfg["std"], device=self.device).view(1, 3, 1, 1)
-
-    def _features(self, batch: torch.Tensor) -> torch.Tensor:
-        x = batch.float().unsqueeze(1) / 255.0  # [B, 1, S, S]
-        x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
-        x = (x.expand(-1, 3, -1, -1) - self.mean) / self.std  # [B, 3, H, W]
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)  # pooled features [B, D]
-
-    def embed(self, images: np.ndarray, batch_size: int = 64, on_progress: ProgressFn = None) -> np.ndarray:
-        """Pooled backbone features [N, num_features]."""
-        return embed_images(self._features, images, batch_size, self.device, on_progress)
-
-
-def _timm_factory(backbone: str) -> Callable[..., Encoder]:
-    def make(*, name: str, weights=None, checkpoint=None, device="auto", image_size=64, **opts) -> Encoder:
-        _refuse_options(name, opts)
-        if weights is None:
-            raise EncoderWeightsError(f"{name} needs ImageNet weights from a local file: pass --weights PATH")
-        return TimmEncoder(backbone, weights, device=device)
-
-    return make
-
-
-for _backbone in TIMM_BACKBONES:
-    register_encoder(_backbone)(_timm_factory(_backbone))
-
-
-def _refuse_options(name: str, options: dict[str, Any]) -> None:
-    if options:
-        raise EncoderError(f"encoder {name!r} does not take option(s): {', '.join(sorted(options))}")
-
-
-# Encoders defined in their own modules register themselves on import.
-from models.encoders import whitened as _whitened  # noqa: E402,F401  (pixels_whitened)
-from models.encoders import vit_tokens as _vit_tokens  # noqa: E402,F401  (vit_tokens_whitened)
+__all__ = [
+    "MIN_MATCHED_FRACTION",
+    "TIMM_BACKBONES",
+    "Encoder",
+    "EncoderError",
+    "EncoderFactory",
+    "EncoderWeightsError",
+    "MAEEncoder",
+    "PixelsEncoder",
+    "ProgressFn",
+    "TimmEncoder",
+    "available_encoders",
+    "create_encoder",
+    "encoder_factory",
+    "load_backbone_weights",
+    "match_by_name",
+    "match_by_order",
+    "read_weight_file",
+    "register_encoder",
+]

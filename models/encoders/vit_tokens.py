@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from models.embed import embed_images
-from models.encoders import EncoderWeightsError, register_encoder
+from models.encoders.registry import EncoderWeightsError, register_encoder
 from models.score import Whitening, apply_whitening, fit_whitening
 
 PRESET = "mae_tiny_patch8_64"

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from _fixtures_ml import blob_images
 from models.device import resolve_device
-from models.encoders import (
+from models.encoders.registry import (
     EncoderError,
     EncoderWeightsError,
     available_encoders,
