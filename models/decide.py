@@ -1,10 +1,16 @@
-"""Turn membership scores into used / not-used decisions (score >= threshold -> used)."""
+"""Turn membership scores into used / not-used decisions (score >= threshold -> used), and measure them."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+
+from models import metrics
+from models.config import AuditConfig
+
+CV_FOLDS = 5
 
 
 def _as_scores(scores: object) -> np.ndarray:
@@ -168,3 +174,41 @@ def cross_validated_decisions(
         decisions[test] = apply_threshold(s[test], threshold)
         thresholds.append(threshold)
     return decisions, thresholds
+
+
+# --- the audit's rules: choose a threshold, measure against labels ------------------------------------
+
+
+def choose_threshold(
+    scores: np.ndarray, labelled: np.ndarray, labels: np.ndarray, config: AuditConfig
+) -> tuple[float, str]:
+    """The decision threshold and the rule that produced it (every rule but "fdr", see run_decide)."""
+    rule = config.decision
+    if rule == "auto":
+        rule = "calibrated" if len(labels) and len(set(labels.tolist())) == 2 else "prior"
+    if rule == "calibrated":
+        if len(set(labels.tolist())) < 2:
+            raise ValueError("calibration needs labels with both used (1) and not used (0) images")
+        return f1_optimal_threshold(scores[labelled], labels), rule
+    if rule == "mixture":
+        return mixture_threshold(scores, seed=config.seed), rule
+    if rule == "fixed":
+        assert config.threshold is not None
+        return float(config.threshold), rule
+    return prior_threshold(scores, config.used_fraction), "prior"
+
+
+def label_metrics(
+    scores: np.ndarray, decisions: np.ndarray, labelled: np.ndarray, labels: np.ndarray, config: AuditConfig
+) -> dict[str, Any]:
+    """Metrics on the labelled images: with the applied threshold, and cross-validated when calibrated."""
+    out: dict[str, Any] = {
+        "applied": metrics.classification_metrics(labels, decisions[labelled], scores[labelled]),
+    }
+    counts = np.bincount(labels, minlength=2)
+    if counts.min() >= 2:
+        folds = int(min(CV_FOLDS, counts.min()))
+        cv_decisions, _ = cross_validated_decisions(scores[labelled], labels, folds=folds, seed=config.seed)
+        out["cross_validated"] = metrics.classification_metrics(labels, cv_decisions, scores[labelled])
+        out["cv_folds"] = folds
+    return out

@@ -13,6 +13,7 @@ import numpy as np
 
 from models import decide, metrics
 from models.config import AuditConfig
+from models.decide import choose_threshold, label_metrics
 from models.io import ImageSet, Rejected, load_images
 from models.methods import Method, Neighbours, ScoreInputs, ScoreOutput, View, get_method, resolve_method_name
 from models.results import ResultRow, write_results_csv
@@ -27,7 +28,6 @@ ARTIFACTS = {
     "search": "neighbours.npz",
     "decide": "metrics.json",
 }
-CV_FOLDS = 5
 
 Progress = Callable[[float], None]
 
@@ -344,23 +344,6 @@ def load_neighbours(workdir: Path, views: tuple[View, ...]) -> dict[str, Neighbo
 # --- decide -----------------------------------------------------------------------------------------
 
 
-def choose_threshold(scores: np.ndarray, labelled: np.ndarray, labels: np.ndarray, config: AuditConfig) -> tuple[float, str]:
-    """The decision threshold and the rule that produced it (every rule but "fdr", see run_decide)."""
-    rule = config.decision
-    if rule == "auto":
-        rule = "calibrated" if len(labels) and len(set(labels.tolist())) == 2 else "prior"
-    if rule == "calibrated":
-        if len(set(labels.tolist())) < 2:
-            raise ValueError("calibration needs labels with both used (1) and not used (0) images")
-        return decide.f1_optimal_threshold(scores[labelled], labels), rule
-    if rule == "mixture":
-        return decide.mixture_threshold(scores, seed=config.seed), rule
-    if rule == "fixed":
-        assert config.threshold is not None
-        return float(config.threshold), rule
-    return decide.prior_threshold(scores, config.used_fraction), "prior"
-
-
 def _labelled_positions(ids: list[str], labels: dict[str, int] | None) -> tuple[np.ndarray, np.ndarray]:
     if not labels:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -370,20 +353,6 @@ def _labelled_positions(ids: list[str], labels: dict[str, int] | None) -> tuple[
         raise ValueError("none of the labelled ids is among the real images")
     idx, values = zip(*sorted(known))
     return np.array(idx, dtype=np.int64), np.array(values, dtype=np.int64)
-
-
-def label_metrics(scores: np.ndarray, decisions: np.ndarray, labelled: np.ndarray, labels: np.ndarray, config: AuditConfig) -> dict[str, Any]:
-    """Metrics on the labelled images: with the applied threshold, and cross-validated when calibrated."""
-    out: dict[str, Any] = {
-        "applied": metrics.classification_metrics(labels, decisions[labelled], scores[labelled]),
-    }
-    counts = np.bincount(labels, minlength=2)
-    if counts.min() >= 2:
-        folds = int(min(CV_FOLDS, counts.min()))
-        cv_decisions, _ = decide.cross_validated_decisions(scores[labelled], labels, folds=folds, seed=config.seed)
-        out["cross_validated"] = metrics.classification_metrics(labels, cv_decisions, scores[labelled])
-        out["cv_folds"] = folds
-    return out
 
 
 def decision_rule_for(config: AuditConfig, has_reference: bool) -> str:
