@@ -510,3 +510,18 @@ def proc_tools() -> object:
         bearer=bearer,
         memory_rise=memory_rise,
     )
+
+
+# --- test tiers ------------------------------------------------------------------------------------
+# `pytest -m "not slow"` is the fast tier (about a minute): the models' unit tests, the CLI on small
+# folders and the in-process app (tests/inprocess). Everything that starts real server, Celery worker or
+# browser processes on Postgres and Redis is slow, by folder; a slow test elsewhere says so itself.
+SLOW_FOLDERS = ("api", "worker", "faults")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_root = Path(__file__).resolve().parent
+    for item in items:
+        parts = Path(str(item.fspath)).resolve().relative_to(tests_root).parts
+        if parts and parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)

@@ -24,6 +24,7 @@ def bench_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     return root, labels
 
 
+@pytest.mark.slow
 def test_audit_writes_csv_and_evaluate_scores_it(bench_folder, tmp_path: Path) -> None:
     root, labels = bench_folder
     out = tmp_path / "results.csv"
@@ -42,6 +43,7 @@ def test_audit_writes_csv_and_evaluate_scores_it(bench_folder, tmp_path: Path) -
     assert "auc" in evaluated.stdout and "f1" in evaluated.stdout
 
 
+@pytest.mark.slow
 def test_audit_imageclef_format(bench_folder, tmp_path: Path) -> None:
     root, labels = bench_folder
     out = tmp_path / "run.txt"
@@ -56,6 +58,7 @@ def test_audit_imageclef_format(bench_folder, tmp_path: Path) -> None:
     assert "cross-validated" in result.stdout
 
 
+@pytest.mark.slow
 def test_audit_with_a_reference_writes_p_values_and_the_metrics_json(bench_folder, tmp_path: Path) -> None:
     import json
     import shutil
@@ -96,6 +99,7 @@ def test_fdr_rule_without_reference_is_one_line_error(bench_folder, tmp_path: Pa
     assert result.stderr.strip().count("\n") == 0 and "known not to be used" in result.stderr  # before any work
 
 
+@pytest.mark.slow
 def test_bench_prints_table(bench_folder) -> None:
     root, _ = bench_folder
     result = run_cli("bench", str(root), "--methods", "pixels", "--image-size", "32")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import re
 import subprocess
@@ -12,6 +14,7 @@ from browser import non_white_fraction, screenshot
 from synthetic_sets import make_membership_set
 
 
+@pytest.mark.slow
 def test_audit_writes_a_report(tmp_path: Path) -> None:
     root = tmp_path / "set"
     labels = make_membership_set(root, n_used=6, n_unused=6, n_fresh_generated=12, seed=5)

@@ -3,6 +3,8 @@ pillow, safetensors and tqdm (no faiss, no service packages)."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -18,6 +20,7 @@ RUN = (
 )
 
 
+@pytest.mark.slow
 def test_perf_runs_with_the_gpu_hosts_packages_only(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[1]
     argv = [sys.executable, "-c", RUN, "--real", "24", "--generated", "48", "--size", "32", "--images-seen", "64",

@@ -118,6 +118,7 @@ def test_exact_rank_test_matches_enumeration() -> None:
     assert result.p_value == pytest.approx(np.mean(np.array(us) >= u_obs))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_cand,n_ref,discrete", [(20, 15, False), (300, 100, False), (300, 100, True)])
 def test_leakage_test_holds_its_level_under_the_null(n_cand: int, n_ref: int, discrete: bool) -> None:
     rng = np.random.default_rng(5)

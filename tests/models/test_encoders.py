@@ -73,6 +73,7 @@ def test_backbone_without_weights_is_refused(name: str) -> None:
         create_encoder(name, device="cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_backbone_loads_a_local_weights_file(suffix: str, tmp_path: Path) -> None:
     torch.manual_seed(0)

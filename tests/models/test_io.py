@@ -359,6 +359,7 @@ def _hostile(tmp_path: Path, kind: str) -> tuple[Path, dict]:
     return path, {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kind", ["gnu-long-name", "pax", "directories", "lying-zip", "deflated-dicom", "corrupt-members"]
 )

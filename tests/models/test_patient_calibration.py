@@ -29,6 +29,7 @@ def test_reference_patients_are_those_whose_images_are_all_reference() -> None:
     assert reference_patients(["a", "b"], ["reference", "candidate"], groups) == set()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", ["any", "mean-score"])
 def test_patient_p_values_are_valid_where_image_p_values_are_not(rule: str) -> None:
     """Under the null (no patient used), patient-level p-values stay super-uniform although every

@@ -39,6 +39,7 @@ def trained(images: np.ndarray):
     return pretrain_mae(images, _quick(16 * 4, seed=5))
 
 
+@pytest.mark.slow
 def test_loss_decreases(images: np.ndarray) -> None:
     model, losses = pretrain_mae(images, _quick(8 * 20, lr=1e-3, augment=False, batch_size=8))
     assert len(losses) == 20
@@ -46,6 +47,7 @@ def test_loss_decreases(images: np.ndarray) -> None:
     assert not model.training
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_weights(images: np.ndarray) -> None:
     a, la = pretrain_mae(images, _quick(16 * 3, seed=7))
     b, lb = pretrain_mae(images, _quick(16 * 3, seed=7))
@@ -72,6 +74,7 @@ def test_plateau_stopper_counts_windows_without_improvement() -> None:
     assert stopper.update(2.5) is False and stopper.update(2.5) is True  # second bad window: stop
 
 
+@pytest.mark.slow
 def test_early_stop_on_a_plateau() -> None:
     noise = np.random.default_rng(0).integers(0, 256, (16, 32, 32), dtype=np.uint8)  # unpredictable
     cfg = PretrainConfig(device="cpu", batch_size=4, images_seen=4 * 200, patience=1, plateau_window=5, lr=1e-3)

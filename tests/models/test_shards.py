@@ -82,6 +82,7 @@ def test_read_rows_reads_a_slice_of_an_npz(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_rows(tmp_path / "c.npz", "images", 2, 5), data[2:5])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "config",
     [

@@ -159,6 +159,7 @@ def test_unknown_method_is_named(membership_set, tmp_path: Path) -> None:
         run_audit(AuditInputs(root / "real", root / "generated"), AuditConfig(method="nope"), tmp_path / "w")
 
 
+@pytest.mark.slow
 def test_models_imports_no_web_stack() -> None:
     code = (
         "import sys, models, models.stages, models.bench, models.methods, models.encoders, models.index;"

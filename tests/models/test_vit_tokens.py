@@ -17,6 +17,7 @@ def images() -> np.ndarray:
     return np.random.default_rng(3).integers(0, 256, (40, 32, 32), dtype=np.uint8)
 
 
+@pytest.mark.slow
 def test_the_fitted_state_round_trips_bit_for_bit(images: np.ndarray, tmp_path: Path) -> None:
     fitted = fit_vit_tokens(images, seed=5, device="cpu")
     before = VitTokensEncoder(fitted, device="cpu").embed(images)
@@ -33,6 +34,7 @@ def test_the_vit_depends_on_the_seed_only(images: np.ndarray) -> None:
     assert not all(np.array_equal(a[k].numpy(), c[k].numpy()) for k in a)
 
 
+@pytest.mark.slow
 def test_the_method_finds_copies_and_repeats_itself(tmp_path: Path) -> None:
     labels = make_membership_set(tmp_path / "set", n_used=8, n_unused=8, n_fresh_generated=16, exact_copies=True)
     inputs = AuditInputs(tmp_path / "set" / "real", tmp_path / "set" / "generated")
