@@ -15,10 +15,12 @@ RED, BLUE, GREY = "#c0392b", "#2f6fb3", "#a9b3bd"
 
 
 def png_data_uri(png: bytes) -> str:
+    """PNG bytes as a data URI (base64: no character that HTML would need escaped)."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _figure_png(fig: Any) -> str:
+    """A figure as a PNG data URI."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return png_data_uri(buf.getvalue())
@@ -38,11 +40,31 @@ def _new_figure(width: float, height: float) -> tuple[Any, Any]:
 
 
 def _score_bins(values: list[np.ndarray], extra: float | None = None, n: int = 40) -> np.ndarray:
+    """n equal bins spanning the finite values (and extra, e.g. a threshold)."""
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if extra is not None and math.isfinite(extra):
         lo, hi = min(lo, extra), max(hi, extra)
     return np.linspace(lo, hi + 1e-9 if hi == lo else hi, n + 1)
+
+
+def _score_plot_png(
+    fig: Any, ax: Any, threshold: float | None, threshold_label: str, ylabel: str, title: str
+) -> str:
+    """Finish a histogram of membership scores: the dashed threshold line (when finite), axes, legend."""
+    if threshold is not None and math.isfinite(threshold):
+        ax.axvline(
+            threshold,
+            color="#1d232b",
+            linestyle="--",
+            linewidth=1.5,
+            label=f"{threshold_label} {threshold:.4f}",
+        )
+    ax.set_xlabel("membership score (higher = more likely used)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=9)
+    return _figure_png(fig)
 
 
 def score_histogram(scores: np.ndarray, threshold: float, label_of: np.ndarray | None) -> str:
@@ -67,19 +89,9 @@ def score_histogram(scores: np.ndarray, threshold: float, label_of: np.ndarray |
         )
     else:
         ax.hist(scores, bins=bins, color="#6c8fb3", edgecolor="white", linewidth=0.4, label="real images")
-    if math.isfinite(threshold):
-        ax.axvline(
-            threshold,
-            color="#1d232b",
-            linestyle="--",
-            linewidth=1.5,
-            label=f"rule's threshold {threshold:.4f}",
-        )
-    ax.set_xlabel("membership score (higher = more likely used)")
-    ax.set_ylabel("real images")
-    ax.set_title("Score distribution of the real images")
-    ax.legend(frameon=False, fontsize=9)
-    return _figure_png(fig)
+    return _score_plot_png(
+        fig, ax, threshold, "rule's threshold", "real images", "Score distribution of the real images"
+    )
 
 
 def candidate_reference_plot(
@@ -98,19 +110,9 @@ def candidate_reference_plot(
         if values.size:
             ax.hist(values, bins=bins, density=True, color=colour, alpha=0.45, label=label)
             ax.hist(values, bins=bins, density=True, color=colour, histtype="step", linewidth=1.6)
-    if threshold is not None and math.isfinite(threshold):
-        ax.axvline(
-            threshold,
-            color="#1d232b",
-            linestyle="--",
-            linewidth=1.5,
-            label=f"{threshold_label} {threshold:.4f}",
-        )
-    ax.set_xlabel("membership score (higher = more likely used)")
-    ax.set_ylabel("density (each set's area = 1)")
-    ax.set_title("Candidate vs reference scores")
-    ax.legend(frameon=False, fontsize=9)
-    return _figure_png(fig)
+    return _score_plot_png(
+        fig, ax, threshold, threshold_label, "density (each set's area = 1)", "Candidate vs reference scores"
+    )
 
 
 def p_value_histogram(p_values: np.ndarray, n_reference: int, fdr_cutoff: float | None = None) -> str:

@@ -7,6 +7,7 @@ import html
 import io
 import json
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +114,7 @@ def test_calibrated_report_shows_the_distributions_and_the_p_value_histogram(ref
 
 
 def test_reference_set_images_stay_out_of_the_gallery(reference_audit) -> None:
-    from models.report import load_report_data, reference_scores
+    from models.report_data import load_report_data, reference_scores
 
     work, labels, reference_ids = reference_audit
     page = render_report(work, gallery_rows=100)
@@ -126,11 +127,55 @@ def test_reference_set_images_stay_out_of_the_gallery(reference_audit) -> None:
     assert np.sort(reference_scores(data))[-2] > 0.95  # the copied reference images score high
 
 
+PAGE_TAGS = set("html head meta title style body main h1 h2 p span b i code sup br".split())
+PAGE_TAGS |= set("table tr th td div img figure figcaption footer".split())
+
+
+class _Page(HTMLParser):
+    """A page's text, tags and attributes as a browser's parser sees them (entities decoded)."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
 def test_ids_from_file_names_are_escaped(reference_audit) -> None:
     work, _, _ = reference_audit
     page = render_report(work, gallery_rows=100, subtitle="<script>alert(1)</script>")
     assert HOSTILE_REAL not in page and HOSTILE_GEN not in page and "<script" not in page
-    assert html.escape(HOSTILE_REAL, quote=True) in page and html.escape(HOSTILE_GEN, quote=True) in page
+    assert HOSTILE_REAL in html.unescape(page) and HOSTILE_GEN in html.unescape(page)  # escaped, not dropped
+
+
+def test_every_text_from_the_inputs_reaches_the_page_as_text(reference_audit) -> None:
+    """Ids (file names), title, subtitle and patient keys: shown as typed, never as markup."""
+    work, labels, _ = reference_audit
+    script = "<script>alert(1)</script>"
+    groups = {image_id: {"patient": f"{script}{n}"} for n, image_id in enumerate(sorted(labels))}
+    page = render_report(
+        work, gallery_rows=100, title=f"audit {script}", subtitle=f"{script} & co", groups=groups
+    )
+    parsed = _Page(page)
+    assert {tag for tag, _ in parsed.tags} <= PAGE_TAGS
+    for tag, attrs in parsed.tags:
+        assert not [name for name, _ in attrs if name.startswith("on")], (tag, attrs)
+        if tag == "img":
+            assert dict(attrs)["src"].startswith("data:image/png;base64,")
+    text = "".join(parsed.text)
+    assert f"audit {script}" in text and f"{script} & co" in text and f"{script}0" in text
+    assert HOSTILE_REAL in text and HOSTILE_GEN in text
+    alts = [dict(attrs).get("alt") for tag, attrs in parsed.tags if tag == "img"]
+    assert f"real image {HOSTILE_REAL}" in alts and f"generated image {HOSTILE_GEN}" in alts
+    for raw in (script, HOSTILE_REAL, HOSTILE_GEN, " & co"):
+        assert raw not in page
 
 
 @pytest.fixture(scope="module")
