@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic_sets import make_membership_set, near_copy, random_image
 
 from models.config import AuditConfig
 from models.report import render_report
 from models.stages import AuditInputs, run_audit
-from synthetic_sets import make_membership_set, near_copy, random_image
 
 CONFIG = AuditConfig(method="pixels", image_size=32)
 HOSTILE_REAL = "x'><img src=x onerror=alert(1)>"
@@ -127,8 +127,9 @@ def test_reference_set_images_stay_out_of_the_gallery(reference_audit) -> None:
     assert np.sort(reference_scores(data))[-2] > 0.95  # the copied reference images score high
 
 
-PAGE_TAGS = set("html head meta title style body main h1 h2 p span b i code sup br".split())
-PAGE_TAGS |= set("table tr th td div img figure figcaption footer".split())
+PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "main", "h1", "h2", "p", "span"}
+PAGE_TAGS |= {"b", "i", "code", "sup", "br", "table", "tr", "th", "td", "div", "img", "figure"}
+PAGE_TAGS |= {"figcaption", "footer"}
 
 
 class _Page(HTMLParser):
