@@ -11,7 +11,6 @@ that is presented anyway must still be valid. `/metrics` needs an operator key
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import Annotated
 
 from anyio import to_thread
@@ -20,10 +19,11 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.core.db import session_scope
+from app.core.tables import DEFAULT_TENANT
 from app.local_mode import refusal, served_over_loopback
 from app.problems import problem_response
-from app.services.keys import OPERATOR_TENANT
-from app.core.tables import DEFAULT_TENANT
+from app.services.keys import OPERATOR_TENANT, tenant_of
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 DOCS_ASSETS = "/docs/assets"  # Swagger UI and ReDoc scripts and styles (app/main.py), public like the docs
@@ -37,19 +37,6 @@ FORBIDDEN_TYPE = "urn:synthaudit:problem:forbidden"
 OPERATOR_ONLY = (
     "/metrics shows every tenant's job counts: it needs an operator key (`synthaudit keys create --operator`)"
 )
-
-_request_tenant: ContextVar[str | None] = ContextVar("synthaudit_request_tenant", default=None)
-
-
-def request_tenant() -> str | None:
-    """The tenant of the HTTP request being served (None outside requests: CLI, workers)."""
-    return _request_tenant.get()
-
-
-def scoped(tenant: str | None) -> str | None:
-    """The tenant a service call is limited to: the one given, else the current request's."""
-    return tenant if tenant is not None else _request_tenant.get()
-
 
 bearer_scheme = HTTPBearer(auto_error=False, description="an API key from `synthaudit keys create`")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, another header")
@@ -120,21 +107,14 @@ class ApiKeyAuth:
         await self._call(scope, receive, send, tenant)
 
     async def _call(self, scope: Scope, receive: Receive, send: Send, tenant: str) -> None:
+        """Serve the request as the tenant (routes read it through TenantDep and pass it on)."""
         scope.setdefault("state", {})["tenant"] = tenant
-        reset = _request_tenant.set(tenant)  # services limit every lookup to this tenant
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            _request_tenant.reset(reset)
+        await self.app(scope, receive, send)
 
     def _tenant_of(self, token: str) -> str | None:
-        from app.services.keys import tenant_of
-
-        session = self.services.sessions()  # type: ignore[attr-defined]
-        try:
+        """The key's tenant, in a unit of work of its own (committed: the key's last use)."""
+        with session_scope(self.services.sessions) as session:  # type: ignore[attr-defined]
             return tenant_of(session, token)
-        finally:
-            session.close()
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, detail: str) -> None:

@@ -27,14 +27,17 @@ class Services:
 
 
 def get_services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+    """The process-wide services of the app serving the request."""
+    return request.app.state.services
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request; services commit their unit of work once, errors roll back."""
+    """One session per request, one unit of work: committed once the route has returned, rolled back on
+    an error. (Services commit earlier only where an ordering needs it, e.g. before a job is queued.)"""
     session = get_services(request).sessions()
     try:
         yield session
+        session.commit()
     except BaseException:
         session.rollback()
         raise
@@ -43,7 +46,8 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the commit runs before the response is sent, so a failed commit is the response.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_settings_dep(services: ServicesDep) -> Settings:

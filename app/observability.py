@@ -55,9 +55,8 @@ class _JobCollector:
 
     def collect(self) -> Any:
         from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
-        from sqlalchemy import func, select
 
-        from app.core.tables import Audit, Encoder
+        from app.core import repository as repo
 
         audits = GaugeMetricFamily("synthaudit_audits", "audits by status", labels=["status"])
         encoders = GaugeMetricFamily("synthaudit_encoders", "encoders by status", labels=["status"])
@@ -70,21 +69,13 @@ class _JobCollector:
         )
         try:
             with self.services.sessions() as session:
-                for status, n in session.execute(select(Audit.status, func.count()).group_by(Audit.status)):
+                for status, n in repo.audit_counts(session):
                     audits.add_metric([status], n)
-                for status, n in session.execute(
-                    select(Encoder.status, func.count()).group_by(Encoder.status)
-                ):
+                for status, n in repo.encoder_counts(session):
                     encoders.add_metric([status], n)
-                query = select(Audit.webhook_status, func.count()).where(Audit.webhook_url.is_not(None))
-                for state, n in session.execute(query.group_by(Audit.webhook_status)):
+                for state, n in repo.webhook_counts(session):
                     webhooks.add_metric([state or "pending"], n)
-                timings = session.scalars(
-                    select(Audit.stage_timings)
-                    .where(Audit.status == "succeeded")
-                    .order_by(Audit.finished_at.desc())
-                    .limit(1000)
-                )
+                timings = repo.recent_stage_timings(session, 1000)
                 for stage, values in _by_stage(timings).items():
                     buckets = [(str(b), sum(v <= b for v in values)) for b in STAGE_BUCKETS]
                     stages.add_metric([stage], [*buckets, ("+Inf", len(values))], sum(values))

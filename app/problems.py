@@ -52,6 +52,12 @@ class Gone(ProblemError):
     status, slug = 410, "gone"
 
 
+class QueueUnavailable(ProblemError):
+    """The job queue refused a new job (audit or encoder): nothing was created, the client may retry."""
+
+    status, slug = 503, "queue-unavailable"
+
+
 def problem_response(
     status: int,
     detail: str | None,

@@ -35,18 +35,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core import net_guard
+from app.core import repository as repo
 from app.core.db import session_scope
 from app.core.logs import log_unexpected
+from app.core.tables import Audit, AuditMetrics, utcnow
 from app.core.webhook_pool import DeliveryPool, delivery_pool
 from app.core.webhook_signing import signed_headers
-from app.core.tables import Audit, AuditMetrics, utcnow
 
 log = logging.getLogger(__name__)
-FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 EVENT = "audit.finished"
 USER_AGENT = "synthaudit-webhook/2"
 MAX_RESPONSE_HEAD = 64 * 1024  # bytes of the receiver's answer read, at most (only its status matters)
@@ -184,36 +183,11 @@ def payload_of(audit: Audit, metrics: AuditMetrics | None) -> dict[str, Any]:
     return body
 
 
-def _claim(session: Session, audit_id: uuid.UUID) -> datetime | None:
-    """NULL → sending, only for a finished audit with a webhook: the claim time for exactly one caller."""
-    now = utcnow()
-    result = session.execute(
-        update(Audit)
-        .where(
-            Audit.id == audit_id,
-            Audit.webhook_url.is_not(None),
-            Audit.webhook_status.is_(None),
-            Audit.status.in_(FINAL_STATUSES),
-        )
-        .values(webhook_status="sending", webhook_claimed_at=now)
-    )
-    return now if result.rowcount > 0 else None  # type: ignore[attr-defined]
-
-
 def _start(sessions: sessionmaker[Session], audit_id: uuid.UUID, claimed_at: datetime) -> bool:
     """When a pool thread takes the delivery: renew the claim (time spent waiting in the pool is not
     the sender's silence), unless the sweep gave it to another sender meanwhile (then False)."""
     with session_scope(sessions) as session:
-        result = session.execute(
-            update(Audit)
-            .where(
-                Audit.id == audit_id,
-                Audit.webhook_status == "sending",
-                Audit.webhook_claimed_at == claimed_at,
-            )
-            .values(webhook_claimed_at=utcnow())
-        )
-        return result.rowcount > 0  # type: ignore[attr-defined]
+        return repo.renew_webhook_claim(session, audit_id, claimed_at)
 
 
 def delivery_window_s(settings: Any) -> float:
@@ -229,21 +203,13 @@ def resend_stalled(
     """Send again every webhook left in `sending` for longer than 2 × delivery_window_s + 60 s (its
     sending process died); return those audits' ids. Safe to run from several processes at once."""
     cutoff = utcnow() - timedelta(seconds=2 * delivery_window_s(settings) + 60.0)
-    stalled = and_(
-        Audit.webhook_status == "sending",
-        or_(Audit.webhook_claimed_at.is_(None), Audit.webhook_claimed_at < cutoff),
-    )
     with session_scope(sessions) as session:
-        candidates = list(session.scalars(select(Audit.id).where(stalled)))
+        candidates = repo.stalled_webhooks(session, cutoff)
     resent: list[uuid.UUID] = []
     for audit_id in candidates:
         with session_scope(sessions) as session:
-            released = session.execute(
-                update(Audit)
-                .where(Audit.id == audit_id, stalled)
-                .values(webhook_status=None, webhook_claimed_at=None)
-            )
-        if released.rowcount != 1:  # type: ignore[attr-defined]
+            released = repo.release_stalled_webhook(session, audit_id, cutoff)
+        if not released:
             continue  # another process released it first, or it was delivered meanwhile
         log.warning("audit %s: webhook stalled in 'sending' (its sender died); sending it again", audit_id)
         notify_finished(sessions, audit_id, settings, background=background)
@@ -268,13 +234,13 @@ def notify_finished(
     Never raises."""
     try:
         with session_scope(sessions) as session:
-            claimed_at = _claim(session, audit_id)
+            claimed_at = repo.claim_webhook(session, audit_id)
             if claimed_at is None:
                 return False
-            audit = session.get(Audit, audit_id)
+            audit = repo.get_audit(session, audit_id)
             assert audit is not None
             url, secret = str(audit.webhook_url), audit.webhook_secret
-            payload = payload_of(audit, session.get(AuditMetrics, audit_id))
+            payload = payload_of(audit, repo.get_metrics(session, audit_id))
     except Exception as exc:  # noqa: BLE001 - a webhook must never break the job that finished
         log.warning("audit %s: webhook not started (%s)", audit_id, type(exc).__name__)
         return False
@@ -322,14 +288,7 @@ def notify_finished(
 def _record(sessions: sessionmaker[Session], audit_id: uuid.UUID, result: Delivery) -> None:
     try:
         with session_scope(sessions) as session:
-            session.execute(
-                update(Audit)
-                .where(Audit.id == audit_id)
-                .values(
-                    webhook_status="delivered" if result.delivered else "failed",
-                    webhook_attempts=result.attempts,
-                )
-            )
+            repo.record_webhook(session, audit_id, result.delivered, result.attempts)
     except Exception as exc:  # noqa: BLE001
         log.warning("audit %s: webhook outcome not recorded (%s)", audit_id, type(exc).__name__)
 
@@ -338,10 +297,6 @@ def _release_for_sweep(sessions: sessionmaker[Session], audit_id: uuid.UUID) -> 
     """`sending` without a claim time: the next resend_stalled takes it at once."""
     try:
         with session_scope(sessions) as session:
-            session.execute(
-                update(Audit)
-                .where(Audit.id == audit_id, Audit.webhook_status == "sending")
-                .values(webhook_claimed_at=None)
-            )
+            repo.release_webhook_claim(session, audit_id)
     except Exception as exc:  # noqa: BLE001 - the claim then ages out like a dead sender's
         log.warning("audit %s: webhook claim not released (%s)", audit_id, type(exc).__name__)

@@ -39,7 +39,9 @@ def create_audit(
 ) -> AuditOut:
     """Queue an audit of the real dataset against the generated one; poll the Location."""
     limit = settings.max_active_audits_per_tenant
-    audit, created = service.create_audit(session, dispatcher, body, idempotency_key, tenant, limit)
+    audit, created = service.create_audit(
+        session, dispatcher, body, idempotency_key, tenant=tenant, max_active=limit
+    )
     response.headers["Location"] = service.audit_location(audit.id)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -54,13 +56,13 @@ def list_audits(
     status: Annotated[Status | None, Query(description="only audits in this status")] = None,
 ) -> AuditPage:
     """The tenant's audits, newest first; follow `next_cursor` for the next page."""
-    return service.list_audits(session, listing, status, tenant)
+    return service.list_audits(session, listing, status, tenant=tenant)
 
 
 @router.get("/{audit_id}", response_model=AuditOut, responses=problems(404))
 def get_audit(audit_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> AuditOut:
     """Status, current stage, progress (0-100), timestamps and, on failure, the error."""
-    return service.get_audit(session, audit_id, tenant)
+    return service.get_audit(session, audit_id, tenant=tenant)
 
 
 @router.get(
@@ -82,7 +84,7 @@ def get_results(
 ) -> FileResponse:
     """The decisions: `id,used,score,nearest_generated,similarity,p_value,q_value,role`, one row per real
     image (or the ImageCLEF format); the CLI's results.csv byte for byte."""
-    path = service.write_results(session, storage, audit_id, format, tenant)
+    path = service.write_results(session, storage, audit_id, format, tenant=tenant)
     return FileResponse(
         path,
         media_type="text/csv",
@@ -95,7 +97,7 @@ def get_results(
 def get_metrics(audit_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> MetricsOut:
     """The CLI's `--metrics` document plus `audit_id`: rule, threshold, calibration (FDR, leakage test,
     power), counts and, with labels, accuracy/precision/recall/specificity/F1/AUC/TPR@1%FPR."""
-    return service.get_metrics(session, audit_id, tenant)
+    return service.get_metrics(session, audit_id, tenant=tenant)
 
 
 @router.post("/{audit_id}/cancel", response_model=AuditOut, responses=problems(404, 409))
@@ -103,7 +105,7 @@ def cancel_audit(
     audit_id: uuid.UUID, session: SessionDep, dispatcher: DispatcherDep, tenant: TenantDep
 ) -> AuditOut:
     """Cancel a queued or running audit."""
-    return service.cancel_audit(session, dispatcher, audit_id, tenant)
+    return service.cancel_audit(session, dispatcher, audit_id, tenant=tenant)
 
 
 @router.delete("/{audit_id}", status_code=204, responses=problems(404))
@@ -115,5 +117,5 @@ def delete_audit(
     tenant: TenantDep,
 ) -> Response:
     """Cancel it if still active, then delete its rows, results and work folder."""
-    service.delete_audit(session, dispatcher, storage, audit_id, tenant)
+    service.delete_audit(session, dispatcher, storage, audit_id, tenant=tenant)
     return Response(status_code=204)

@@ -42,7 +42,7 @@ def create_dataset(
 ) -> DatasetOut:
     """Upload images and/or archives as one dataset; unreadable files are listed in `rejected`."""
     dataset = service.create_dataset(
-        session, storage, settings, role, name, ((f.filename or "", f.file) for f in files), tenant
+        session, storage, settings, role, name, ((f.filename or "", f.file) for f in files), tenant=tenant
     )
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return dataset
@@ -57,13 +57,13 @@ def list_datasets(
 ) -> DatasetPage:
     """The tenant's datasets, newest first (`rejected` left empty: see `rejected_count`); follow
     `next_cursor` for the next page."""
-    return service.list_datasets(session, listing, role, tenant)
+    return service.list_datasets(session, listing, role, tenant=tenant)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=problems(404))
 def get_dataset(dataset_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> DatasetOut:
     """A dataset's role, image count and rejected files."""
-    return service.get_dataset(session, dataset_id, tenant)
+    return service.get_dataset(session, dataset_id, tenant=tenant)
 
 
 @router.get("/{dataset_id}/images", response_model=ImagePage, responses=problems(404))
@@ -75,7 +75,7 @@ def list_images(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ImagePage:
     """The dataset's image ids (the ids results and labels use), ordered."""
-    return service.list_images(session, dataset_id, offset, limit, tenant)
+    return service.list_images(session, dataset_id, offset, limit, tenant=tenant)
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=problems(404, 409))
@@ -83,5 +83,5 @@ def delete_dataset(
     dataset_id: uuid.UUID, session: SessionDep, storage: StorageDep, tenant: TenantDep
 ) -> Response:
     """Delete the dataset's files and rows (refused while a queued or running audit uses it)."""
-    service.delete_dataset(session, storage, dataset_id, tenant)
+    service.delete_dataset(session, storage, dataset_id, tenant=tenant)
     return Response(status_code=204)

@@ -23,7 +23,7 @@ def create_encoder(
     body: EncoderCreate, response: Response, session: SessionDep, dispatcher: DispatcherDep, tenant: TenantDep
 ) -> EncoderOut:
     """Queue MAE pretraining on the datasets' images; audits reuse it with `encoder_id`."""
-    encoder = service.create_encoder(session, dispatcher, body, tenant)
+    encoder = service.create_encoder(session, dispatcher, body, tenant=tenant)
     response.headers["Location"] = encoder.links.self
     return encoder
 
@@ -36,13 +36,13 @@ def list_encoders(
     status: Annotated[JobStatus | None, Query(description="only encoders in this status")] = None,
 ) -> EncoderPage:
     """The tenant's encoders, newest first; follow `next_cursor` for the next page."""
-    return service.list_encoders(session, listing, status, tenant)
+    return service.list_encoders(session, listing, status, tenant=tenant)
 
 
 @router.get("/{encoder_id}", response_model=EncoderOut, responses=problems(404))
 def get_encoder(encoder_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> EncoderOut:
     """Status, progress and, once trained, the training data hash and final loss."""
-    return service.get_encoder(session, encoder_id, tenant)
+    return service.get_encoder(session, encoder_id, tenant=tenant)
 
 
 @router.get(
@@ -55,7 +55,7 @@ def get_weights(
 ) -> FileResponse:
     """The safetensors file (`synthaudit audit --checkpoint FILE` reuses it locally); 410 once retention
     has purged it."""
-    path = service.weights_file(session, storage, encoder_id, tenant)
+    path = service.weights_file(session, storage, encoder_id, tenant=tenant)
     return FileResponse(
         path, media_type="application/octet-stream", filename=f"encoder-{encoder_id}.safetensors"
     )
@@ -66,5 +66,5 @@ def delete_encoder(
     encoder_id: uuid.UUID, session: SessionDep, storage: StorageDep, tenant: TenantDep
 ) -> Response:
     """Delete the encoder and its weights (409 while a queued or running audit uses it)."""
-    service.delete_encoder(session, storage, encoder_id, tenant)
+    service.delete_encoder(session, storage, encoder_id, tenant=tenant)
     return Response(status_code=204)

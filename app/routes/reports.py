@@ -37,7 +37,7 @@ def get_report(
     ] = None,
 ) -> FileResponse:
     """The report of a succeeded audit; it embeds thumbnails of the audited images (confidential)."""
-    path = service.audit_report(session, storage, audit_id, aggregation, tenant)
+    path = service.audit_report(session, storage, audit_id, aggregation, tenant=tenant)
     return FileResponse(
         path,
         media_type="text/html; charset=utf-8",
@@ -65,7 +65,7 @@ def get_patients(
     """Per-patient decisions: `patient,images,images_used,used,score,max_score,mean_score,studies,series`."""
     from app.services.patients import write_patients
 
-    path = write_patients(session, storage, audit_id, aggregation, tenant)
+    path = write_patients(session, storage, audit_id, aggregation, tenant=tenant)
     return FileResponse(
         path,
         media_type="text/csv",

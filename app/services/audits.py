@@ -14,30 +14,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core import repository as repo
-from app.auth import scoped
 from app.core.db import make_session_factory
-from app.problems import Conflict, NotFound, NotReady, ProblemError, Unprocessable
-from app.schemas import AuditCreate, AuditLinks, AuditOut, AuditPage, MetricsOut
 from app.core.jobs import Dispatcher
-from app.services.listing import ListingParams, page_of, window
 from app.core.storage import Storage
+from app.core.tables import ACTIVE_STATUSES, Audit, AuditResult
 from app.core.webhooks import notify_finished
+from app.problems import Conflict, NotReady, ProblemError, QueueUnavailable, Unprocessable
+from app.schemas import AuditCreate, AuditLinks, AuditOut, AuditPage, MetricsOut
+from app.services.audit_access import finished_audit, owned_audit
+from app.services.listing import ListingParams, tenant_page
 from app.services.workflow import audit_fields, audit_trail
-from app.core.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit, AuditResult
 
 if TYPE_CHECKING:
     from models.results import ResultRow
 
 log = logging.getLogger(__name__)
-
-
-class QueueUnavailable(ProblemError):
-    status, slug = 503, "queue-unavailable"
 
 
 class TooManyActiveAudits(ProblemError):
@@ -55,14 +50,9 @@ def _tenant_slot(session: Session, tenant: str, max_active: int) -> Iterator[Non
         yield
         return
     with _SLOT_LOCK:
-        if session.get_bind().dialect.name == "postgresql":  # API processes serialise per tenant
-            session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"audits:{tenant}"})
-        active = session.scalar(
-            select(func.count())
-            .select_from(Audit)
-            .where(Audit.tenant == tenant, Audit.status.in_(ACTIVE_STATUSES))
-        )
-        if (active or 0) >= max_active:
+        repo.lock_audit_creation(session, tenant)  # Postgres: API processes serialise per tenant
+        active = repo.count_active_audits(session, tenant)
+        if active >= max_active:
             raise TooManyActiveAudits(
                 f"this tenant already has {active} queued or running audits, the most it may have at once "
                 "(MAX_ACTIVE_AUDITS_PER_TENANT); wait for one to finish, or cancel one",
@@ -192,24 +182,24 @@ def create_audit(
     dispatcher: Dispatcher,
     body: AuditCreate,
     idempotency_key: str | None,
-    tenant: str | None = None,
+    *,
+    tenant: str,
     max_active: int = 0,
 ) -> tuple[AuditOut, bool]:
     """Queue an audit; with an Idempotency-Key a repeated request returns the first audit (created=False).
     A new audit is refused (429) while the tenant has `max_active` queued or running ones (0: no limit)."""
-    owner = scoped(tenant) or DEFAULT_TENANT
     request_hash = _request_hash(body)
     if idempotency_key:
-        existing = _existing(session, idempotency_key, request_hash, owner)
+        existing = _existing(session, idempotency_key, request_hash, tenant)
         if existing is not None:
             return existing, False
-    _check_datasets(session, body, owner)
+    _check_datasets(session, body, tenant)
     audit = Audit(
-        tenant=owner,
+        tenant=tenant,
         real_dataset_id=body.real_dataset_id,
         generated_dataset_id=body.generated_dataset_id,
         reference_dataset_id=body.reference_dataset_id,
-        **audit_fields(session, body, _resolve_config(body), owner),  # config, labels, workflow choices
+        **audit_fields(session, body, _resolve_config(body), tenant),  # config, labels, workflow choices
         status="queued",
         progress=0.0,
         stage_timings={},
@@ -217,12 +207,15 @@ def create_audit(
         request_hash=request_hash,
     )
     try:
-        with _tenant_slot(session, owner, max_active):
+        with _tenant_slot(session, tenant, max_active):
             repo.add_audit(session, audit)
+            # Committed here, not at the end of the request: inside the tenant's slot (its count and lock
+            # end with this transaction), before the job is queued (the worker reads the row at once), and
+            # a concurrent request with the same Idempotency-Key shows up as the IntegrityError below.
             session.commit()
     except IntegrityError:  # a concurrent request with the same key won
         session.rollback()
-        if idempotency_key and (existing := _existing(session, idempotency_key, request_hash, owner)):
+        if idempotency_key and (existing := _existing(session, idempotency_key, request_hash, tenant)):
             return existing, False
         raise
     try:
@@ -230,7 +223,7 @@ def create_audit(
     except Exception as exc:
         log.error("audit %s: could not be queued (%s)", audit.id, type(exc).__name__)
         repo.delete_audit(session, audit.id)
-        session.commit()
+        session.commit()  # the error below rolls the request back: the audit that was never queued goes now
         raise QueueUnavailable("the job queue cannot be reached; retry the request later") from exc
     log.info("audit %s: queued (%s)", audit.id, dispatcher.mode)
     return with_webhook_secret(audit), True
@@ -250,72 +243,61 @@ def _existing(session: Session, key: str, request_hash: str, tenant: str) -> Aud
     return with_webhook_secret(audit)  # the repeat of a lost answer must carry the secret too
 
 
-def _get(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> Audit:
-    """The audit of this tenant (default: the current request's); another tenant's is a 404 too."""
-    audit = repo.get_audit(session, audit_id, scoped(tenant))
-    if audit is None:
-        raise NotFound(f"no audit {audit_id}")
-    return audit
-
-
-def get_audit(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> AuditOut:
-    return to_schema(_get(session, audit_id, tenant))
+def get_audit(session: Session, audit_id: uuid.UUID, *, tenant: str) -> AuditOut:
+    """The tenant's audit."""
+    return to_schema(owned_audit(session, audit_id, tenant))
 
 
 def list_audits(
-    session: Session, params: ListingParams, status: str | None = None, tenant: str | None = None
+    session: Session, params: ListingParams, status: str | None = None, *, tenant: str
 ) -> AuditPage:
     """A page of the tenant's audits (optionally in one status), newest first."""
-    owner = scoped(tenant) or DEFAULT_TENANT
-    rows = repo.list_audits(session, window(params, owner), status)
-    items, cursor = page_of(rows, params.limit, lambda audit: (audit.created_at, audit.id))
-    return AuditPage(items=[to_schema(a) for a in items], next_cursor=cursor)
+    return tenant_page(
+        AuditPage,
+        lambda window: repo.list_audits(session, window, status),
+        params,
+        tenant,
+        lambda audit: (audit.created_at, audit.id),
+        to_schema,
+    )
 
 
-def cancel_audit(
-    session: Session, dispatcher: Dispatcher, audit_id: uuid.UUID, tenant: str | None = None
-) -> AuditOut:
+def cancel_audit(session: Session, dispatcher: Dispatcher, audit_id: uuid.UUID, *, tenant: str) -> AuditOut:
     """Cancel a queued or running audit (a running stage stops at its next progress report)."""
-    audit = _get(session, audit_id, tenant)
+    audit = owned_audit(session, audit_id, tenant)
     if audit.status not in ACTIVE_STATUSES:
         raise Conflict(f"the audit already {audit.status}; only queued or running audits can be cancelled")
     repo.cancel_audit(session, audit_id)
+    # Committed before the runner is told and the webhook claimed: both read the cancelled row from
+    # their own sessions (the claim only takes an audit in a final status).
     session.commit()
     dispatcher.cancel(audit_id)
     notify_finished(make_session_factory(session.get_bind()), audit_id)  # its webhook, if any
-    session.refresh(audit)
+    repo.reread_audit(session, audit)
     return to_schema(audit)
 
 
 def delete_audit(
-    session: Session, dispatcher: Dispatcher, storage: Storage, audit_id: uuid.UUID, tenant: str | None = None
+    session: Session, dispatcher: Dispatcher, storage: Storage, audit_id: uuid.UUID, *, tenant: str
 ) -> None:
     """Cancel if still active, then delete the rows and the work folder."""
-    audit = _get(session, audit_id, tenant)
+    audit = owned_audit(session, audit_id, tenant)
     was_active = audit.status in ACTIVE_STATUSES
     repo.delete_audit(session, audit_id)
+    # Committed before the runner is told (a running stage stops once it sees the row gone) and before
+    # the files go (a failed commit leaves the audit whole, never rows without their folder).
     session.commit()
     if was_active:
         dispatcher.cancel(audit_id)
     storage.remove_audit(audit_id)
 
 
-def _finished(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> Audit:
-    audit = _get(session, audit_id, tenant)
-    if audit.status != "succeeded":
-        hint = f": {audit.error}" if audit.error else ""
-        raise NotReady(f"the audit is {audit.status}{hint}; results exist once it has succeeded")
-    return audit
-
-
-def write_results(
-    session: Session, storage: Storage, audit_id: uuid.UUID, fmt: str, tenant: str | None = None
-) -> Path:
+def write_results(session: Session, storage: Storage, audit_id: uuid.UUID, fmt: str, *, tenant: str) -> Path:
     """The results CSV (synthaudit or imageclef format) in a temporary file the caller deletes: the rows
     of the real images only (the reference set's images are never in it)."""
     from models.results import write_results_csv
 
-    _finished(session, audit_id, tenant)
+    finished_audit(session, audit_id, tenant)
     rows = [result_row(r) for r in repo.get_results(session, audit_id, source="real")]
     storage.ensure()
     fd, name = tempfile.mkstemp(dir=storage.root / "tmp", prefix="results-", suffix=".csv")
@@ -349,11 +331,11 @@ def _float(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def get_metrics(session: Session, audit_id: uuid.UUID, tenant: str | None = None) -> MetricsOut:
+def get_metrics(session: Session, audit_id: uuid.UUID, *, tenant: str) -> MetricsOut:
     """The metrics document of the CLI's `--metrics` file, rebuilt from the decide stage's summary."""
     from models.summary import metrics_document
 
-    _finished(session, audit_id, tenant)
+    finished_audit(session, audit_id, tenant)
     row = repo.get_metrics(session, audit_id)
     if row is None:
         raise NotReady("the audit has no metrics")

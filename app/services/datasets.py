@@ -11,15 +11,14 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from app.core import repository as repo
-from app.auth import scoped
 from app.core.config import Settings
+from app.core.storage import Storage
+from app.core.tables import Dataset
 from app.problems import Conflict, NotFound, ProblemError, Unprocessable
 from app.schemas import DatasetOut, DatasetPage, ImageOut, ImagePage, RejectedFile
 from app.services.ingest import NoImagesError, UploadLimits, ingest_uploads
-from app.services.listing import ListingParams, page_of, window
-from app.services.patients import group_secret, image_rows
-from app.core.storage import Storage
-from app.core.tables import DEFAULT_TENANT, Dataset
+from app.services.listing import ListingParams, tenant_page
+from app.services.pseudonyms import group_secret, image_rows
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,8 @@ def create_dataset(
     role: str,
     name: str | None,
     uploads: Iterable[tuple[str, BinaryIO]],
-    tenant: str | None = None,
+    *,
+    tenant: str,
 ) -> DatasetOut:
     """Stage and validate the uploaded files, then publish the folder and commit the rows."""
     limits = UploadLimits(
@@ -87,17 +87,16 @@ def create_dataset(
         settings.max_extracted_bytes,
         max_image_pixels=settings.max_image_pixels,
     )
-    owner = scoped(tenant) or DEFAULT_TENANT
     storage.ensure()
     staging = storage.new_staging_dir()
     dataset_id = uuid.uuid4()
     try:
-        _check_quota(session, settings, owner, 0)
+        _check_quota(session, settings, tenant, 0)
         try:
             result = ingest_uploads(uploads, staging, limits)
         except NoImagesError as exc:
             raise Unprocessable(str(exc), extra={"rejected": exc.rejected}) from exc
-        _check_quota(session, settings, owner, result.total_bytes)
+        _check_quota(session, settings, tenant, result.total_bytes)
         dataset = Dataset(
             id=dataset_id,
             role=role,
@@ -105,15 +104,17 @@ def create_dataset(
             image_count=len(result.images),
             total_bytes=result.total_bytes,
             rejected=result.rejected,
-            tenant=owner,
+            tenant=tenant,
         )
         repo.add_dataset(
             session,
             dataset,
-            image_rows(result.images_dir, result.images, group_secret(owner, settings)),  # + DICOM keys
+            image_rows(result.images_dir, result.images, group_secret(tenant, settings)),  # + DICOM keys
         )
         storage.publish_dataset(result.images_dir, dataset_id)
         try:
+            # Committed here, not at the end of the request: a failed commit must take the published
+            # folder away again (no files without their rows).
             session.commit()
         except Exception:
             storage.remove_dataset(dataset_id)
@@ -129,27 +130,33 @@ def create_dataset(
     return to_schema(dataset)
 
 
-def get_dataset(session: Session, dataset_id: uuid.UUID, tenant: str | None = None) -> DatasetOut:
-    dataset = repo.get_dataset(session, dataset_id, scoped(tenant))
+def get_dataset(session: Session, dataset_id: uuid.UUID, *, tenant: str) -> DatasetOut:
+    """The tenant's dataset; another tenant's is a 404 too."""
+    dataset = repo.get_dataset(session, dataset_id, tenant)
     if dataset is None:
         raise NotFound(f"no dataset {dataset_id}")
     return to_schema(dataset)
 
 
 def list_datasets(
-    session: Session, params: ListingParams, role: str | None = None, tenant: str | None = None
+    session: Session, params: ListingParams, role: str | None = None, *, tenant: str
 ) -> DatasetPage:
     """A page of the tenant's datasets (optionally of one role), newest first."""
-    owner = scoped(tenant) or DEFAULT_TENANT
-    rows = repo.list_datasets(session, window(params, owner), role)
-    items, cursor = page_of(rows, params.limit, lambda row: (row[0].created_at, row[0].id))
-    return DatasetPage(items=[to_schema(d, count) for d, count in items], next_cursor=cursor)
+    return tenant_page(
+        DatasetPage,
+        lambda window: repo.list_datasets(session, window, role),
+        params,
+        tenant,
+        lambda row: (row[0].created_at, row[0].id),
+        lambda row: to_schema(*row),
+    )
 
 
 def list_images(
-    session: Session, dataset_id: uuid.UUID, offset: int, limit: int, tenant: str | None = None
+    session: Session, dataset_id: uuid.UUID, offset: int, limit: int, *, tenant: str
 ) -> ImagePage:
-    dataset = get_dataset(session, dataset_id, tenant)
+    """A page of the dataset's image ids, hashes and sizes."""
+    dataset = get_dataset(session, dataset_id, tenant=tenant)
     items = [
         ImageOut(id=image.name, file_name=image.file_name, sha256=image.sha256, size_bytes=image.size_bytes)
         for image in repo.list_images(session, dataset_id, offset, limit)
@@ -157,12 +164,10 @@ def list_images(
     return ImagePage(items=items, offset=offset, limit=limit, total=dataset.image_count)
 
 
-def delete_dataset(
-    session: Session, storage: Storage, dataset_id: uuid.UUID, tenant: str | None = None
-) -> None:
+def delete_dataset(session: Session, storage: Storage, dataset_id: uuid.UUID, *, tenant: str) -> None:
     """Delete rows and files, and the work folders of audits that read it (they hold decoded copies of
     its images; their results stay); refused while a queued or running audit uses the dataset."""
-    get_dataset(session, dataset_id, tenant)
+    get_dataset(session, dataset_id, tenant=tenant)
     active = repo.count_active_audits_using(session, dataset_id)
     if active:
         raise Conflict(f"{active} queued or running audit(s) use this dataset: cancel them first")
@@ -170,7 +175,7 @@ def delete_dataset(
     for audit_id in derived:
         repo.mark_audit_purged(session, audit_id)
     repo.delete_dataset(session, dataset_id)
-    session.commit()
+    session.commit()  # before the files go: a failed commit leaves the dataset whole (no rows without files)
     storage.remove_dataset(dataset_id)
     for audit_id in derived:
         storage.remove_audit(audit_id)

@@ -12,18 +12,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core import repository as repo
-from app.auth import scoped
-from app.problems import Conflict, Gone, NotFound, NotReady, Unprocessable
-from app.schemas_workflow import EncoderCreate, EncoderLinks, EncoderOut, EncoderPage
 from app.core.encoder_refs import CHECKPOINT_REF
 from app.core.jobs import Dispatcher
-from app.services.listing import ListingParams, page_of, window
 from app.core.storage import Storage
-from app.core.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit, Encoder
+from app.core.tables import Encoder
+from app.problems import Conflict, Gone, NotFound, NotReady, QueueUnavailable, Unprocessable
+from app.schemas_workflow import EncoderCreate, EncoderLinks, EncoderOut, EncoderPage
+from app.services.listing import ListingParams, tenant_page
 
 log = logging.getLogger(__name__)
 _PURGED = "the weights of encoder {encoder_id} were purged (retention); register a new encoder"
@@ -63,66 +61,65 @@ def _resolve_spec(body: EncoderCreate) -> dict[str, Any]:
     return spec
 
 
-def create_encoder(
-    session: Session, dispatcher: Dispatcher, body: EncoderCreate, tenant: str | None = None
-) -> EncoderOut:
+def create_encoder(session: Session, dispatcher: Dispatcher, body: EncoderCreate, *, tenant: str) -> EncoderOut:
     """Queue the pretraining of an encoder on the datasets' images."""
-    owner = scoped(tenant) or DEFAULT_TENANT
     sources = body.sources()
     for dataset_id in sources:
-        dataset = repo.get_dataset(session, dataset_id, owner)
+        dataset = repo.get_dataset(session, dataset_id, tenant)
         if dataset is None:
             raise Unprocessable(f"dataset_ids: no dataset {dataset_id}")
         if getattr(dataset, "purged_at", None) is not None:
             raise Unprocessable(f"dataset_ids: the images of dataset {dataset_id} were purged (retention)")
     encoder = Encoder(
-        tenant=owner,
+        tenant=tenant,
         name=body.name,
         dataset_ids=[str(d) for d in sources],
         config=_resolve_spec(body),
         status="queued",
         progress=0.0,
     )
-    session.add(encoder)
-    session.commit()
+    repo.add_encoder(session, encoder)
+    session.commit()  # before the job is queued: the worker reads the row at once
     try:
         dispatcher.submit_encoder(encoder.id)
     except Exception as exc:
-        from app.services.audits import QueueUnavailable
-
         log.error("encoder %s: could not be queued (%s)", encoder.id, type(exc).__name__)
-        session.delete(encoder)
-        session.commit()
+        repo.delete_encoder(session, encoder)
+        session.commit()  # the error below rolls the request back: the encoder never queued goes now
         raise QueueUnavailable("the job queue cannot be reached; retry the request later") from exc
     log.info("encoder %s: queued (%s)", encoder.id, dispatcher.mode)
     return to_schema(encoder)
 
 
-def _get(session: Session, encoder_id: uuid.UUID, tenant: str | None = None) -> Encoder:
-    encoder = session.get(Encoder, encoder_id)
-    owner = scoped(tenant)
-    if encoder is None or (owner is not None and encoder.tenant != owner):
+def _get(session: Session, encoder_id: uuid.UUID, tenant: str) -> Encoder:
+    """The tenant's encoder; another tenant's is a 404 too."""
+    encoder = repo.get_encoder(session, encoder_id, tenant)
+    if encoder is None:
         raise NotFound(f"no encoder {encoder_id}")
     return encoder
 
 
-def get_encoder(session: Session, encoder_id: uuid.UUID, tenant: str | None = None) -> EncoderOut:
+def get_encoder(session: Session, encoder_id: uuid.UUID, *, tenant: str) -> EncoderOut:
+    """The tenant's encoder."""
     return to_schema(_get(session, encoder_id, tenant))
 
 
 def list_encoders(
-    session: Session, params: ListingParams, status: str | None = None, tenant: str | None = None
+    session: Session, params: ListingParams, status: str | None = None, *, tenant: str
 ) -> EncoderPage:
     """A page of the tenant's encoders (optionally in one status), newest first."""
-    owner = scoped(tenant) or DEFAULT_TENANT
-    rows = repo.list_encoders(session, window(params, owner), status)
-    items, cursor = page_of(rows, params.limit, lambda encoder: (encoder.created_at, encoder.id))
-    return EncoderPage(items=[to_schema(e) for e in items], next_cursor=cursor)
+    return tenant_page(
+        EncoderPage,
+        lambda window: repo.list_encoders(session, window, status),
+        params,
+        tenant,
+        lambda encoder: (encoder.created_at, encoder.id),
+        to_schema,
+    )
 
 
-def weights_file(
-    session: Session, storage: Storage, encoder_id: uuid.UUID, tenant: str | None = None
-) -> Path:
+def weights_file(session: Session, storage: Storage, encoder_id: uuid.UUID, *, tenant: str) -> Path:
+    """The weights file of the tenant's succeeded encoder; 410 once retention purged it."""
     encoder = _get(session, encoder_id, tenant)
     if encoder.purged_at is not None:
         raise Gone(_PURGED.format(encoder_id=encoder.id))
@@ -132,18 +129,14 @@ def weights_file(
     return path
 
 
-def delete_encoder(
-    session: Session, storage: Storage, encoder_id: uuid.UUID, tenant: str | None = None
-) -> None:
+def delete_encoder(session: Session, storage: Storage, encoder_id: uuid.UUID, *, tenant: str) -> None:
     """Delete an encoder (a running job stops at its next progress report); 409 while audits use it."""
     encoder = _get(session, encoder_id, tenant)
-    in_use = session.scalar(
-        select(func.count(Audit.id)).where(Audit.encoder_id == encoder.id, Audit.status.in_(ACTIVE_STATUSES))
-    )
+    in_use = repo.count_active_audits_with_encoder(session, encoder.id)
     if in_use:
         raise Conflict(f"{in_use} queued or running audit(s) use this encoder; cancel them first")
-    session.delete(encoder)
-    session.commit()
+    repo.delete_encoder(session, encoder)
+    session.commit()  # before the weights go: a failed commit leaves the encoder whole
     storage.encoder_weights(encoder_id).unlink(missing_ok=True)
 
 
@@ -155,8 +148,8 @@ def audit_encoder(
     from models.config import AuditConfig
     from models.methods import get_method
 
-    encoder = session.get(Encoder, encoder_id)
-    if encoder is None or encoder.tenant != tenant:
+    encoder = repo.get_encoder(session, encoder_id, tenant)
+    if encoder is None:
         raise Unprocessable(f"encoder_id: no encoder {encoder_id}")
     if encoder.purged_at is not None:
         raise Unprocessable("encoder_id: " + _PURGED.format(encoder_id=encoder_id))

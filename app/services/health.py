@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
+from app.core import repository as repo
 from app.deps import Services
 
 
@@ -11,8 +10,7 @@ def readiness(services: Services) -> dict[str, str]:
     """'ok' or a short error per dependency (no secrets: exception types only)."""
     checks: dict[str, str] = {}
     try:
-        with services.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        repo.ping(services.engine)
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["database"] = f"unreachable ({type(exc).__name__})"

@@ -16,9 +16,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.core import repository as repo
 from app.core.tables import ApiKey, utcnow
 
 TOKEN_PREFIX = "sa_"
@@ -75,24 +75,22 @@ def create_key(
         tenant = check_tenant(tenant or "")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(tenant=tenant, name=name, prefix=token[:12], key_hash=hash_token(token))
-    session.add(key)
-    session.flush()
+    repo.add_key(session, key)
     return NewKey(key.id, tenant, token)
 
 
 def list_keys(session: Session, tenant: str | None = None) -> list[KeyInfo]:
-    stmt = select(ApiKey).order_by(ApiKey.tenant, ApiKey.created_at)
-    if tenant:
-        stmt = stmt.where(ApiKey.tenant == tenant)
+    """Every key (or the tenant's, when one is given), never their secrets."""
     return [
         KeyInfo(k.id, k.tenant, k.name, k.prefix, k.created_at, k.revoked_at, k.last_used_at)
-        for k in session.scalars(stmt)
+        for k in repo.keys_of(session, tenant)
     ]
 
 
 def revoke_key(session: Session, key_id: str) -> bool:
-    """Revoke by id (or unique id prefix); False when it was already revoked. Raises on unknown ids."""
-    matches = [k for k in session.scalars(select(ApiKey)) if str(k.id).startswith(key_id.lower())]
+    """Revoke by id (or unique id prefix); False when it was already revoked. Raises on unknown ids;
+    the caller commits."""
+    matches = repo.keys_with_id_prefix(session, key_id.lower())
     if len(matches) != 1 or len(key_id) < 8:
         raise KeyCommandError(f"no single API key with id {key_id!r} (give at least 8 characters of the id)")
     key = matches[0]
@@ -103,16 +101,16 @@ def revoke_key(session: Session, key_id: str) -> bool:
 
 
 def tenant_of(session: Session, token: str) -> str | None:
-    """The tenant of a valid, unrevoked key; None otherwise. Records when the key was last used."""
+    """The tenant of a valid, unrevoked key; None otherwise. Records when the key was last used (the
+    caller commits)."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_token(token)))
+    key = repo.key_by_hash(session, hash_token(token))
     if key is None or key.revoked_at is not None:
         return None
     now = utcnow()
     if key.last_used_at is None or now - _aware(key.last_used_at) > LAST_USED_RESOLUTION:
-        session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-        session.commit()
+        repo.touch_key(session, key.id, now)
     return key.tenant
 
 

@@ -17,15 +17,18 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from app.problems import Unprocessable
+from pydantic import BaseModel
+
 from app.core.repository import Window
+from app.problems import Unprocessable
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
 MAX_CURSOR_CHARS = 256  # a cursor this service issues is about 110 characters
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 T = TypeVar("T")
+PageT = TypeVar("PageT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,22 @@ def page_of(
     if len(rows) <= limit or not items:
         return items, None
     return items, encode_cursor(*position(items[-1]))
+
+
+def tenant_page(
+    page: type[PageT],
+    read: Callable[[Window], Sequence[T]],
+    params: ListingParams,
+    tenant: str,
+    position: Callable[[T], tuple[datetime, uuid.UUID]],
+    item: Callable[[T], Any],
+) -> PageT:
+    """One page of a tenant listing: `read` the repository's rows in the request's window, keep
+    `params.limit` of them as `item`s, with the cursor of the next page (`position`: a row's
+    (created_at, id))."""
+    rows = read(window(params, tenant))
+    items, cursor = page_of(rows, params.limit, position)
+    return page(items=[item(row) for row in items], next_cursor=cursor)
 
 
 def _bound(name: str, value: datetime | None) -> datetime | None:

@@ -9,52 +9,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core import repository as repo
-from app.problems import Conflict
 from app.core.storage import Storage
-from app.core.tables import Audit, Image
+from app.core.tables import Audit
+from app.problems import Conflict
+from app.services.audit_access import finished_audit
 
 if TYPE_CHECKING:
-    from app.core.config import Settings
     from models.groups import PatientResult
-
-
-def group_secret(tenant: str | None = None, settings: Settings | None = None) -> str:
-    """The key of a tenant's patient/study/series pseudonyms (the request's tenant by default):
-    HMAC(GROUP_KEY_SECRET, tenant), so that pseudonyms differ between tenants (app/core/home.py says where
-    the secret comes from)."""
-    from app.auth import scoped
-    from app.core.config import get_settings
-    from app.core.home import group_key_secret
-    from app.core.tables import DEFAULT_TENANT
-    from models.groups import tenant_key
-
-    secret = group_key_secret(settings or get_settings())
-    return tenant_key(secret, scoped(tenant) or DEFAULT_TENANT)
-
-
-def image_rows(images_dir: Path, images: list[Any], secret: str) -> list[dict[str, Any]]:
-    """The `images` rows of an upload, with the pseudonymous patient/study/series keys of DICOM files."""
-    from models.groups import keys_from_file
-
-    rows = []
-    for image in images:
-        keys = keys_from_file(images_dir / image.file_name, secret)
-        rows.append(
-            {
-                "name": image.name,
-                "file_name": image.file_name,
-                "sha256": image.sha256,
-                "size_bytes": image.size_bytes,
-                "patient_key": keys.patient if keys else None,
-                "study_key": keys.study if keys else None,
-                "series_key": keys.series if keys else None,
-            }
-        )
-    return rows
 
 
 @dataclass
@@ -71,11 +35,7 @@ def dataset_groups(session: Session, dataset_id: uuid.UUID | None) -> dict[str, 
     """Image id -> pseudonymous keys, for the images of a dataset that carry a patient key."""
     if dataset_id is None:
         return {}
-    rows = session.execute(
-        select(Image.name, Image.patient_key, Image.study_key, Image.series_key).where(
-            Image.dataset_id == dataset_id, Image.patient_key.is_not(None)
-        )
-    ).all()
+    rows = repo.image_groups(session, dataset_id)
     return {name: {"patient": p, "study": st, "series": se} for name, p, st, se in rows}
 
 
@@ -146,13 +106,13 @@ def write_patients(
     storage: Storage,
     audit_id: uuid.UUID,
     aggregation: str | None,
-    tenant: str | None = None,
+    *,
+    tenant: str,
 ) -> Path:
     """patients.csv of a succeeded audit in a temporary file the caller deletes."""
-    from app.services.audits import _finished
     from models.groups import write_patients_csv
 
-    audit = _finished(session, audit_id, tenant)
+    audit = finished_audit(session, audit_id, tenant)
     grouping = audit_grouping(session, audit, aggregation)
     if not grouping.groups:
         raise Conflict(

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from app.problems import Conflict
-from app.services.audits import _finished
 from app.core.storage import Storage
+from app.problems import Conflict
+from app.services import patients
+from app.services.audit_access import finished_audit
 
 log = logging.getLogger(__name__)
 REPORT_NAME = "report-{aggregation}.html"
@@ -21,13 +22,13 @@ def audit_report(
     storage: Storage,
     audit_id: uuid.UUID,
     aggregation: str | None = None,
-    tenant: str | None = None,
+    *,
+    tenant: str,
 ) -> Path:
     """The report file of a succeeded audit (rendered once per aggregation rule, then served from disk)."""
-    from app.services import patients
     from models.report import write_report
 
-    audit = _finished(session, audit_id, tenant)
+    audit = finished_audit(session, audit_id, tenant)
     workdir = storage.audit_workdir(audit_id)
     if not (workdir / "results.csv").exists():
         raise Conflict(

@@ -8,26 +8,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core import net_guard
+from app.core import repository as repo
+from app.core.webhook_signing import new_secret
 from app.problems import Unprocessable
 from app.schemas import AuditCreate
-from app.core.webhook_signing import new_secret
-from app.core.tables import Image
+from app.services.encoders import audit_encoder
+from app.services.pseudonyms import group_secret
 
 
 def audit_fields(session: Session, body: AuditCreate, config: dict[str, Any], tenant: str) -> dict[str, Any]:
     """Column values of the audit row besides the datasets: config, labels and the workflow choices."""
-    from app.services.encoders import audit_encoder
-
     if body.encoder_id is not None:
         config = audit_encoder(session, body.encoder_id, config, body.config.chosen(), tenant)
-    labels = dict(body.labels) if body.labels else {}
+    labels: dict[str, int] = dict(body.labels) if body.labels else {}
     patient_labels: dict[str, int] | None = None
     if body.patient_labels:
-        patient_labels, from_patients = _patient_labels(session, body)
+        patient_labels, from_patients = _patient_labels(session, body, tenant)
         clash = sorted(i for i, v in from_patients.items() if i in labels and labels[i] != v)
         if clash:
             raise Unprocessable(
@@ -43,15 +42,13 @@ def audit_fields(session: Session, body: AuditCreate, config: dict[str, Any], te
         "patient_labels": patient_labels,
         "patient_aggregation": body.patient_aggregation,
     }
-    fields["trail"] = _trail(session, body, fields)
+    fields["trail"] = _trail(session, body, fields, tenant)
     return fields
 
 
 def _set_hash(session: Session, dataset_id: Any) -> dict[str, Any]:
     """sha256 over the sorted `id<TAB>file sha256` lines of a dataset: the input set's fingerprint."""
-    rows = session.execute(
-        select(Image.name, Image.sha256).where(Image.dataset_id == dataset_id).order_by(Image.name)
-    ).all()
+    rows = repo.image_hashes(session, dataset_id)
     digest = hashlib.sha256("".join(f"{name}\t{sha}\n" for name, sha in rows).encode()).hexdigest()
     return {"dataset_id": str(dataset_id), "images": len(rows), "sha256": digest}
 
@@ -88,14 +85,12 @@ def code_version() -> dict[str, str | None]:
     return {"version": package, "git_commit": commit}
 
 
-def _trail(session: Session, body: AuditCreate, fields: dict[str, Any]) -> dict[str, Any]:
+def _trail(session: Session, body: AuditCreate, fields: dict[str, Any], tenant: str) -> dict[str, Any]:
     """Provenance fixed when the audit is created (timings and timestamps are added when it is read)."""
-    from app.core.tables import Encoder
-
     config = fields["config"]
     encoder = None
     if body.encoder_id is not None:
-        row = session.get(Encoder, body.encoder_id)
+        row = repo.get_encoder(session, body.encoder_id, tenant)
         if row is not None:
             encoder = {
                 "id": str(row.id),
@@ -147,20 +142,19 @@ def check_webhook_url(url: str) -> str:
     return url.strip()
 
 
-def _patient_labels(session: Session, body: AuditCreate) -> tuple[dict[str, int], dict[str, int]]:
+def _patient_labels(
+    session: Session, body: AuditCreate, tenant: str
+) -> tuple[dict[str, int], dict[str, int]]:
     """Patient labels keyed by pseudonym (raw PatientIDs are hashed at once) and the image labels they imply."""
-    from app.services.patients import group_secret
     from models.groups import is_pseudonym, pseudonym
 
-    rows = session.execute(
-        select(Image.name, Image.patient_key).where(Image.dataset_id == body.real_dataset_id)
-    ).all()
+    rows = repo.image_patients(session, body.real_dataset_id)
     known = {key for _, key in rows if key}
     if not known:
         raise Unprocessable(
             "patient_labels: the real dataset has no patient information (upload DICOM files with PatientID)"
         )
-    secret = group_secret()
+    secret = group_secret(tenant)
     keyed: dict[str, int] = {}
     for raw, value in (body.patient_labels or {}).items():
         key = raw if is_pseudonym("patient", raw) else pseudonym("patient", raw, secret)

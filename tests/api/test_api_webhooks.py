@@ -9,73 +9,23 @@ import hmac
 import json
 import shutil
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
+from webhook_receiver import Receiver
 
 PIXELS = {"method": "pixels", "image_size": 32}
 
 
-class Receiver:
-    """Records every POST; answers 500 to the first call of each audit, 200 afterwards."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                audit_id = json.loads(body).get("audit_id")
-                with receiver.lock:
-                    first = not any(c["audit_id"] == audit_id for c in receiver.calls)
-                    receiver.calls.append(
-                        {
-                            "audit_id": audit_id,
-                            "body": body,
-                            "headers": dict(self.headers),
-                            "path": self.path,
-                            "answered": 500 if first else 200,
-                            "at": time.time(),
-                        }
-                    )
-                self.send_response(500 if first else 200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/synthaudit"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def of(self, audit_id: str) -> list[dict]:
-        with self.lock:
-            return [c for c in self.calls if c["audit_id"] == audit_id]
-
-    @property
-    def allowed(self) -> str:
-        """The WEBHOOK_ALLOWED_HOSTS entry that lets a server deliver to this receiver."""
-        return f"127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+    r = Receiver(fail_first=True, path="/hooks/synthaudit")  # 500 to an audit's first call, then 200
     yield r
     r.stop()
 

@@ -9,58 +9,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import update
+from webhook_receiver import Receiver
 
 from app.core.db import make_engine
 from app.core.tables import Audit
 
 PIXELS = {"method": "pixels", "image_size": 32}
 BLOCKER = {"method": "paper", "image_size": 32, "pretrain_images_seen": 5_000_000}  # cancelled early
-
-
-class Receiver:
-    """Records every POST; holds each for `hold_s`, answers `status` (with `location` when given), and
-    counts how many requests it holds at once."""
-
-    def __init__(self, hold_s: float = 0.0, status: int = 200, location: str | None = None) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.active = self.max_active = 0
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver.lock:
-                    receiver.calls.append({"headers": dict(self.headers), "path": self.path, "body": body})
-                    receiver.active += 1
-                    receiver.max_active = max(receiver.max_active, receiver.active)
-                time.sleep(hold_s)
-                with receiver.lock:
-                    receiver.active -= 1
-                self.send_response(status)
-                if location:
-                    self.send_header("Location", location)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.allowed = f"127.0.0.1:{self.port}"  # its WEBHOOK_ALLOWED_HOSTS entry
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -343,8 +303,8 @@ def webhook_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 
 def finished_audit(sessions: Any, url: str) -> uuid.UUID:
     """A cancelled audit row with a webhook to `url` and its secret."""
-    from app.core.webhook_signing import new_secret
     from app.core.tables import utcnow
+    from app.core.webhook_signing import new_secret
 
     audit_id = uuid.uuid4()
     with sessions.begin() as session:
