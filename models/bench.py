@@ -6,6 +6,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ def score_run(ids: list[str], scores: np.ndarray, labels: dict[str, int], seed: 
     y = np.array([v for _, v in known])
     s = scores[positions]
     cv_pred, _ = decide.cross_validated_decisions(s, y, folds=5, seed=seed)
-    row = metrics.classification_metrics(y, cv_pred, s)
+    row: dict[str, Any] = metrics.classification_metrics(y, cv_pred, s)
     row["tpr_at_0.1pct_fpr"] = metrics.tpr_at_fpr(y, s, 0.001)
     ci = metrics.bootstrap_ci(y, cv_pred, s, n_boot=500, seed=seed)
     median_pred = decide.apply_threshold(s, decide.prior_threshold(s, 0.5))
@@ -193,7 +194,7 @@ def _audit(real: Path, generated: Path, config: AuditConfig, workdir: Path, name
         AuditInputs(real, generated),
         config,
         workdir,
-        (lambda stage, f, m=config.method, n=name: on_progress(n, m, stage, f)) if on_progress else None,
+        partial(on_progress, name, config.method) if on_progress else None,
     )
     total = time.perf_counter() - started
     ids = [r.id for r in outcome.rows]

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pydicom itself is imported where it is used
+    from pydicom.dataset import Dataset
 
 DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 BYTES_PER_PIXEL_LIMIT = 4
@@ -81,7 +84,7 @@ def check_image_size(ds: Any, max_pixels: int) -> None:
         )
 
 
-def read_dicom(data: bytes, max_pixels: int) -> Any:
+def read_dicom(data: bytes, max_pixels: int) -> Dataset:
     """The parsed data set of a DICOM file whose pixels may be decoded (raises DicomRejected)."""
     import pydicom
     from pydicom.errors import InvalidDicomError

@@ -12,7 +12,9 @@ import io
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -135,7 +137,7 @@ def _is_deflated(head: bytes) -> bool:
         return True
 
 
-def _keys_from_header(fp: object, secret: str, force: bool = False) -> GroupKeys | None:
+def _keys_from_header(fp: str | BinaryIO, secret: str, force: bool = False) -> GroupKeys | None:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -157,7 +159,7 @@ def read_groups(source: str | Path, secret: str = "") -> dict[str, GroupKeys]:
     candidates = []
     for name in _walk_folder(root):
         try:
-            if _wants(name, lambda n=name: _file_head(root / n)):
+            if _wants(name, partial(_file_head, root / name)):
                 candidates.append(name)
         except OSError:
             continue
@@ -198,7 +200,7 @@ def aggregate_patients(
             decided, score = int(pu.any()), max_score
         else:
             decided, score = int(mean_score >= threshold), mean_score
-        keys = [_as_keys(groups.get(ids[i])) for i in idx]
+        image_keys = [_as_keys(groups.get(ids[i])) for i in idx]
         out.append(
             PatientResult(
                 patient=patient,
@@ -208,8 +210,8 @@ def aggregate_patients(
                 score=score,
                 max_score=max_score,
                 mean_score=mean_score,
-                studies=len({k.study for k in keys if k is not None and k.study}),
-                series=len({k.series for k in keys if k is not None and k.series}),
+                studies=len({k.study for k in image_keys if k is not None and k.study}),
+                series=len({k.series for k in image_keys if k is not None and k.series}),
             )
         )
     out.sort(key=lambda r: (-r.score, r.patient))
@@ -269,7 +271,7 @@ def expand_patient_labels(
     out = {}
     for image_id, keys in groups.items():
         k = _as_keys(keys)
-        if k is not None and k.patient in patient_labels:
+        if k is not None and k.patient is not None and k.patient in patient_labels:
             out[image_id] = int(patient_labels[k.patient])
     return out
 

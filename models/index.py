@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TypedDict
 
 import numpy as np
 
 try:  # FAISS is the engine; a torch search stands in on hosts without it (same results, exact)
     import faiss
 except ImportError:  # pragma: no cover - exercised on GPU hosts that carry no faiss build
-    faiss = None
+    faiss = None  # type: ignore[assignment]  # optional engine: every use checks `faiss is None` first
 
 SIMILARITY_METRICS = ("cosine", "euclidean", "manhattan")
 QUERY_BATCH = 16384
@@ -25,6 +26,14 @@ IVF_SEED = 1234
 TIE_MARGIN = 8  # extra candidates fetched, so that the k-th place is decided on exact similarities
 ENGINE_ERROR_SAFETY = 4.0  # unseen engine errors are taken to be at most this many times the largest seen
 EXACT_CHUNK_BYTES = 64 * 2**20
+
+
+class SearchOptions(TypedDict):
+    """The keyword options of search() that a view and the audit config fix."""
+
+    metric: str
+    device: str
+    ivf_min_size: int | None
 
 
 def _as_matrix(x: object, what: str) -> np.ndarray:
@@ -39,8 +48,9 @@ def _normalised(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def _build_index(base: np.ndarray, metric: str) -> "faiss.Index":
+def _build_index(base: np.ndarray, metric: str) -> faiss.Index:
     d = base.shape[1]
+    index: faiss.IndexFlat
     if metric == "cosine":
         index = faiss.IndexFlatIP(d)
     elif metric == "euclidean":
@@ -58,9 +68,10 @@ def ivf_params(m: int) -> tuple[int, int]:
     return nlist, max(1, min(nlist, math.ceil(nlist / 4)))
 
 
-def _build_ivf(base: np.ndarray, metric: str, nlist: int, nprobe: int) -> faiss.Index:
+def _build_ivf(base: np.ndarray, metric: str, nlist: int, nprobe: int) -> faiss.IndexIVFFlat:
     """An IVF-Flat index (coarse k-means quantizer, seeded) over base."""
     d = base.shape[1]
+    quantizer: faiss.IndexFlat
     if metric == "cosine":
         quantizer, faiss_metric = faiss.IndexFlatIP(d), faiss.METRIC_INNER_PRODUCT
     else:

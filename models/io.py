@@ -17,7 +17,9 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -35,6 +37,9 @@ from models.archives import (
     read_archive,
 )
 from models.dicom import DicomRejected, has_preamble, read_dicom
+
+if TYPE_CHECKING:  # pydicom itself is imported where it is used
+    from pydicom.dataset import Dataset
 
 MAX_IMAGE_PIXELS = 64_000_000
 """Decompression-bomb guard: images with more pixels than this (x frames) are rejected (MAX_IMAGE_PIXELS)."""
@@ -223,7 +228,7 @@ def _first_float(value: object) -> float | None:
             return None
         value = value[0]
     try:
-        out = float(value)  # type: ignore[arg-type]
+        out = float(value)  # type: ignore[arg-type]  # any element value: float() raises what is caught below
     except (TypeError, ValueError):
         return None
     return out if np.isfinite(out) else None
@@ -237,7 +242,7 @@ def _window_uint8(arr: np.ndarray, center: float, width: float) -> np.ndarray:
     return np.rint(out).astype(np.uint8)
 
 
-def _dicom_gray_to_uint8(arr: np.ndarray, ds: object) -> np.ndarray:
+def _dicom_gray_to_uint8(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     """Modality rescale, then VOI window (or min-max), then MONOCHROME1 inversion."""
     slope = _first_float(getattr(ds, "RescaleSlope", None))
     intercept = _first_float(getattr(ds, "RescaleIntercept", None))
@@ -254,7 +259,7 @@ def _dicom_gray_to_uint8(arr: np.ndarray, ds: object) -> np.ndarray:
     return out
 
 
-def _dicom_array_to_gray(arr: np.ndarray, ds: object, name: str) -> np.ndarray:
+def _dicom_array_to_gray(arr: np.ndarray, ds: Dataset, name: str) -> np.ndarray:
     """Pick the middle frame and map grayscale / colour pixel arrays to uint8 [H, W]."""
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
@@ -366,7 +371,7 @@ def _folder_items(root: Path, max_bytes: int) -> Iterator[Item]:
             continue
         if not stat.S_ISREG(st.st_mode):
             continue
-        item = _checked_item(rel, st.st_size, lambda p=path: _file_head(p), _read_file(path), max_bytes)
+        item = _checked_item(rel, st.st_size, partial(_file_head, path), _read_file(path), max_bytes)
         if item is not None:
             yield item, fraction
 
@@ -417,7 +422,7 @@ def _archive_entry(member: Member) -> _Entry | Rejected | None:
         stream.close()
     if not data:
         return Rejected(member.relpath, "empty file")  # as the decoder says, without a trip to it
-    return _Entry(member.relpath, lambda d=data: d, len(data))
+    return _Entry(member.relpath, lambda: data, len(data))
 
 
 def _single_file_items(path: Path, max_bytes: int) -> Iterator[Item]:

@@ -52,10 +52,9 @@ class MAEConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | str) -> "MAEConfig":
         """Build from a dict (or its JSON string), ignoring unknown keys."""
-        if isinstance(data, str):
-            data = json.loads(data)
+        values: dict[str, Any] = json.loads(data) if isinstance(data, str) else data
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 MAE_PRESETS: dict[str, MAEConfig] = {
@@ -96,6 +95,13 @@ def sincos_pos_embed_2d(embed_dim: int, grid_size: int, cls_token: bool = True) 
 
 class MaskedAutoencoder(nn.Module):
     """ViT masked autoencoder: encoder on visible patches, lightweight decoder, pixel MSE loss."""
+
+    pos_embed: torch.Tensor  # buffers (register_buffer): declared for the type checker
+    decoder_pos_embed: torch.Tensor
+    # set by models.pretrain (pretrain_mae, load_checkpoint), not by __init__
+    normalisation: dict[str, float]  # pixel mean and std of the training set
+    images_seen: int
+    train_batch_size: int
 
     def __init__(self, config: MAEConfig):
         super().__init__()

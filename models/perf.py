@@ -242,7 +242,8 @@ def run_method(
     device = resolve_device(config.device)
     inputs = AuditInputs(real_dir, gen_dir)
     workdir.mkdir(parents=True, exist_ok=True)
-    rows, extra = [], {}
+    rows: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {}
     n_real = n_gen = 0
     for stage in STAGE_NAMES:
         if stage == "decode" and decoded is not None:  # decoded once for every method

@@ -171,7 +171,8 @@ def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> 
 
 def _make_optimizer(model: MaskedAutoencoder, config: PretrainConfig, device: torch.device, lr: float):
     """AdamW (fused on CUDA) with no weight decay on biases, norms and tokens."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 or name.endswith("_token") else decay).append(p)
     groups = [
@@ -188,7 +189,8 @@ class _PlateauStopper:
 
     def __init__(self, window: int, patience: int, min_rel: float):
         self.window, self.patience, self.min_rel = window, patience, min_rel
-        self.best, self.bad, self.buffer = math.inf, 0, []
+        self.best, self.bad = math.inf, 0
+        self.buffer: list[float] = []
 
     def update(self, loss: float) -> bool:
         """Record one step's loss; True when training should stop."""

@@ -52,7 +52,7 @@ def images_hash(images: np.ndarray) -> str:
     """sha256 over the shape and the bytes of a uint8 image stack: the training data's fingerprint."""
     arr = np.ascontiguousarray(images, dtype=np.uint8)
     digest = hashlib.sha256(repr(tuple(arr.shape)).encode())
-    digest.update(memoryview(arr).cast("B"))
+    digest.update(arr.data.cast("B"))
     return digest.hexdigest()
 
 

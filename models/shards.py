@@ -142,7 +142,7 @@ def write_plan(workdir: Path, config: AuditConfig, shards: int) -> list[tuple[in
     """Fix the shard ranges of an audit in shards/plan.json (kept when it already exists)."""
     path = shard_dir(workdir) / "plan.json"
     if path.exists():
-        return [tuple(r) for r in json.loads(path.read_text())["ranges"]]  # type: ignore[misc]
+        return [tuple(r) for r in json.loads(path.read_text())["ranges"]]
     path.parent.mkdir(parents=True, exist_ok=True)
     ranges = shard_ranges(generated_count(workdir), shards, align=config.batch_size)
     atomic_write_bytes(path, json.dumps({"ranges": ranges}).encode())
@@ -151,7 +151,7 @@ def write_plan(workdir: Path, config: AuditConfig, shards: int) -> list[tuple[in
 
 def read_plan(workdir: Path) -> list[tuple[int, int]]:
     """The shard ranges written by write_plan."""
-    return [tuple(r) for r in json.loads((shard_dir(workdir) / "plan.json").read_text())["ranges"]]  # type: ignore[misc]
+    return [tuple(r) for r in json.loads((shard_dir(workdir) / "plan.json").read_text())["ranges"]]
 
 
 def _shard_path(workdir: Path, index: int) -> Path:
@@ -181,7 +181,7 @@ def run_real(workdir: Path, config: AuditConfig, on_progress: Progress = _noop) 
 def run_shard(workdir: Path, config: AuditConfig, index: int, on_progress: Progress = _noop) -> None:
     """Embed generated shard `index`; per view search real -> shard top-k, and shard -> real (its rows of
     the generated -> real neighbours): shards/shard-<index>.npz."""
-    from models.index import search
+    from models.index import SearchOptions, search
 
     path = _shard_path(workdir, index)
     if path.exists() or stage_done("search", workdir):
@@ -195,7 +195,9 @@ def run_shard(workdir: Path, config: AuditConfig, index: int, on_progress: Progr
     embedded = time.perf_counter()
     arrays: dict[str, np.ndarray] = {f"{name}/generated": f for name, f in features.items()}
     for view in method_for(config).views(config):
-        options = {"metric": view.metric, "device": config.device, "ivf_min_size": config.ivf_min_size}
+        options: SearchOptions = {
+            "metric": view.metric, "device": config.device, "ivf_min_size": config.ivf_min_size
+        }
         vectors = real[f"{view.encoder}/real"]
         k = neighbourhood_size(len(vectors), config)
         arrays[f"{view.key}/rg_sims"], arrays[f"{view.key}/rg_idx"] = search(vectors, features[view.encoder], k, **options)

@@ -58,6 +58,16 @@ def _noop(_: float) -> None:
     return None
 
 
+def _part(on_progress: Progress, i: int, span: float) -> Progress:
+    """Progress of part i (span wide) of a stage, reported on the whole stage's 0..1 scale."""
+    return lambda f: on_progress(span * (i + f))
+
+
+def _named(on_progress: Callable[[str, float], None], stage: str) -> Progress:
+    """A stage's progress reported with the stage's name."""
+    return lambda f: on_progress(stage, f)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that readers never see half of it."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -68,7 +78,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """np.savez to a temp file, then rename."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, allow_pickle=True, **arrays)  # numpy's default, named so the stubs don't match **arrays to it
     os.replace(tmp, path)
 
 
@@ -234,7 +244,7 @@ def run_pretrain(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_pro
         images = np.concatenate([real.images, generated.images])
         for i, encoder in enumerate(todo):
             span = 1.0 / len(todo)
-            _FITTERS[encoder](workdir, images, config, lambda f, i=i: on_progress(span * (i + f)))
+            _FITTERS[encoder](workdir, images, config, _part(on_progress, i, span))
     atomic_write_bytes(workdir / ARTIFACTS["pretrain"], b"ok\n")
 
 
@@ -257,7 +267,7 @@ def embed_features(workdir: Path, config: AuditConfig, images: np.ndarray, on_pr
         )
         span = 1.0 / len(names)
         out[name] = encoder.embed(
-            images, batch_size=config.batch_size, on_progress=lambda f, i=i, span=span: on_progress(span * (i + f))
+            images, batch_size=config.batch_size, on_progress=_part(on_progress, i, span)
         )
     return out
 
@@ -298,7 +308,7 @@ def run_search(
     `precomputed` holds neighbours already found elsewhere, by their neighbours.npz key (the sharded
     search of models/shards.py: `<view>/rg_*` and `<view>/gr_*`); only the others are searched here.
     """
-    from models.index import search
+    from models.index import SearchOptions, search
 
     done = precomputed or {}
 
@@ -311,7 +321,9 @@ def run_search(
     for i, view in enumerate(views):
         real = features[f"{view.encoder}/real"]
         generated = features[f"{view.encoder}/generated"]
-        options = {"metric": view.metric, "device": config.device, "ivf_min_size": config.ivf_min_size}
+        options: SearchOptions = {
+            "metric": view.metric, "device": config.device, "ivf_min_size": config.ivf_min_size
+        }
         k = neighbourhood_size(len(real), config)
         rg_sims, rg_idx = found(f"{view.key}/rg", lambda: search(real, generated, k, **options))
         rr_sims, rr_idx = search(real, real, k, exclude_self=True, **options)
@@ -594,7 +606,7 @@ def run_audit(
     """Run every stage in this process and return the outcome."""
     method_for(config)  # fail fast on an unknown method
     for stage in STAGES:
-        run_stage(stage, workdir, inputs, config, (lambda f, s=stage: on_progress(s, f)) if on_progress else _noop)
+        run_stage(stage, workdir, inputs, config, _named(on_progress, stage) if on_progress else _noop)
     return read_outcome(workdir)
 
 

@@ -88,7 +88,9 @@ class _ZipLzma:
             if len(self.head) < 4 + size:
                 return b""
             props = self.head[4 : 4 + size]
-            filters = [lzma._decode_filter_properties(lzma.FILTER_LZMA1, props)]  # type: ignore[attr-defined]
+            # the stdlib's only parser of LZMA1 properties is private to CPython
+            parse = lzma._decode_filter_properties  # type: ignore[attr-defined]  # private, not in typeshed
+            filters = [parse(lzma.FILTER_LZMA1, props)]
             self.inner = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=filters)
             data, self.head = self.head[4 + size :], b""
         return bytes(self.inner.decompress(data, max_length))
@@ -196,11 +198,11 @@ class TarStream:
         magic = raw.read(6)
         raw.seek(0)
         if magic.startswith(b"\x1f\x8b"):
-            self.inner: BinaryIO = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
+            self.inner: BinaryIO | io.BufferedIOBase = gzip.GzipFile(fileobj=raw)
         elif magic.startswith(b"BZh"):
-            self.inner = bz2.BZ2File(raw)  # type: ignore[assignment]
+            self.inner = bz2.BZ2File(raw)
         elif magic.startswith(b"\xfd7zXZ\x00"):
-            self.inner = lzma.LZMAFile(raw)  # type: ignore[assignment]
+            self.inner = lzma.LZMAFile(raw)
         else:
             self.inner = raw
         self.buffer, self.pos = b"", 0  # decompressed bytes read ahead (at most CHUNK)

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from models.archives.limits import ArchiveError, Budget, Member, Skipped, screen
 from models.archives.streams import TAR_CORRUPT, TarStream
@@ -177,6 +177,10 @@ class _TarMemberStream:
     def close(self) -> None:
         pass
 
+    def as_file(self) -> BinaryIO:
+        """This stream as Member.open gives it: it reads and closes like a binary file, though not a BinaryIO."""
+        return cast(BinaryIO, self)
+
 
 def tar_members(path: Path, budget: Budget) -> Iterator[Member | Skipped]:
     """Screen and yield a tar's entries in order (raises ArchiveError, BudgetExceeded).
@@ -202,6 +206,6 @@ def tar_members(path: Path, budget: Budget) -> Iterator[Member | Skipped]:
                     yield Skipped(verdict.name, verdict.reason, reader.fraction())
                     continue
                 data = reader.member_stream(header.size)
-                yield Member(header.name, verdict, header.size, lambda d=data: d, reader.fraction())  # type: ignore[misc]
+                yield Member(header.name, verdict, header.size, data.as_file, reader.fraction())
         finally:
             stream.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,12 +23,15 @@ from models.embed import embed_images
 from models.encoders.registry import EncoderWeightsError, register_encoder
 from models.score import Whitening, apply_whitening, fit_whitening
 
+if TYPE_CHECKING:  # models.mae (timm) is imported where it is used
+    from models.mae import MaskedAutoencoder
+
 PRESET = "mae_tiny_patch8_64"
 PROJECTED_DIM = 2048
 PROJECTION_SEED_OFFSET = 7919  # the projection's seed is the audit's seed + this
 
 
-def random_vit(seed: int, preset: str = PRESET) -> torch.nn.Module:
+def random_vit(seed: int, preset: str = PRESET) -> MaskedAutoencoder:
     """The untrained ViT of a seed (the global RNG state is left as it was)."""
     from models.mae import create_mae
 
@@ -47,7 +51,7 @@ def projection_matrix(d_in: int, seed: int, d_out: int = PROJECTED_DIM) -> np.nd
 class TokenProjector:
     """uint8 images -> projected token features (before whitening)."""
 
-    model: torch.nn.Module
+    model: MaskedAutoencoder
     mean: float
     std: float
     seed: int
@@ -74,7 +78,7 @@ class TokenProjector:
 class FittedVitTokens:
     """What the pretrain stage fits: the seeded ViT, the input normalisation and the whitening."""
 
-    model: torch.nn.Module
+    model: MaskedAutoencoder
     mean: float
     std: float
     seed: int
@@ -125,7 +129,9 @@ def load_vit_tokens(path: Path) -> FittedVitTokens:
     model = create_mae(meta.get("preset", PRESET))
     model.load_state_dict({k[len("vit.") :]: v for k, v in tensors.items() if k.startswith("vit.")})
     whitening = Whitening(
-        *(tensors[f"whitening.{n}"].numpy() for n in ("mean", "components", "scale")),
+        tensors["whitening.mean"].numpy(),
+        tensors["whitening.components"].numpy(),
+        tensors["whitening.scale"].numpy(),
         float(json.loads(meta["residual_scale"])),
     )
     return FittedVitTokens(model.eval(), float(meta["mean"]), float(meta["std"]), int(meta["seed"]), whitening)
