@@ -98,6 +98,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     """Audit a real set against a generated set and write the CSV."""
     from models.results import read_labels_csv, write_results_csv
     from models.stages import AuditInputs, run_audit
+    from models.workdir import WorkDir
 
     for name in ("real", "generated", "reference"):
         if getattr(args, name) is not None and not getattr(args, name).exists():
@@ -114,10 +115,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
             outcome = run_audit(inputs, config, workdir, update)
         finally:
             close()
-        if args.save_encoder and (workdir / "encoder.safetensors").exists():
+        if args.save_encoder and WorkDir(workdir).mae_checkpoint.exists():
             import shutil
 
-            shutil.copyfile(workdir / "encoder.safetensors", args.save_encoder)
+            shutil.copyfile(WorkDir(workdir).mae_checkpoint, args.save_encoder)
         if args.report:
             _write_cli_report(args, workdir, labels)
     write_results_csv(outcome.rows, args.out, fmt=args.format)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from models.config import AuditConfig
 from models.device import autocast_context, resolve_device
+from models.workdir import DECODED, REJECTED, WorkDir
 
 STAGE_NAMES = ("decode", "pretrain", "embed", "search", "decide")
 CEILING_STEPS = 10
@@ -242,12 +243,13 @@ def run_method(
     device = resolve_device(config.device)
     inputs = AuditInputs(real_dir, gen_dir)
     workdir.mkdir(parents=True, exist_ok=True)
+    folder = WorkDir(workdir)
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
     n_real = n_gen = 0
     for stage in STAGE_NAMES:
         if stage == "decode" and decoded is not None:  # decoded once for every method
-            for name in ("images.npz", "rejected.json"):
+            for name in (DECODED, REJECTED):
                 (workdir / name).symlink_to(decoded.parent / name)
             run_stage(stage, workdir, inputs, config)  # pins the config; the artifact is there
             continue
@@ -258,13 +260,13 @@ def run_method(
         seconds = time.perf_counter() - started
         peak = _peak_mib(device)
         if stage == "decode":
-            with np.load(workdir / "images.npz") as data:
+            with np.load(folder.decoded) as data:
                 n_real, n_gen = len(data["real_ids"]), len(data["generated_ids"])
         if not n_real:
-            with np.load(workdir / "images.npz") as data:
+            with np.load(folder.decoded) as data:
                 n_real, n_gen = len(data["real_ids"]), len(data["generated_ids"])
         images, ceiling = n_real + n_gen, None
-        checkpoint = workdir / "encoder.safetensors"
+        checkpoint = folder.mae_checkpoint
         if stage == "pretrain" and checkpoint.exists():
             meta = read_checkpoint_metadata(checkpoint)
             steps, seen = int(meta.get("steps") or 0), int(meta.get("images_seen") or 0)
@@ -278,7 +280,7 @@ def run_method(
             ceiling = embed_ceiling(config.mae_preset, batch, device, args.ceiling_steps)
             extra["embed_batch_size"] = batch
         elif stage == "search":
-            features = _load_npz(workdir / "features.npz")
+            features = _load_npz(folder.features)
             dim = max(v.shape[1] for v in features.values())
             ceiling = search_ceiling(n_real, n_gen, dim, device)
             if not args.no_ivf:
@@ -373,7 +375,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows, extra = run_method(method, base, tmp / "real", tmp / "generated", tmp / f"work-{method}",
                                      decoded, args)
             if decoded is None:
-                decoded = tmp / f"work-{method}" / "images.npz"
+                decoded = WorkDir(tmp / f"work-{method}").decoded
             else:  # decode ran once: count it in every method's end-to-end time
                 extra["end_to_end_s"] = round(extra["end_to_end_s"] + results[methods[0]]["stages"][0]["seconds"], 3)
                 rows.insert(0, dict(results[methods[0]]["stages"][0], shared_with=methods[0]))

@@ -39,6 +39,7 @@ from models.report_plots import (
     score_histogram,
     thumbnail,
 )
+from models.workdir import atomic_write_bytes
 
 GALLERY_ROWS = 12
 GALLERY_NEIGHBOURS = 4
@@ -589,19 +590,8 @@ def render_report(workdir: str | Path, **options: Any) -> str:
 
 
 def write_report(workdir: str | Path, out: str | Path, **options: Any) -> Path:
-    """Render the report of a work folder and write it (atomically) to out."""
-    import os
-    import tempfile
-
+    """Render the report of a work folder and write it (atomically, 0600) to out."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = render_report(workdir, **options)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(out, render_report(workdir, **options).encode("utf-8"))
     return out

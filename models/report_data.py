@@ -23,6 +23,7 @@ from models.groups import (
     calibrate_patients,
     reference_patients,
 )
+from models.workdir import WorkDir
 
 
 def _read_json(path: Path, default: Any = None) -> Any:
@@ -43,15 +44,16 @@ def load_report_data(workdir: str | Path) -> dict[str, Any]:
     from models.stages import load_decoded, load_reference_mask, read_evidence
 
     workdir = Path(workdir)
+    folder = WorkDir(workdir)
     pool, generated = load_decoded(workdir)
     real_pos = np.flatnonzero(~load_reference_mask(workdir))
     real_ids = [pool.ids[i] for i in real_pos]
-    rows = {r.id: r for r in read_results_csv(workdir / "results.csv")}
+    rows = {r.id: r for r in read_results_csv(folder.results_csv)}
     missing = [i for i in real_ids if i not in rows]
     if missing:
         raise ValueError(f"results.csv lacks {len(missing)} real image(s), e.g. {missing[0]!r}")
     real_rows = [rows[i] for i in real_ids]
-    reference_csv = workdir / "reference.csv"
+    reference_csv = folder.reference_csv
     reference_rows = read_results_csv(reference_csv) if reference_csv.exists() else []
     return {
         "real_ids": real_ids,
@@ -66,9 +68,9 @@ def load_report_data(workdir: str | Path) -> dict[str, Any]:
         "reference_set_ids": [r.id for r in reference_rows],
         "reference_set_scores": np.array([r.score for r in reference_rows], dtype=np.float64),
         "evidence": read_evidence(workdir, reference=False),
-        "metrics": _read_json(workdir / "metrics.json", {}),
-        "config": _read_json(workdir / "config.json", {}),
-        "rejected": _read_json(workdir / "rejected.json", {}),
+        "metrics": _read_json(folder.metrics, {}),
+        "config": _read_json(folder.config, {}),
+        "rejected": _read_json(folder.rejected, {}),
     }
 
 

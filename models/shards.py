@@ -24,21 +24,18 @@ import numpy as np
 
 from models.config import AuditConfig
 from models.stages import (
-    ARTIFACTS,
     ATTRIBUTION_K,
     _load_npz,
     _record_timing,
-    atomic_save_npz,
-    atomic_write_bytes,
     embed_features,
     method_for,
     neighbourhood_size,
     run_search,
     stage_done,
 )
+from models.workdir import WorkDir, atomic_save_npz, atomic_write_bytes
 
 Progress = Callable[[float], None]
-SHARD_DIR = "shards"
 
 
 def _noop(_: float) -> None:
@@ -126,12 +123,12 @@ def _count_rows(path: Path, name: str) -> int:
 
 
 def shard_dir(workdir: Path) -> Path:
-    return Path(workdir) / SHARD_DIR
+    return WorkDir(workdir).shards
 
 
 def generated_count(workdir: Path) -> int:
     """How many generated images the decode stage kept (reads only their ids)."""
-    return _count_rows(Path(workdir) / ARTIFACTS["decode"], "generated_ids")
+    return _count_rows(WorkDir(workdir).decoded, "generated_ids")
 
 
 def _encoders(config: AuditConfig) -> list[str]:
@@ -140,7 +137,7 @@ def _encoders(config: AuditConfig) -> list[str]:
 
 def write_plan(workdir: Path, config: AuditConfig, shards: int) -> list[tuple[int, int]]:
     """Fix the shard ranges of an audit in shards/plan.json (kept when it already exists)."""
-    path = shard_dir(workdir) / "plan.json"
+    path = WorkDir(workdir).shard_plan
     if path.exists():
         return [tuple(r) for r in json.loads(path.read_text())["ranges"]]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,11 +148,11 @@ def write_plan(workdir: Path, config: AuditConfig, shards: int) -> list[tuple[in
 
 def read_plan(workdir: Path) -> list[tuple[int, int]]:
     """The shard ranges written by write_plan."""
-    return [tuple(r) for r in json.loads((shard_dir(workdir) / "plan.json").read_text())["ranges"]]
+    return [tuple(r) for r in json.loads(WorkDir(workdir).shard_plan.read_text())["ranges"]]
 
 
 def _shard_path(workdir: Path, index: int) -> Path:
-    return shard_dir(workdir) / f"shard-{index:05d}.npz"
+    return WorkDir(workdir).shard(index)
 
 
 # --- stage pieces -----------------------------------------------------------------------------------
@@ -165,12 +162,12 @@ def _shard_path(workdir: Path, index: int) -> Path:
 
 def run_real(workdir: Path, config: AuditConfig, on_progress: Progress = _noop) -> None:
     """Embed the real set once (every shard searches against it): shards/real.npz."""
-    path = shard_dir(workdir) / "real.npz"
+    path = WorkDir(workdir).shard_real
     if path.exists() or stage_done("search", workdir):
         on_progress(1.0)
         return
     started = time.perf_counter()
-    real = read_rows(Path(workdir) / ARTIFACTS["decode"], "real", 0, None)
+    real = read_rows(WorkDir(workdir).decoded, "real", 0, None)
     features = embed_features(workdir, config, real, on_progress)
     arrays: dict[str, np.ndarray] = {f"{name}/real": f for name, f in features.items()}
     arrays["seconds"] = np.array(time.perf_counter() - started)
@@ -188,9 +185,9 @@ def run_shard(workdir: Path, config: AuditConfig, index: int, on_progress: Progr
         on_progress(1.0)
         return
     start, stop = read_plan(workdir)[index]
-    real = _load_npz(shard_dir(workdir) / "real.npz")
+    real = _load_npz(WorkDir(workdir).shard_real)
     began = time.perf_counter()
-    images = read_rows(Path(workdir) / ARTIFACTS["decode"], "generated", start, stop)
+    images = read_rows(WorkDir(workdir).decoded, "generated", start, stop)
     features = embed_features(workdir, config, images, lambda f: on_progress(0.9 * f))
     embedded = time.perf_counter()
     arrays: dict[str, np.ndarray] = {f"{name}/generated": f for name, f in features.items()}
@@ -226,7 +223,7 @@ def run_merge(workdir: Path, config: AuditConfig, on_progress: Progress = _noop)
     missing = [i for i in range(len(ranges)) if not _shard_path(workdir, i).exists()]
     if missing:
         raise FileNotFoundError(f"shard(s) {missing} of {len(ranges)} have no results")
-    real = _load_npz(shard_dir(workdir) / "real.npz")
+    real = _load_npz(WorkDir(workdir).shard_real)
     shards = [_load_npz(_shard_path(workdir, i)) for i in range(len(ranges))]
     features: dict[str, np.ndarray] = {}
     for name in _encoders(config):
@@ -239,7 +236,7 @@ def run_merge(workdir: Path, config: AuditConfig, on_progress: Progress = _noop)
         precomputed[f"{view.key}/rg_sims"], precomputed[f"{view.key}/rg_idx"] = merge_topk(parts, k)
         for name in ("gr_sims", "gr_idx"):  # rows of the generated set: shard after shard
             precomputed[f"{view.key}/{name}"] = np.concatenate([s[f"{view.key}/{name}"] for s in shards])
-    atomic_save_npz(workdir / ARTIFACTS["embed"], features)
+    atomic_save_npz(WorkDir(workdir).features, features)
     run_search(workdir, None, config, on_progress, precomputed=precomputed)  # the rest: real -> real
     seconds = lambda key: float(sum(float(s[key]) for s in shards))
     _record_timing(workdir, "embed", float(real["seconds"]) + seconds("seconds_embed"))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,17 +16,19 @@ from models.decide import choose_threshold, label_metrics
 from models.io import ImageSet, Rejected, load_images
 from models.methods import Method, Neighbours, ScoreInputs, ScoreOutput, View, get_method, resolve_method_name
 from models.results import ResultRow, write_results_csv
+from models.workdir import (
+    FITTED_ENCODER_FILES,
+    STAGE_ARTIFACTS,
+    WorkDir,
+    atomic_save_npz,
+    atomic_write_bytes,
+    atomic_write_json,
+)
 
 STAGES = ("decode", "pretrain", "embed", "search", "decide")
 # Share of the overall progress each stage takes (roughly its share of CPU time).
 STAGE_WEIGHTS = {"decode": 0.10, "pretrain": 0.55, "embed": 0.20, "search": 0.10, "decide": 0.05}
-ARTIFACTS = {
-    "decode": "images.npz",
-    "pretrain": "encoder.done",
-    "embed": "features.npz",
-    "search": "neighbours.npz",
-    "decide": "metrics.json",
-}
+ARTIFACTS = STAGE_ARTIFACTS  # the file that marks each stage done (models/workdir.py names them all)
 
 Progress = Callable[[float], None]
 
@@ -68,30 +69,6 @@ def _named(on_progress: Callable[[str, float], None], stage: str) -> Progress:
     return lambda f: on_progress(stage, f)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers never see half of it."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez to a temp file, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    np.savez(tmp, allow_pickle=True, **arrays)  # numpy's default, named so the stubs don't match **arrays to it
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default).encode())
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         return {name: data[name] for name in data.files}
@@ -99,7 +76,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 
 def stage_done(stage: str, workdir: Path) -> bool:
     """True when the stage's artifact exists (the stage will be skipped)."""
-    return (Path(workdir) / ARTIFACTS[stage]).exists()
+    return WorkDir(workdir).stage_artifact(stage).exists()
 
 
 def method_for(config: AuditConfig) -> Method:
@@ -108,10 +85,10 @@ def method_for(config: AuditConfig) -> Method:
 
 
 def _record_timing(workdir: Path, stage: str, seconds: float) -> None:
-    path = workdir / "timings.json"
+    path = WorkDir(workdir).timings
     timings = json.loads(path.read_text()) if path.exists() else {}
     timings[stage] = round(seconds, 3)
-    _write_json(path, timings)
+    atomic_write_json(path, timings)
 
 
 # --- decode -----------------------------------------------------------------------------------------
@@ -139,9 +116,9 @@ def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
         pool_ids += reference.ids
         pool_images = np.concatenate([real.images, reference.images])
         from_reference = np.r_[from_reference, np.ones(len(reference.ids), dtype=bool)]
-    _write_json(workdir / "rejected.json", rejected)
+    atomic_write_json(WorkDir(workdir).rejected, rejected)
     atomic_save_npz(
-        workdir / ARTIFACTS["decode"],
+        WorkDir(workdir).decoded,
         {
             "real_ids": np.array(pool_ids, dtype=str),
             "real": pool_images,
@@ -154,7 +131,7 @@ def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
 
 def load_decoded(workdir: Path) -> tuple[ImageSet, ImageSet]:
     """The decoded real pool (real images, then any reference images) and the generated set."""
-    data = _load_npz(Path(workdir) / ARTIFACTS["decode"])
+    data = _load_npz(WorkDir(workdir).decoded)
     real = ImageSet(ids=[str(i) for i in data["real_ids"]], images=data["real"], rejected=[])
     generated = ImageSet(ids=[str(i) for i in data["generated_ids"]], images=data["generated"], rejected=[])
     return real, generated
@@ -162,7 +139,7 @@ def load_decoded(workdir: Path) -> tuple[ImageSet, ImageSet]:
 
 def load_reference_mask(workdir: Path) -> np.ndarray:
     """For each image of the real pool: True when it came from the reference set."""
-    with np.load(Path(workdir) / ARTIFACTS["decode"], allow_pickle=False) as data:
+    with np.load(WorkDir(workdir).decoded, allow_pickle=False) as data:
         if "real_from_reference" in data.files:
             return np.asarray(data["real_from_reference"], dtype=bool)
         return np.zeros(len(data["real_ids"]), dtype=bool)
@@ -178,15 +155,14 @@ def _fitted_encoders(config: AuditConfig) -> set[str]:
 
 def mae_checkpoint_path(workdir: Path, config: AuditConfig) -> Path:
     """The MAE checkpoint an audit embeds with: the user's, or the one pretrained in the audit."""
-    return Path(config.checkpoint) if config.checkpoint else Path(workdir) / FITTED_ENCODER_FILES["mae"]
+    return Path(config.checkpoint) if config.checkpoint else WorkDir(workdir).mae_checkpoint
 
 
 def fitted_encoder_path(workdir: Path, encoder: str, config: AuditConfig) -> Path | None:
     """Where the fitted state of an encoder lives (None for encoders that need no fitting)."""
     if encoder == "mae":
         return mae_checkpoint_path(workdir, config)
-    name = FITTED_ENCODER_FILES.get(encoder)
-    return Path(workdir) / name if name else None
+    return WorkDir(workdir).fitted_encoder(encoder)
 
 
 def _pretrain_mae(workdir: Path, images: np.ndarray, config: AuditConfig, on_progress: Progress) -> None:
@@ -228,11 +204,6 @@ def _fit_vit_tokens(workdir: Path, images: np.ndarray, config: AuditConfig, on_p
     on_progress(1.0)
 
 
-FITTED_ENCODER_FILES = {
-    "mae": "encoder.safetensors",
-    "pixels_whitened": "whitening.safetensors",
-    "vit_tokens_whitened": "vit_tokens.safetensors",
-}
 _FITTERS = {"mae": _pretrain_mae, "pixels_whitened": _fit_whitening, "vit_tokens_whitened": _fit_vit_tokens}
 
 
@@ -245,7 +216,7 @@ def run_pretrain(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_pro
         for i, encoder in enumerate(todo):
             span = 1.0 / len(todo)
             _FITTERS[encoder](workdir, images, config, _part(on_progress, i, span))
-    atomic_write_bytes(workdir / ARTIFACTS["pretrain"], b"ok\n")
+    atomic_write_bytes(WorkDir(workdir).pretrained, b"ok\n")
 
 
 # --- embed ------------------------------------------------------------------------------------------
@@ -280,7 +251,7 @@ def run_embed(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progre
     for name, both in features.items():
         arrays[f"{name}/real"] = both[: len(real.ids)]
         arrays[f"{name}/generated"] = both[len(real.ids) :]
-    atomic_save_npz(workdir / ARTIFACTS["embed"], arrays)
+    atomic_save_npz(WorkDir(workdir).features, arrays)
 
 
 # --- search -----------------------------------------------------------------------------------------
@@ -315,7 +286,7 @@ def run_search(
     def found(key: str, compute: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         return (done[f"{key}_sims"], done[f"{key}_idx"]) if f"{key}_sims" in done else compute()
 
-    features = _load_npz(workdir / ARTIFACTS["embed"])
+    features = _load_npz(WorkDir(workdir).features)
     views = method_for(config).views(config)
     arrays: dict[str, np.ndarray] = {}
     for i, view in enumerate(views):
@@ -339,12 +310,12 @@ def run_search(
             }
         )
         on_progress((i + 1) / len(views))
-    atomic_save_npz(workdir / ARTIFACTS["search"], arrays)
+    atomic_save_npz(WorkDir(workdir).neighbours, arrays)
 
 
 def load_neighbours(workdir: Path, views: tuple[View, ...]) -> dict[str, Neighbours]:
     """The search stage's neighbours, per view key."""
-    data = _load_npz(Path(workdir) / ARTIFACTS["search"])
+    data = _load_npz(WorkDir(workdir).neighbours)
     return {
         v.key: Neighbours(
             *(data[f"{v.key}/{name}"] for name in ("rg_sims", "rg_idx", "rr_sims", "rr_idx", "gr_sims", "gr_idx"))
@@ -479,7 +450,7 @@ def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
     roles[labelled[labels == 0]] = "reference"
     rows = _result_rows(pool.ids, scores, d, roles, output, generated.ids)
     atomic_save_npz(
-        workdir / "scores.npz",
+        WorkDir(workdir).scores,
         {
             "scores": scores,
             "evidence_idx": output.evidence_idx,
@@ -489,9 +460,9 @@ def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
             "q_values": d.q_values,
         },
     )
-    write_results_csv(rows[:n_real], workdir / "results.csv")
+    write_results_csv(rows[:n_real], WorkDir(workdir).results_csv)
     if from_reference.any():
-        write_results_csv(rows[n_real:], workdir / "reference.csv")
+        write_results_csv(rows[n_real:], WorkDir(workdir).reference_csv)
     n_reference = int(from_reference.sum()) + int((labels == 0).sum())
     applied_on = labelled if d.rule != "fdr" else labelled[labels == 1]  # fdr: references are not decided
     summary: dict[str, Any] = {
@@ -512,7 +483,7 @@ def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
         "power": _power(d, labelled, labels),
     }
     on_progress(1.0)
-    _write_json(workdir / ARTIFACTS["decide"], summary)
+    atomic_write_json(WorkDir(workdir).metrics, summary)
 
 
 def _labelled_summary(scores: np.ndarray, d: Decisions, labelled: np.ndarray, labels: np.ndarray,
@@ -536,7 +507,7 @@ def read_evidence(workdir: Path, reference: bool = False) -> dict[str, list[tupl
     with their similarities (closest first)."""
     pool, generated = load_decoded(workdir)
     wanted = load_reference_mask(workdir) == reference
-    data = _load_npz(Path(workdir) / "scores.npz")
+    data = _load_npz(WorkDir(workdir).scores)
     return {
         image_id: [(generated.ids[int(j)], float(s)) for j, s in zip(data["evidence_idx"][i], data["evidence_sims"][i])]
         for i, image_id in enumerate(pool.ids)
@@ -557,9 +528,9 @@ _RUNNERS = {
 
 def _pin_config(workdir: Path, config: AuditConfig) -> None:
     """Record the config in the work folder; refuse to mix artifacts of two different configs."""
-    path = workdir / "config.json"
+    path = WorkDir(workdir).config
     if not path.exists():
-        _write_json(path, config.to_dict())
+        atomic_write_json(path, config.to_dict())
     elif json.loads(path.read_text()) != json.loads(json.dumps(config.to_dict())):
         raise ValueError(f"work folder {workdir} holds an audit with another configuration")
 
@@ -584,15 +555,16 @@ def read_outcome(workdir: Path) -> AuditOutcome:
     from models.results import read_results_csv
 
     workdir = Path(workdir)
-    outcome_metrics = json.loads((workdir / ARTIFACTS["decide"]).read_text())
-    timings_path = workdir / "timings.json"
+    folder = WorkDir(workdir)
+    outcome_metrics = json.loads(folder.metrics.read_text())
+    timings_path = folder.timings
     outcome_metrics["timings"] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
-    reference_csv = workdir / "reference.csv"
+    reference_csv = folder.reference_csv
     return AuditOutcome(
         workdir=workdir,
-        rows=read_results_csv(workdir / "results.csv"),
+        rows=read_results_csv(folder.results_csv),
         metrics=outcome_metrics,
-        rejected=json.loads((workdir / "rejected.json").read_text()),
+        rejected=json.loads(folder.rejected.read_text()),
         reference_rows=read_results_csv(reference_csv) if reference_csv.exists() else [],
     )
 

@@ -14,7 +14,6 @@ from app.services import patients
 from app.services.audit_access import finished_audit
 
 log = logging.getLogger(__name__)
-REPORT_NAME = "report-{aggregation}.html"
 
 
 def audit_report(
@@ -27,15 +26,16 @@ def audit_report(
 ) -> Path:
     """The report file of a succeeded audit (rendered once per aggregation rule, then served from disk)."""
     from models.report import write_report
+    from models.workdir import WorkDir
 
     audit = finished_audit(session, audit_id, tenant)
     workdir = storage.audit_workdir(audit_id)
-    if not (workdir / "results.csv").exists():
+    if not WorkDir(workdir).results_csv.exists():
         raise Conflict(
             "the audit's work folder is gone (deleted by retention?); run the audit again for a report"
         )
     grouping = patients.audit_grouping(session, audit, aggregation)
-    path = workdir / REPORT_NAME.format(aggregation=grouping.aggregation)
+    path = WorkDir(workdir).report(grouping.aggregation)
     if path.exists():
         return path
     # the reference set's patients are the reference of the patient-level p-values
