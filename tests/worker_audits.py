@@ -10,7 +10,7 @@ from PIL import Image
 from app.core import repository as repo
 from app.core.db import session_scope
 from app.core.tables import Audit, Dataset
-from worker.pipeline import WorkerContext
+from worker.context import WorkerContext
 
 
 def make_audit(ctx: WorkerContext, images: dict[str, int] | None = None, status: str = "queued") -> uuid.UUID:

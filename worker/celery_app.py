@@ -12,6 +12,8 @@ from celery.signals import after_setup_logger, after_setup_task_logger, worker_i
 
 from app.core.config import Settings, get_settings
 from app.core.jobs import PURGE_TASK, broker_options
+from app.core.logs import configure_log_format
+from worker.recovery import install
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,6 @@ def create_celery(settings: Settings) -> Celery:
             "purge-expired": {"task": PURGE_TASK, "schedule": 3600.0, "options": {"expires": 3000}},
         },
     )
-    from worker.recovery import install
-
     install(celery)  # the orphaned-audit sweep on every worker's timer
     return celery
 
@@ -73,7 +73,7 @@ app = celery_app  # `celery -A worker.celery_app` finds either name
 @worker_init.connect
 def _check_schema(**_: object) -> None:
     """Refuse to start a worker against a database that is not migrated to head."""
-    from app.core.migrations import ensure_schema
+    from app.core.migrations import ensure_schema  # alembic loads in the worker that checks, not on import
 
     settings = get_settings()
     ensure_schema(settings.database_url, auto_upgrade=settings.is_sqlite)
@@ -89,6 +89,4 @@ def _say_mode(**_: object) -> None:
 @after_setup_task_logger.connect
 def _log_format(logger: logging.Logger, **_: object) -> None:
     """The API's log format in the worker too: audit ids on every line, JSON with LOG_FORMAT=json."""
-    from app.core.logs import configure_log_format
-
     configure_log_format(get_settings().log_format, logger)

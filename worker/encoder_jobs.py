@@ -5,30 +5,24 @@ Run by the embedded runner's thread (EmbeddedRunner.submit_call) or the Celery t
 its heartbeat while it runs (the recovery sweep re-sends a job whose heartbeat stops, worker/recovery.py);
 the weights are written atomically to STORAGE_DIR/encoders/<id>.safetensors. A job that runs longer than
 STAGE_SOFT_TIME_LIMIT_S fails with a message on every pool, the embedded runner's thread and Celery's solo
-pool included (a watchdog thread, as the audits' Heartbeat; Celery's own soft limit on the prefork pool).
+pool included (JobTimeLimit, worker/heartbeat.py; Celery's own soft limit on the prefork pool).
 Unexpected errors are logged as their type and stack only (log_unexpected: messages may hold paths).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from types import TracebackType
-from typing import Self
 
 from app.core.db import session_scope
 from app.core.logs import log_unexpected
 from app.core.tables import ACTIVE_STATUSES, Encoder, utcnow
-from worker.pipeline import TRANSIENT_ERRORS, WorkerContext
-from worker.recovery import EncoderHeartbeat, _async_raise
+from worker.context import WorkerContext
+from worker.errors import TRANSIENT_ERRORS, EncoderStopped
+from worker.heartbeat import EncoderHeartbeat, JobTimeLimit
 
 log = logging.getLogger(__name__)
-
-
-class EncoderStopped(Exception):
-    """The encoder was cancelled or deleted while it trained."""
 
 
 class EncoderTimeLimitExceeded(BaseException):
@@ -44,44 +38,6 @@ def time_limit_message(limit_s: float) -> str:
     )
 
 
-class JobTimeLimit:
-    """Raise EncoderTimeLimitExceeded in the thread that entered this context once `limit_s` has passed
-    (delivered at its next Python instruction, as Celery delivers its soft time limit); withdrawn if the
-    job ends first."""
-
-    def __init__(self, limit_s: float) -> None:
-        self.limit_s = limit_s
-        self.expired = False
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self._target: int | None = None
-        self._thread = threading.Thread(target=self._watch, name="synthaudit-encoder-time-limit", daemon=True)
-
-    def __enter__(self) -> Self:
-        self._target = threading.get_ident()
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._done.set()
-        with self._lock:
-            self._target, pending = None, self.expired and exc_type is not EncoderTimeLimitExceeded
-        if pending:
-            _async_raise(threading.get_ident(), None)  # raised but not delivered yet: withdraw it
-        self._thread.join(timeout=10)
-
-    def _watch(self) -> None:
-        if self._done.wait(self.limit_s):
-            return
-        with self._lock:
-            if self._target is None:
-                return
-            self.expired = True
-            _async_raise(self._target, EncoderTimeLimitExceeded)
-
-
 def _set(ctx: WorkerContext, encoder_id: uuid.UUID, only_active: bool = True, **values: object) -> bool:
     with session_scope(ctx.sessions) as session:
         encoder = session.get(Encoder, encoder_id)
@@ -94,7 +50,7 @@ def _set(ctx: WorkerContext, encoder_id: uuid.UUID, only_active: bool = True, **
 
 def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
     """Pretrain one registered encoder; returns its final status (or 'stopped')."""
-    from models.pretrained import EncoderSpec, pretrain_encoder
+    from models.pretrained import EncoderSpec, pretrain_encoder  # the ML core loads where a job runs
 
     with session_scope(ctx.sessions) as session:
         encoder = session.get(Encoder, encoder_id)
@@ -123,8 +79,9 @@ def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
         if not alive:
             raise EncoderStopped
 
+    time_limit = JobTimeLimit(limit_s, EncoderTimeLimitExceeded, "synthaudit-encoder-time-limit")
     try:
-        with EncoderHeartbeat(ctx, encoder_id), JobTimeLimit(limit_s):
+        with EncoderHeartbeat(ctx, encoder_id), time_limit:
             info = pretrain_encoder(sources, out, spec, on_progress=progress)
     except EncoderTimeLimitExceeded:
         log.warning("encoder %s: passed its time limit of %s s", encoder_id, limit_s)
@@ -141,7 +98,7 @@ def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
         return _fail(ctx, encoder_id, "pretraining ran out of memory; use a smaller image_size")
     except ValueError as exc:  # ImageSetError, bad settings
         return _fail(ctx, encoder_id, str(exc))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any other error fails the job (its type, never its message)
         if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, on the prefork pool
             return _fail(ctx, encoder_id, time_limit_message(limit_s))
         log_unexpected(f"encoder {encoder_id}", exc)  # type and stack only: the message may hold paths

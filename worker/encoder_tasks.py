@@ -7,11 +7,12 @@ import uuid
 from celery import Task
 
 from app.core.jobs import ENCODER_TASK
+from worker.base import RetriedTask, context
 from worker.celery_app import celery_app
 from worker.encoder_jobs import run_encoder_job
-from worker.tasks import RetriedTask, context
 
 
 @celery_app.task(name=ENCODER_TASK, base=RetriedTask, bind=True)
 def pretrain_encoder(self: Task, encoder_id: str) -> str:
+    """Pretrain one registered encoder (worker/encoder_jobs.py); returns its final status."""
     return run_encoder_job(context(), uuid.UUID(encoder_id))

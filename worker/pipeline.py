@@ -17,74 +17,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
-
 from app.core import repository as repo
-from app.core.config import Settings
-from app.core.db import make_engine, make_session_factory, session_scope
+from app.core.db import session_scope
+from app.core.encoder_refs import resolve_checkpoint
 from app.core.logs import log_unexpected
-from app.core.storage import Storage
-from app.core.webhooks import notify_finished
 from app.core.tables import ACTIVE_STATUSES
+from app.core.webhooks import notify_finished
+from worker.audit_failure import fail
+from worker.context import WorkerContext
+from worker.errors import TRANSIENT_ERRORS, AuditStopped
+from worker.heartbeat import AuditHeartbeat
+
+# The ML core (models.*) is imported inside the functions that run it: it loads where a stage runs, not
+# in every process that imports the worker (the API process in the embedded mode).
 
 if TYPE_CHECKING:
     from models.results import ResultRow
     from models.stages import AuditInputs
 
 log = logging.getLogger(__name__)
-
-
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [
-        OperationalError,
-        InterfaceError,
-        DisconnectionError,
-        ConnectionError,
-    ]
-    try:
-        import redis.exceptions
-
-        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import kombu.exceptions
-
-        errors.append(kombu.exceptions.OperationalError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
-
-
-TRANSIENT_ERRORS = _transient_errors()
-"""Errors worth a retry with backoff: the database or the broker could not be reached."""
 MAX_CRASHED_ATTEMPTS = 3
-
-
-class AuditStopped(Exception):
-    """The audit was cancelled or deleted while a stage ran."""
 
 
 class Outcome(enum.Enum):
     DONE = "done"  # the stage finished (after decide: the audit succeeded)
     STOPPED = "stopped"  # cancelled, deleted or already finished: nothing more to do
     FAILED = "failed"  # marked failed with a message for the user
-
-
-@dataclass
-class WorkerContext:
-    """What a stage needs besides the audit id."""
-
-    settings: Settings
-    sessions: sessionmaker[Session]
-    storage: Storage
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> WorkerContext:
-        return cls(
-            settings, make_session_factory(make_engine(settings.database_url)), Storage(settings.storage)
-        )
 
 
 @dataclass(frozen=True)
@@ -115,7 +73,7 @@ class ProgressReporter:
         self, ctx: WorkerContext, audit_id: uuid.UUID, stage: str, stopped: threading.Event | None = None
     ) -> None:
         self.ctx, self.audit_id, self.stage = ctx, audit_id, stage
-        self.stopped = stopped  # set by the stage's Heartbeat (worker/recovery.py)
+        self.stopped = stopped  # set by the stage's AuditHeartbeat (worker/heartbeat.py)
         self.last = 0.0
 
     def __call__(self, fraction: float) -> None:
@@ -191,13 +149,6 @@ def _inputs(ctx: WorkerContext, job: _Job) -> AuditInputs | None:
     )
 
 
-def fail(ctx: WorkerContext, audit_id: uuid.UUID, message: str) -> None:
-    """Mark the audit failed with a message for the user (no-op when it already ended)."""
-    with session_scope(ctx.sessions) as session:
-        repo.fail_audit(session, audit_id, message)
-    notify_finished(ctx.sessions, audit_id, ctx.settings)  # its webhook, if any (background, never raises)
-
-
 def execute_stage(
     ctx: WorkerContext,
     audit_id: uuid.UUID,
@@ -233,7 +184,6 @@ def _execute(
     """execute_stage without the clean-up."""
     from models.config import AuditConfig
     from models.stages import overall_progress, run_stage
-    from worker.recovery import Heartbeat
 
     job = _begin(ctx, audit_id, stage, attempt, part.start if part is not None else 0.0)
     if job is None:
@@ -255,10 +205,9 @@ def _execute(
         return Outcome.FAILED
     started = time.perf_counter()
     try:
-        from app.core.encoder_refs import resolve_checkpoint  # `encoder:<id>` -> the encoder's file
-
+        # `encoder:<id>` in the config -> the encoder's weights file
         config = AuditConfig.from_dict(resolve_checkpoint(job.config, ctx.storage))
-        with _attempt(workdir, marker, crashes), Heartbeat(ctx, audit_id, stage, attempt) as heartbeat:
+        with _attempt(workdir, marker, crashes), AuditHeartbeat(ctx, audit_id, stage, attempt) as heartbeat:
             reporter = ProgressReporter(ctx, audit_id, stage, heartbeat.stopped)
             if part is None:
                 run_stage(stage, workdir, inputs, config, reporter)

@@ -1,4 +1,4 @@
-"""Job durability: heartbeats of running stages, and the sweep that re-dispatches orphaned audits.
+"""Job durability: the sweep that re-dispatches orphaned audits (their heartbeats: worker/heartbeat.py).
 
 The database row is the job's truth, the broker only a delivery mechanism. Three ways a job can lose
 its message, and what brings it back:
@@ -17,7 +17,8 @@ and the new tasks carry that attempt: a task of an older attempt (a late redeliv
 was only slow) stops at once instead of running the stage twice. Stages skip finished artifacts and
 write atomically, so a re-run stage gives the same result as an undisturbed run.
 
-The same sweep re-sends encoder pretraining jobs by the same rule (EncoderHeartbeat), and sends again the completion webhooks whose sending process died (left in `sending`).
+The same sweep re-sends encoder pretraining jobs by the same rule (EncoderHeartbeat), and sends again
+the completion webhooks whose sending process died (left in `sending`).
 
 The sweep runs in every Celery worker's main process (a timer, every RECOVERY_INTERVAL_S, see
 `RecoveryStep`), and once as the `synthaudit.recover` task (for beat).
@@ -26,159 +27,36 @@ The sweep runs in every Celery worker's main process (a timer, every RECOVERY_IN
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import or_, select, update
+import redis
+from sqlalchemy import create_engine, or_, select, update
+from sqlalchemy.pool import NullPool
 
-from app.core.db import session_scope
+from app.core.config import get_settings
+from app.core.db import make_session_factory, normalise_url, session_scope
+from app.core.jobs import send_chain, send_encoder_task
+from app.core.storage import Storage
 from app.core.tables import ACTIVE_STATUSES, Audit, Encoder, utcnow
+from app.core.webhooks import resend_stalled
+from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
 Resend = Callable[[uuid.UUID, str, int], None]
 
 
-class Heartbeat:
-    """While a stage runs: refresh the audit's heartbeat every HEARTBEAT_INTERVAL_S from a thread,
-    notice when the audit is no longer this attempt's to run (cancelled, deleted, failed, superseded),
-    and fail it with a clear message once the stage outlives STAGE_SOFT_TIME_LIMIT_S (a watchdog that
-    works with every pool, also where Celery cannot enforce time limits)."""
-
-    def __init__(
-        self, ctx: Any, audit_id: uuid.UUID, stage: str, attempt: int | None, interrupt: bool = True
-    ) -> None:
-        self.ctx, self.audit_id, self.stage, self.attempt = ctx, audit_id, stage, attempt
-        self.stopped = threading.Event()  # set when the stage should stop at its next progress report
-        self.interrupt = interrupt
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._started = time.monotonic()
-        self._target: int | None = None  # the thread running the stage
-        self._lock = threading.Lock()
-        self._interrupted = False
-
-    def __enter__(self) -> Self:
-        self._target = threading.get_ident()
-        self._thread = threading.Thread(
-            target=self._run, name=f"synthaudit-heartbeat-{self.stage}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._done.set()
-        with self._lock:
-            self._target, pending = None, self._interrupted
-        if pending:
-            _async_raise(threading.get_ident(), None)  # not delivered yet: withdraw it
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        interval = self.ctx.settings.heartbeat_interval_s
-        wait = 0.0  # the first beat at once, then one per interval
-        while not self._done.wait(wait):
-            wait = interval
-            try:
-                self.beat()
-            except Exception as exc:  # noqa: BLE001 - the database may be down: keep working, retry later
-                log.warning("audit %s: heartbeat not written (%s)", self.audit_id, type(exc).__name__)
-            if self.stopped.is_set():
-                self._interrupt()
-                return
-
-    def _interrupt(self) -> None:
-        """Stop the stage now rather than at its next progress report: raise AuditStopped in its thread
-        (delivered at the next Python instruction, as Celery delivers its soft time limit)."""
-        from worker.pipeline import AuditStopped
-
-        with self._lock:
-            if not self.interrupt or self._target is None or self._interrupted:
-                return
-            self._interrupted = True
-            _async_raise(self._target, AuditStopped)
-
-    def beat(self) -> None:
-        """One heartbeat (and the time-limit watchdog)."""
-        limit = self.ctx.settings.stage_soft_time_limit_s
-        if time.monotonic() - self._started > limit:
-            from worker.pipeline import fail
-
-            fail(
-                self.ctx,
-                self.audit_id,
-                f"stage {self.stage!r} ran longer than its {limit} s time limit; use a smaller "
-                "pretraining budget (pretrain_images_seen) or ask the operator to raise the limit",
-            )
-            log.warning("audit %s: stage %s passed its time limit", self.audit_id, self.stage)
-            self.stopped.set()
-            return
-        with session_scope(self.ctx.sessions) as session:
-            conditions = [Audit.id == self.audit_id, Audit.status == "running"]
-            if self.attempt is not None:
-                conditions.append(Audit.attempt == self.attempt)
-            alive = session.execute(update(Audit).where(*conditions).values(heartbeat_at=utcnow()))
-        if alive.rowcount == 0:  # type: ignore[attr-defined]
-            self.stopped.set()
-
-
-class EncoderHeartbeat:
-    """While an encoder pretraining job runs: refresh its heartbeat every HEARTBEAT_INTERVAL_S from a
-    thread (imports, decoding and long steps write no progress for a while)."""
-
-    def __init__(self, ctx: Any, encoder_id: uuid.UUID) -> None:
-        self.ctx, self.encoder_id = ctx, encoder_id
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="synthaudit-encoder-heartbeat", daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        wait = 0.0
-        while not self._done.wait(wait):
-            wait = self.ctx.settings.heartbeat_interval_s
-            try:
-                with session_scope(self.ctx.sessions) as session:
-                    session.execute(
-                        update(Encoder)
-                        .where(Encoder.id == self.encoder_id, Encoder.status == "running")
-                        .values(heartbeat_at=utcnow())
-                    )
-            except Exception as exc:  # noqa: BLE001 - the database may be down: keep working
-                log.warning("encoder %s: heartbeat not written (%s)", self.encoder_id, type(exc).__name__)
-
-
-def _async_raise(thread_id: int, exc_type: type[BaseException] | None) -> None:
-    import ctypes
-
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type) if exc_type else None
-    )
-
-
-# --- the sweep --------------------------------------------------------------------------------------
-
-
-def _as_aware(value: datetime | None) -> datetime | None:
-    from datetime import UTC
-
-    if value is None:
-        return None
+def _as_aware(value: datetime) -> datetime:
+    """A database time as an aware UTC datetime (SQLite returns naive ones)."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _last_sign_of_life(row: Any) -> datetime:
+    """A job row's heartbeat, else its creation time."""
+    return _as_aware(row.heartbeat_at or row.created_at)
 
 
 def _orphans(
@@ -194,7 +72,7 @@ def _orphans(
             .where(table.status.in_(ACTIVE_STATUSES))
             .order_by(table.created_at)
         ).all()
-    stale = [r for r in rows if (_as_aware(r.heartbeat_at) or _as_aware(r.created_at)) < stale_before]
+    stale = [r for r in rows if _last_sign_of_life(r) < stale_before]
     if not stale:
         return [], stale_before
     queued = waiting()
@@ -211,7 +89,7 @@ def sweep(ctx: Any, resend: Resend, waiting: Callable[[], bytes | None]) -> list
     bytes of the queued messages, or None when the broker cannot be inspected: then only running
     audits with a stale heartbeat are taken (a queued one may be waiting its turn).
     """
-    from models.stages import STAGES
+    from models.stages import STAGES  # the ML core loads where it is used, not in every worker import
 
     orphans, _ = _orphans(ctx, Audit, waiting, Audit.stage, Audit.attempt)
     recovered: list[uuid.UUID] = []
@@ -272,8 +150,6 @@ def redis_waiting(broker_url: str, queue: str) -> Callable[[], bytes | None]:
 
     def waiting() -> bytes | None:
         try:
-            import redis
-
             client = redis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5)
             try:
                 keys = [queue] + [f"{queue}\x06\x16{p}" for p in range(1, 10)]
@@ -292,8 +168,6 @@ def redis_waiting(broker_url: str, queue: str) -> Callable[[], bytes | None]:
 
 def celery_sweep(celery: Any, ctx: Any) -> list[uuid.UUID]:
     """One sweep for the Celery deployment: inspect the Redis queue, re-send chains from the stage."""
-    from app.core.jobs import send_chain, send_encoder_task
-
     settings = ctx.settings
     waiting = (
         redis_waiting(settings.celery_broker_url, settings.celery_queue)
@@ -312,8 +186,6 @@ def celery_sweep(celery: Any, ctx: Any) -> list[uuid.UUID]:
 
 def resend_stalled_webhooks(ctx: Any) -> list[uuid.UUID]:
     """Webhooks whose sending process died (app/core/webhooks.py), sent again; never raises."""
-    from app.core.webhooks import resend_stalled
-
     try:
         return resend_stalled(ctx.sessions, ctx.settings)
     except Exception as exc:  # noqa: BLE001 - the next sweep tries again
@@ -321,13 +193,15 @@ def resend_stalled_webhooks(ctx: Any) -> list[uuid.UUID]:
         return []
 
 
-def _step_class():  # type: ignore[no-untyped-def]
+def _step_class() -> type[Any]:
+    """The worker bootstep that runs the sweep. Celery is imported here, not at the top: the embedded runner
+    imports this module (resend_stalled_webhooks) in the API process, which never loads Celery."""
     from celery import bootsteps
 
     class RecoveryStep(bootsteps.StartStopStep):
         """Run the sweep on the worker's timer, in its main process (the children run tasks)."""
 
-        requires: ClassVar[set[str]] = {"celery.worker.components:Timer"}
+        requires = ("celery.worker.components:Timer",)
 
         def __init__(self, parent: Any, **kwargs: Any) -> None:
             super().__init__(parent, **kwargs)
@@ -335,8 +209,6 @@ def _step_class():  # type: ignore[no-untyped-def]
             self.ctx: Any = None
 
         def start(self, worker: Any) -> None:
-            from app.core.config import get_settings
-
             interval = get_settings().recovery_interval_s
             worker.timer.call_after(min(interval, 2.0), self.run, (worker,))
             self.tref = worker.timer.call_repeatedly(interval, self.run, (worker,))
@@ -357,16 +229,8 @@ def _step_class():  # type: ignore[no-untyped-def]
     return RecoveryStep
 
 
-def _sweeper_context() -> Any:
+def _sweeper_context() -> WorkerContext:
     """A worker context whose engine holds no connection between sweeps (safe across pool forks)."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    from app.core.config import get_settings
-    from app.core.db import make_session_factory, normalise_url
-    from app.core.storage import Storage
-    from worker.pipeline import WorkerContext
-
     settings = get_settings()
     url = normalise_url(settings.database_url)
     connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}

@@ -21,12 +21,18 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core import repository as repo
+from app.core import retention
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.logs import log_unexpected
 from app.core.storage import Storage
 from app.core.tables import ACTIVE_STATUSES
-from worker.pipeline import TRANSIENT_ERRORS, Outcome, WorkerContext, execute_stage, fail
+from worker.audit_failure import fail
+from worker.context import WorkerContext
+from worker.encoder_jobs import run_encoder_job
+from worker.errors import TRANSIENT_ERRORS
+from worker.pipeline import Outcome, execute_stage
+from worker.recovery import resend_stalled_webhooks
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -67,8 +73,6 @@ class EmbeddedRunner:
 
     def _resume_encoders(self) -> None:
         """Queue again the encoder pretraining jobs a previous process left queued or running."""
-        from worker.encoder_jobs import run_encoder_job
-
         with session_scope(self.ctx.sessions) as session:
             encoders = repo.unfinished_encoders(session)
         for encoder_id in encoders:
@@ -120,7 +124,7 @@ class EmbeddedRunner:
 
     def run(self, audit_id: uuid.UUID) -> None:
         """Every stage of one audit, in order, until one does not finish."""
-        from models.stages import STAGES
+        from models.stages import STAGES  # the ML core loads when an audit runs, not with the API process
 
         for stage in STAGES:
             if self._run_stage(audit_id, stage) is not Outcome.DONE:
@@ -144,18 +148,14 @@ class EmbeddedRunner:
         if time.monotonic() - self._last_webhook_check < WEBHOOK_CHECK_EVERY_S:
             return
         self._last_webhook_check = time.monotonic()
-        from worker.recovery import resend_stalled_webhooks
-
         resend_stalled_webhooks(self.ctx)
 
     def _maybe_purge(self) -> None:
         if time.monotonic() - self._last_purge < PURGE_EVERY_S:
             return
         self._last_purge = time.monotonic()
-        from app.core.retention import purge_expired
-
         try:
-            purge_expired(self.ctx.sessions, self.ctx.storage, self.ctx.settings.retention_days)
+            retention.purge_expired(self.ctx.sessions, self.ctx.storage, self.ctx.settings.retention_days)
         except Exception as exc:  # noqa: BLE001
             log_unexpected("embedded runner: retention purge", exc)
 
@@ -178,8 +178,6 @@ class EmbeddedDispatcher:
         self.runner.submit(audit_id)
 
     def submit_encoder(self, encoder_id: uuid.UUID) -> None:
-        from worker.encoder_jobs import run_encoder_job
-
         self.runner.submit_call(functools.partial(run_encoder_job, self.runner.ctx, encoder_id))
 
     def cancel(self, audit_id: uuid.UUID) -> None:

@@ -11,6 +11,7 @@ progress, failures), carries the dispatch attempt, and skips work already on dis
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import uuid
@@ -20,10 +21,17 @@ from typing import Any
 from celery import Task, chord
 from celery.exceptions import SoftTimeLimitExceeded
 
+from app.core import repository as repo
 from app.core.config import Settings
+from app.core.db import session_scope
 from app.core.jobs import stage_priority
+from worker.base import StageTask, context
 from worker.celery_app import celery_app, result_backend
+from worker.context import WorkerContext
 from worker.pipeline import Outcome, StagePart, execute_stage
+
+# The ML core (models.*) is imported inside the functions that run it: it loads where a stage runs, not
+# in the worker's main process.
 
 log = logging.getLogger(__name__)
 SHARD_TASK = "synthaudit.embed_shard"
@@ -66,9 +74,8 @@ def _real_count(workdir: Path) -> int:
 
 def fan_out(task: Task, audit_id: str, attempt: int | None) -> str | None:
     """The sharded embed stage, or None when this audit is embedded in one piece (the usual task runs)."""
-    from models.shards import generated_count, run_real, write_plan
+    from models.shards import generated_count, read_plan, run_real, write_plan
     from models.stages import STAGES
-    from worker.tasks import context
 
     ctx = context()
     workdir = ctx.storage.audit_workdir(uuid.UUID(audit_id))
@@ -89,8 +96,6 @@ def fan_out(task: Task, audit_id: str, attempt: int | None) -> str | None:
     if outcome is not Outcome.DONE:
         task.request.chain = None
         return outcome.value
-    from models.shards import read_plan
-
     count = len(read_plan(workdir))
     log.info("audit %s: embed + search as %d shards", audit_id, count)
     options = {"queue": ctx.settings.celery_queue}
@@ -116,17 +121,10 @@ def fan_out(task: Task, audit_id: str, attempt: int | None) -> str | None:
     raise task.replace(chord(header, body))
 
 
-def _stage_task_base() -> type[Task]:
-    from worker.tasks import StageTask
-
-    return StageTask
-
-
-@celery_app.task(name=SHARD_TASK, base=_stage_task_base(), bind=True, ignore_result=False)
+@celery_app.task(name=SHARD_TASK, base=StageTask, bind=True, ignore_result=False)
 def embed_shard(self: Task, audit_id: str, attempt: int | None, index: int) -> str:
     """One shard: embed its slice of the generated set, search real -> slice (models.shards.run_shard)."""
     from models.shards import run_shard
-    from worker.tasks import context
 
     ctx = context()
     start, end = _fractions(ctx.storage.audit_workdir(uuid.UUID(audit_id)), index)
@@ -142,11 +140,10 @@ def embed_shard(self: Task, audit_id: str, attempt: int | None, index: int) -> s
     return outcome.value
 
 
-@celery_app.task(name=MERGE_TASK, base=_stage_task_base(), bind=True)
+@celery_app.task(name=MERGE_TASK, base=StageTask, bind=True)
 def embed_merge(self: Task, audit_id: str, attempt: int | None) -> str:
     """After every shard: merge into features.npz and neighbours.npz (models.shards.run_merge)."""
     from models.shards import run_merge
-    from worker.tasks import context
 
     def run(workdir: Path, inputs: Any, config: Any, on_progress: Any) -> None:
         run_merge(workdir, config, on_progress)
@@ -162,13 +159,8 @@ def embed_merge(self: Task, audit_id: str, attempt: int | None) -> str:
     return outcome.value
 
 
-def _record_embed_timing(ctx: Any, audit_id: uuid.UUID) -> None:
+def _record_embed_timing(ctx: WorkerContext, audit_id: uuid.UUID) -> None:
     """The embed stage's time: the real set plus every shard's embedding (worker-seconds, summed)."""
-    import json
-
-    from app.core import repository as repo
-    from app.core.db import session_scope
-
     path = ctx.storage.audit_workdir(audit_id) / "timings.json"
     seconds = json.loads(path.read_text()).get("embed") if path.exists() else None
     if seconds is not None:

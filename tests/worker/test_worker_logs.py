@@ -105,7 +105,7 @@ def test_the_embedded_runner_logs_crashed_jobs_and_purges_without_messages(
 
     from app.core.config import Settings
     from app.core.migrations import ensure_schema
-    from worker.pipeline import WorkerContext
+    from worker.context import WorkerContext
     from worker.runner import EmbeddedRunner
 
     settings = Settings(synthaudit_home=tmp_path, heartbeat_interval_s=0.1, orphan_after_s=5.0)

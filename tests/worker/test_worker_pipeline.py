@@ -11,7 +11,9 @@ from app.core import repository as repo
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.migrations import ensure_schema
-from worker.pipeline import AuditStopped, Outcome, ProgressReporter, WorkerContext, execute_stage
+from worker.context import WorkerContext
+from worker.errors import AuditStopped
+from worker.pipeline import Outcome, ProgressReporter, execute_stage
 from worker_audits import audit_row, make_audit
 
 
@@ -143,7 +145,7 @@ def test_failure_messages_of_tasks() -> None:
     from celery.exceptions import TimeLimitExceeded
     from sqlalchemy.exc import OperationalError
 
-    from worker.tasks import failure_message
+    from worker.base import failure_message
 
     assert "hard time limit" in failure_message("pretrain", TimeLimitExceeded(10))
     assert "could not reach the database" in failure_message("embed", OperationalError("x", {}, Exception()))

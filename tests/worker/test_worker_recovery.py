@@ -16,8 +16,10 @@ from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.migrations import ensure_schema
 from app.core.tables import utcnow
-from worker.pipeline import Outcome, WorkerContext, execute_stage
-from worker.recovery import Heartbeat, sweep
+from worker.context import WorkerContext
+from worker.heartbeat import AuditHeartbeat as Heartbeat
+from worker.pipeline import Outcome, execute_stage
+from worker.recovery import sweep
 from worker_audits import audit_row, make_audit
 
 
@@ -96,7 +98,7 @@ def test_the_heartbeat_notices_a_cancel_and_refreshes_otherwise(ctx: WorkerConte
 
 def test_a_cancel_interrupts_the_stage_between_progress_reports(ctx: WorkerContext) -> None:
     """The stage's thread gets AuditStopped within a heartbeat or two, even in a long step."""
-    from worker.pipeline import AuditStopped
+    from worker.errors import AuditStopped
 
     audit_id = make_audit(ctx, status="running")
     started = time.monotonic()
