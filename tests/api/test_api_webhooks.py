@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timezone, UTC
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ def hooked_api(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver, pro
 def signed(secret: str, headers: dict[str, str], body: bytes) -> bool:
     """The Standard Webhooks check of a received call, by the reference package, at the call's own
     timestamp (Webhook.verify also refuses timestamps 5 minutes off now; test_webhook_signing checks that)."""
-    stamp = datetime.fromtimestamp(int(headers["webhook-timestamp"]), tz=timezone.utc)
+    stamp = datetime.fromtimestamp(int(headers["webhook-timestamp"]), tz=UTC)
     expected = Webhook(secret).sign(headers["webhook-id"], stamp, body.decode())
     return any(hmac.compare_digest(expected, sig) for sig in headers["webhook-signature"].split())
 
