@@ -260,7 +260,9 @@ def _execute(
 
 
 def _attempt_marker(workdir: Path, stage: str) -> Path:
-    return workdir / f".attempt-{stage}"
+    from models.workdir import WorkDir
+
+    return WorkDir(workdir).attempt_marker(stage)
 
 
 def _crashed_attempts(workdir: Path, stage: str) -> int:

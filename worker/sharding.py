@@ -68,18 +68,20 @@ def _fractions(workdir: Path, index: int) -> tuple[float, float]:
 
 def _real_count(workdir: Path) -> int:
     from models.shards import _count_rows
+    from models.workdir import WorkDir
 
-    return _count_rows(workdir / "images.npz", "real_ids")
+    return _count_rows(WorkDir(workdir).decoded, "real_ids")
 
 
 def fan_out(task: Task, audit_id: str, attempt: int | None) -> str | None:
     """The sharded embed stage, or None when this audit is embedded in one piece (the usual task runs)."""
     from models.shards import generated_count, read_plan, run_real, write_plan
     from models.stages import STAGES
+    from models.workdir import WorkDir
 
     ctx = context()
     workdir = ctx.storage.audit_workdir(uuid.UUID(audit_id))
-    if not (workdir / "images.npz").exists() or (workdir / "neighbours.npz").exists():
+    if not WorkDir(workdir).decoded.exists() or WorkDir(workdir).neighbours.exists():
         return None
     shards = planned_shards(ctx.settings, generated_count(workdir))
     if shards < 2:
@@ -161,7 +163,9 @@ def embed_merge(self: Task, audit_id: str, attempt: int | None) -> str:
 
 def _record_embed_timing(ctx: WorkerContext, audit_id: uuid.UUID) -> None:
     """The embed stage's time: the real set plus every shard's embedding (worker-seconds, summed)."""
-    path = ctx.storage.audit_workdir(audit_id) / "timings.json"
+    from models.workdir import WorkDir
+
+    path = WorkDir(ctx.storage.audit_workdir(audit_id)).timings
     seconds = json.loads(path.read_text()).get("embed") if path.exists() else None
     if seconds is not None:
         with session_scope(ctx.sessions) as session:
