@@ -51,9 +51,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from dcgan import Discriminator, Generator, as_uint8, generate, optimisers, train_step
 from PIL import Image
-from torch import nn
 
 # ------------------------------------------------------------------ sources
 MRICRON = ("mricron-data", "usr/share/mricron/templates")
@@ -71,7 +70,6 @@ LICENCES = {
     "nilearn": "PyPI nilearn 0.14.1 wheel (BSD-3-clause); MNI ICBM152 2009a template (Fonov et al. 2011), "
     "MNI's permissive copyright notice",
 }
-Z = 64
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -193,38 +191,6 @@ def assign_slabs(info: list[dict], slab: int, volumes: list[str], seed: int) -> 
 
 
 # ------------------------------------------------------------------ DCGAN
-class Generator(nn.Module):
-    def __init__(self, width: int, side: int) -> None:
-        super().__init__()
-        ups = int(np.log2(side // 4))  # 4 -> side
-        chans = [width * 2 ** (ups - 1 - i) for i in range(ups)]
-        layers: list[nn.Module] = [nn.ConvTranspose2d(Z, chans[0], 4, 1, 0, bias=False), nn.BatchNorm2d(chans[0]),
-                                   nn.ReLU(True)]
-        for a, b in zip(chans[:-1], chans[1:]):
-            layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(True)]
-        layers += [nn.ConvTranspose2d(chans[-1], 1, 4, 2, 1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z[:, :, None, None])
-
-
-class Discriminator(nn.Module):
-    def __init__(self, width: int, side: int) -> None:
-        super().__init__()
-        sn = nn.utils.spectral_norm
-        downs = int(np.log2(side // 4))
-        chans = [width * 2 ** i for i in range(downs)]
-        layers: list[nn.Module] = [sn(nn.Conv2d(1, chans[0], 4, 2, 1)), nn.LeakyReLU(0.2, True)]
-        for a, b in zip(chans[:-1], chans[1:]):
-            layers += [sn(nn.Conv2d(a, b, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
-        layers += [sn(nn.Conv2d(chans[-1], 1, 4, 1, 0))]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
-
-
 CONFIGS = {
     "cpu": {"side": 64, "width": 24, "batch": 32, "steps": 6000, "lr": 2e-4},
     "gpu": {"side": 128, "width": 64, "batch": 128, "steps": 20000, "lr": 2e-4},
@@ -242,8 +208,7 @@ def train(train_images: np.ndarray, cfg: dict, ckpt: Path, seed: int, device: st
     torch.manual_seed(seed)
     x = downsize(train_images, cfg["side"]).to(device)
     gen, disc = Generator(cfg["width"], cfg["side"]).to(device), Discriminator(cfg["width"], cfg["side"]).to(device)
-    opt_g = torch.optim.Adam(gen.parameters(), cfg["lr"], betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(disc.parameters(), cfg["lr"], betas=(0.5, 0.999))
+    opt_g, opt_d = optimisers(gen, disc, cfg["lr"])
     g = torch.Generator(device=device).manual_seed(seed + 1)
     step, seconds = 0, 0.0
     state_file = ckpt / "state.pt"
@@ -267,16 +232,7 @@ def train(train_images: np.ndarray, cfg: dict, ckpt: Path, seed: int, device: st
     started = time.perf_counter()
     last = started
     while step < cfg["steps"]:
-        batch = x[torch.randint(len(x), (cfg["batch"],), generator=g, device=device)]
-        fake = gen(torch.randn(cfg["batch"], Z, generator=g, device=device))
-        loss_d = F.softplus(-disc(batch)).mean() + F.softplus(disc(fake.detach())).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        loss_g = F.softplus(-disc(fake)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        loss_d, loss_g = train_step(gen, disc, opt_g, opt_d, x, cfg["batch"], g)
         step += 1
         now = time.perf_counter()
         seconds += now - last
@@ -298,11 +254,7 @@ def sample(weights: Path, cfg: dict, n: int, seed: int) -> np.ndarray:
     """n generated images at the generator's side, uint8."""
     gen = Generator(cfg["width"], cfg["side"])
     gen.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    gen.eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        x = torch.cat([gen(torch.randn(250, Z, generator=g)) for _ in range(0, n, 250)])[:n]
-    return ((x[:, 0] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    return as_uint8(generate(gen, n, seed, chunk=250)[:, 0])
 
 
 def upsample(images: np.ndarray, side: int) -> np.ndarray:

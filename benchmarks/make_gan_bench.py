@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from dcgan import Discriminator, Generator, as_uint8, generate, optimisers, train_step
 from PIL import Image
-from torch import nn
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-Z = 64
+SIDE, WIDTH = 32, 64  # 28x28 padded to 32x32
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -68,35 +68,6 @@ def pick_real(seed: int, exclude: set[str]) -> tuple[np.ndarray, np.ndarray]:
     return images[np.array(chosen)], np.array(used)
 
 
-class Generator(nn.Module):
-    def __init__(self, width: int = 64) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(Z, 4 * width, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * width), nn.ReLU(True),
-            nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(True),
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(True),
-            nn.ConvTranspose2d(width, 1, 4, 2, 1), nn.Tanh(),
-        )
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z[:, :, None, None])
-
-
-class Discriminator(nn.Module):
-    def __init__(self, width: int = 64) -> None:
-        super().__init__()
-        sn = nn.utils.spectral_norm
-        self.net = nn.Sequential(
-            sn(nn.Conv2d(1, width, 4, 2, 1)), nn.LeakyReLU(0.2, True),
-            sn(nn.Conv2d(width, 2 * width, 4, 2, 1)), nn.LeakyReLU(0.2, True),
-            sn(nn.Conv2d(2 * width, 4 * width, 4, 2, 1)), nn.LeakyReLU(0.2, True),
-            sn(nn.Conv2d(4 * width, 1, 4, 1, 0)),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
-
-
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 [N, 28, 28] -> float [-1, 1] [N, 1, 32, 32] (padded with the background value)."""
     x = torch.from_numpy(images).float()[:, None] / 127.5 - 1.0
@@ -104,13 +75,8 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def sample(generator: Generator, n: int, seed: int) -> np.ndarray:
-    generator.eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        x = torch.cat([generator(torch.randn(500, Z, generator=g)) for _ in range(0, n, 500)])[:n]
-    generator.train()
-    x = ((x[:, 0, 2:30, 2:30] + 1.0) * 127.5).round().clamp(0, 255)
-    return x.to(torch.uint8).numpy()
+    """n generated images, uint8 [n, 28, 28] (the 32-px output without its padding)."""
+    return as_uint8(generate(generator, n, seed, chunk=500)[:, 0, 2:30, 2:30])
 
 
 def write_real(out: Path, real: np.ndarray, used: np.ndarray, shuffle_seed: int) -> list[str]:
@@ -161,21 +127,11 @@ def main() -> None:
         write_real_only(args, real, exclude)
         return
     train = to_tensor(real[used == 1])
-    generator, discriminator = Generator(), Discriminator()
-    opt_g = torch.optim.Adam(generator.parameters(), 2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), 2e-4, betas=(0.5, 0.999))
+    generator, discriminator = Generator(WIDTH, SIDE), Discriminator(WIDTH, SIDE)
+    opt_g, opt_d = optimisers(generator, discriminator, 2e-4)
     started, g = time.perf_counter(), torch.Generator().manual_seed(args.seed + 1)
     for step in range(1, snapshots[-1] + 1):
-        batch = train[torch.randint(len(train), (args.batch,), generator=g)]
-        fake = generator(torch.randn(args.batch, Z, generator=g))
-        loss_d = F.softplus(-discriminator(batch)).mean() + F.softplus(discriminator(fake.detach())).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        loss_g = F.softplus(-discriminator(fake)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        loss_d, loss_g = train_step(generator, discriminator, opt_g, opt_d, train, args.batch, g)
         if step % 250 == 0:
             print(f"step {step}: loss D {loss_d.item():.3f} G {loss_g.item():.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
         if step in snapshots:

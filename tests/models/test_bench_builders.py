@@ -1,11 +1,12 @@
-"""The benchmark builders of issue 13: the copy-transform stress suite and the MRI slice benchmark (no
-download, no training: their pieces on small synthetic images and volumes)."""
+"""The benchmark builders: the copy-transform stress suite, the MRI slice benchmark and the DCGAN they share with
+the GAN benchmark (no download, no real training: their pieces on small synthetic images and volumes)."""
 
 from __future__ import annotations
 
 import gzip
 import importlib.util
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,12 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = ROOT / "benchmarks"
 
 
 def _load(name: str):
+    if str(BENCHMARKS) not in sys.path:  # the scripts import their sibling modules (dcgan.py)
+        sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -25,6 +29,8 @@ def _load(name: str):
 
 stress = _load("make_stress_bench")
 ct = _load("make_ct_bench")
+gan = _load("make_gan_bench")
+dcgan = _load("dcgan")
 
 
 def _blob(side: int = 32, seed: int = 0) -> np.ndarray:
@@ -63,8 +69,9 @@ def test_build_writes_one_copy_per_used_image(tmp_path: Path) -> None:
         Image.fromarray(stress.to_uint8(_blob(seed=i))).save(real_dir / f"r{i:02d}.png")
     for i in range(8):
         Image.fromarray(stress.to_uint8(_blob(seed=100 + i))).save(novel_dir / f"g{i:02d}.png")
-    written = stress.build(real_dir, novel_dir, tmp_path / "suite", 0, ["identity-none", "noise-high"],
-                           log=lambda _: None)
+    written = stress.build(
+        real_dir, novel_dir, tmp_path / "suite", 0, ["identity-none", "noise-high"], log=lambda _: None
+    )
     assert written == ["identity-none", "noise-high"]
     folder = tmp_path / "suite" / "identity-none"
     labels = dict(line.split(",") for line in (folder / "labels.csv").read_text().split()[1:])
@@ -104,8 +111,12 @@ def test_nifti_reader_and_slices(tmp_path: Path) -> None:
 
 
 def test_slab_assignment_is_balanced_and_contiguous() -> None:
-    info = [{"volume": v, "axis": a, "slice": i, "series_pos": i} for v in ("a", "b", "c") for a in "xy"
-            for i in range(40)]
+    info = [
+        {"volume": v, "axis": a, "slice": i, "series_pos": i}
+        for v in ("a", "b", "c")
+        for a in "xy"
+        for i in range(40)
+    ]
     slab = ct.assign_slabs(info, 8, ["a", "b"], seed=0)
     assert set(slab[[j for j, r in enumerate(info) if r["volume"] == "c"]]) == {-1}
     for v in ("a", "b"):
@@ -116,9 +127,39 @@ def test_slab_assignment_is_balanced_and_contiguous() -> None:
     assert np.array_equal(slab, ct.assign_slabs(info, 8, ["a", "b"], seed=0))
 
 
-@pytest.mark.parametrize("side", [64, 128])
+@pytest.mark.parametrize("side", [32, 64, 128])
 def test_dcgan_shapes(side: int) -> None:
-    gen, disc = ct.Generator(8, side), ct.Discriminator(8, side)
-    x = gen(torch.randn(2, ct.Z))
+    gen, disc = dcgan.Generator(8, side), dcgan.Discriminator(8, side)
+    x = gen(torch.randn(2, dcgan.Z))
     assert x.shape == (2, 1, side, side)
     assert disc(x).shape == (2,)
+
+
+def _train(steps: int, seed: int) -> list[torch.Tensor]:
+    torch.manual_seed(seed)
+    gen, disc = dcgan.Generator(4, 32), dcgan.Discriminator(4, 32)
+    opt_g, opt_d = dcgan.optimisers(gen, disc, 2e-4)
+    data = torch.rand(6, 1, 32, 32) * 2 - 1
+    rng = torch.Generator().manual_seed(seed + 1)
+    for _ in range(steps):
+        loss_d, loss_g = dcgan.train_step(gen, disc, opt_g, opt_d, data, 4, rng)
+        assert torch.isfinite(loss_d) and torch.isfinite(loss_g)
+    return [p.detach().clone() for p in gen.parameters()]
+
+
+def test_dcgan_training_is_seeded() -> None:
+    first, again = _train(3, 0), _train(3, 0)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(a, b) for a, b in zip(first, _train(3, 1)))
+
+
+def test_both_builders_sample_the_shared_dcgan(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    gen = dcgan.Generator(4, 32)
+    images = gan.sample(gen, 7, seed=2)  # the GAN benchmark crops its 32-px output back to 28
+    assert images.shape == (7, 28, 28) and images.dtype == np.uint8
+    assert gen.training  # sampling leaves the training mode as it was
+    assert np.array_equal(images, gan.sample(gen, 7, seed=2))
+    torch.save(gen.state_dict(), tmp_path / "gen.pt")  # the MRI benchmark samples from a saved snapshot
+    slices = ct.sample(tmp_path / "gen.pt", {"width": 4, "side": 32}, 7, seed=2)
+    assert slices.shape == (7, 32, 32) and slices.dtype == np.uint8
