@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench services clean
+.PHONY: install serve test lint fast bench services clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,8 +23,18 @@ services:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	command -v zip >/dev/null || (apt-get update -qq && apt-get install -y -qq zip)
 
-test: install services
+# The layers and types hold (docs/architecture.md): lint, format and type checks before any test runs.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: install services lint
 	$(PY) -m pytest
+
+# The fast tier: unit tests and the in-process app, no server processes (about a minute).
+fast: install
+	$(PY) -m pytest -m "not slow"
 
 bench: install
 	$(VENV)/bin/synthaudit bench ../shared/bench/*

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.db import session_scope
 from app.core.tables import DEFAULT_TENANT
+from app.deps import Services
 from app.local_mode import refusal, served_over_loopback
 from app.problems import problem_response
 from app.services.keys import OPERATOR_TENANT, tenant_of
@@ -60,7 +61,7 @@ def presented_key(headers: Headers) -> str | None:
 class ApiKeyAuth:
     """Resolve the caller's tenant into scope["state"]["tenant"], or answer 401 problem+json."""
 
-    def __init__(self, app: ASGIApp, services: object) -> None:
+    def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app, self.services = app, services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -70,7 +71,7 @@ class ApiKeyAuth:
         headers = Headers(scope=scope)
         token = presented_key(headers)
         path = scope["path"]
-        settings = self.services.settings  # type: ignore[attr-defined]
+        settings = self.services.settings
         if token is None and settings.keyless_local and served_over_loopback(scope):
             refused = refusal(scope, headers)
             if refused is not None:
@@ -113,7 +114,7 @@ class ApiKeyAuth:
 
     def _tenant_of(self, token: str) -> str | None:
         """The key's tenant, in a unit of work of its own (committed: the key's last use)."""
-        with session_scope(self.services.sessions) as session:  # type: ignore[attr-defined]
+        with session_scope(self.services.sessions) as session:
             return tenant_of(session, token)
 
     @staticmethod

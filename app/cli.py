@@ -1,4 +1,5 @@
 """The `synthaudit` command: audit, evaluate, bench, and the service commands (serve, migrate, worker)."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from models.config import DECISION_RULES, AuditConfig
 
@@ -25,14 +26,19 @@ def _progress_bars() -> tuple[Callable[[str, float], None], Callable[[], None]]:
     bars: dict[str, tqdm] = {}
 
     def update(stage: str, fraction: float) -> None:
-        for name, bar in bars.items():
-            if name != stage and bar.n < 100:
-                bar.update(100 - bar.n)
-                bar.close()
+        for name, other in bars.items():
+            if name != stage and other.n < 100:
+                other.update(100 - other.n)
+                other.close()
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=100, desc=f"{stage:>8}", unit="%", leave=True,
-                                     bar_format="{desc} {bar} {percentage:3.0f}% {elapsed}")
+            bar = bars[stage] = tqdm(
+                total=100,
+                desc=f"{stage:>8}",
+                unit="%",
+                leave=True,
+                bar_format="{desc} {bar} {percentage:3.0f}% {elapsed}",
+            )
         target = int(round(100 * min(max(fraction, 0.0), 1.0)))
         if target > bar.n:
             bar.update(target - bar.n)
@@ -48,11 +54,19 @@ def _progress_bars() -> tuple[Callable[[str, float], None], Callable[[], None]]:
 
 def _config_from_args(args: argparse.Namespace) -> AuditConfig:
     values = {
-        "method": args.method, "encoder": args.encoder, "metric": args.metric, "k": args.k,
-        "decision": args.decision, "used_fraction": args.used_fraction, "threshold": args.threshold,
+        "method": args.method,
+        "encoder": args.encoder,
+        "metric": args.metric,
+        "k": args.k,
+        "decision": args.decision,
+        "used_fraction": args.used_fraction,
+        "threshold": args.threshold,
         "fdr": args.fdr,
-        "seed": args.seed, "device": args.device, "image_size": args.image_size,
-        "mae_preset": args.mae_preset, "pretrain_images_seen": args.pretrain_images_seen,
+        "seed": args.seed,
+        "device": args.device,
+        "image_size": args.image_size,
+        "mae_preset": args.mae_preset,
+        "pretrain_images_seen": args.pretrain_images_seen,
         "batch_size": args.batch_size,
         "weights": str(args.weights) if args.weights else None,
         "checkpoint": str(args.checkpoint) if args.checkpoint else None,
@@ -65,16 +79,26 @@ def _config_from_args(args: argparse.Namespace) -> AuditConfig:
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = AuditConfig()
-    parser.add_argument("--method", default=defaults.method, help="membership method (default: the benchmark winner)")
+    parser.add_argument(
+        "--method", default=defaults.method, help="membership method (default: the benchmark winner)"
+    )
     parser.add_argument("--encoder", default=defaults.encoder, help="encoder for --method similarity")
     parser.add_argument("--metric", default=defaults.metric, choices=["cosine", "euclidean", "manhattan"])
     parser.add_argument("--k", type=int, default=defaults.k, help="nearest generated images kept as evidence")
     parser.add_argument("--decision", default=defaults.decision, choices=DECISION_RULES)
-    parser.add_argument("--used-fraction", type=float, default=defaults.used_fraction,
-                        help="expected share of used images for the unsupervised 'prior' rule")
+    parser.add_argument(
+        "--used-fraction",
+        type=float,
+        default=defaults.used_fraction,
+        help="expected share of used images for the unsupervised 'prior' rule",
+    )
     parser.add_argument("--threshold", type=float, default=None, help="threshold for --decision fixed")
-    parser.add_argument("--fdr", type=float, default=defaults.fdr,
-                        help="target false discovery rate of --decision fdr (the default with known-not-used images)")
+    parser.add_argument(
+        "--fdr",
+        type=float,
+        default=defaults.fdr,
+        help="target false discovery rate of --decision fdr (the default with known-not-used images)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
     parser.add_argument("--image-size", type=int, default=defaults.image_size)
@@ -82,14 +106,28 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrain-images-seen", type=int, default=None, help="MAE pretraining budget")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--weights", type=Path, default=None, help="local weights file for a timm backbone")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="a pretrained MAE (.safetensors) to reuse")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="a pretrained MAE (.safetensors) to reuse"
+    )
 
 
 def _print_metrics(title: str, metrics_row: dict) -> None:
     from models.metrics import format_metrics_table
 
-    columns = ["n", "accuracy", "precision", "recall", "specificity", "f1", "auc", "tpr_at_1pct_fpr",
-               "tp", "fp", "tn", "fn"]
+    columns = [
+        "n",
+        "accuracy",
+        "precision",
+        "recall",
+        "specificity",
+        "f1",
+        "auc",
+        "tpr_at_1pct_fpr",
+        "tp",
+        "fp",
+        "tn",
+        "fn",
+    ]
     print(f"\n{title}")
     print(format_metrics_table([metrics_row], columns))
 
@@ -106,7 +144,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     labels = read_labels_csv(args.labels) if args.labels else None
     if config.decision == "fdr" and args.reference is None and 0 not in (labels or {}).values():
-        raise CliError("--decision fdr needs images known not to be used: --labels with used=0 rows or --reference")
+        raise CliError(
+            "--decision fdr needs images known not to be used: --labels with used=0 rows or --reference"
+        )
     update, close = _progress_bars()
     with tempfile.TemporaryDirectory(prefix="synthaudit-") as tmp:
         workdir = args.workdir or Path(tmp)
@@ -126,19 +166,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for role, items in outcome.rejected.items():
         for item in items:
             print(f"skipped {role} file {item['name']}: {item['reason']}", file=sys.stderr)
-    print(f"{m['n_real']} real images, {m['n_generated']} generated; method {m['method']}; "
-          f"{m['n_decided_used']} decided used (threshold {m['threshold']:.4f}, rule {m['decision_rule']})")
+    print(
+        f"{m['n_real']} real images, {m['n_generated']} generated; method {m['method']}; "
+        f"{m['n_decided_used']} decided used (threshold {m['threshold']:.4f}, rule {m['decision_rule']})"
+    )
     print(_verdict_line(m))
     print(f"wrote {args.out}")
     if args.metrics:
         _write_metrics_json(outcome, args.metrics)
         print(f"wrote {args.metrics}")
     if m.get("labelled"):
-        _print_metrics("labelled images, threshold as applied (calibrated on these same labels):",
-                       m["labelled"]["applied"])
+        _print_metrics(
+            "labelled images, threshold as applied (calibrated on these same labels):",
+            m["labelled"]["applied"],
+        )
         if "cross_validated" in m["labelled"]:
-            _print_metrics(f"labelled images, {m['labelled']['cv_folds']}-fold cross-validated threshold (honest estimate):",
-                           m["labelled"]["cross_validated"])
+            _print_metrics(
+                f"labelled images, {m['labelled']['cv_folds']}-fold cross-validated threshold (honest estimate):",
+                m["labelled"]["cross_validated"],
+            )
     return 0
 
 
@@ -146,12 +192,18 @@ def _verdict_line(m: dict) -> str:
     """The audit's answer in one line: the leakage test when calibrated, else what is missing."""
     leak = m.get("leakage")
     if not leak:
-        return ("uncalibrated: the scores rank the images, but no error rate can be given; pass images known "
-                "not to be used (--labels with used=0 rows, or --reference DIR) for a calibrated verdict")
-    found = "evidence of training-data leakage" if leak["detected"] else "no evidence of training-data leakage"
-    return (f"{found} (p = {leak['p_value']:.3g}, {leak['test']}, {leak['n_reference']} reference images); "
-            f"at FDR {m['fdr']:g}: {leak['n_flagged']} of {leak['n_candidates']} candidates flagged; "
-            f"at least {leak['used_count_lower_bound']} used ({leak['confidence']:.0%} confidence)")
+        return (
+            "uncalibrated: the scores rank the images, but no error rate can be given; pass images known "
+            "not to be used (--labels with used=0 rows, or --reference DIR) for a calibrated verdict"
+        )
+    found = (
+        "evidence of training-data leakage" if leak["detected"] else "no evidence of training-data leakage"
+    )
+    return (
+        f"{found} (p = {leak['p_value']:.3g}, {leak['test']}, {leak['n_reference']} reference images); "
+        f"at FDR {m['fdr']:g}: {leak['n_flagged']} of {leak['n_candidates']} candidates flagged; "
+        f"at least {leak['used_count_lower_bound']} used ({leak['confidence']:.0%} confidence)"
+    )
 
 
 def _write_metrics_json(outcome: AuditOutcome, path: Path) -> None:
@@ -174,8 +226,14 @@ def _write_cli_report(args: argparse.Namespace, workdir: Path, labels: dict[str,
     secret = os.environ.get("GROUP_KEY_SECRET", "")
     groups = read_groups(args.real, secret=secret) or None
     reference_groups = read_groups(args.reference, secret=secret) or None if args.reference else None
-    write_report(workdir, args.report, labels=labels, groups=groups, reference_groups=reference_groups,
-                 subtitle=f"real: {args.real}, generated: {args.generated}")
+    write_report(
+        workdir,
+        args.report,
+        labels=labels,
+        groups=groups,
+        reference_groups=reference_groups,
+        subtitle=f"real: {args.real}, generated: {args.generated}",
+    )
     print(f"wrote {args.report}")
 
 
@@ -200,7 +258,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     missing -= sum(r.role == "reference" and r.id in labels for r in rows)
     notes = [f"{missing} labels without prediction"] if missing else []
     notes += [f"{references} reference rows left out"] if references else []
-    _print_metrics(f"{len(known)} labelled images scored" + (f" ({'; '.join(notes)})" if notes else ""), result)
+    _print_metrics(
+        f"{len(known)} labelled images scored" + (f" ({'; '.join(notes)})" if notes else ""), result
+    )
     return 0
 
 
@@ -212,11 +272,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     from tqdm import tqdm
 
-    bar = tqdm(total=len(args.folders) * len(methods) * 100, unit="%", desc="bench",
-               bar_format="{desc} {bar} {percentage:3.0f}% {elapsed} {postfix}")
+    bar = tqdm(
+        total=len(args.folders) * len(methods) * 100,
+        unit="%",
+        desc="bench",
+        bar_format="{desc} {bar} {percentage:3.0f}% {elapsed} {postfix}",
+    )
     from models.stages import overall_progress
 
-    state = {"done": 0, "key": None, "last": 0.0}
+    state: dict[str, Any] = {"done": 0, "key": None, "last": 0.0}
 
     def progress(folder: str, method: str, stage: str, fraction: float) -> None:
         key = (folder, method)
@@ -232,7 +296,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options = {"reference_share": args.reference_share, "redraws": args.redraws}
     try:
         if args.null_real:
-            rows = run_null_bench(args.null_real, args.folders, methods, config, args.workdir, progress, **options)
+            rows = run_null_bench(
+                args.null_real, args.folders, methods, config, args.workdir, progress, **options
+            )
         else:
             rows = run_bench(args.folders, methods, config, args.workdir, progress, **options)
     finally:
@@ -255,21 +321,35 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="synthaudit", description="Audit synthetic images for training-data leakage.")
+    parser = argparse.ArgumentParser(
+        prog="synthaudit", description="Audit synthetic images for training-data leakage."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     audit = sub.add_parser("audit", help="audit real images against generated ones and write a CSV")
     audit.add_argument("--real", type=Path, required=True, help="folder or archive of real candidate images")
     audit.add_argument("--generated", type=Path, required=True, help="folder or archive of generated images")
     audit.add_argument("--out", type=Path, default=Path("results.csv"))
-    audit.add_argument("--labels", type=Path, default=None,
-                       help="CSV id,used for some real images: used=0 rows are the reference of a calibrated verdict")
-    audit.add_argument("--reference", type=Path, default=None,
-                       help="folder or archive of real images known NOT to be in the training set (a hold-out)")
-    audit.add_argument("--metrics", type=Path, default=None, help="also write the metrics JSON (as the API's)")
+    audit.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help="CSV id,used for some real images: used=0 rows are the reference of a calibrated verdict",
+    )
+    audit.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="folder or archive of real images known NOT to be in the training set (a hold-out)",
+    )
+    audit.add_argument(
+        "--metrics", type=Path, default=None, help="also write the metrics JSON (as the API's)"
+    )
     audit.add_argument("--format", choices=["synthaudit", "imageclef"], default="synthaudit")
     audit.add_argument("--workdir", type=Path, default=None, help="keep the stage artifacts here (resumable)")
-    audit.add_argument("--save-encoder", type=Path, default=None, help="keep the pretrained MAE (.safetensors)")
+    audit.add_argument(
+        "--save-encoder", type=Path, default=None, help="keep the pretrained MAE (.safetensors)"
+    )
     audit.add_argument("--report", type=Path, default=None, help="also write an HTML report (plots, gallery)")
     _add_config_arguments(audit)
     audit.set_defaults(func=cmd_audit)
@@ -284,18 +364,33 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", default="pixels,paper,default", help="comma-separated method names")
     bench.add_argument("--workdir", type=Path, default=None)
     bench.add_argument("--output", type=Path, default=None, help="also write the rows as JSON")
-    bench.add_argument("--null-real", type=Path, default=None, metavar="DIR",
-                       help="null pairings: audit DIR (real images no generator saw; DIR or DIR/real) against "
-                       "each FOLDER's generated/ images; nothing may be flagged")
-    bench.add_argument("--reference-share", type=float, default=0.4,
-                       help="share of the not-used images drawn (seeded by --seed) as the calibrated reference")
-    bench.add_argument("--redraws", type=int, default=200,
-                       help="further seeded reference draws over the same scores (mean FDP/TPR, null detect rate)")
+    bench.add_argument(
+        "--null-real",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="null pairings: audit DIR (real images no generator saw; DIR or DIR/real) against "
+        "each FOLDER's generated/ images; nothing may be flagged",
+    )
+    bench.add_argument(
+        "--reference-share",
+        type=float,
+        default=0.4,
+        help="share of the not-used images drawn (seeded by --seed) as the calibrated reference",
+    )
+    bench.add_argument(
+        "--redraws",
+        type=int,
+        default=200,
+        help="further seeded reference draws over the same scores (mean FDP/TPR, null detect rate)",
+    )
     _add_config_arguments(bench)
     bench.set_defaults(func=cmd_bench)
 
     perf = sub.add_parser(  # options parsed by models/perf.py (imports torch only when it runs)
-        "perf", add_help=False, help="stage throughput on a synthetic workload vs a measured ceiling (GPU or CPU)"
+        "perf",
+        add_help=False,
+        help="stage throughput on a synthetic workload vs a measured ceiling (GPU or CPU)",
     )
     perf.add_argument("perf_args", nargs=argparse.REMAINDER)
     perf.set_defaults(func=cmd_perf)

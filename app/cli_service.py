@@ -145,7 +145,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
-def _key_sessions():  # type: ignore[no-untyped-def]
+def _key_sessions():
     """A session factory on DATABASE_URL (the embedded SQLite is migrated first, as `serve` does)."""
     from app.core.config import get_settings
     from app.core.db import make_engine, make_session_factory

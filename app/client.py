@@ -73,7 +73,7 @@ class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
     """Follow a redirect only to the same origin (and send the key there again); refuse any other: a
     redirect to another host, port or scheme (http: included) must not carry the API key."""
 
-    def redirect_request(  # type: ignore[override]
+    def redirect_request(
         self,
         req: urllib.request.Request,
         fp: Any,
@@ -168,7 +168,7 @@ class Client:
         if json_body is not None:
             data = json.dumps(json_body).encode()
             all_headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(url, data=data, headers=all_headers, method=method)  # type: ignore[arg-type]
+        request = urllib.request.Request(url, data=data, headers=all_headers, method=method)
         if self.api_key:  # never copied onto a redirect by urllib; _SameOriginRedirects re-adds it
             request.add_unredirected_header("Authorization", f"Bearer {self.api_key}")
         try:
@@ -197,7 +197,7 @@ class Client:
     ) -> dict[str, Any]:
         """Upload files, folders (walked) and archives as one dataset; returns the dataset."""
         body = _Multipart({"role": role, **({"name": name} if name else {})}, _files_of(paths))
-        return self._json(  # type: ignore[no-any-return]
+        return self._json(
             "POST",
             "/v1/datasets",
             data=iter(body),
@@ -205,7 +205,7 @@ class Client:
         )
 
     def dataset(self, dataset_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/datasets/{dataset_id}")  # type: ignore[no-any-return]
+        return self._json("GET", f"/v1/datasets/{dataset_id}")
 
     # --- audits -----------------------------------------------------------------------------------
 
@@ -240,10 +240,10 @@ class Client:
             if value is not None:
                 body[key] = value
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
-        return self._json("POST", "/v1/audits", json_body=body, headers=headers)  # type: ignore[no-any-return]
+        return self._json("POST", "/v1/audits", json_body=body, headers=headers)
 
     def audit(self, audit_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/audits/{audit_id}")  # type: ignore[no-any-return]
+        return self._json("GET", f"/v1/audits/{audit_id}")
 
     def list_audits(
         self,
@@ -264,7 +264,7 @@ class Client:
             "cursor": cursor,
         }
         chosen = {k: v for k, v in query.items() if v is not None}
-        return self._json("GET", "/v1/audits", query=chosen or None)  # type: ignore[no-any-return]
+        return self._json("GET", "/v1/audits", query=chosen or None)
 
     def iter_audits(self, status: str | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
         """Every audit of this key (optionally in one status), newest first, page after page."""
@@ -295,14 +295,14 @@ class Client:
         return self.request("GET", f"/v1/audits/{audit_id}/patients.csv", query=query)[2]
 
     def metrics(self, audit_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/audits/{audit_id}/metrics")  # type: ignore[no-any-return]
+        return self._json("GET", f"/v1/audits/{audit_id}/metrics")
 
     def report(self, audit_id: str) -> bytes:
         """The HTML report (bytes, UTF-8)."""
         return self.request("GET", f"/v1/audits/{audit_id}/report")[2]
 
     def cancel(self, audit_id: str) -> dict[str, Any]:
-        return self._json("POST", f"/v1/audits/{audit_id}/cancel")  # type: ignore[no-any-return]
+        return self._json("POST", f"/v1/audits/{audit_id}/cancel")
 
     def delete_audit(self, audit_id: str) -> None:
         self.request("DELETE", f"/v1/audits/{audit_id}")
@@ -313,7 +313,7 @@ class Client:
         self, dataset_ids: Sequence[str], config: dict[str, Any] | None = None, name: str | None = None
     ) -> dict[str, Any]:
         body = {"dataset_ids": list(dataset_ids), "config": config or {}, **({"name": name} if name else {})}
-        return self._json("POST", "/v1/encoders", json_body=body)  # type: ignore[no-any-return]
+        return self._json("POST", "/v1/encoders", json_body=body)
 
     def encoder(self, encoder_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/encoders/{encoder_id}")  # type: ignore[no-any-return]
+        return self._json("GET", f"/v1/encoders/{encoder_id}")

@@ -59,9 +59,7 @@ class TenantRateLimit:
             await self.app(scope, receive, send)
             return
         item, retry_after = refused
-        detail = (
-            f"too many requests: this tenant's limit is {item} (RATE_LIMIT); retry in {retry_after} s"
-        )
+        detail = f"too many requests: this tenant's limit is {item} (RATE_LIMIT); retry in {retry_after} s"
         response = problem_response(
             429, detail, type_=TYPE_PREFIX + "rate-limited", instance=scope["path"], retry_after_s=retry_after
         )

@@ -1,4 +1,5 @@
 """Benchmark harness: run methods over folders with known answers and score them honestly."""
+
 from __future__ import annotations
 
 import math
@@ -19,21 +20,58 @@ from models.stages import STAGES, AuditInputs, run_audit
 
 # Columns of the printed table (the paper's Table 3 order, then ours).
 TABLE_COLUMNS = [
-    "folder", "method", "accuracy", "precision", "specificity", "recall", "f1", "f1_ci",
-    "auc", "auc_ci", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "f1_median", *[f"t_{s}" for s in STAGES], "t_total",
+    "folder",
+    "method",
+    "accuracy",
+    "precision",
+    "specificity",
+    "recall",
+    "f1",
+    "f1_ci",
+    "auc",
+    "auc_ci",
+    "tpr_at_1pct_fpr",
+    "tpr_at_0.1pct_fpr",
+    "f1_median",
+    *[f"t_{s}" for s in STAGES],
+    "t_total",
 ]
 # Columns of the calibrated table: a simulated hold-out of known-not-used images as the reference.
 CALIBRATED_COLUMNS = [
-    "folder", "method", "n_reference", "n_candidates", "leakage_p", "detected", "flagged", "fdp",
-    "tpr_at_fdr", "used_lower_bound", "used_candidates", "used_share_estimate", "mean_fdp", "mean_tpr",
+    "folder",
+    "method",
+    "n_reference",
+    "n_candidates",
+    "leakage_p",
+    "detected",
+    "flagged",
+    "fdp",
+    "tpr_at_fdr",
+    "used_lower_bound",
+    "used_candidates",
+    "used_share_estimate",
+    "mean_fdp",
+    "mean_tpr",
     "detect_rate",
 ]
 # Columns of the null table: real images the generator never saw, so nothing may be flagged.
 NULL_COLUMNS = [
-    "folder", "method", "n_reference", "n_candidates", "leakage_p", "detected", "flagged", "fdp",
-    "used_lower_bound", "detect_rate", "mean_flagged", "t_total",
+    "folder",
+    "method",
+    "n_reference",
+    "n_candidates",
+    "leakage_p",
+    "detected",
+    "flagged",
+    "fdp",
+    "used_lower_bound",
+    "detect_rate",
+    "mean_flagged",
+    "t_total",
 ]
-CALIBRATION = "5-fold stratified cross-validation: each image is decided by a threshold fitted on the other folds"
+CALIBRATION = (
+    "5-fold stratified cross-validation: each image is decided by a threshold fitted on the other folds"
+)
 REFERENCE_SHARE = 0.4  # share of the not-used images drawn as the simulated reference (hold-out)
 REDRAWS = 200  # extra seeded reference draws over the same scores, for mean FDP/TPR and the null detect rate
 CALIBRATED_NOTE = (
@@ -186,9 +224,14 @@ def redraw_figures(
     }
 
 
-def _audit(real: Path, generated: Path, config: AuditConfig, workdir: Path, name: str,
-           on_progress: Callable[[str, str, str, float], None] | None,
-           ) -> tuple[list[str], np.ndarray, dict[str, Any], float]:
+def _audit(
+    real: Path,
+    generated: Path,
+    config: AuditConfig,
+    workdir: Path,
+    name: str,
+    on_progress: Callable[[str, str, str, float], None] | None,
+) -> tuple[list[str], np.ndarray, dict[str, Any], float]:
     started = time.perf_counter()
     outcome = run_audit(
         AuditInputs(real, generated),
@@ -202,7 +245,11 @@ def _audit(real: Path, generated: Path, config: AuditConfig, workdir: Path, name
 
 
 def _method_label(config: AuditConfig) -> str:
-    return f"{config.method}:{config.encoder}-{config.metric}" if config.method == "similarity" else config.method
+    return (
+        f"{config.method}:{config.encoder}-{config.metric}"
+        if config.method == "similarity"
+        else config.method
+    )
 
 
 def run_bench(
@@ -226,14 +273,23 @@ def run_bench(
             for method in methods:
                 config = replace(base_config, method=method)
                 ids, scores, audit_metrics, total = _audit(
-                    folder.path / "real", folder.path / "generated", config,
-                    root / f"{folder.path.name}-{method}", folder.path.name, on_progress)
-                row = {"folder": folder.path.name, "method": _method_label(config),
-                       **score_run(ids, scores, labels, config.seed)}
+                    folder.path / "real",
+                    folder.path / "generated",
+                    config,
+                    root / f"{folder.path.name}-{method}",
+                    folder.path.name,
+                    on_progress,
+                )
+                row = {
+                    "folder": folder.path.name,
+                    "method": _method_label(config),
+                    **score_run(ids, scores, labels, config.seed),
+                }
                 row.update(calibrated_figures(ids, scores, labels, reference, config.fdr))
                 if redraws:
-                    row.update(redraw_figures(ids, scores, labels, config.fdr, config.seed,
-                                              redraws, reference_share))
+                    row.update(
+                        redraw_figures(ids, scores, labels, config.fdr, config.seed, redraws, reference_share)
+                    )
                 row.update({f"t_{s}": audit_metrics["timings"].get(s, 0.0) for s in STAGES})
                 row["t_total"] = total
                 rows.append(row)
@@ -269,14 +325,19 @@ def run_null_bench(
             for method in methods:
                 config = replace(base_config, method=method)
                 ids, scores, audit_metrics, total = _audit(
-                    real, generated, config, root / f"null-{folder.name}-{method}", name, on_progress)
+                    real, generated, config, root / f"null-{folder.name}-{method}", name, on_progress
+                )
                 labels = dict.fromkeys(ids, 0)
                 reference = draw_reference(labels, reference_share, config.seed)
-                row = {"folder": name, "method": _method_label(config),
-                       **calibrated_figures(ids, scores, labels, reference, config.fdr)}
+                row = {
+                    "folder": name,
+                    "method": _method_label(config),
+                    **calibrated_figures(ids, scores, labels, reference, config.fdr),
+                }
                 if redraws:
-                    row.update(redraw_figures(ids, scores, labels, config.fdr, config.seed,
-                                              redraws, reference_share))
+                    row.update(
+                        redraw_figures(ids, scores, labels, config.fdr, config.seed, redraws, reference_share)
+                    )
                 for undefined in ("tpr_at_fdr", "mean_tpr"):  # no used image: no TPR (and no NaN in the JSON)
                     row.pop(undefined, None)
                 row.update({f"t_{s}": audit_metrics["timings"].get(s, 0.0) for s in STAGES})
@@ -290,17 +351,26 @@ def _display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "leakage_p": f"{r['leakage_p']:.2g}"} if "leakage_p" in r else r for r in rows]
 
 
-def format_bench(rows: list[dict[str, Any]], fdr: float, null: bool = False,
-                 reference_share: float = REFERENCE_SHARE, redraws: int = REDRAWS) -> str:
+def format_bench(
+    rows: list[dict[str, Any]],
+    fdr: float,
+    null: bool = False,
+    reference_share: float = REFERENCE_SHARE,
+    redraws: int = REDRAWS,
+) -> str:
     """The printed report of `run_bench` (two tables) or `run_null_bench` (one table), with their notes."""
     stages = ", ".join(STAGES)
     values = {"share": reference_share, "fdr": fdr, "redraws": redraws}
     if null:
-        return (metrics.format_metrics_table(_display(rows), NULL_COLUMNS)
-                + f"\n\n{NULL_NOTE.format(**values)} t_total: seconds.")
-    return (metrics.format_metrics_table(rows, TABLE_COLUMNS)
-            + f"\n\nthreshold: {CALIBRATION}; f1_median: label-free median split; tpr_at_0.1pct_fpr: with fewer "
-            f"than 1,000 not-used images, the TPR at zero false positives; t_*: seconds per stage ({stages}); "
-            "CIs: bootstrap 95 %.\n\n"
-            + metrics.format_metrics_table(_display(rows), CALIBRATED_COLUMNS)
-            + f"\n\n{CALIBRATED_NOTE.format(**values)}")
+        return (
+            metrics.format_metrics_table(_display(rows), NULL_COLUMNS)
+            + f"\n\n{NULL_NOTE.format(**values)} t_total: seconds."
+        )
+    return (
+        metrics.format_metrics_table(rows, TABLE_COLUMNS)
+        + f"\n\nthreshold: {CALIBRATION}; f1_median: label-free median split; tpr_at_0.1pct_fpr: with fewer "
+        f"than 1,000 not-used images, the TPR at zero false positives; t_*: seconds per stage ({stages}); "
+        "CIs: bootstrap 95 %.\n\n"
+        + metrics.format_metrics_table(_display(rows), CALIBRATED_COLUMNS)
+        + f"\n\n{CALIBRATED_NOTE.format(**values)}"
+    )

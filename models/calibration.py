@@ -101,7 +101,7 @@ def _exact_u_sf(u: float, m: int, n: int) -> float:
     prev = [np.zeros(size) for _ in range(n + 1)]
     for j in range(n + 1):
         prev[j][0] = 1.0  # zero candidates: U = 0
-    for i in range(1, m + 1):
+    for _i in range(1, m + 1):
         cur = [np.zeros(size) for _ in range(n + 1)]
         cur[0][0] = 1.0  # zero references: U = 0
         for j in range(1, n + 1):
@@ -115,7 +115,9 @@ def _exact_u_sf(u: float, m: int, n: int) -> float:
     return float(counts[k:].sum() / counts.sum())
 
 
-def leakage_test(candidate_scores: object, reference_scores: object, level: float = DEFAULT_LEVEL) -> RankTest:
+def leakage_test(
+    candidate_scores: object, reference_scores: object, level: float = DEFAULT_LEVEL
+) -> RankTest:
     """One-sided Mann-Whitney (Wilcoxon rank-sum) test of the whole candidate set against the reference.
 
     Null: no candidate is used, so all candidate and reference scores are exchangeable. Alternative:

@@ -1,4 +1,5 @@
 """The audit configuration: one frozen dataclass that round-trips through JSON."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Any, Callable, ContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +28,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     raise ValueError(f"unknown device {device!r}: expected 'auto', 'cpu' or 'cuda[:index]'")
 
 
-def autocast_context(device: torch.device | str) -> ContextManager:
+def autocast_context(device: torch.device | str) -> AbstractContextManager[Any]:
     """bf16 autocast on CUDA, a no-op context elsewhere."""
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     if dev.type == "cuda":

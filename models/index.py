@@ -96,7 +96,9 @@ def _use_gpu(device: str, k: int) -> bool:
     return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
 
 
-def _torch_search(q: np.ndarray, b: np.ndarray, k: int, metric: str, device: str) -> tuple[np.ndarray, np.ndarray]:
+def _torch_search(
+    q: np.ndarray, b: np.ndarray, k: int, metric: str, device: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact search with torch (cuda when asked and present): raw FAISS-style distances and indices."""
     import torch
 
@@ -202,7 +204,14 @@ def search(
     all_sims, all_idx = [], []
     for start in range(0, q.shape[0], QUERY_BATCH):
         sims, idx = _search_rows(
-            run, q[start : start + QUERY_BATCH], b, start, k_eff, metric, exclude_self, exact_engine=not approximate
+            run,
+            q[start : start + QUERY_BATCH],
+            b,
+            start,
+            k_eff,
+            metric,
+            exclude_self,
+            exact_engine=not approximate,
         )
         all_sims.append(sims)
         all_idx.append(idx)

@@ -377,7 +377,11 @@ def _folder_items(root: Path, max_bytes: int) -> Iterator[Item]:
 
 
 def _checked_item(
-    name: str, nbytes: int, head: Callable[[], bytes], read: Callable[[], bytes], max_bytes: int = MAX_FILE_BYTES
+    name: str,
+    nbytes: int,
+    head: Callable[[], bytes],
+    read: Callable[[], bytes],
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> _Entry | Rejected | None:
     """Entry for a wanted file, Rejected when too large, None when not an image at all."""
     try:
@@ -426,7 +430,9 @@ def _archive_entry(member: Member) -> _Entry | Rejected | None:
 
 
 def _single_file_items(path: Path, max_bytes: int) -> Iterator[Item]:
-    item = _checked_item(path.name, path.stat().st_size, lambda: _file_head(path), _read_file(path), max_bytes)
+    item = _checked_item(
+        path.name, path.stat().st_size, lambda: _file_head(path), _read_file(path), max_bytes
+    )
     if item is not None:
         yield item, 1.0
 
@@ -533,7 +539,10 @@ def _decode_all(
 
 
 def load_images(
-    source: str | Path, size: int, on_progress: ProgressFn | None = None, limits: ArchiveLimits = DEFAULT_LIMITS
+    source: str | Path,
+    size: int,
+    on_progress: ProgressFn | None = None,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
 ) -> ImageSet:
     """Load every image under a folder, a single file or a .zip/.tar(.gz/.bz2/.xz) archive.
 

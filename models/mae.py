@@ -50,7 +50,7 @@ class MAEConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | str) -> "MAEConfig":
+    def from_dict(cls, data: dict[str, Any] | str) -> MAEConfig:
         """Build from a dict (or its JSON string), ignoring unknown keys."""
         values: dict[str, Any] = json.loads(data) if isinstance(data, str) else data
         known = {f.name for f in fields(cls)}
@@ -60,17 +60,35 @@ class MAEConfig:
 MAE_PRESETS: dict[str, MAEConfig] = {
     # CPU default: 64 patches of 8x8, small enough to pretrain on 2 cores in a couple of minutes.
     "mae_tiny_patch8_64": MAEConfig(
-        img_size=64, patch_size=8, embed_dim=192, depth=4, num_heads=3,
-        decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4,
+        img_size=64,
+        patch_size=8,
+        embed_dim=192,
+        depth=4,
+        num_heads=3,
+        decoder_embed_dim=128,
+        decoder_depth=2,
+        decoder_num_heads=4,
     ),
     "mae_small_patch16_224": MAEConfig(
-        img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6,
-        decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8,
+        img_size=224,
+        patch_size=16,
+        embed_dim=384,
+        depth=12,
+        num_heads=6,
+        decoder_embed_dim=256,
+        decoder_depth=4,
+        decoder_num_heads=8,
     ),
     # ViT-B/16 encoder with the paper's 512-d, 8-block decoder (GPU).
     "mae_base_patch16_224": MAEConfig(
-        img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12,
-        decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
+        img_size=224,
+        patch_size=16,
+        embed_dim=768,
+        depth=12,
+        num_heads=12,
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
     ),
 }
 

@@ -1,4 +1,5 @@
 """Membership methods: which feature views an audit needs and how they become one score per real image."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -148,7 +149,8 @@ def _density_attribution_vit(inputs: ScoreInputs, config: AuditConfig) -> ScoreO
     pixels = inputs.neighbours[View("pixels_whitened").key]
     tokens = inputs.neighbours[View("vit_tokens_whitened").key]
     per_view = [
-        scoring.density_attribution_score(nb.rg_sims, nb.rr_sims, nb.gr_sims, nb.gr_idx) for nb in (pixels, tokens)
+        scoring.density_attribution_score(nb.rg_sims, nb.rr_sims, nb.gr_sims, nb.gr_idx)
+        for nb in (pixels, tokens)
     ]
     return ScoreOutput(scoring.rank_fuse(per_view), pixels.rg_idx, pixels.rg_sims)
 

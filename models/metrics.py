@@ -160,7 +160,7 @@ def bootstrap_ci(
     s = None if scores is None else _scores(scores, t.size)
     names = list(METRIC_NAMES) + ([] if s is None else ["auc", "tpr_at_1pct_fpr"])
     if t.size == 0 or n_boot < 1:
-        return {name: (math.nan, math.nan) for name in names}
+        return dict.fromkeys(names, (math.nan, math.nan))
     rng = np.random.default_rng(seed)
     samples: dict[str, list[np.ndarray]] = {name: [] for name in names}
     chunk = max(1, min(n_boot, 2_000_000 // t.size))

@@ -197,7 +197,9 @@ def ivf_recall(real: np.ndarray, generated: np.ndarray, k: int) -> dict[str, Any
     t_ivf = time.perf_counter() - started
 
     def recall(found: np.ndarray) -> float:
-        return round(float(np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(found.tolist(), exact.tolist())])), 4)
+        return round(
+            float(np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(found.tolist(), exact.tolist())])), 4
+        )
 
     nlist, nprobe = index.ivf_params(len(generated))
     q, b = index._normalised(real), index._normalised(generated)
@@ -207,18 +209,33 @@ def ivf_recall(real: np.ndarray, generated: np.ndarray, k: int) -> dict[str, Any
         ivf.nprobe = probes
         started = time.perf_counter()
         found = ivf.search(q, k)[1]
-        sweep.append({"nprobe": probes, "recall_at_k": recall(found), "seconds": round(time.perf_counter() - started, 4)})
+        sweep.append(
+            {
+                "nprobe": probes,
+                "recall_at_k": recall(found),
+                "seconds": round(time.perf_counter() - started, 4),
+            }
+        )
     return {
-        "k": k, "n_queries": len(real), "n_base": len(generated), "dim": int(real.shape[1]), "nlist": nlist,
-        "nprobe": nprobe, "recall_at_k": recall(approx), "seconds_exact": round(t_exact, 3),
-        "seconds_ivf": round(t_ivf, 3), "nprobe_sweep": sweep,
+        "k": k,
+        "n_queries": len(real),
+        "n_base": len(generated),
+        "dim": int(real.shape[1]),
+        "nlist": nlist,
+        "nprobe": nprobe,
+        "recall_at_k": recall(approx),
+        "seconds_exact": round(t_exact, 3),
+        "seconds_ivf": round(t_ivf, 3),
+        "nprobe_sweep": sweep,
     }
 
 
 # --- the run ----------------------------------------------------------------------------------------
 
 
-def _row(stage: str, seconds: float, images: int, peak: float | None, ceiling: float | None) -> dict[str, Any]:
+def _row(
+    stage: str, seconds: float, images: int, peak: float | None, ceiling: float | None
+) -> dict[str, Any]:
     rate = images / seconds if seconds > 0 else None
     return {
         "stage": stage,
@@ -233,7 +250,13 @@ def _row(stage: str, seconds: float, images: int, peak: float | None, ceiling: f
 
 
 def run_method(
-    method: str, base: AuditConfig, real_dir: Path, gen_dir: Path, workdir: Path, decoded: Path | None, args: Any
+    method: str,
+    base: AuditConfig,
+    real_dir: Path,
+    gen_dir: Path,
+    workdir: Path,
+    decoded: Path | None,
+    args: Any,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """All five stages of one method; per-stage rows and extras (IVF recall, pretraining figures)."""
     from models.pretrain import read_checkpoint_metadata
@@ -273,8 +296,12 @@ def run_method(
             batch = max(1, seen // max(1, steps))
             images = seen
             ceiling = pretrain_ceiling(config.mae_preset, batch, device, 0.75, args.ceiling_steps)
-            extra["pretrain"] = {"steps": steps, "images_seen": seen, "batch_size": batch,
-                                 "final_loss": meta.get("final_loss")}
+            extra["pretrain"] = {
+                "steps": steps,
+                "images_seen": seen,
+                "batch_size": batch,
+                "final_loss": meta.get("final_loss"),
+            }
         elif stage == "embed" and checkpoint.exists():
             batch = _embed_batch(config, device, checkpoint)
             ceiling = embed_ceiling(config.mae_preset, batch, device, args.ceiling_steps)
@@ -285,10 +312,14 @@ def run_method(
             ceiling = search_ceiling(n_real, n_gen, dim, device)
             if not args.no_ivf:
                 name = min(k for k in features if k.endswith("/real")).rsplit("/", 1)[0]
-                extra["ivf"] = ivf = ivf_recall(features[f"{name}/real"], features[f"{name}/generated"], config.k)
+                extra["ivf"] = ivf = ivf_recall(
+                    features[f"{name}/real"], features[f"{name}/generated"], config.k
+                )
                 if ivf:
-                    print(f"{method:>10} IVF recall@{ivf['k']} {ivf['recall_at_k']:.3f} (nlist {ivf['nlist']}, "
-                          f"nprobe {ivf['nprobe']}; {ivf['seconds_ivf']:.2f} s vs exact {ivf['seconds_exact']:.2f} s)")
+                    print(
+                        f"{method:>10} IVF recall@{ivf['k']} {ivf['recall_at_k']:.3f} (nlist {ivf['nlist']}, "
+                        f"nprobe {ivf['nprobe']}; {ivf['seconds_ivf']:.2f} s vs exact {ivf['seconds_exact']:.2f} s)"
+                    )
         elif stage == "decide":
             images = n_real
         rows.append(_row(stage, seconds, images, peak, ceiling))
@@ -324,8 +355,11 @@ def _format_row(method: str, r: dict[str, Any]) -> str:
 def machine() -> dict[str, Any]:
     """What ran the benchmark."""
     info: dict[str, Any] = {
-        "python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
         "cuda": torch.cuda.is_available(),
     }
     if torch.cuda.is_available():
@@ -355,8 +389,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark; returns the JSON report."""
     if args.ivf_features:
         return {"ivf": ivf_on_features(args.ivf_features, AuditConfig().k)}
-    base = AuditConfig(device=args.device, seed=args.seed, pretrain_images_seen=args.images_seen,
-                       compile=args.compile)
+    base = AuditConfig(
+        device=args.device, seed=args.seed, pretrain_images_seen=args.images_seen, compile=args.compile
+    )
     device = resolve_device(base.device)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="synthaudit-perf-", dir=args.tmp))
@@ -367,17 +402,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         write_pngs(generated, tmp / "generated", "g")
         prepare = time.perf_counter() - started
         del real, generated
-        print(f"workload: {args.real} real + {args.generated} generated {args.size}x{args.size} PNGs "
-              f"written in {prepare:.1f} s; device {device}", flush=True)
+        print(
+            f"workload: {args.real} real + {args.generated} generated {args.size}x{args.size} PNGs "
+            f"written in {prepare:.1f} s; device {device}",
+            flush=True,
+        )
         results: dict[str, Any] = {}
         decoded: Path | None = None
         for method in methods:
-            rows, extra = run_method(method, base, tmp / "real", tmp / "generated", tmp / f"work-{method}",
-                                     decoded, args)
+            rows, extra = run_method(
+                method, base, tmp / "real", tmp / "generated", tmp / f"work-{method}", decoded, args
+            )
             if decoded is None:
                 decoded = WorkDir(tmp / f"work-{method}").decoded
             else:  # decode ran once: count it in every method's end-to-end time
-                extra["end_to_end_s"] = round(extra["end_to_end_s"] + results[methods[0]]["stages"][0]["seconds"], 3)
+                extra["end_to_end_s"] = round(
+                    extra["end_to_end_s"] + results[methods[0]]["stages"][0]["seconds"], 3
+                )
                 rows.insert(0, dict(results[methods[0]]["stages"][0], shared_with=methods[0]))
             results[method] = {"stages": rows, **extra}
             print(f"{method:>10} end to end {extra['end_to_end_s']:.1f} s", flush=True)
@@ -405,19 +446,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--real", type=int, default=6000, help="real images (default: the challenge's 6,000)")
     parser.add_argument("--generated", type=int, default=10000, help="generated images (default 10,000)")
     parser.add_argument("--size", type=int, default=256, help="side of the synthetic images (default 256)")
-    parser.add_argument("--methods", default="paper,default",
-                        help="audit methods to run (default: paper = MAE pretraining + embedding, and default)")
+    parser.add_argument(
+        "--methods",
+        default="paper,default",
+        help="audit methods to run (default: paper = MAE pretraining + embedding, and default)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--images-seen", type=int, default=None,
-                        help="MAE pretraining budget (default: the audit's default budget)")
-    parser.add_argument("--ceiling-steps", type=int, default=CEILING_STEPS, help="timed steps of each ceiling loop")
+    parser.add_argument(
+        "--images-seen",
+        type=int,
+        default=None,
+        help="MAE pretraining budget (default: the audit's default budget)",
+    )
+    parser.add_argument(
+        "--ceiling-steps", type=int, default=CEILING_STEPS, help="timed steps of each ceiling loop"
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the MAE blocks")
     parser.add_argument("--no-ivf", action="store_true", help="skip the IVF recall measurement")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tmp", default=None, help="folder for the temporary PNGs and work folders")
     parser.add_argument("--out", default=None, help="write the table as DIR/perf.json")
-    parser.add_argument("--ivf-features", default=None, metavar="FEATURES_NPZ",
-                        help="only measure IVF recall on an audit's features.npz (real -> generated, per encoder)")
+    parser.add_argument(
+        "--ivf-features",
+        default=None,
+        metavar="FEATURES_NPZ",
+        help="only measure IVF recall on an audit's features.npz (real -> generated, per encoder)",
+    )
 
 
 def main(argv: list[str] | None = None, prog: str = "python3 -m models.perf") -> int:

@@ -6,9 +6,10 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,7 +69,7 @@ class PretrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PretrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> PretrainConfig:
         """Build from a dict, ignoring unknown keys."""
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
@@ -179,9 +180,7 @@ def _make_optimizer(model: MaskedAutoencoder, config: PretrainConfig, device: to
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(
-        groups, lr=lr, betas=(0.9, 0.95), fused=device.type == "cuda"
-    )
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=device.type == "cuda")
 
 
 class _PlateauStopper:

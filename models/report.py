@@ -65,7 +65,7 @@ def _num(value: object, digits: int = 3) -> str:
         return "–"
     if isinstance(value, (int, np.integer)):
         return f"{int(value):,}"
-    return f"{float(value):.{digits}f}"  # type: ignore[arg-type]
+    return f"{float(value):.{digits}f}"  # type: ignore[arg-type]  # callers pass numbers; object keeps the call sites simple
 
 
 def _pct(value: float) -> str:

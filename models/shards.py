@@ -66,9 +66,7 @@ def shard_ranges(n: int, shards: int, align: int = 1) -> list[tuple[int, int]]:
     return ranges
 
 
-def merge_topk(
-    parts: Sequence[tuple[np.ndarray, np.ndarray, int]], k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray, int]], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Merge per-shard top-k into the global top-k.
 
     parts: (sims float [N, k_i] (higher = closer), local idx int [N, k_i], offset of the shard in the
@@ -97,13 +95,18 @@ def read_rows(path: Path, name: str, start: int, stop: int | None) -> np.ndarray
             with open(path, "rb") as fh:
                 fh.seek(info.header_offset)
                 local = fh.read(30)
-                data_start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(
-                    local[28:30], "little"
+                data_start = (
+                    info.header_offset
+                    + 30
+                    + int.from_bytes(local[26:28], "little")
+                    + int.from_bytes(local[28:30], "little")
                 )
                 fh.seek(data_start)
                 version = np.lib.format.read_magic(fh)
                 read_header = (
-                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
                 )
                 shape, fortran, dtype = read_header(fh)
                 offset = fh.tell()
@@ -158,8 +161,6 @@ def _shard_path(workdir: Path, index: int) -> Path:
 # --- stage pieces -----------------------------------------------------------------------------------
 
 
-
-
 def run_real(workdir: Path, config: AuditConfig, on_progress: Progress = _noop) -> None:
     """Embed the real set once (every shard searches against it): shards/real.npz."""
     path = WorkDir(workdir).shard_real
@@ -193,11 +194,15 @@ def run_shard(workdir: Path, config: AuditConfig, index: int, on_progress: Progr
     arrays: dict[str, np.ndarray] = {f"{name}/generated": f for name, f in features.items()}
     for view in method_for(config).views(config):
         options: SearchOptions = {
-            "metric": view.metric, "device": config.device, "ivf_min_size": config.ivf_min_size
+            "metric": view.metric,
+            "device": config.device,
+            "ivf_min_size": config.ivf_min_size,
         }
         vectors = real[f"{view.encoder}/real"]
         k = neighbourhood_size(len(vectors), config)
-        arrays[f"{view.key}/rg_sims"], arrays[f"{view.key}/rg_idx"] = search(vectors, features[view.encoder], k, **options)
+        arrays[f"{view.key}/rg_sims"], arrays[f"{view.key}/rg_idx"] = search(
+            vectors, features[view.encoder], k, **options
+        )
         arrays[f"{view.key}/gr_sims"], arrays[f"{view.key}/gr_idx"] = search(
             features[view.encoder], vectors, ATTRIBUTION_K, **options
         )
@@ -232,7 +237,10 @@ def run_merge(workdir: Path, config: AuditConfig, on_progress: Progress = _noop)
     precomputed: dict[str, np.ndarray] = {}
     for view in method_for(config).views(config):
         k = neighbourhood_size(len(real[f"{view.encoder}/real"]), config)
-        parts = [(s[f"{view.key}/rg_sims"], s[f"{view.key}/rg_idx"], start) for s, (start, _) in zip(shards, ranges)]
+        parts = [
+            (s[f"{view.key}/rg_sims"], s[f"{view.key}/rg_idx"], start)
+            for s, (start, _) in zip(shards, ranges)
+        ]
         precomputed[f"{view.key}/rg_sims"], precomputed[f"{view.key}/rg_idx"] = merge_topk(parts, k)
         for name in ("gr_sims", "gr_idx"):  # rows of the generated set: shard after shard
             precomputed[f"{view.key}/{name}"] = np.concatenate([s[f"{view.key}/{name}"] for s in shards])
@@ -244,7 +252,9 @@ def run_merge(workdir: Path, config: AuditConfig, on_progress: Progress = _noop)
     shutil.rmtree(shard_dir(workdir), ignore_errors=True)
 
 
-def run_sharded(workdir: Path, config: AuditConfig, shards: int, on_progress: Progress = _noop) -> list[tuple[int, int]]:
+def run_sharded(
+    workdir: Path, config: AuditConfig, shards: int, on_progress: Progress = _noop
+) -> list[tuple[int, int]]:
     """Every piece in this process, one after the other (what the Celery chord spreads over workers)."""
     ranges = write_plan(workdir, config, shards)
     run_real(workdir, config)

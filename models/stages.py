@@ -1,4 +1,5 @@
 """The audit as five idempotent stages over a work folder, shared by the CLI, the embedded runner and Celery."""
+
 from __future__ import annotations
 
 import json
@@ -111,7 +112,9 @@ def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
     pool_ids, pool_images = list(real.ids), real.images
     from_reference = np.zeros(len(real.ids), dtype=bool)
     if inputs.reference is not None:
-        reference = load_images(inputs.reference, config.image_size, on_progress=lambda f: on_progress((2 + f) / 3))
+        reference = load_images(
+            inputs.reference, config.image_size, on_progress=lambda f: on_progress((2 + f) / 3)
+        )
         rejected["reference"] = _rejected_dicts(reference.rejected)
         pool_ids += reference.ids
         pool_images = np.concatenate([real.images, reference.images])
@@ -192,7 +195,9 @@ def _fit_whitening(workdir: Path, images: np.ndarray, config: AuditConfig, on_pr
     from models.encoders.whitened import fit_pixel_whitening, save_whitening, thumbnail_side
 
     whitening = fit_pixel_whitening(images, config.image_size, device=config.device)
-    save_whitening(whitening, workdir / FITTED_ENCODER_FILES["pixels_whitened"], thumbnail_side(config.image_size))
+    save_whitening(
+        whitening, workdir / FITTED_ENCODER_FILES["pixels_whitened"], thumbnail_side(config.image_size)
+    )
     on_progress(1.0)
 
 
@@ -222,7 +227,9 @@ def run_pretrain(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_pro
 # --- embed ------------------------------------------------------------------------------------------
 
 
-def embed_features(workdir: Path, config: AuditConfig, images: np.ndarray, on_progress: Progress) -> dict[str, np.ndarray]:
+def embed_features(
+    workdir: Path, config: AuditConfig, images: np.ndarray, on_progress: Progress
+) -> dict[str, np.ndarray]:
     """Features of images with every encoder the method's views need, keyed by encoder name."""
     from models.encoders.registry import create_encoder
 
@@ -283,7 +290,9 @@ def run_search(
 
     done = precomputed or {}
 
-    def found(key: str, compute: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    def found(
+        key: str, compute: Callable[[], tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         return (done[f"{key}_sims"], done[f"{key}_idx"]) if f"{key}_sims" in done else compute()
 
     features = _load_npz(WorkDir(workdir).features)
@@ -293,12 +302,14 @@ def run_search(
         real = features[f"{view.encoder}/real"]
         generated = features[f"{view.encoder}/generated"]
         options: SearchOptions = {
-            "metric": view.metric, "device": config.device, "ivf_min_size": config.ivf_min_size
+            "metric": view.metric,
+            "device": config.device,
+            "ivf_min_size": config.ivf_min_size,
         }
         k = neighbourhood_size(len(real), config)
-        rg_sims, rg_idx = found(f"{view.key}/rg", lambda: search(real, generated, k, **options))
+        rg_sims, rg_idx = found(f"{view.key}/rg", lambda: search(real, generated, k, **options))  # noqa: B023 - called at once
         rr_sims, rr_idx = search(real, real, k, exclude_self=True, **options)
-        gr_sims, gr_idx = found(f"{view.key}/gr", lambda: search(generated, real, ATTRIBUTION_K, **options))
+        gr_sims, gr_idx = found(f"{view.key}/gr", lambda: search(generated, real, ATTRIBUTION_K, **options))  # noqa: B023 - called at once
         arrays.update(
             {
                 f"{view.key}/rg_sims": rg_sims,
@@ -318,7 +329,10 @@ def load_neighbours(workdir: Path, views: tuple[View, ...]) -> dict[str, Neighbo
     data = _load_npz(WorkDir(workdir).neighbours)
     return {
         v.key: Neighbours(
-            *(data[f"{v.key}/{name}"] for name in ("rg_sims", "rg_idx", "rr_sims", "rr_idx", "gr_sims", "gr_idx"))
+            *(
+                data[f"{v.key}/{name}"]
+                for name in ("rg_sims", "rg_idx", "rr_sims", "rr_idx", "gr_sims", "gr_idx")
+            )
         )
         for v in views
     }
@@ -412,8 +426,14 @@ def _power(decisions: Decisions, labelled: np.ndarray, labels: np.ndarray) -> di
     return {"n_known_used": int(known_used.size), "flagged": found, "recall": found / known_used.size}
 
 
-def _result_rows(ids: list[str], scores: np.ndarray, d: Decisions, roles: np.ndarray,
-                 output: ScoreOutput, generated_ids: list[str]) -> list[ResultRow]:
+def _result_rows(
+    ids: list[str],
+    scores: np.ndarray,
+    d: Decisions,
+    roles: np.ndarray,
+    output: ScoreOutput,
+    generated_ids: list[str],
+) -> list[ResultRow]:
     def maybe(value: float) -> float | None:
         return None if np.isnan(value) else float(value)
 
@@ -477,7 +497,7 @@ def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
         "n_reference_set": int(from_reference.sum()),
         "n_generated": len(generated.ids),
         "n_decided_used": int(d.used.sum()),
-        "n_labelled": int(len(labelled)),
+        "n_labelled": len(labelled),
         "labelled": _labelled_summary(scores[:n_real], d, labelled, labels, applied_on, config),
         "leakage": d.leakage,
         "power": _power(d, labelled, labels),
@@ -486,8 +506,14 @@ def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
     atomic_write_json(WorkDir(workdir).metrics, summary)
 
 
-def _labelled_summary(scores: np.ndarray, d: Decisions, labelled: np.ndarray, labels: np.ndarray,
-                      applied_on: np.ndarray, config: AuditConfig) -> dict[str, Any] | None:
+def _labelled_summary(
+    scores: np.ndarray,
+    d: Decisions,
+    labelled: np.ndarray,
+    labels: np.ndarray,
+    applied_on: np.ndarray,
+    config: AuditConfig,
+) -> dict[str, Any] | None:
     """label_metrics of the labelled images; under "fdr" the applied metrics cover the known-used only
     (the known-not-used are the reference, never decided), the cross-validated F1 rule all of them."""
     if not len(labelled):
@@ -496,7 +522,9 @@ def _labelled_summary(scores: np.ndarray, d: Decisions, labelled: np.ndarray, la
     if d.rule == "fdr":
         keep = np.isin(labelled, applied_on)
         if keep.any():
-            out["applied"] = metrics.classification_metrics(labels[keep], d.used[labelled[keep]], scores[labelled[keep]])
+            out["applied"] = metrics.classification_metrics(
+                labels[keep], d.used[labelled[keep]], scores[labelled[keep]]
+            )
         else:
             out.pop("applied")
     return out
@@ -509,7 +537,10 @@ def read_evidence(workdir: Path, reference: bool = False) -> dict[str, list[tupl
     wanted = load_reference_mask(workdir) == reference
     data = _load_npz(WorkDir(workdir).scores)
     return {
-        image_id: [(generated.ids[int(j)], float(s)) for j, s in zip(data["evidence_idx"][i], data["evidence_sims"][i])]
+        image_id: [
+            (generated.ids[int(j)], float(s))
+            for j, s in zip(data["evidence_idx"][i], data["evidence_sims"][i])
+        ]
         for i, image_id in enumerate(pool.ids)
         if wanted[i]
     }
@@ -535,7 +566,9 @@ def _pin_config(workdir: Path, config: AuditConfig) -> None:
         raise ValueError(f"work folder {workdir} holds an audit with another configuration")
 
 
-def run_stage(stage: str, workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress = _noop) -> None:
+def run_stage(
+    stage: str, workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress = _noop
+) -> None:
     """Run one stage unless its artifact already exists; records its wall time in timings.json."""
     if stage not in _RUNNERS:
         raise ValueError(f"unknown stage {stage!r}")

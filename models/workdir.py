@@ -171,7 +171,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """np.savez (uncompressed, so models/shards.py can memory-map rows) to a temp file, then rename."""
     with _replacing(path) as fh:
-        np.savez(fh, allow_pickle=False, **arrays)  # no object arrays: every reader loads with allow_pickle=False
+        np.savez(
+            fh, allow_pickle=False, **arrays
+        )  # no object arrays: every reader loads with allow_pickle=False
 
 
 def _json_default(value: Any) -> Any:

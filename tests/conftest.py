@@ -64,7 +64,7 @@ def create_database(prefix: str = "synthaudit_test") -> str:
     try:
         with engine.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(
             f"Postgres at {PG_ADMIN_URL} is not usable ({exc}); run `bash scripts/ensure_services.sh`"
         )

@@ -78,7 +78,7 @@ def make_dicom_set(root: Path, size: int = 32, n_fresh: int = 10, seed: int = 7)
     (root / "generated").mkdir(parents=True)
     patient_of, series_of, copied, generated = {}, {}, set(), []
     n = 0
-    for p, (patient, (series_idx, copies)) in enumerate(LAYOUT.items()):
+    for _p, (patient, (series_idx, copies)) in enumerate(LAYOUT.items()):
         study = generate_uid()
         series = [generate_uid() for _ in range(3)]
         for j, s in enumerate(series_idx):

@@ -83,14 +83,39 @@ def zip_of_raw(members: list[tuple[str, int, bytes, int, int]]) -> bytes:
     local, central = bytearray(), bytearray()
     for name, method, raw, size, crc in members:
         encoded = name.encode()
-        central += struct.pack(
-            "<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, method, 0, 0, crc, len(raw), size,
-            len(encoded), 0, 0, 0, 0, 0, len(local),
-        ) + encoded
-        local += struct.pack(
-            "<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, method, 0, 0, crc, len(raw), size, len(encoded), 0
-        ) + encoded + raw
-    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central), len(local), 0)
+        central += (
+            struct.pack(
+                "<4sHHHHHHIIIHHHHHII",
+                b"PK\x01\x02",
+                20,
+                20,
+                0,
+                method,
+                0,
+                0,
+                crc,
+                len(raw),
+                size,
+                len(encoded),
+                0,
+                0,
+                0,
+                0,
+                0,
+                len(local),
+            )
+            + encoded
+        )
+        local += (
+            struct.pack(
+                "<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, method, 0, 0, crc, len(raw), size, len(encoded), 0
+            )
+            + encoded
+            + raw
+        )
+    end = struct.pack(
+        "<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central), len(local), 0
+    )
     return bytes(local + central + end)
 
 
@@ -99,9 +124,12 @@ def lying_zip(entries: int, declared: int = 1) -> bytes:
     (all naming one empty local member, `a.png`)."""
     name = b"a.png"
     local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0) + name
-    entry = struct.pack(
-        "<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0, 0, 0
-    ) + name
+    entry = (
+        struct.pack(
+            "<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0, 0, 0
+        )
+        + name
+    )
     central = entry * entries
     end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, declared, declared, len(central), len(local), 0)
     return local + central + end
@@ -175,7 +203,7 @@ def rle_multiframe_dicom(rows: int, cols: int, frames: int, preamble: bool = Tru
     from pydicom.encaps import encapsulate
     from pydicom.uid import RLELossless
 
-    meta, ds = _meta_and_dataset(RLELossless, rows, cols, frames)
+    _meta, ds = _meta_and_dataset(RLELossless, rows, cols, frames)
     ds.PixelData = encapsulate([_rle_zero_frame(rows * cols)] * frames)
     ds["PixelData"].VR = "OB"
     buf = io.BytesIO()

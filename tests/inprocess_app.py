@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
-
 from synthetic_sets import random_image
 
 GROUP_KEY_SECRET = "synthaudit-inprocess-group-key-secret-0123456789"

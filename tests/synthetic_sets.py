@@ -1,4 +1,5 @@
 """Small synthetic membership sets for tests: smooth random images, generated near-copies of the 'used' ones."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,6 +52,8 @@ def make_membership_set(
             generated.append(img.copy() if exact_copies else near_copy(rng, img))
     generated += [random_image(rng, size) for _ in range(n_fresh_generated)]
     for j in rng.permutation(len(generated)):
-        Image.fromarray(generated[j]).save(root / "generated" / f"g{len(list((root / 'generated').iterdir())) + 1:05d}.png")
+        Image.fromarray(generated[j]).save(
+            root / "generated" / f"g{len(list((root / 'generated').iterdir())) + 1:05d}.png"
+        )
     (root / "labels.csv").write_text("id,used\n" + "".join(f"{k},{v}\n" for k, v in sorted(labels.items())))
     return labels

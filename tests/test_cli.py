@@ -1,4 +1,5 @@
 """The synthaudit command as a user runs it: real processes, real files."""
+
 from __future__ import annotations
 
 import csv
@@ -7,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from synthetic_sets import make_membership_set
 
 CLI = [sys.executable, "-m", "app.cli"]
@@ -28,11 +28,31 @@ def bench_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
 def test_audit_writes_csv_and_evaluate_scores_it(bench_folder, tmp_path: Path) -> None:
     root, labels = bench_folder
     out = tmp_path / "results.csv"
-    result = run_cli("audit", "--real", str(root / "real"), "--generated", str(root / "generated"),
-                     "--out", str(out), "--method", "pixels", "--image-size", "32")
+    result = run_cli(
+        "audit",
+        "--real",
+        str(root / "real"),
+        "--generated",
+        str(root / "generated"),
+        "--out",
+        str(out),
+        "--method",
+        "pixels",
+        "--image-size",
+        "32",
+    )
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["id", "used", "score", "nearest_generated", "similarity", "p_value", "q_value", "role"]
+    assert list(rows[0]) == [
+        "id",
+        "used",
+        "score",
+        "nearest_generated",
+        "similarity",
+        "p_value",
+        "q_value",
+        "role",
+    ]
     assert all(r["p_value"] == "" and r["q_value"] == "" for r in rows)  # no reference: uncalibrated
     assert "uncalibrated" in result.stdout
     assert {r["id"] for r in rows} == set(labels)
@@ -47,9 +67,23 @@ def test_audit_writes_csv_and_evaluate_scores_it(bench_folder, tmp_path: Path) -
 def test_audit_imageclef_format(bench_folder, tmp_path: Path) -> None:
     root, labels = bench_folder
     out = tmp_path / "run.txt"
-    result = run_cli("audit", "--real", str(root / "real"), "--generated", str(root / "generated"),
-                     "--out", str(out), "--method", "pixels", "--image-size", "32", "--format", "imageclef",
-                     "--labels", str(root / "labels.csv"))
+    result = run_cli(
+        "audit",
+        "--real",
+        str(root / "real"),
+        "--generated",
+        str(root / "generated"),
+        "--out",
+        str(out),
+        "--method",
+        "pixels",
+        "--image-size",
+        "32",
+        "--format",
+        "imageclef",
+        "--labels",
+        str(root / "labels.csv"),
+    )
     assert result.returncode == 0, result.stderr
     lines = out.read_text().splitlines()
     assert len(lines) == len(labels)
@@ -72,9 +106,25 @@ def test_audit_with_a_reference_writes_p_values_and_the_metrics_json(bench_folde
     for image_id in held_out:
         (real / f"{image_id}.png").rename(reference / f"{image_id}.png")
     out, metrics = tmp_path / "results.csv", tmp_path / "metrics.json"
-    result = run_cli("audit", "--real", str(real), "--generated", str(root / "generated"), "--out", str(out),
-                     "--reference", str(reference), "--metrics", str(metrics), "--method", "pixels",
-                     "--image-size", "32", "--fdr", "0.2")
+    result = run_cli(
+        "audit",
+        "--real",
+        str(real),
+        "--generated",
+        str(root / "generated"),
+        "--out",
+        str(out),
+        "--reference",
+        str(reference),
+        "--metrics",
+        str(metrics),
+        "--method",
+        "pixels",
+        "--image-size",
+        "32",
+        "--fdr",
+        "0.2",
+    )
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(out.open()))
     assert {r["id"] for r in rows} == set(labels) - set(held_out)
@@ -84,19 +134,42 @@ def test_audit_with_a_reference_writes_p_values_and_the_metrics_json(bench_folde
     assert document["decision_rule"] == "fdr"
     assert document["counts"]["reference"] == 6 and document["counts"]["candidates"] == 14
     leak = document["leakage"]
-    assert set(leak) >= {"p_value", "detected", "level", "test", "n_candidates", "n_reference",
-                         "used_count_lower_bound", "used_share_estimate", "used_share_ci"}
+    assert set(leak) >= {
+        "p_value",
+        "detected",
+        "level",
+        "test",
+        "n_candidates",
+        "n_reference",
+        "used_count_lower_bound",
+        "used_share_estimate",
+        "used_share_ci",
+    }
     assert leak["n_flagged"] == sum(r["used"] == "1" for r in rows)
     assert "p = " in result.stdout and "at least" in result.stdout
 
 
 def test_fdr_rule_without_reference_is_one_line_error(bench_folder, tmp_path: Path) -> None:
     root, _ = bench_folder
-    result = run_cli("audit", "--real", str(root / "real"), "--generated", str(root / "generated"),
-                     "--out", str(tmp_path / "r.csv"), "--method", "pixels", "--image-size", "32",
-                     "--decision", "fdr")
+    result = run_cli(
+        "audit",
+        "--real",
+        str(root / "real"),
+        "--generated",
+        str(root / "generated"),
+        "--out",
+        str(tmp_path / "r.csv"),
+        "--method",
+        "pixels",
+        "--image-size",
+        "32",
+        "--decision",
+        "fdr",
+    )
     assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "known not to be used" in result.stderr  # before any work
+    assert (
+        result.stderr.strip().count("\n") == 0 and "known not to be used" in result.stderr
+    )  # before any work
 
 
 @pytest.mark.slow
@@ -108,8 +181,15 @@ def test_bench_prints_table(bench_folder) -> None:
 
 
 def test_missing_input_is_one_line_error(tmp_path: Path) -> None:
-    result = run_cli("audit", "--real", str(tmp_path / "nope"), "--generated", str(tmp_path), "--out",
-                     str(tmp_path / "r.csv"))
+    result = run_cli(
+        "audit",
+        "--real",
+        str(tmp_path / "nope"),
+        "--generated",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "r.csv"),
+    )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
 
@@ -117,8 +197,17 @@ def test_missing_input_is_one_line_error(tmp_path: Path) -> None:
 def test_empty_set_is_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "gen").mkdir()
-    result = run_cli("audit", "--real", str(tmp_path / "real"), "--generated", str(tmp_path / "gen"),
-                     "--out", str(tmp_path / "r.csv"), "--method", "pixels")
+    result = run_cli(
+        "audit",
+        "--real",
+        str(tmp_path / "real"),
+        "--generated",
+        str(tmp_path / "gen"),
+        "--out",
+        str(tmp_path / "r.csv"),
+        "--method",
+        "pixels",
+    )
     assert result.returncode == 2
     assert "no readable images" in result.stderr
     assert "Traceback" not in result.stderr

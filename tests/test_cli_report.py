@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from browser import non_white_fraction, screenshot
 from synthetic_sets import make_membership_set
 

@@ -78,7 +78,11 @@ def violations(rule: str, sources: list[str], forbidden: tuple[str, ...]) -> lis
 
 
 def test_models_never_import_the_service_tiers_or_the_web_stack() -> None:
-    bad = violations("models", [m for m in MODULES if starts(m, "models")], ("app", "worker", *WEB_STACK, *DATABASE_AND_QUEUE))
+    bad = violations(
+        "models",
+        [m for m in MODULES if starts(m, "models")],
+        ("app", "worker", *WEB_STACK, *DATABASE_AND_QUEUE),
+    )
     assert not bad, "\n".join(bad)
 
 
@@ -151,7 +155,9 @@ def test_no_import_circle() -> None:
     edges = graph()
     # A package's __init__ importing its own submodules (the encoder families registering) is not a circle.
     for name in edges:
-        edges[name] = {imp for imp in edges[name] if not (MODULES[imp].name == "__init__.py" and starts(name, imp))}
+        edges[name] = {
+            imp for imp in edges[name] if not (MODULES[imp].name == "__init__.py" and starts(name, imp))
+        }
     found = cycles(edges)
     assert not found, "import circles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
@@ -161,7 +167,7 @@ def test_the_checker_sees_a_circle_and_an_upward_import(tmp_path: Path) -> None:
     assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
     planted = tmp_path / "planted.py"
     planted.write_text("def f():\n    from worker.pipeline import WorkerContext\n")
-    assert "worker.pipeline" in [imp for imp in ast_imports(planted)]
+    assert "worker.pipeline" in list(ast_imports(planted))
 
 
 def ast_imports(path: Path) -> list[str]:
@@ -170,7 +176,9 @@ def ast_imports(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("embedded", [False, True])
-def test_the_api_process_imports_the_workers_only_in_the_embedded_mode(embedded: bool, tmp_path: Path) -> None:
+def test_the_api_process_imports_the_workers_only_in_the_embedded_mode(
+    embedded: bool, tmp_path: Path
+) -> None:
     """Distributed: create_app and a request never load `worker`; embedded: the runner is in-process."""
     env_broker = "" if embedded else "redis://127.0.0.1:6379/15"
     code = (

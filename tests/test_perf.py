@@ -3,15 +3,30 @@ pillow, safetensors and tqdm (no faiss, no service packages)."""
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-BLOCKED = ("faiss", "fastapi", "sqlalchemy", "celery", "redis", "pydantic", "pydantic_settings", "pydicom",
-           "matplotlib", "uvicorn", "alembic", "psycopg", "httpx", "app", "worker")
+import pytest
+
+BLOCKED = (
+    "faiss",
+    "fastapi",
+    "sqlalchemy",
+    "celery",
+    "redis",
+    "pydantic",
+    "pydantic_settings",
+    "pydicom",
+    "matplotlib",
+    "uvicorn",
+    "alembic",
+    "psycopg",
+    "httpx",
+    "app",
+    "worker",
+)
 RUN = (
     "import runpy, sys\n"
     f"for name in {BLOCKED!r}: sys.modules[name] = None\n"
@@ -23,8 +38,27 @@ RUN = (
 @pytest.mark.slow
 def test_perf_runs_with_the_gpu_hosts_packages_only(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[1]
-    argv = [sys.executable, "-c", RUN, "--real", "24", "--generated", "48", "--size", "32", "--images-seen", "64",
-            "--ceiling-steps", "1", "--device", "cpu", "--out", str(tmp_path), "--tmp", str(tmp_path)]
+    argv = [
+        sys.executable,
+        "-c",
+        RUN,
+        "--real",
+        "24",
+        "--generated",
+        "48",
+        "--size",
+        "32",
+        "--images-seen",
+        "64",
+        "--ceiling-steps",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+        "--tmp",
+        str(tmp_path),
+    ]
     done = subprocess.run(argv, check=False, cwd=repo, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "end to end" in done.stdout
@@ -34,7 +68,10 @@ def test_perf_runs_with_the_gpu_hosts_packages_only(tmp_path: Path) -> None:
     paper = report["methods"]["paper"]
     assert [r["stage"] for r in paper["stages"]] == ["decode", "pretrain", "embed", "search", "decide"]
     by_stage = {r["stage"]: r for r in paper["stages"]}
-    assert paper["pretrain"]["images_seen"] >= 64 and by_stage["pretrain"]["images"] == paper["pretrain"]["images_seen"]
+    assert (
+        paper["pretrain"]["images_seen"] >= 64
+        and by_stage["pretrain"]["images"] == paper["pretrain"]["images_seen"]
+    )
     for stage in ("pretrain", "embed", "search"):
         assert by_stage[stage]["ceiling_images_per_s"] > 0 and by_stage[stage]["share_of_ceiling"] > 0
     assert by_stage["decode"]["images"] == 72 and by_stage["decide"]["images"] == 24

@@ -15,9 +15,10 @@ import logging
 import time
 import uuid
 
+from app.core import repository as repo
 from app.core.db import session_scope
 from app.core.logs import log_unexpected
-from app.core.tables import ACTIVE_STATUSES, Encoder, utcnow
+from app.core.tables import ACTIVE_STATUSES, utcnow
 from worker.context import WorkerContext
 from worker.errors import TRANSIENT_ERRORS, EncoderStopped
 from worker.heartbeat import EncoderHeartbeat, JobTimeLimit
@@ -40,7 +41,7 @@ def time_limit_message(limit_s: float) -> str:
 
 def _set(ctx: WorkerContext, encoder_id: uuid.UUID, only_active: bool = True, **values: object) -> bool:
     with session_scope(ctx.sessions) as session:
-        encoder = session.get(Encoder, encoder_id)
+        encoder = repo.get_encoder(session, encoder_id)
         if encoder is None or (only_active and encoder.status not in ACTIVE_STATUSES):
             return False
         for key, value in values.items():
@@ -53,7 +54,7 @@ def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
     from models.pretrained import EncoderSpec, pretrain_encoder  # the ML core loads where a job runs
 
     with session_scope(ctx.sessions) as session:
-        encoder = session.get(Encoder, encoder_id)
+        encoder = repo.get_encoder(session, encoder_id)
         if encoder is None or encoder.status not in ACTIVE_STATUSES:
             return "stopped"
         encoder.status, encoder.started_at, encoder.progress = "running", utcnow(), 0.0

@@ -18,10 +18,8 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import ClassVar, Self
 
-from sqlalchemy import update
-
+from app.core import repository as repo
 from app.core.db import session_scope
-from app.core.tables import Audit, Encoder, utcnow
 from worker.audit_failure import fail
 from worker.context import WorkerContext
 from worker.errors import AuditStopped, EncoderStopped
@@ -140,11 +138,8 @@ class AuditHeartbeat(RowHeartbeat):
             self.stopped.set()
             return
         with session_scope(self.ctx.sessions) as session:
-            conditions = [Audit.id == self.audit_id, Audit.status == "running"]
-            if self.attempt is not None:
-                conditions.append(Audit.attempt == self.attempt)
-            alive = session.execute(update(Audit).where(*conditions).values(heartbeat_at=utcnow()))
-        if alive.rowcount == 0:  # type: ignore[attr-defined]
+            alive = repo.beat_audit(session, self.audit_id, self.attempt)
+        if not alive:
             self.stopped.set()
 
 
@@ -161,12 +156,8 @@ class EncoderHeartbeat(RowHeartbeat):
     def beat(self) -> None:
         """One heartbeat of a running encoder job."""
         with session_scope(self.ctx.sessions) as session:
-            alive = session.execute(
-                update(Encoder)
-                .where(Encoder.id == self.encoder_id, Encoder.status == "running")
-                .values(heartbeat_at=utcnow())
-            )
-        if alive.rowcount == 0:  # type: ignore[attr-defined]
+            alive = repo.beat_encoder(session, self.encoder_id)
+        if not alive:
             self.stopped.set()
 
 

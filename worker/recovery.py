@@ -33,14 +33,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import create_engine, or_, select, update
+from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
+from app.core import repository as repo
 from app.core.config import get_settings
 from app.core.db import make_session_factory, normalise_url, session_scope
 from app.core.jobs import send_chain, send_encoder_task
 from app.core.storage import Storage
-from app.core.tables import ACTIVE_STATUSES, Audit, Encoder, utcnow
+from app.core.tables import Audit, Encoder, utcnow
 from app.core.webhooks import resend_stalled
 from worker.context import WorkerContext
 
@@ -67,11 +68,7 @@ def _orphans(
     None) running ones only, since a queued one may be waiting its turn. Also returns the cut-off."""
     stale_before = utcnow() - timedelta(seconds=ctx.settings.orphan_after_s)
     with session_scope(ctx.sessions) as session:
-        rows = session.execute(
-            select(table.id, table.status, table.heartbeat_at, table.created_at, *columns)
-            .where(table.status.in_(ACTIVE_STATUSES))
-            .order_by(table.created_at)
-        ).all()
+        rows = repo.active_jobs(session, table, *columns)
     stale = [r for r in rows if _last_sign_of_life(r) < stale_before]
     if not stale:
         return [], stale_before
@@ -96,12 +93,8 @@ def sweep(ctx: Any, resend: Resend, waiting: Callable[[], bytes | None]) -> list
     for row in orphans:
         attempt = int(row.attempt or 1) + 1
         with session_scope(ctx.sessions) as session:
-            claimed = session.execute(
-                update(Audit)
-                .where(Audit.id == row.id, Audit.attempt == row.attempt, Audit.status.in_(ACTIVE_STATUSES))
-                .values(attempt=attempt, heartbeat_at=utcnow())
-            )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            claimed = repo.claim_orphaned_audit(session, row.id, row.attempt, attempt)
+        if not claimed:
             continue  # another sweeper took it, or it ended meanwhile
         stage = row.stage if row.status == "running" and row.stage in STAGES else STAGES[0]
         resend(row.id, stage, attempt)
@@ -125,14 +118,9 @@ def sweep_encoders(
     orphans, stale_before = _orphans(ctx, Encoder, waiting)
     recovered: list[uuid.UUID] = []
     for row in orphans:
-        still_stale = or_(Encoder.heartbeat_at.is_(None), Encoder.heartbeat_at < stale_before)
         with session_scope(ctx.sessions) as session:
-            claimed = session.execute(
-                update(Encoder)
-                .where(Encoder.id == row.id, still_stale, Encoder.status.in_(ACTIVE_STATUSES))
-                .values(heartbeat_at=utcnow())
-            )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            claimed = repo.claim_orphaned_encoder(session, row.id, stale_before)
+        if not claimed:
             continue  # another sweeper took it, or it moved on meanwhile
         resend(row.id)
         log.warning(

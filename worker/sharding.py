@@ -135,7 +135,11 @@ def embed_shard(self: Task, audit_id: str, attempt: int | None, index: int) -> s
         run_shard(workdir, config, index, _span(on_progress, start, end))
 
     outcome = execute_stage(
-        ctx, uuid.UUID(audit_id), "embed", (SoftTimeLimitExceeded,), attempt,
+        ctx,
+        uuid.UUID(audit_id),
+        "embed",
+        (SoftTimeLimitExceeded,),
+        attempt,
         StagePart(f"shard{index}", run, start),
     )
     log.info("audit %s: shard %d %s", audit_id, index, outcome.value)

@@ -38,24 +38,18 @@ def upgrade() -> None:
     op.create_index(op.f("ix_api_keys_tenant"), "api_keys", ["tenant"])
 
     with op.batch_alter_table("datasets") as batch:
-        batch.add_column(
-            sa.Column("tenant", sa.String(length=64), server_default="default", nullable=False)
-        )
+        batch.add_column(sa.Column("tenant", sa.String(length=64), server_default="default", nullable=False))
         batch.add_column(sa.Column("purged_at", TIMESTAMP, nullable=True))
         batch.create_index(batch.f("ix_datasets_tenant"), ["tenant"])
 
     with op.batch_alter_table("audits") as batch:
-        batch.add_column(
-            sa.Column("tenant", sa.String(length=64), server_default="default", nullable=False)
-        )
+        batch.add_column(sa.Column("tenant", sa.String(length=64), server_default="default", nullable=False))
         batch.add_column(sa.Column("purged_at", TIMESTAMP, nullable=True))
         batch.add_column(sa.Column("heartbeat_at", TIMESTAMP, nullable=True))
         batch.add_column(sa.Column("attempt", sa.Integer(), server_default="1", nullable=False))
         batch.create_index(batch.f("ix_audits_tenant"), ["tenant"])
         batch.drop_constraint("uq_audits_idempotency_key", type_="unique")
-        batch.create_unique_constraint(
-            "uq_audits_tenant_idempotency_key", ["tenant", "idempotency_key"]
-        )
+        batch.create_unique_constraint("uq_audits_tenant_idempotency_key", ["tenant", "idempotency_key"])
 
 
 def downgrade() -> None:

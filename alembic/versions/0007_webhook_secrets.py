@@ -25,12 +25,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with sqlite_foreign_keys_off():
-        with op.batch_alter_table("audits") as batch:
-            batch.add_column(sa.Column("webhook_secret", sa.String(length=128), nullable=True))
+    with sqlite_foreign_keys_off(), op.batch_alter_table("audits") as batch:
+        batch.add_column(sa.Column("webhook_secret", sa.String(length=128), nullable=True))
 
 
 def downgrade() -> None:
-    with sqlite_foreign_keys_off():
-        with op.batch_alter_table("audits") as batch:
-            batch.drop_column("webhook_secret")
+    with sqlite_foreign_keys_off(), op.batch_alter_table("audits") as batch:
+        batch.drop_column("webhook_secret")

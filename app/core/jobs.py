@@ -80,7 +80,9 @@ def celery_client(settings: Settings) -> Any:
     """A Celery app that only sends tasks by name: no task modules, no signals, no worker set-up."""
     from celery import Celery
 
-    client = Celery("synthaudit-client", broker=settings.celery_broker_url or "memory://", set_as_current=False)
+    client = Celery(
+        "synthaudit-client", broker=settings.celery_broker_url or "memory://", set_as_current=False
+    )
     client.conf.update(broker_options(settings))
     return client
 
@@ -116,7 +118,8 @@ def send_chain(
         for i, stage in enumerate(names)
         if i >= first
     ]
-    chain(*steps).apply_async(**({"retry_policy": retry_policy} if retry_policy else {}))
+    options: dict[str, Any] = {"retry_policy": retry_policy} if retry_policy else {}
+    chain(*steps).apply_async(**options)
 
 
 def send_encoder_task(

@@ -18,7 +18,7 @@ import base64
 import secrets
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -34,7 +34,7 @@ def new_secret() -> str:
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """`v1,<base64 signature>` of one message (the body as sent, byte for byte)."""
-    when = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    when = datetime.fromtimestamp(timestamp, tz=UTC)
     return Webhook(secret).sign(msg_id=msg_id, timestamp=when, data=body.decode("utf-8"))
 
 

@@ -70,7 +70,7 @@ def to_schema(audit: Audit) -> AuditOut:
     base = audit_location(audit.id)
     return AuditOut(
         id=audit.id,
-        status=audit.status,  # type: ignore[arg-type]
+        status=audit.status,  # type: ignore[arg-type]  # the column holds only the schema's literals (written by this code); pydantic checks again
         stage=audit.stage,
         progress=round(min(max(audit.progress or 0.0, 0.0), 100.0), 1),
         error=audit.error,

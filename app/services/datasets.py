@@ -59,7 +59,7 @@ def to_schema(dataset: Dataset, rejected_count: int | None = None) -> DatasetOut
     rejected = [] if rejected_count is not None else [RejectedFile(**r) for r in dataset.rejected or []]
     return DatasetOut(
         id=dataset.id,
-        role=dataset.role,  # type: ignore[arg-type]
+        role=dataset.role,  # type: ignore[arg-type]  # the column holds only the schema's literals (written by this code); pydantic checks again
         name=dataset.name,
         image_count=dataset.image_count,
         total_bytes=dataset.total_bytes,

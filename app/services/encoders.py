@@ -32,7 +32,7 @@ def to_schema(encoder: Encoder) -> EncoderOut:
     return EncoderOut(
         id=encoder.id,
         name=encoder.name,
-        status=encoder.status,  # type: ignore[arg-type]
+        status=encoder.status,  # type: ignore[arg-type]  # the column holds only the schema's literals (written by this code); pydantic checks again
         progress=round(min(max(encoder.progress or 0.0, 0.0), 100.0), 1),
         error=encoder.error,
         dataset_ids=[uuid.UUID(d) for d in encoder.dataset_ids],
@@ -61,7 +61,9 @@ def _resolve_spec(body: EncoderCreate) -> dict[str, Any]:
     return spec
 
 
-def create_encoder(session: Session, dispatcher: Dispatcher, body: EncoderCreate, *, tenant: str) -> EncoderOut:
+def create_encoder(
+    session: Session, dispatcher: Dispatcher, body: EncoderCreate, *, tenant: str
+) -> EncoderOut:
     """Queue the pretraining of an encoder on the datasets' images."""
     sources = body.sources()
     for dataset_id in sources:

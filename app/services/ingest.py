@@ -139,7 +139,10 @@ class _Stager:
         """The rejected files, the ones past MAX_REJECTED_LISTED summed up in a last entry."""
         if not self.unlisted:
             return self.rejected
-        return [*self.rejected, {"name": f"({self.unlisted} more)", "reason": f"{self.unlisted} more files rejected"}]
+        return [
+            *self.rejected,
+            {"name": f"({self.unlisted} more)", "reason": f"{self.unlisted} more files rejected"},
+        ]
 
     def add_stream(self, relpath: str, display: str, stream: BinaryIO) -> None:
         if relpath in self.files:

@@ -77,7 +77,9 @@ class Budget:
         self.check()
         self.members += 1
         if self.members > self.limits.max_members:
-            self._spend(f"more than {self.limits.max_members} archive members in the upload; the rest was skipped")
+            self._spend(
+                f"more than {self.limits.max_members} archive members in the upload; the rest was skipped"
+            )
 
     def charge(self, nbytes: int) -> None:
         """Count bytes unpacked (inflated member data; for a tar, its whole decompressed stream)."""
@@ -91,7 +93,9 @@ class Budget:
             self.refuse_bytes()
 
     def refuse_bytes(self) -> None:
-        self._spend(f"the upload unpacks to more than {self.limits.max_extracted_bytes} bytes; the rest was skipped")
+        self._spend(
+            f"the upload unpacks to more than {self.limits.max_extracted_bytes} bytes; the rest was skipped"
+        )
 
     def _spend(self, reason: str) -> None:
         self.spent = reason

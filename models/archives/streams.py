@@ -114,7 +114,7 @@ class ZipMemberStream(io.RawIOBase):
     Raises MemberError for corrupt, truncated or oversized data.
     """
 
-    def __init__(  # noqa: PLR0913 - a member's coordinates in the file
+    def __init__(
         self, fh: BinaryIO, compressed: int, method: int, size: int, crc: int, budget: Budget
     ) -> None:
         super().__init__()
@@ -202,7 +202,7 @@ class TarStream:
         elif magic.startswith(b"BZh"):
             self.inner = bz2.BZ2File(raw)
         elif magic.startswith(b"\xfd7zXZ\x00"):
-            self.inner = lzma.LZMAFile(raw)
+            self.inner = lzma.LZMAFile(raw)  # noqa: SIM115 - closed with the stream
         else:
             self.inner = raw
         self.buffer, self.pos = b"", 0  # decompressed bytes read ahead (at most CHUNK)
@@ -231,7 +231,9 @@ class TarStream:
         try:
             data = self.inner.read(CHUNK)
         except DECOMPRESSION_ERRORS:
-            raise ArchiveError("not a readable tar archive (truncated or corrupt); later members skipped") from None
+            raise ArchiveError(
+                "not a readable tar archive (truncated or corrupt); later members skipped"
+            ) from None
         self.budget.charge(len(data))
         return data
 

@@ -80,7 +80,7 @@ def _pax_records(data: bytes) -> dict[str, str]:
     """The records of a PAX header ("<length> <key>=<value>\\n" each)."""
     records: dict[str, str] = {}
     pos = 0
-    while pos < len(data) and data[pos:pos + 1] != b"\0":
+    while pos < len(data) and data[pos : pos + 1] != b"\0":
         space = data.find(b" ", pos, pos + 20)
         length = int(data[pos:space]) if space > pos and data[pos:space].isdigit() else 0
         record = data[space + 1 : pos + length]

@@ -19,7 +19,9 @@ from typing import BinaryIO, cast
 from models.archives.limits import ArchiveError, Budget, Member, MemberError, Skipped, screen
 from models.archives.streams import ZipMemberStream
 
-_EOCD = struct.Struct("<4sHHHHIIH")  # signature, disk, cd disk, entries here, entries, cd size, cd offset, comment
+_EOCD = struct.Struct(
+    "<4sHHHHIIH"
+)  # signature, disk, cd disk, entries here, entries, cd size, cd offset, comment
 _EOCD64_LOCATOR = struct.Struct("<4sIQI")
 _EOCD64 = struct.Struct("<4sQHHIIQQQQ")
 _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
@@ -124,7 +126,9 @@ def _entries(fh: BinaryIO, directory: _Directory, budget: Budget) -> Iterator[tu
             raise ArchiveError("zip archive with a corrupt central directory; later members skipped")
         budget.take_member()
         raw_name = variable[:name_len]
-        size, compressed, offset = _zip64_values(variable[name_len : name_len + extra_len], size, compressed, offset)
+        size, compressed, offset = _zip64_values(
+            variable[name_len : name_len + extra_len], size, compressed, offset
+        )
         encoding = "utf-8" if flags & 0x800 else "cp437"
         name = raw_name.decode(encoding, "surrogateescape")
         mode = stat.S_IFMT(external >> 16)
@@ -184,4 +188,6 @@ def zip_members(path: Path, budget: Budget) -> Iterator[Member | Skipped]:
                 yield Skipped(verdict.name, verdict.reason, fraction)
                 continue
             budget.reserve(entry.size)  # BudgetExceeded when it cannot fit: the rest is skipped
-            yield Member(entry.name, verdict, entry.size, partial(_open_member, data, entry, budget), fraction)
+            yield Member(
+                entry.name, verdict, entry.size, partial(_open_member, data, entry, budget), fraction
+            )

@@ -23,7 +23,9 @@ from models.encoders.registry import (
 class MAEEncoder:
     """Global features (mean of patch tokens, or the cls token) of a pretrained MAE checkpoint."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", pooling: str = "mean", name: str = "mae"):
+    def __init__(
+        self, checkpoint: str | Path, device: str = "auto", pooling: str = "mean", name: str = "mae"
+    ):
         from models.pretrain import load_checkpoint  # local: keeps the registry import light
 
         if pooling not in ("mean", "cls"):

@@ -72,15 +72,20 @@ def _is_counter(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
 
-def match_by_name(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def match_by_name(
+    target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Source tensors whose name and shape equal a target tensor's."""
     return {
-        k: v for k, v in source.items()
+        k: v
+        for k, v in source.items()
         if k in target and not _is_counter(k) and tuple(v.shape) == tuple(target[k].shape)
     }
 
 
-def match_by_order(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def match_by_order(
+    target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Pair target and source tensors in stored order while shapes agree (for renamed layouts)."""
     tgt = [(k, v) for k, v in target.items() if not _is_counter(k)]
     src = [v for k, v in source.items() if not _is_counter(k)]

@@ -134,7 +134,9 @@ def load_vit_tokens(path: Path) -> FittedVitTokens:
         tensors["whitening.scale"].numpy(),
         float(json.loads(meta["residual_scale"])),
     )
-    return FittedVitTokens(model.eval(), float(meta["mean"]), float(meta["std"]), int(meta["seed"]), whitening)
+    return FittedVitTokens(
+        model.eval(), float(meta["mean"]), float(meta["std"]), int(meta["seed"]), whitening
+    )
 
 
 class VitTokensEncoder:
@@ -144,11 +146,15 @@ class VitTokensEncoder:
         from models.device import resolve_device
 
         self.name, self.fitted = name, fitted
-        self.projector = TokenProjector(fitted.model, fitted.mean, fitted.std, fitted.seed, resolve_device(device))
+        self.projector = TokenProjector(
+            fitted.model, fitted.mean, fitted.std, fitted.seed, resolve_device(device)
+        )
 
     def embed(self, images: np.ndarray, batch_size: int = 64, on_progress=None) -> np.ndarray:
         """Whitened, L2-normalised features [N, 2048]."""
-        return apply_whitening(self.projector.embed(images, max(batch_size, 256), on_progress), self.fitted.whitening)
+        return apply_whitening(
+            self.projector.embed(images, max(batch_size, 256), on_progress), self.fitted.whitening
+        )
 
 
 @register_encoder("vit_tokens_whitened")

@@ -1,4 +1,5 @@
 """The `pixels_whitened` encoder: NCC pixel thumbnails, PCA-whitened on the audit's own images."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,13 @@ def thumbnail_side(image_size: int) -> int:
     return min(THUMBNAIL_SIDE, int(image_size))
 
 
-def fit_pixel_whitening(images: np.ndarray, image_size: int, device: str = "auto", batch_size: int = 256) -> Whitening:
+def fit_pixel_whitening(
+    images: np.ndarray, image_size: int, device: str = "auto", batch_size: int = 256
+) -> Whitening:
     """Fit the whitening on NCC thumbnails of the given images (real + generated, never labels)."""
-    features = PixelsEncoder("pixels", side=thumbnail_side(image_size), device=device).embed(images, batch_size)
+    features = PixelsEncoder("pixels", side=thumbnail_side(image_size), device=device).embed(
+        images, batch_size
+    )
     return fit_whitening(features)
 
 
@@ -34,7 +39,11 @@ def save_whitening(whitening: Whitening, path: Path, side: int) -> None:
         "components": np.ascontiguousarray(whitening.components),
         "scale": np.ascontiguousarray(whitening.scale),
     }
-    save_file(tensors, str(tmp), metadata={"side": str(side), "residual_scale": json.dumps(whitening.residual_scale)})
+    save_file(
+        tensors,
+        str(tmp),
+        metadata={"side": str(side), "residual_scale": json.dumps(whitening.residual_scale)},
+    )
     tmp.replace(path)
 
 
@@ -45,7 +54,9 @@ def load_whitening(path: Path) -> tuple[Whitening, int]:
     with safe_open(str(path), framework="numpy") as f:
         meta = f.metadata() or {}
         tensors = {name: f.get_tensor(name) for name in ("mean", "components", "scale")}
-    whitening = Whitening(tensors["mean"], tensors["components"], tensors["scale"], float(json.loads(meta["residual_scale"])))
+    whitening = Whitening(
+        tensors["mean"], tensors["components"], tensors["scale"], float(json.loads(meta["residual_scale"]))
+    )
     return whitening, int(meta["side"])
 
 

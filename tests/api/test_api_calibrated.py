@@ -113,8 +113,17 @@ def test_without_known_not_used_images_the_audit_is_uncalibrated(
     assert metrics["calibrated"] is False and metrics["leakage"] is None and metrics["fdr"] is None
     assert metrics["power"] is None and metrics["decision_rule"] == "prior"
     assert set(metrics) == {
-        "method", "decision_rule", "threshold", "calibrated", "fdr", "counts", "leakage", "power",
-        "metrics", "cross_validated", "rejected",
+        "method",
+        "decision_rule",
+        "threshold",
+        "calibrated",
+        "fdr",
+        "counts",
+        "leakage",
+        "power",
+        "metrics",
+        "cross_validated",
+        "rejected",
     }
 
 

@@ -47,7 +47,9 @@ def test_embedded_audit_end_to_end(embedded_client, embedded_api, membership_set
         assert not (embedded_api.storage / "datasets" / dataset_id).exists()
 
 
-def test_the_vit_token_method_runs_through_the_api(embedded_client, embedded_api, membership_set, helpers) -> None:
+def test_the_vit_token_method_runs_through_the_api(
+    embedded_client, embedded_api, membership_set, helpers
+) -> None:
     """The opt-in `density_attribution_vit` is accepted by the API; its fitted ViT state stays in the work
     folder; with labels its cross-validated AUC on the exact copies is perfect."""
     client, (root, truth) = embedded_client, membership_set

@@ -31,7 +31,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def hooked_api(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver, proc_tools: Any) -> Iterator[Any]:
+def hooked_api(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver, proc_tools: Any
+) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("webhooks")
     env = proc_tools.clean_env(
         SYNTHAUDIT_HOME=str(home),
@@ -170,9 +172,7 @@ def test_deliver_gives_up_after_the_bounded_attempts() -> None:
     assert len(waits) == 3 and all(0.8 * 2**i <= w <= 1.2 * 2**i for i, w in enumerate(waits))  # 1, 2, 4 s
 
 
-def test_remote_submit_prints_the_webhook_secret_once(
-    hooked_api, receiver, membership_set, capsys
-) -> None:
+def test_remote_submit_prints_the_webhook_secret_once(hooked_api, receiver, membership_set, capsys) -> None:
     """`synthaudit remote submit --webhook-url` shows the secret the service shows only once; it verifies
     the delivery that follows."""
     from app.cli import main
@@ -221,6 +221,7 @@ def test_a_celery_worker_signs_with_the_audits_secret_and_keeps_to_the_allowlist
     """The distributed mode: the Celery worker that ends the audit sends its webhook (Postgres holds the
     secret), through the same guard; the API refuses an internal URL there too."""
     import httpx
+
     Proc, bearer, start_server = proc_tools.Proc, proc_tools.bearer, proc_tools.start_server
 
     env = {

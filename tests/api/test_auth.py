@@ -19,7 +19,9 @@ PROBLEM = "application/problem+json"
 
 def cli(proc_tools, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     argv = [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", *args]
-    return subprocess.run(argv, env=env, cwd=proc_tools.repo, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        argv, env=env, cwd=proc_tools.repo, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def app_routes(pg_url: str, redis_url: str) -> list[tuple[str, str]]:
@@ -87,7 +89,12 @@ def test_every_route_needs_a_valid_key(api, anonymous, owned, pg_url, redis_url)
     routes = app_routes(pg_url, redis_url)
     protected = [(m, p) for m, p in routes if p not in PUBLIC_PATHS]
     assert len(protected) >= 9  # datasets x4, audits x6 at least
-    for header in ({}, {"Authorization": "Bearer sa_not-a-real-key"}, {"X-API-Key": "nope"}, {"Authorization": "Basic eDp5"}):
+    for header in (
+        {},
+        {"Authorization": "Bearer sa_not-a-real-key"},
+        {"X-API-Key": "nope"},
+        {"Authorization": "Basic eDp5"},
+    ):
         for method, path in protected:
             response = anonymous.request(method, fill(path, owned), headers=header)
             assert response.status_code == 401, (method, path, header, response.status_code)
@@ -97,7 +104,9 @@ def test_every_route_needs_a_valid_key(api, anonymous, owned, pg_url, redis_url)
         assert anonymous.get(path).status_code == 200
 
 
-def test_another_tenants_ids_are_404_on_every_route(api, client, other_client, owned, pg_url, redis_url) -> None:  # type: ignore[no-untyped-def]
+def test_another_tenants_ids_are_404_on_every_route(
+    api, client, other_client, owned, pg_url, redis_url
+) -> None:  # type: ignore[no-untyped-def]
     routes = [(m, p) for m, p in app_routes(pg_url, redis_url) if p not in PUBLIC_PATHS]
     checked = 0
     for method, path in routes:
@@ -125,7 +134,9 @@ def test_another_tenants_ids_are_404_on_every_route(api, client, other_client, o
 LISTINGS = ("/v1/datasets", "/v1/audits", "/v1/encoders")
 
 
-def test_listings_show_only_the_callers_items(api, anonymous, client, other_client, owned, pg_url, redis_url) -> None:  # type: ignore[no-untyped-def]
+def test_listings_show_only_the_callers_items(
+    api, anonymous, client, other_client, owned, pg_url, redis_url
+) -> None:  # type: ignore[no-untyped-def]
     """The listings are routes like the others (401 without a valid key, with or without a query), and
     tenant b's pages, walked to the end, never hold one of tenant a's datasets or audits."""
     routes = app_routes(pg_url, redis_url)
@@ -210,7 +221,14 @@ def test_embedded_mode_skips_keys_only_on_localhost(proc_tools, tmp_path) -> Non
         server.proc.stop()
     # `synthaudit serve` on localhost: no keys, and it says so at start.
     port = proc_tools.free_port()
-    argv = [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", "serve", "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-c",
+        "from app.cli import main; raise SystemExit(main())",
+        "serve",
+        "--port",
+        str(port),
+    ]
     proc = proc_tools.Proc(
         "serve", argv, proc_tools.clean_env(SYNTHAUDIT_HOME=str(tmp_path / "local")), tmp_path / "serve.log"
     )

@@ -110,7 +110,7 @@ class _Recorder:
         self.seen: list[tuple[str, dict[str, str]]] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 recorder.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
                 status, headers, body = answer(self.path)
                 self.send_response(status)

@@ -136,8 +136,16 @@ def test_hostile_file_names_are_quoted_by_the_cli_and_evaluate_matches_raw_label
     from app.cli import main
 
     out, clef = tmp_path / "results.csv", tmp_path / "clef.csv"
-    common = ["--real", str(hostile_set / "real"), "--generated", str(hostile_set / "generated"),
-              "--method", "pixels", "--seed", "0"]
+    common = [
+        "--real",
+        str(hostile_set / "real"),
+        "--generated",
+        str(hostile_set / "generated"),
+        "--method",
+        "pixels",
+        "--seed",
+        "0",
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["audit", *common, "--out", str(out)]) == 0
         assert main(["audit", *common, "--out", str(clef), "--format", "imageclef"]) == 0

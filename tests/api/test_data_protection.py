@@ -80,7 +80,9 @@ def test_retention_purges_images_and_artifacts_but_keeps_results(
     assert client.delete(f"/v1/audits/{audit_id}").status_code == 204
 
 
-def test_delete_removes_files_rows_and_derived_copies(client, api, celery_worker, membership_set, helpers, pg_url) -> None:
+def test_delete_removes_files_rows_and_derived_copies(
+    client, api, celery_worker, membership_set, helpers, pg_url
+) -> None:
     real, generated = helpers.upload_set(client, membership_set[0])
     audit_id = run_audit(client, helpers, real, generated)
     workdir = api.storage / "audits" / audit_id
@@ -116,7 +118,10 @@ def test_no_patient_data_in_logs_or_errors(embedded_client, embedded_api, helper
         files.append((f"img{i}.dcm", dicom_sets.dicom_file(pixels, PATIENT_ID, "1.2.3", "1.2.3.4")))
     broken = dicom_sets.dicom_file(np.zeros((32, 32), np.uint8), PATIENT_ID, "1.2.3", "1.2.3.4")[:-600]
     files.append(("broken.dcm", broken))
-    files = [(n, d.replace(f"Doe^{PATIENT_ID}".encode(), PATIENT_NAME.encode().ljust(len(f"Doe^{PATIENT_ID}")))) for n, d in files]
+    files = [
+        (n, d.replace(f"Doe^{PATIENT_ID}".encode(), PATIENT_NAME.encode().ljust(len(f"Doe^{PATIENT_ID}"))))
+        for n, d in files
+    ]
 
     def post(role: str):  # type: ignore[no-untyped-def]
         parts = [("files", (name, io.BytesIO(data), "application/dicom")) for name, data in files]
@@ -167,7 +172,12 @@ def test_checkpoints_are_read_from_safetensors_only(client, tmp_path) -> None:
         assert client.post("/v1/audits", json=body).status_code == 422
     # The service's code never unpickles: no torch.load, pickle or np.load(allow_pickle=True).
     repo = Path(__file__).resolve().parents[2]
-    sources = [*repo.glob("app/**/*.py"), *repo.glob("worker/**/*.py"), repo / "models/pretrain.py", repo / "models/stages.py"]
+    sources = [
+        *repo.glob("app/**/*.py"),
+        *repo.glob("worker/**/*.py"),
+        repo / "models/pretrain.py",
+        repo / "models/stages.py",
+    ]
     for source in sources:
         text = source.read_text()
         for pattern in ("torch.load(", "pickle.load", "allow_pickle=True", "import pickle"):
@@ -262,23 +272,41 @@ def test_an_existing_world_readable_home_is_tightened(proc_tools, tmp_path) -> N
     assert (modes["."], modes["storage"], modes["synthaudit.db"]) == (0o700, 0o700, 0o600)
 
 
-def test_outside_the_embedded_mode_group_key_secret_is_required(pg_url, redis_url, proc_tools, tmp_path) -> None:
+def test_outside_the_embedded_mode_group_key_secret_is_required(
+    pg_url, redis_url, proc_tools, tmp_path
+) -> None:
     """The distributed API (uvicorn and `synthaudit serve`) refuses to start without a real secret."""
     import subprocess
     import sys
 
     for secret in ("", "short"):
         env = proc_tools.clean_env(
-            DATABASE_URL=pg_url, CELERY_BROKER_URL=redis_url, SYNTHAUDIT_HOME=str(tmp_path), GROUP_KEY_SECRET=secret
+            DATABASE_URL=pg_url,
+            CELERY_BROKER_URL=redis_url,
+            SYNTHAUDIT_HOME=str(tmp_path),
+            GROUP_KEY_SECRET=secret,
         )
         port = str(proc_tools.free_port())
         for argv in (
             [sys.executable, "-m", "uvicorn", "--factory", "app.main:app_factory", "--port", port],
-            [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", "serve", "--port", port],
+            [
+                sys.executable,
+                "-c",
+                "from app.cli import main; raise SystemExit(main())",
+                "serve",
+                "--port",
+                port,
+            ],
         ):
             try:
                 run = subprocess.run(
-                    argv, cwd=proc_tools.repo, env=env, capture_output=True, text=True, timeout=30, check=False
+                    argv,
+                    cwd=proc_tools.repo,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=False,
                 )
             except subprocess.TimeoutExpired:
                 pytest.fail(f"started without GROUP_KEY_SECRET={secret!r}: {argv[-3:]}")

@@ -15,8 +15,14 @@ import pytest
 from browser import CHROMIUM_FLAGS, chromium
 
 # Hosts FastAPI's default docs pages use (scripts, styles, fonts, favicon, the validator badge).
-CDN_HOSTS = ("cdn.jsdelivr.net", "unpkg.com", "fonts.googleapis.com", "fonts.gstatic.com",
-             "validator.swagger.io", "fastapi.tiangolo.com")
+CDN_HOSTS = (
+    "cdn.jsdelivr.net",
+    "unpkg.com",
+    "fonts.googleapis.com",
+    "fonts.gstatic.com",
+    "validator.swagger.io",
+    "fastapi.tiangolo.com",
+)
 
 
 class RefusingProxy:
@@ -84,7 +90,9 @@ def test_swagger_ui_renders_its_operations_offline(embedded_api, proxy) -> None:
 def test_redoc_renders_its_operations_offline(embedded_api, proxy) -> None:  # type: ignore[no-untyped-def]
     dom = rendered(f"{embedded_api.url}/redoc", proxy)
     operations = set(re.findall(r"operation/([A-Za-z0-9_]+)", dom))
-    assert {"create_dataset_v1_datasets_post", "create_audit_v1_audits_post"} <= operations, sorted(operations)
+    assert {"create_dataset_v1_datasets_post", "create_audit_v1_audits_post"} <= operations, sorted(
+        operations
+    )
     assert not [h for h in proxy.hosts if h in CDN_HOSTS], proxy.hosts
 
 

@@ -199,7 +199,9 @@ def test_a_queued_encoder_job_runs_after_a_restart_and_retention_purges_its_weig
         try:
             with engine.begin() as conn:
                 then = utcnow() - timedelta(days=40)
-                conn.execute(update(Encoder).where(Encoder.id == uuid.UUID(encoder["id"])).values(created_at=then))
+                conn.execute(
+                    update(Encoder).where(Encoder.id == uuid.UUID(encoder["id"])).values(created_at=then)
+                )
             purge_expired(make_session_factory(engine), Storage(Path(server.storage)), 30)
         finally:
             engine.dispose()

@@ -136,7 +136,9 @@ def test_a_million_tar_directory_headers_are_counted_and_not_kept(client, measur
     data = directory_flood_tar_gz(1_000_000)
     assert len(data) < 3 * MIB
     body = problem(upload(client, [("dirs.tar.gz", data)]), 422)
-    assert reasons(body)["dirs.tar.gz"] == "more than 200000 archive members in the upload; the rest was skipped"
+    assert (
+        reasons(body)["dirs.tar.gz"] == "more than 200000 archive members in the upload; the rest was skipped"
+    )
 
 
 def test_corrupt_deflate_and_lzma_members_are_rejected_members(client, measured) -> None:  # type: ignore[no-untyped-def]
@@ -213,7 +215,9 @@ def small(proc_tools, tmp_path_factory) -> Iterator[tuple[object, dict[str, str]
 
 def _as(small, tenant: str) -> httpx.Client:  # type: ignore[no-untyped-def]
     server, keys = small
-    return httpx.Client(base_url=server.url, timeout=120.0, headers={"Authorization": f"Bearer {keys[tenant]}"})
+    return httpx.Client(
+        base_url=server.url, timeout=120.0, headers={"Authorization": f"Bearer {keys[tenant]}"}
+    )
 
 
 def zip_of(members: dict[str, bytes]) -> bytes:

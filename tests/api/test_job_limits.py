@@ -22,7 +22,10 @@ def _wait_encoder(client: httpx.Client, encoder_id: str, timeout: float) -> dict
 
 
 def test_an_embedded_encoder_job_stops_at_its_time_limit(
-    tmp_path: Path, proc_tools: Any, membership_set, helpers  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    proc_tools: Any,
+    membership_set,
+    helpers,  # type: ignore[no-untyped-def]
 ) -> None:
     start_server = proc_tools.start_server
     home = tmp_path / "home"

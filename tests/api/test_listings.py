@@ -78,9 +78,7 @@ def problem(response) -> dict:  # type: ignore[no-untyped-def]
 # --- embedded ---------------------------------------------------------------------------------------
 
 
-def test_a_dataset_walk_sees_each_item_once_while_new_ones_arrive(
-    embedded_client, helpers, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_dataset_walk_sees_each_item_once_while_new_ones_arrive(embedded_client, helpers, tmp_path) -> None:  # type: ignore[no-untyped-def]
     client = embedded_client
     roles = ["real", "generated", "reference"]
     mine = [upload_one(client, helpers, tmp_path, seed, roles[seed % 3]) for seed in range(7)]
@@ -236,7 +234,13 @@ def hostile_queries(real_cursor: str) -> list[tuple[str, dict[str, str]]]:
     queries = [(f"cursor {what}", {"cursor": value}) for what, value in cursors.items()]
     for limit in ("0", "-1", "201", "99999999999999999999", "ten", "1.5", ""):
         queries.append((f"limit {limit!r}", {"limit": limit}))
-    bad_times = ("yesterday", "2026-13-01", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "9" * 40)
+    bad_times = (
+        "yesterday",
+        "2026-13-01",
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+        "9" * 40,
+    )
     for bad_time in bad_times:
         queries.append((f"created_after {bad_time!r}", {"created_after": bad_time}))
         queries.append((f"created_before {bad_time!r}", {"created_before": bad_time}))

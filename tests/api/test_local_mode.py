@@ -75,7 +75,10 @@ def test_cross_site_requests_are_refused_and_store_nothing(
         {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "cross-site"},
     ):
         post = embedded_client.post(
-            "/v1/datasets", data={"role": "real"}, files=[("files", ("a.png", png, "image/png"))], headers=headers
+            "/v1/datasets",
+            data={"role": "real"},
+            files=[("files", ("a.png", png, "image/png"))],
+            headers=headers,
         )
         refused(post, 403, "cross-site request is refused")
         refused(embedded_client.get(f"/v1/datasets/{stored['real']}", headers=headers), 403, "cross-site")
@@ -111,7 +114,16 @@ def test_keys_are_skipped_only_on_a_socket_bound_to_loopback(proc_tools, tmp_pat
     missing = f"/v1/datasets/{uuid.uuid4()}"
     for host_args, name in ((["--host", "0.0.0.0"], "wildcard"),):
         port = proc_tools.free_port()
-        argv = [sys.executable, "-m", "uvicorn", "--factory", "app.main:app_factory", *host_args, "--port", str(port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "app.main:app_factory",
+            *host_args,
+            "--port",
+            str(port),
+        ]
         env = proc_tools.clean_env(SYNTHAUDIT_HOME=str(tmp_path / name), BIND_HOST="127.0.0.1")
         proc = proc_tools.Proc("uvicorn", argv, env, tmp_path / f"{name}.log")
         try:
@@ -124,7 +136,9 @@ def test_keys_are_skipped_only_on_a_socket_bound_to_loopback(proc_tools, tmp_pat
     port = proc_tools.free_port()
     argv = [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", "serve"]
     env = proc_tools.clean_env(SYNTHAUDIT_HOME=str(tmp_path / "serve"), BIND_HOST="127.0.0.1")
-    proc = proc_tools.Proc("serve", [*argv, "--host", "0.0.0.0", "--port", str(port)], env, tmp_path / "serve.log")
+    proc = proc_tools.Proc(
+        "serve", [*argv, "--host", "0.0.0.0", "--port", str(port)], env, tmp_path / "serve.log"
+    )
     try:
         proc.wait_for(lambda: _status(f"http://127.0.0.1:{port}/healthz") == 200, 60, "an answer")
         assert _status(f"http://127.0.0.1:{port}{missing}") == 401
@@ -145,9 +159,15 @@ def test_with_a_key_the_guards_do_not_apply(proc_tools, tmp_path) -> None:  # ty
 
         key = proc_tools.create_api_key(Settings(synthaudit_home=home).database_url, "site-a")
         missing = f"/v1/datasets/{uuid.uuid4()}"
-        proxied = {"Host": "synthaudit.example", "X-Forwarded-For": "203.0.113.7", "Origin": "https://pacs.example"}
+        proxied = {
+            "Host": "synthaudit.example",
+            "X-Forwarded-For": "203.0.113.7",
+            "Origin": "https://pacs.example",
+        }
         assert httpx.get(server.url + missing, headers=proxied).status_code == 401
-        assert httpx.get(server.url + missing, headers={**proxied, **proc_tools.bearer(key)}).status_code == 404
+        assert (
+            httpx.get(server.url + missing, headers={**proxied, **proc_tools.bearer(key)}).status_code == 404
+        )
     finally:
         server.proc.stop()
 

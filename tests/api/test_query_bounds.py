@@ -99,14 +99,23 @@ def test_pretraining_budget_and_seed_are_bounded(request, helpers, membership_se
     root, _ = membership_set
     generated = helpers.upload(client, "generated", sorted((root / "generated").glob("*.png"))[:3])
     body = {"real_dataset_id": real, "generated_dataset_id": generated.json()["id"]}
-    for config in ({"pretrain_images_seen": MAX_PRETRAIN_IMAGES_SEEN + 1}, {"pretrain_images_seen": 10**30},
-                   {"seed": MAX_SEED + 1}, {"seed": 10**20}):
+    for config in (
+        {"pretrain_images_seen": MAX_PRETRAIN_IMAGES_SEEN + 1},
+        {"pretrain_images_seen": 10**30},
+        {"seed": MAX_SEED + 1},
+        {"seed": 10**20},
+    ):
         audit = client.post("/v1/audits", json={**body, "config": config})
         _assert_problem(audit, 422)
         assert next(iter(config)) in audit.json()["detail"]
         encoder = client.post("/v1/encoders", json={"dataset_id": real, "config": config})
         _assert_problem(encoder, 422)
-    encoder = client.post("/v1/encoders", json={"dataset_id": real, "config": {
-        "pretrain_images_seen": MAX_PRETRAIN_IMAGES_SEEN, "seed": MAX_SEED}})
+    encoder = client.post(
+        "/v1/encoders",
+        json={
+            "dataset_id": real,
+            "config": {"pretrain_images_seen": MAX_PRETRAIN_IMAGES_SEEN, "seed": MAX_SEED},
+        },
+    )
     assert encoder.status_code == 202, encoder.text
     assert client.delete(f"/v1/encoders/{encoder.json()['id']}").status_code == 204  # the job stops

@@ -77,12 +77,17 @@ def _upload_pair(client: httpx.Client, helpers: Any, root: Path) -> dict[str, st
     generated = helpers.upload(client, "generated", sorted((root / "generated").glob("*.png")))
     assert real.status_code == generated.status_code == 201, (real.text, generated.text)
     # A long pretraining keeps the audit running (the embedded runner takes one at a time).
-    return {"real_dataset_id": real.json()["id"], "generated_dataset_id": generated.json()["id"],
-            "config": {"pretrain_images_seen": 5_000_000}}
+    return {
+        "real_dataset_id": real.json()["id"],
+        "generated_dataset_id": generated.json()["id"],
+        "config": {"pretrain_images_seen": 5_000_000},
+    }
 
 
 def test_a_tenant_over_its_active_audits_gets_a_429_while_another_is_fine(
-    limited_embedded, membership_set, helpers  # type: ignore[no-untyped-def]
+    limited_embedded,
+    membership_set,
+    helpers,  # type: ignore[no-untyped-def]
 ) -> None:
     server, keys = limited_embedded
     root, _ = membership_set
@@ -159,7 +164,9 @@ def test_two_api_processes_share_one_count_per_tenant_in_redis(
 
 
 def test_simultaneous_audits_on_two_processes_never_pass_the_limit(
-    two_distributed, membership_set, helpers  # type: ignore[no-untyped-def]
+    two_distributed,
+    membership_set,
+    helpers,  # type: ignore[no-untyped-def]
 ) -> None:
     servers, new_key = two_distributed
     root, _ = membership_set

@@ -25,7 +25,9 @@ def readme_block() -> str:
     return match.group(1)
 
 
-def run_block(membership_set, tmp_path: Path, api_url: str, key: str | None) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def run_block(
+    membership_set, tmp_path: Path, api_url: str, key: str | None
+) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     """Run the block in a folder holding real/ and generated/ (as the README assumes), under bash -e."""
     if shutil.which("zip") is None:
         pytest.fail("the README's workflow needs `zip` (apt-get install zip)")

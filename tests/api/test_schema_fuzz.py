@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -53,7 +52,9 @@ def test_no_server_errors(api, real_ids) -> None:  # type: ignore[no-untyped-def
         where = f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:200]}"
         if response.status_code >= 500:
             failures.append(where)
-        elif response.status_code >= 400 and not content_type(response).startswith("application/problem+json"):
+        elif response.status_code >= 400 and not content_type(response).startswith(
+            "application/problem+json"
+        ):
             failures.append("not problem+json: " + where)
 
     operations = [result.ok() for result in loaded.get_all_operations()]
@@ -128,7 +129,9 @@ def test_listings_no_server_errors(api) -> None:  # type: ignore[no-untyped-def]
             def run(case) -> None:  # type: ignore[no-untyped-def]
                 response = case.call(base_url=api.url, headers=api.headers, timeout=30)
                 statuses.add(response.status_code)
-                where = f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:200]}"
+                where = (
+                    f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:200]}"
+                )
                 if response.status_code >= 500:
                     failures.append(where)
                 elif response.status_code >= 400 and not content_type(response).startswith(

@@ -266,8 +266,7 @@ def test_many_finishing_audits_share_a_bounded_delivery_pool(
     blocker = client.post("/v1/audits", json={**base, "config": BLOCKER}).json()
     helpers.wait(client, blocker["id"], check=lambda a: a["stage"] == "pretrain")
     audits = [
-        client.post("/v1/audits", json={**base, "webhook_url": holding_receiver.url}).json()
-        for _ in range(8)
+        client.post("/v1/audits", json={**base, "webhook_url": holding_receiver.url}).json() for _ in range(8)
     ]
     for audit in audits:
         assert client.post(f"/v1/audits/{audit['id']}/cancel").status_code == 200

@@ -45,7 +45,7 @@ def _wait(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001, S110 - not up yet
+        except Exception:
             pass
         time.sleep(0.1)
     raise AssertionError(f"no {what} after {timeout} s")
@@ -67,7 +67,17 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
+        argv = [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         argv += ["--dir", str(self.root)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
@@ -126,11 +136,31 @@ class PrivatePostgres:
         self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres")
-        self._run(self._bin("initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
+        self._run(
+            self._bin("initdb"),
+            "-D",
+            str(self.data),
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(self._bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+        self._run(
+            self._bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "start",
+        )
 
     def stop(self) -> None:
         self._run(self._bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
@@ -282,7 +312,11 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultEnv]:
         hold_dir = root / "hold"
         hold_dir.mkdir()
         settings_env = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_QUEUE", "STORAGE_DIR", "SYNTHAUDIT_HOME")
-        env = {k: v for k, v in os.environ.items() if k not in settings_env and not k.startswith(("MAX_", "STAGE_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in settings_env and not k.startswith(("MAX_", "STAGE_"))
+        }
         env.update(
             DATABASE_URL=database_url,
             CELERY_BROKER_URL=redis_server.url,

@@ -27,7 +27,9 @@ CONFIG = {"method": "paper", "image_size": 32, "pretrain_images_seen": 120, "see
 FAST = {"method": "pixels", "image_size": 32, "seed": 0}  # where no pretrain stage is needed
 SLOW = {**CONFIG, "pretrain_images_seen": 50_000_000}
 FINAL = ("succeeded", "failed", "cancelled")
-REPORT = Path(os.environ.get("SYNTHAUDIT_FAULT_REPORT", "")) if os.environ.get("SYNTHAUDIT_FAULT_REPORT") else None
+REPORT = (
+    Path(os.environ.get("SYNTHAUDIT_FAULT_REPORT", "")) if os.environ.get("SYNTHAUDIT_FAULT_REPORT") else None
+)
 EVENTS: list[dict[str, object]] = []
 
 
@@ -217,7 +219,7 @@ def test_cancel_stops_a_running_stage_within_seconds(faults, fault_client, datas
         faults.start_worker()
     faults.hold()
     audit_id = start_audit(fault_client, datasets, SLOW)
-    wait_audit(fault_client, audit_id, until=FINAL + ("running",))
+    wait_audit(fault_client, audit_id, until=(*FINAL, "running"))
     deadline = time.monotonic() + 120
     while fault_client.get(f"/v1/audits/{audit_id}").json()["stage"] != "pretrain":
         assert time.monotonic() < deadline
@@ -273,7 +275,11 @@ def test_a_stuck_stage_fails_with_a_clear_error(faults, fault_client, datasets) 
         worker.stop()
     faults.start_worker(
         pool="solo",
-        extra_env={"STAGE_SOFT_TIME_LIMIT_S": "3", "STAGE_TIME_LIMIT_S": "6", "BROKER_VISIBILITY_TIMEOUT_S": "60"},
+        extra_env={
+            "STAGE_SOFT_TIME_LIMIT_S": "3",
+            "STAGE_TIME_LIMIT_S": "6",
+            "BROKER_VISIBILITY_TIMEOUT_S": "60",
+        },
     )
     faults.hold("embed")  # held for good: never released
     audit_id = start_audit(fault_client, datasets, {"method": "pixels", "image_size": 32})

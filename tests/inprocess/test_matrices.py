@@ -10,9 +10,9 @@ import re
 import uuid
 
 import pytest
+from inprocess_app import upload_pngs
 
 from app.auth import PUBLIC_PATHS
-from inprocess_app import upload_pngs
 
 PROBLEM = "application/problem+json"
 
@@ -110,8 +110,20 @@ def test_another_tenants_ids_are_404_and_change_nothing(inproc, owned) -> None: 
         ("GET", "/v1/audits?created_after=yesterday", None),
         ("POST", "/v1/audits", {}),
         ("POST", "/v1/audits", {"real_dataset_id": "x", "generated_dataset_id": "y"}),
-        ("POST", "/v1/audits", {"real_dataset_id": str(uuid.uuid4()), "generated_dataset_id": str(uuid.uuid4()), "nope": 1}),
-        ("POST", "/v1/audits", {"real_dataset_id": str(uuid.uuid4()), "generated_dataset_id": str(uuid.uuid4()), "config": {"method": "no-such-method"}}),
+        (
+            "POST",
+            "/v1/audits",
+            {"real_dataset_id": str(uuid.uuid4()), "generated_dataset_id": str(uuid.uuid4()), "nope": 1},
+        ),
+        (
+            "POST",
+            "/v1/audits",
+            {
+                "real_dataset_id": str(uuid.uuid4()),
+                "generated_dataset_id": str(uuid.uuid4()),
+                "config": {"method": "no-such-method"},
+            },
+        ),
         ("POST", "/v1/encoders", {"dataset_ids": []}),
     ],
 )
@@ -120,7 +132,11 @@ def test_bad_requests_are_422_problems(inproc, method: str, path: str, body: obj
     assert response.status_code == 422, (method, path, response.status_code, response.text[:300])
     problem = response.json()
     assert response.headers["content-type"].startswith(PROBLEM)
-    assert problem["status"] == 422 and problem["type"].startswith("urn:synthaudit:problem:") and problem["detail"]
+    assert (
+        problem["status"] == 422
+        and problem["type"].startswith("urn:synthaudit:problem:")
+        and problem["detail"]
+    )
 
 
 def test_an_audit_of_missing_datasets_is_422_and_stores_nothing(inproc) -> None:  # type: ignore[no-untyped-def]

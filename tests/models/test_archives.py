@@ -57,7 +57,9 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 # --- zip ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+@pytest.mark.parametrize(
+    "method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+)
 def test_zip_members_read_as_zipfile_writes_them(tmp_path: Path, method: int) -> None:
     payload = bytes(range(256)) * 500 + b"\0" * 100_000
     path = tmp_path / "a.zip"
@@ -198,9 +200,16 @@ def test_tar_members_long_names_and_compressions(tmp_path: Path, mode: str, fmt:
 def test_tar_links_devices_folders_and_unsafe_paths(tmp_path: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, kind in [("dir", tarfile.DIRTYPE), ("s.png", tarfile.SYMTYPE), ("h.png", tarfile.LNKTYPE),
-                           ("c.png", tarfile.CHRTYPE), ("f.png", tarfile.FIFOTYPE), ("../x.png", tarfile.REGTYPE),
-                           (".git/x.png", tarfile.REGTYPE), ("ok.png", tarfile.REGTYPE)]:
+        for name, kind in [
+            ("dir", tarfile.DIRTYPE),
+            ("s.png", tarfile.SYMTYPE),
+            ("h.png", tarfile.LNKTYPE),
+            ("c.png", tarfile.CHRTYPE),
+            ("f.png", tarfile.FIFOTYPE),
+            ("../x.png", tarfile.REGTYPE),
+            (".git/x.png", tarfile.REGTYPE),
+            ("ok.png", tarfile.REGTYPE),
+        ]:
             info = tarfile.TarInfo(name)
             info.type = kind
             info.linkname = "/etc/passwd" if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
@@ -208,7 +217,10 @@ def test_tar_links_devices_folders_and_unsafe_paths(tmp_path: Path) -> None:
     budget = Budget()
     got = entries(write(tmp_path, "t.tar", buf.getvalue()), budget)
     assert [g[1] for g in got if g[0] == "S" and g[2] == "link or special file in archive"] == [
-        "s.png", "h.png", "c.png", "f.png"
+        "s.png",
+        "h.png",
+        "c.png",
+        "f.png",
     ]
     assert ("S", "../x.png", "unsafe path in archive") in got and ("M", "ok.png", b"") in got
     assert budget.members == 8

@@ -14,7 +14,7 @@ from models.config import AuditConfig
 from models.stages import AuditInputs, run_audit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from synthetic_sets import make_membership_set  # noqa: E402
+from synthetic_sets import make_membership_set
 
 
 def _known_scores() -> tuple[list[str], np.ndarray, dict[str, int], list[str]]:
@@ -94,8 +94,11 @@ def test_bench_figures_equal_the_engine_verdict_with_reference_labels(tmp_path: 
     reference = bench.draw_reference(labels, 0.4, seed=3)
     assert row["n_reference"] == 20 and row["n_candidates"] == 60 and row["used_candidates"] == 30
     # The engine, given the reference as used=0 labels, scores the same pool and decides the same way.
-    outcome = run_audit(AuditInputs(folder / "real", folder / "generated", dict.fromkeys(reference, 0)),
-                        config, tmp_path / "engine")
+    outcome = run_audit(
+        AuditInputs(folder / "real", folder / "generated", dict.fromkeys(reference, 0)),
+        config,
+        tmp_path / "engine",
+    )
     leak = outcome.metrics["leakage"]
     assert leak["p_value"] == pytest.approx(row["leakage_p"])
     assert leak["n_flagged"] == row["flagged"]

@@ -85,7 +85,9 @@ def test_bh_on_a_null_set_rarely_flags_anything() -> None:
     rng = np.random.default_rng(4)
     any_flag = 0
     for _ in range(DRAWS):
-        flagged, _ = cal.benjamini_hochberg(cal.conformal_p_values(rng.normal(size=200), rng.normal(size=100)), 0.1)
+        flagged, _ = cal.benjamini_hochberg(
+            cal.conformal_p_values(rng.normal(size=200), rng.normal(size=100)), 0.1
+        )
         any_flag += bool(flagged.any())
     assert any_flag / DRAWS <= 0.1 + _mc_margin(0.1, DRAWS)  # under the global null FDR = P(any flag)
 
@@ -188,7 +190,7 @@ def test_storey_estimate_is_near_the_true_share() -> None:
 
 def test_calibrate_reports_every_figure() -> None:
     rng = np.random.default_rng(10)
-    candidates, truth, reference = _mixed(rng, 300, 100, 200, 3.0)
+    candidates, _truth, reference = _mixed(rng, 300, 100, 200, 3.0)
     result = cal.calibrate(candidates, reference, fdr=0.1)
     leak = result.leakage
     assert leak["detected"] and leak["n_candidates"] == 400 and leak["n_reference"] == 200
@@ -198,7 +200,7 @@ def test_calibrate_reports_every_figure() -> None:
     assert np.all((result.q_values >= result.p_values) & (result.q_values <= 1.0))
 
 
-@pytest.mark.parametrize("bad", [dict(fdr=0.0), dict(fdr=1.0)])
+@pytest.mark.parametrize("bad", [{"fdr": 0.0}, {"fdr": 1.0}])
 def test_calibrate_refuses_impossible_targets(bad: dict) -> None:
     with pytest.raises(ValueError):
         cal.calibrate([1.0, 2.0], [0.0], **bad)
@@ -207,5 +209,5 @@ def test_calibrate_refuses_impossible_targets(bad: dict) -> None:
 
 
 def test_bh_flags_at_the_exact_boundary() -> None:
-    flagged, q = cal.benjamini_hochberg([1 / 20, 1 / 20, 1 / 20, 0.9, 0.9, 0.9], 0.1)  # 1/20 * 6/3 = 0.1
+    flagged, _q = cal.benjamini_hochberg([1 / 20, 1 / 20, 1 / 20, 0.9, 0.9, 0.9], 0.1)  # 1/20 * 6/3 = 0.1
     assert flagged.tolist() == [True, True, True, False, False, False]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import timm
 import torch
+from _fixtures_ml import blob_images
 from safetensors.torch import save_file
 
-from _fixtures_ml import blob_images
 from models.device import resolve_device
 from models.encoders.registry import (
     EncoderError,
@@ -21,8 +21,15 @@ from models.encoders.registry import (
 )
 from models.pretrain import PretrainConfig, pretrain_mae, save_checkpoint
 
-BACKBONES = ["vgg16", "inception_v3", "resnet50", "resnet101", "mobilenetv2_100",
-             "mobilenetv3_large_100", "efficientnet_b0"]
+BACKBONES = [
+    "vgg16",
+    "inception_v3",
+    "resnet50",
+    "resnet101",
+    "mobilenetv2_100",
+    "mobilenetv3_large_100",
+    "efficientnet_b0",
+]
 
 
 def _assert_unit_rows(x: np.ndarray) -> None:
@@ -107,7 +114,9 @@ def test_backbone_refuses_weights_of_another_architecture(tmp_path: Path) -> Non
 
 
 def test_mae_needs_a_checkpoint() -> None:
-    with pytest.raises(EncoderWeightsError, match="mae needs a checkpoint: pretrain first or pass --checkpoint"):
+    with pytest.raises(
+        EncoderWeightsError, match="mae needs a checkpoint: pretrain first or pass --checkpoint"
+    ):
         create_encoder("mae", device="cpu")
 
 
@@ -140,7 +149,8 @@ def test_backbone_maps_renamed_keys_by_order(tmp_path: Path) -> None:
     torch.manual_seed(1)
     source = timm.create_model("mobilenetv2_100", pretrained=False)
     renamed = {  # keep only the last name part, as torchvision's 'features.3.conv.1.weight' would
-        f"features.{i}.{k.rsplit('.', 1)[-1]}": v.contiguous() for i, (k, v) in enumerate(source.state_dict().items())
+        f"features.{i}.{k.rsplit('.', 1)[-1]}": v.contiguous()
+        for i, (k, v) in enumerate(source.state_dict().items())
     }
     path = tmp_path / "renamed.pth"
     torch.save(renamed, path)

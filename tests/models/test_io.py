@@ -249,7 +249,7 @@ def test_zip_slip_and_links_are_rejected(tmp_path: Path, build) -> None:
 
 
 def _tar(path: Path, members: dict[str, bytes], mode: str = "w:gz") -> tarfile.TarFile:
-    tf = tarfile.open(path, mode)
+    tf = tarfile.open(path, mode)  # noqa: SIM115 - the caller closes it
     for name, data in members.items():
         info = tarfile.TarInfo(name)
         info.size = len(data)
@@ -343,7 +343,10 @@ def _hostile(tmp_path: Path, kind: str) -> tuple[Path, dict]:
     from models.archives import ArchiveLimits
 
     if kind in ("gnu-long-name", "pax"):
-        data, name = h.long_header_tar_gz(b"L" if kind == "gnu-long-name" else b"x", 512 * h.MIB), "long.tar.gz"
+        data, name = (
+            h.long_header_tar_gz(b"L" if kind == "gnu-long-name" else b"x", 512 * h.MIB),
+            "long.tar.gz",
+        )
     elif kind == "directories":
         data, name = h.directory_flood_tar_gz(1_000_000), "dirs.tar.gz"
     elif kind == "lying-zip":  # 20,000 members: the same reading as the API's 200,000, ten times faster

@@ -8,8 +8,14 @@ import torch
 from models.mae import MAE_PRESETS, MAEConfig, MaskedAutoencoder, create_mae, sincos_pos_embed_2d
 
 SMALL = MAEConfig(
-    img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
-    decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
+    img_size=32,
+    patch_size=8,
+    embed_dim=32,
+    depth=1,
+    num_heads=2,
+    decoder_embed_dim=32,
+    decoder_depth=1,
+    decoder_num_heads=2,
 )
 
 
@@ -64,7 +70,9 @@ def test_random_masking_ratio_and_kept_tokens(ratio: float) -> None:
 
 def test_masking_follows_the_generator() -> None:
     x = torch.randn(2, 64, 3)
-    masks = [MaskedAutoencoder.random_masking(x, 0.75, torch.Generator().manual_seed(s))[1] for s in (1, 1, 2)]
+    masks = [
+        MaskedAutoencoder.random_masking(x, 0.75, torch.Generator().manual_seed(s))[1] for s in (1, 1, 2)
+    ]
     assert torch.equal(masks[0], masks[1])
     assert not torch.equal(masks[0], masks[2])
 

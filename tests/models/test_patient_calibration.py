@@ -65,7 +65,9 @@ def test_used_patients_are_flagged_and_references_are_not_decided() -> None:
     assert len(flagged & used) >= 12
     assert len(flagged - used) <= 2
     assert all(out[p].role == "reference" and out[p].p_value is None and out[p].used == 0 for p in ref)
-    assert all(r.q_value is not None and r.q_value >= r.p_value for r in out.values() if r.role == "candidate")
+    assert all(
+        r.q_value is not None and r.q_value >= r.p_value for r in out.values() if r.role == "candidate"
+    )
 
 
 def test_without_reference_patients_nothing_changes() -> None:
@@ -87,7 +89,9 @@ def test_group_keys_of_a_deflated_dicom_are_not_read(tmp_path, proc_tools) -> No
     from models.groups import keys_from_file, read_groups
 
     (tmp_path / "bomb.dcm").write_bytes(deflated_dicom(768 * 1024 * 1024))
-    (tmp_path / "ok.dcm").write_bytes(dicom_file(random_image(np.random.default_rng(0), 16), "PAT-1", "1.2", "1.2.3"))
+    (tmp_path / "ok.dcm").write_bytes(
+        dicom_file(random_image(np.random.default_rng(0), 16), "PAT-1", "1.2", "1.2.3")
+    )
     with proc_tools.memory_rise(os.getpid()) as rise:
         assert keys_from_file(tmp_path / "bomb.dcm", "s" * 16) is None
         groups = read_groups(tmp_path, "s" * 16)

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _fixtures_ml import blob_images
 from safetensors.torch import save_file
 
-from _fixtures_ml import blob_images
 from models.pretrain import (
     CheckpointError,
-    _PlateauStopper,
     PretrainConfig,
+    _PlateauStopper,
     default_images_seen,
     load_checkpoint,
     pretrain_mae,
@@ -77,7 +77,9 @@ def test_plateau_stopper_counts_windows_without_improvement() -> None:
 @pytest.mark.slow
 def test_early_stop_on_a_plateau() -> None:
     noise = np.random.default_rng(0).integers(0, 256, (16, 32, 32), dtype=np.uint8)  # unpredictable
-    cfg = PretrainConfig(device="cpu", batch_size=4, images_seen=4 * 200, patience=1, plateau_window=5, lr=1e-3)
+    cfg = PretrainConfig(
+        device="cpu", batch_size=4, images_seen=4 * 200, patience=1, plateau_window=5, lr=1e-3
+    )
     _, losses = pretrain_mae(noise, cfg)
     assert 10 <= len(losses) < 60
 
@@ -112,7 +114,10 @@ def test_load_refuses_other_files(kind: str, trained, tmp_path: Path) -> None:
 def test_load_refuses_mismatched_weights(trained, tmp_path: Path) -> None:
     model, _ = trained
     state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("decoder")}
-    meta = {"mae_config": json.dumps(model.config.to_dict()), "normalisation": json.dumps({"mean": 0, "std": 1})}
+    meta = {
+        "mae_config": json.dumps(model.config.to_dict()),
+        "normalisation": json.dumps({"mean": 0, "std": 1}),
+    }
     save_file(state, str(tmp_path / "partial.safetensors"), metadata=meta)
     with pytest.raises(CheckpointError, match="do not match"):
         load_checkpoint(tmp_path / "partial.safetensors", "cpu")

@@ -29,12 +29,16 @@ def test_synthaudit_format_round_trip(tmp_path: Path) -> None:
 
 
 def test_p_values_and_roles_round_trip_and_old_files_still_read(tmp_path: Path) -> None:
-    rows = [ResultRow("a", 1, 0.9, "g1", 0.8, p_value=1.23456789e-7, q_value=0.0421, role="candidate"),
-            ResultRow("b", 0, 0.1, "g2", 0.3, role="reference")]
+    rows = [
+        ResultRow("a", 1, 0.9, "g1", 0.8, p_value=1.23456789e-7, q_value=0.0421, role="candidate"),
+        ResultRow("b", 0, 0.1, "g2", 0.3, role="reference"),
+    ]
     path = tmp_path / "r.csv"
     write_results_csv(rows, path)
-    assert path.read_text().splitlines()[1:] == ["a,1,0.900000,g1,0.800000,1.23457e-07,0.0421,candidate",
-                                                 "b,0,0.100000,g2,0.300000,,,reference"]
+    assert path.read_text().splitlines()[1:] == [
+        "a,1,0.900000,g1,0.800000,1.23457e-07,0.0421,candidate",
+        "b,0,0.100000,g2,0.300000,,,reference",
+    ]
     back = read_results_csv(path)
     assert back[0].p_value == pytest.approx(1.23457e-07) and back[1].p_value is None
     assert [r.role for r in back] == ["candidate", "reference"]
@@ -137,8 +141,9 @@ def test_formula_cells_get_a_quote_and_read_back(tmp_path: Path) -> None:
     assert {r.nearest_generated for r in back} == {"+gen", "gen"}
 
     clef = tmp_path / "clef.csv"
-    write_results_csv([ResultRow("ct/=1+1", 1, 0.5, "g", 0.5), ResultRow("@x", 0, 0.1, "g", 0.1)], clef,
-                      fmt="imageclef")
+    write_results_csv(
+        [ResultRow("ct/=1+1", 1, 0.5, "g", 0.5), ResultRow("@x", 0, 0.1, "g", 0.1)], clef, fmt="imageclef"
+    )
     assert clef.read_text() == "'=1+1,1\n'@x,0\n"
     assert [r.id for r in read_results_csv(clef)] == ["=1+1", "@x"]
 
@@ -174,9 +179,11 @@ def test_csv_writer_quotes_like_the_csv_module_and_quotes_bare_cr(tmp_path: Path
     from models.csv_safety import write_csv_atomic
 
     rng = random.Random(14)
-    alphabet = 'ab ,"\n\t;\'x\u00e9'
-    rows = [["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(3)]
-            for _ in range(500)]
+    alphabet = "ab ,\"\n\t;'x\u00e9"
+    rows = [
+        ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(3)]
+        for _ in range(500)
+    ]
     expected = io.StringIO()
     csv.writer(expected, lineterminator="\n").writerows(rows)
     path = write_csv_atomic(rows, tmp_path / "x.csv")

@@ -16,7 +16,8 @@ from models.stages import AuditInputs, _load_npz, run_audit, run_stage
 
 
 @pytest.mark.parametrize(
-    ("n", "shards", "align"), [(10, 3, 1), (40, 3, 8), (7, 10, 1), (100, 4, 64), (1, 5, 3), (64, 2, 64), (1000, 7, 16)]
+    ("n", "shards", "align"),
+    [(10, 3, 1), (40, 3, 8), (7, 10, 1), (100, 4, 64), (1, 5, 3), (64, 2, 64), (1000, 7, 16)],
 )
 def test_shard_ranges_cover_the_set_in_aligned_contiguous_pieces(n: int, shards: int, align: int) -> None:
     ranges = shard_ranges(n, shards, align)

@@ -1,22 +1,23 @@
 """The five stages end to end on a tiny synthetic set, in-process."""
+
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from synthetic_sets import make_membership_set
 
 from models.config import AuditConfig
 from models.stages import STAGES, AuditInputs, overall_progress, run_audit, run_stage, stage_done
-from synthetic_sets import make_membership_set
 
 
 @pytest.fixture()
 def membership_set(tmp_path: Path) -> tuple[Path, dict[str, int]]:
-    labels = make_membership_set(tmp_path / "set", n_used=8, n_unused=8, n_fresh_generated=16, exact_copies=True)
+    labels = make_membership_set(
+        tmp_path / "set", n_used=8, n_unused=8, n_fresh_generated=16, exact_copies=True
+    )
     return tmp_path / "set", labels
 
 
@@ -54,8 +55,11 @@ def larger_set(tmp_path: Path) -> tuple[Path, dict[str, int]]:
 def test_known_not_used_labels_give_a_calibrated_fdr_verdict(larger_set, tmp_path: Path) -> None:
     root, labels = larger_set
     reference = dict(sorted((k, v) for k, v in labels.items() if v == 0)[:40])
-    outcome = run_audit(AuditInputs(root / "real", root / "generated", reference),
-                        AuditConfig(method="pixels", image_size=32), tmp_path / "work")
+    outcome = run_audit(
+        AuditInputs(root / "real", root / "generated", reference),
+        AuditConfig(method="pixels", image_size=32),
+        tmp_path / "work",
+    )
     m = outcome.metrics
     assert m["decision_rule"] == "fdr" and m["calibrated"] is True and m["fdr"] == 0.1
     assert m["n_reference"] == 40 and m["n_candidates"] == 50
@@ -83,8 +87,11 @@ def test_a_reference_set_is_scored_with_the_real_images_but_gets_no_row(larger_s
     for image_id in held_out:  # the hold-out moves to its own folder
         (root / "real" / f"{image_id}.png").rename(reference_dir / f"{image_id}.png")
     Image.open(reference_dir / f"{held_out[0]}.png").save(reference_dir / "extra.png")  # ids may not clash
-    with_reference = run_audit(AuditInputs(root / "real", root / "generated", reference=reference_dir),
-                               AuditConfig(method="pixels", image_size=32), tmp_path / "work")
+    with_reference = run_audit(
+        AuditInputs(root / "real", root / "generated", reference=reference_dir),
+        AuditConfig(method="pixels", image_size=32),
+        tmp_path / "work",
+    )
     assert {r.id for r in with_reference.rows} == set(labels) - set(held_out)
     assert {r.id for r in with_reference.reference_rows} == set(held_out) | {"extra"}
     assert all(r.role == "reference" for r in with_reference.reference_rows)
@@ -95,14 +102,20 @@ def test_a_reference_set_is_scored_with_the_real_images_but_gets_no_row(larger_s
 def test_the_same_hold_out_as_labels_or_as_a_set_gives_the_same_p_values(larger_set, tmp_path: Path) -> None:
     root, labels = larger_set
     held_out = sorted(k for k, v in labels.items() if v == 0)[:40]
-    as_labels = run_audit(AuditInputs(root / "real", root / "generated", {k: 0 for k in held_out}),
-                          AuditConfig(method="pixels", image_size=32), tmp_path / "a")
+    as_labels = run_audit(
+        AuditInputs(root / "real", root / "generated", dict.fromkeys(held_out, 0)),
+        AuditConfig(method="pixels", image_size=32),
+        tmp_path / "a",
+    )
     reference_dir = tmp_path / "reference"
     reference_dir.mkdir()
     for image_id in held_out:
         (root / "real" / f"{image_id}.png").rename(reference_dir / f"{image_id}.png")
-    as_set = run_audit(AuditInputs(root / "real", root / "generated", reference=reference_dir),
-                       AuditConfig(method="pixels", image_size=32), tmp_path / "b")
+    as_set = run_audit(
+        AuditInputs(root / "real", root / "generated", reference=reference_dir),
+        AuditConfig(method="pixels", image_size=32),
+        tmp_path / "b",
+    )
     p_labels = {r.id: r.p_value for r in as_labels.rows if r.role == "candidate"}
     p_set = {r.id: r.p_value for r in as_set.rows}
     assert p_labels == p_set
@@ -112,20 +125,29 @@ def test_the_same_hold_out_as_labels_or_as_a_set_gives_the_same_p_values(larger_
 def test_without_known_not_used_images_the_audit_is_uncalibrated(larger_set, tmp_path: Path) -> None:
     root, labels = larger_set
     used_only = {k: 1 for k, v in labels.items() if v == 1}
-    outcome = run_audit(AuditInputs(root / "real", root / "generated", used_only),
-                        AuditConfig(method="pixels", image_size=32), tmp_path / "work")
+    outcome = run_audit(
+        AuditInputs(root / "real", root / "generated", used_only),
+        AuditConfig(method="pixels", image_size=32),
+        tmp_path / "work",
+    )
     assert outcome.metrics["calibrated"] is False and outcome.metrics["leakage"] is None
     assert outcome.metrics["decision_rule"] == "prior"
     assert all(r.p_value is None and r.role == "candidate" for r in outcome.rows)
     with pytest.raises(ValueError, match="known not to be used"):
-        run_audit(AuditInputs(root / "real", root / "generated"),
-                  AuditConfig(method="pixels", image_size=32, decision="fdr"), tmp_path / "fdr")
+        run_audit(
+            AuditInputs(root / "real", root / "generated"),
+            AuditConfig(method="pixels", image_size=32, decision="fdr"),
+            tmp_path / "fdr",
+        )
 
 
 def test_known_used_labels_measure_power(larger_set, tmp_path: Path) -> None:
     root, labels = larger_set
-    outcome = run_audit(AuditInputs(root / "real", root / "generated", labels),
-                        AuditConfig(method="pixels", image_size=32), tmp_path / "work")
+    outcome = run_audit(
+        AuditInputs(root / "real", root / "generated", labels),
+        AuditConfig(method="pixels", image_size=32),
+        tmp_path / "work",
+    )
     power = outcome.metrics["power"]
     assert outcome.metrics["decision_rule"] == "fdr"
     assert power["n_known_used"] == 30

@@ -1,15 +1,22 @@
 """The `vit_tokens_whitened` encoder and the `density_attribution_vit` method, in-process on tiny sets."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_sets import make_membership_set
 
 from models.config import AuditConfig
-from models.encoders.vit_tokens import VitTokensEncoder, fit_vit_tokens, load_vit_tokens, random_vit, save_vit_tokens
+from models.encoders.vit_tokens import (
+    VitTokensEncoder,
+    fit_vit_tokens,
+    load_vit_tokens,
+    random_vit,
+    save_vit_tokens,
+)
 from models.stages import AuditInputs, run_audit
-from synthetic_sets import make_membership_set
 
 
 @pytest.fixture()
@@ -36,7 +43,9 @@ def test_the_vit_depends_on_the_seed_only(images: np.ndarray) -> None:
 
 @pytest.mark.slow
 def test_the_method_finds_copies_and_repeats_itself(tmp_path: Path) -> None:
-    labels = make_membership_set(tmp_path / "set", n_used=8, n_unused=8, n_fresh_generated=16, exact_copies=True)
+    labels = make_membership_set(
+        tmp_path / "set", n_used=8, n_unused=8, n_fresh_generated=16, exact_copies=True
+    )
     inputs = AuditInputs(tmp_path / "set" / "real", tmp_path / "set" / "generated")
     config = AuditConfig(method="density_attribution_vit", image_size=32)
     first = run_audit(inputs, config, tmp_path / "one")

@@ -39,19 +39,34 @@ def _mode(path: Path) -> int:
 def test_the_names_are_those_of_every_earlier_work_folder() -> None:
     w = WorkDir(Path("w"))
     names = {
-        w.decoded: "images.npz", w.rejected: "rejected.json", w.pretrained: "encoder.done",
-        w.features: "features.npz", w.neighbours: "neighbours.npz", w.scores: "scores.npz",
-        w.results_csv: "results.csv", w.reference_csv: "reference.csv", w.metrics: "metrics.json",
-        w.config: "config.json", w.timings: "timings.json", w.mae_checkpoint: "encoder.safetensors",
+        w.decoded: "images.npz",
+        w.rejected: "rejected.json",
+        w.pretrained: "encoder.done",
+        w.features: "features.npz",
+        w.neighbours: "neighbours.npz",
+        w.scores: "scores.npz",
+        w.results_csv: "results.csv",
+        w.reference_csv: "reference.csv",
+        w.metrics: "metrics.json",
+        w.config: "config.json",
+        w.timings: "timings.json",
+        w.mae_checkpoint: "encoder.safetensors",
         w.fitted_encoder("pixels_whitened"): "whitening.safetensors",
         w.fitted_encoder("vit_tokens_whitened"): "vit_tokens.safetensors",
-        w.shard_plan: "shards/plan.json", w.shard_real: "shards/real.npz", w.shard(3): "shards/shard-00003.npz",
-        w.report("any"): "report-any.html", w.attempt_marker("embed"): ".attempt-embed",
+        w.shard_plan: "shards/plan.json",
+        w.shard_real: "shards/real.npz",
+        w.shard(3): "shards/shard-00003.npz",
+        w.report("any"): "report-any.html",
+        w.attempt_marker("embed"): ".attempt-embed",
     }
     assert {path: path.relative_to("w").as_posix() for path in names} == names
     assert w.fitted_encoder("pixels") is None
     assert [w.stage_artifact(s).name for s in STAGES] == [
-        "images.npz", "encoder.done", "features.npz", "neighbours.npz", "metrics.json"
+        "images.npz",
+        "encoder.done",
+        "features.npz",
+        "neighbours.npz",
+        "metrics.json",
     ]
     assert WorkDir("w") == w  # a str is taken as a Path
 
@@ -91,8 +106,17 @@ def test_an_audit_writes_exactly_what_workdir_names(tmp_path: Path, loose_umask:
     work = WorkDir(tmp_path / "work")
     run_audit(inputs, AuditConfig(method="pixels", image_size=32), work.path)
     assert _files(work.path) == {
-        work.decoded, work.rejected, work.pretrained, work.features, work.neighbours, work.scores,
-        work.results_csv, work.reference_csv, work.metrics, work.config, work.timings,
+        work.decoded,
+        work.rejected,
+        work.pretrained,
+        work.features,
+        work.neighbours,
+        work.scores,
+        work.results_csv,
+        work.reference_csv,
+        work.metrics,
+        work.config,
+        work.timings,
     }
     assert {_mode(p) for p in _files(work.path)} == {0o600}
     assert read_outcome(work.path).metrics["n_reference_set"] == 6

@@ -18,17 +18,39 @@ CONFIG = {"method": "paper", "image_size": 32, "batch_size": 8, "pretrain_images
 
 @pytest.fixture(scope="module")
 def sharding_deployment(
-    distributed_env: dict[str, str], tenant_keys: dict[str, str], proc_tools: Any, tmp_path_factory: pytest.TempPathFactory
+    distributed_env: dict[str, str],
+    tenant_keys: dict[str, str],
+    proc_tools: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Any]]:
     """uvicorn + two Celery workers on their own queue, every audit's embed + search split in 3 shards."""
-    env = {**distributed_env, "CELERY_QUEUE": f"synthaudit-shards-{uuid.uuid4().hex[:8]}", "EMBED_SHARDS": "3"}
+    env = {
+        **distributed_env,
+        "CELERY_QUEUE": f"synthaudit-shards-{uuid.uuid4().hex[:8]}",
+        "EMBED_SHARDS": "3",
+    }
     logs = tmp_path_factory.mktemp("sharding-logs")
     workers = []
     for name in ("a", "b"):
         argv = [
-            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "solo",
-            "--concurrency", "1", "-Q", env["CELERY_QUEUE"], "--loglevel", "INFO", "--without-gossip",
-            "--without-mingle", "-n", f"shard-{name}-{uuid.uuid4().hex[:6]}@%h",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_app",
+            "worker",
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
+            "-Q",
+            env["CELERY_QUEUE"],
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"shard-{name}-{uuid.uuid4().hex[:6]}@%h",
         ]
         workers.append(proc_tools.Proc(f"celery worker {name}", argv, env, logs / f"worker-{name}.log"))
     server = None
@@ -56,7 +78,12 @@ def test_sharded_audit_on_two_workers_gives_the_unsharded_csv(
     labels = dict(sorted(truth.items())[:12])
     with httpx.Client(base_url=server.url, timeout=60.0, headers=sharding_deployment["headers"]) as client:
         real, generated = helpers.upload_set(client, root)
-        body = {"real_dataset_id": real, "generated_dataset_id": generated, "labels": labels, "config": CONFIG}
+        body = {
+            "real_dataset_id": real,
+            "generated_dataset_id": generated,
+            "labels": labels,
+            "config": CONFIG,
+        }
         response = client.post("/v1/audits", json=body)
         assert response.status_code == 202, response.text
         audit_id = response.json()["id"]
@@ -69,7 +96,9 @@ def test_sharded_audit_on_two_workers_gives_the_unsharded_csv(
     logs = [w.output() for w in workers]
     shard_runs = [int(i) for log in logs for i in re.findall(rf"audit {audit_id}: shard (\d+) done", log)]
     assert sorted(shard_runs) == [0, 1, 2], logs
-    merges = sum(len(re.findall(rf"synthaudit\.embed_merge\[{audit_id}-embed\] succeeded", log)) for log in logs)
+    merges = sum(
+        len(re.findall(rf"synthaudit\.embed_merge\[{audit_id}-embed\] succeeded", log)) for log in logs
+    )
     assert merges == 1, logs
     assert all(audit_id in log for log in logs)  # both workers worked on this audit
     assert not (server.storage / "audits" / audit_id / "shards").exists()  # shard files cleaned up

@@ -162,9 +162,24 @@ def test_a_reference_dataset_audit_gives_the_clis_csv_and_metrics(
 
     labels = tmp_path / "labels.csv"
     labels.write_text("id,used\n" + "".join(f"{k},1\n" for k in body["labels"]))
-    arguments = ["--real", str(root / "real"), "--generated", str(root / "generated"), "--reference",
-                 str(reference_set), "--labels", str(labels), "--method", "pixels", "--image-size", "32",
-                 "--seed", "0", "--fdr", "0.05"]
+    arguments = [
+        "--real",
+        str(root / "real"),
+        "--generated",
+        str(root / "generated"),
+        "--reference",
+        str(reference_set),
+        "--labels",
+        str(labels),
+        "--method",
+        "pixels",
+        "--image-size",
+        "32",
+        "--seed",
+        "0",
+        "--fdr",
+        "0.05",
+    ]
     cli_csv, cli_metrics = helpers.cli_outputs(arguments, tmp_path / "cli")
     assert csv_bytes == cli_csv
     assert metrics == cli_metrics

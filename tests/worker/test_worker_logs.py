@@ -79,7 +79,9 @@ def test_an_unexpected_encoder_error_logs_no_storage_path(tmp_path: Path, proc_t
             assert created.status_code == 202, created.text
             deadline = time.monotonic() + 120
             while (encoder := client.get(f"/v1/encoders/{created.json()['id']}").json())["status"] not in (
-                "succeeded", "failed"):
+                "succeeded",
+                "failed",
+            ):
                 assert time.monotonic() < deadline, encoder
                 time.sleep(0.3)
         assert encoder["status"] == "failed" and "internal error" in encoder["error"], encoder

@@ -108,19 +108,43 @@ def _populate_at_0002(url: str) -> None:
     dataset, audit = uuid.uuid4().hex, uuid.uuid4().hex
     try:
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO datasets (id, role, name, image_count, total_bytes, rejected, created_at, "
-                              "tenant) VALUES (:id, 'real', 'd', 1, 10, '[]', :now, 'default')"), {"id": dataset, "now": now})
-            conn.execute(text("INSERT INTO images (dataset_id, name, file_name, sha256, size_bytes, role) "
-                              "VALUES (:d, 'a', 'a.png', :h, 10, 'real')"), {"d": dataset, "h": "0" * 64})
-            conn.execute(text("INSERT INTO audits (id, real_dataset_id, generated_dataset_id, config, status, progress, "
-                              "stage_timings, created_at, updated_at, tenant) VALUES (:id, :d, :d, '{}', 'succeeded', "
-                              "100, '{}', :now, :now, 'default')"), {"id": audit, "d": dataset, "now": now})
+            conn.execute(
+                text(
+                    "INSERT INTO datasets (id, role, name, image_count, total_bytes, rejected, created_at, "
+                    "tenant) VALUES (:id, 'real', 'd', 1, 10, '[]', :now, 'default')"
+                ),
+                {"id": dataset, "now": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO images (dataset_id, name, file_name, sha256, size_bytes, role) "
+                    "VALUES (:d, 'a', 'a.png', :h, 10, 'real')"
+                ),
+                {"d": dataset, "h": "0" * 64},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO audits (id, real_dataset_id, generated_dataset_id, config, status, progress, "
+                    "stage_timings, created_at, updated_at, tenant) VALUES (:id, :d, :d, '{}', 'succeeded', "
+                    "100, '{}', :now, :now, 'default')"
+                ),
+                {"id": audit, "d": dataset, "now": now},
+            )
             for position in (0, 1):
-                conn.execute(text("INSERT INTO audit_results (audit_id, position, image_name, used, score, "
-                                  "nearest_generated, similarities) VALUES (:a, :p, 'a', 1, 0.5, '[]', '[]')"),
-                             {"a": audit, "p": position})
-            conn.execute(text("INSERT INTO audit_metrics (audit_id, threshold, decision_rule, counts, rejected, "
-                              "created_at) VALUES (:a, 0.5, 'prior', '{}', '{}', :now)"), {"a": audit, "now": now})
+                conn.execute(
+                    text(
+                        "INSERT INTO audit_results (audit_id, position, image_name, used, score, "
+                        "nearest_generated, similarities) VALUES (:a, :p, 'a', 1, 0.5, '[]', '[]')"
+                    ),
+                    {"a": audit, "p": position},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO audit_metrics (audit_id, threshold, decision_rule, counts, rejected, "
+                    "created_at) VALUES (:a, 0.5, 'prior', '{}', '{}', :now)"
+                ),
+                {"a": audit, "now": now},
+            )
     finally:
         engine.dispose()
 
@@ -131,7 +155,9 @@ def _row_counts(url: str) -> dict[str, int]:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return {t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()) for t in sorted(TABLES)}
+            return {
+                t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()) for t in sorted(TABLES)
+            }
     finally:
         engine.dispose()
 

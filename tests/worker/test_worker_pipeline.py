@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from worker_audits import audit_row, make_audit
 
 from app.core import repository as repo
 from app.core.config import Settings
@@ -14,7 +15,6 @@ from app.core.migrations import ensure_schema
 from worker.context import WorkerContext
 from worker.errors import AuditStopped
 from worker.pipeline import Outcome, ProgressReporter, execute_stage
-from worker_audits import audit_row, make_audit
 
 
 @pytest.fixture()

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from worker_audits import audit_row, make_audit
 
 from app.core import repository as repo
 from app.core.config import Settings
@@ -20,7 +21,6 @@ from worker.context import WorkerContext
 from worker.heartbeat import AuditHeartbeat as Heartbeat
 from worker.pipeline import Outcome, execute_stage
 from worker.recovery import sweep
-from worker_audits import audit_row, make_audit
 
 
 @pytest.fixture()

@@ -45,6 +45,13 @@ from app.core.repository.encoders import (
     unfinished_encoders,
 )
 from app.core.repository.health import ping
+from app.core.repository.job_liveness import (
+    active_jobs,
+    beat_audit,
+    beat_encoder,
+    claim_orphaned_audit,
+    claim_orphaned_encoder,
+)
 from app.core.repository.keys import add_key, key_by_hash, keys_of, keys_with_id_prefix, touch_key
 from app.core.repository.listing import Window
 from app.core.repository.metrics import audit_counts, encoder_counts, recent_stage_timings, webhook_counts
@@ -69,6 +76,7 @@ from app.core.repository.webhooks import (
 __all__ = [
     "FINAL_STATUSES",
     "Window",
+    "active_jobs",
     "add_audit",
     "add_dataset",
     "add_encoder",
@@ -76,7 +84,11 @@ __all__ = [
     "audit_counts",
     "audits_in_status",
     "audits_using",
+    "beat_audit",
+    "beat_encoder",
     "cancel_audit",
+    "claim_orphaned_audit",
+    "claim_orphaned_encoder",
     "claim_webhook",
     "count_active_audits",
     "count_active_audits_using",

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, insert, update
 from sqlalchemy.orm import Session
 
+from app.core.repository.rows import rows_affected
 from app.core.tables import ACTIVE_STATUSES, Audit, AuditMetrics, AuditResult, utcnow
 
 
@@ -32,7 +33,7 @@ def set_progress(session: Session, audit_id: uuid.UUID, stage: str, progress: fl
         .where(Audit.id == audit_id, Audit.status == "running")
         .values(stage=stage, progress=progress, updated_at=utcnow(), heartbeat_at=utcnow())
     )
-    return result.rowcount > 0  # type: ignore[attr-defined]
+    return rows_affected(result) > 0
 
 
 def record_stage_timing(session: Session, audit_id: uuid.UUID, stage: str, seconds: float) -> None:
@@ -50,7 +51,7 @@ def fail_audit(session: Session, audit_id: uuid.UUID, error: str) -> bool:
         .where(Audit.id == audit_id, Audit.status.in_(ACTIVE_STATUSES))
         .values(status="failed", error=error, finished_at=now, updated_at=now)
     )
-    return result.rowcount > 0  # type: ignore[attr-defined]
+    return rows_affected(result) > 0
 
 
 def store_outcome(
@@ -68,7 +69,7 @@ def store_outcome(
             status="succeeded", stage="decide", progress=100.0, finished_at=now, updated_at=now, error=None
         )
     )
-    if done.rowcount == 0:  # type: ignore[attr-defined]
+    if rows_affected(done) == 0:
         return False
     session.execute(delete(AuditResult).where(AuditResult.audit_id == audit_id))
     session.execute(delete(AuditMetrics).where(AuditMetrics.audit_id == audit_id))

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from app.core.repository.listing import Window, in_window
+from app.core.repository.rows import rows_affected
 from app.core.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit, AuditMetrics, AuditResult, utcnow
 
 
@@ -71,7 +72,7 @@ def cancel_audit(session: Session, audit_id: uuid.UUID) -> bool:
         .where(Audit.id == audit_id, Audit.status.in_(ACTIVE_STATUSES))
         .values(status="cancelled", finished_at=now, updated_at=now)
     )
-    return result.rowcount > 0  # type: ignore[attr-defined]
+    return rows_affected(result) > 0
 
 
 def delete_audit(session: Session, audit_id: uuid.UUID) -> None:

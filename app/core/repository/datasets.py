@@ -13,9 +13,7 @@ from app.core.repository.listing import Window, in_window
 from app.core.tables import ACTIVE_STATUSES, Audit, Dataset, Image
 
 
-def list_datasets(
-    session: Session, window: Window, role: str | None = None
-) -> list[tuple[Dataset, int]]:
+def list_datasets(session: Session, window: Window, role: str | None = None) -> list[tuple[Dataset, int]]:
     """A page of the tenant's datasets with the number of files each rejected. The rejected lists are
     not read (one can hold an entry per uploaded file): the page's memory stays bounded."""
     postgres = session.get_bind().dialect.name == "postgresql"

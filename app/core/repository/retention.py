@@ -39,9 +39,7 @@ def expired_datasets(session: Session, before: datetime) -> list[uuid.UUID]:
 
 def expired_encoders(session: Session, before: datetime) -> list[uuid.UUID]:
     """Encoders created before `before`, not purged yet, neither training nor used by an active audit."""
-    in_use = select(Audit.encoder_id).where(
-        Audit.status.in_(ACTIVE_STATUSES), Audit.encoder_id.is_not(None)
-    )
+    in_use = select(Audit.encoder_id).where(Audit.status.in_(ACTIVE_STATUSES), Audit.encoder_id.is_not(None))
     stmt = select(Encoder.id).where(
         Encoder.created_at < before,
         Encoder.purged_at.is_(None),

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.core.repository.rows import rows_affected
 from app.core.tables import Audit, utcnow
 
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -26,7 +27,7 @@ def claim_webhook(session: Session, audit_id: uuid.UUID) -> datetime | None:
         )
         .values(webhook_status="sending", webhook_claimed_at=now)
     )
-    return now if result.rowcount > 0 else None  # type: ignore[attr-defined]
+    return now if rows_affected(result) > 0 else None
 
 
 def renew_webhook_claim(session: Session, audit_id: uuid.UUID, claimed_at: datetime) -> bool:
@@ -40,7 +41,7 @@ def renew_webhook_claim(session: Session, audit_id: uuid.UUID, claimed_at: datet
         )
         .values(webhook_claimed_at=utcnow())
     )
-    return result.rowcount > 0  # type: ignore[attr-defined]
+    return rows_affected(result) > 0
 
 
 def _stalled(cutoff: datetime) -> ColumnElement[bool]:
@@ -63,7 +64,7 @@ def release_stalled_webhook(session: Session, audit_id: uuid.UUID, cutoff: datet
         .where(Audit.id == audit_id, _stalled(cutoff))
         .values(webhook_status=None, webhook_claimed_at=None)
     )
-    return released.rowcount == 1  # type: ignore[attr-defined]
+    return rows_affected(released) == 1
 
 
 def record_webhook(session: Session, audit_id: uuid.UUID, delivered: bool, attempts: int) -> None:
