@@ -416,7 +416,7 @@ class ApiHelpers:
 
     @staticmethod
     def pseudonym(raw: str, tenant: str = "default", kind: str = "patient") -> str:
-        """The pseudonym a test server gives a raw DICOM identifier of this tenant (app.services.patients)."""
+        """The pseudonym a test server gives a raw DICOM identifier of this tenant (app.services.pseudonyms)."""
         from models.groups import pseudonym, tenant_key
 
         return pseudonym(kind, raw, tenant_key(TEST_GROUP_KEY_SECRET, tenant))

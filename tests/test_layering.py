@@ -175,6 +175,7 @@ def ast_imports(path: Path) -> list[str]:
     return [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("embedded", [False, True])
 def test_the_api_process_imports_the_workers_only_in_the_embedded_mode(
     embedded: bool, tmp_path: Path

@@ -77,6 +77,7 @@ def test_draw_reference_is_a_seeded_share_of_the_not_used() -> None:
     assert ref == expected  # the documented recipe, which benchmarks/calibrated_check.py writes as REF.csv
 
 
+@pytest.mark.slow
 def test_redraws_keep_the_null_detect_rate_near_the_level() -> None:
     rng = np.random.default_rng(0)
     ids = [f"x{i:04d}" for i in range(600)]

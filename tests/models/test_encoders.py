@@ -120,6 +120,7 @@ def test_mae_needs_a_checkpoint() -> None:
         create_encoder("mae", device="cpu")
 
 
+@pytest.mark.slow
 def test_mae_encoder_embeds_with_its_checkpoint(tmp_path: Path) -> None:
     images = blob_images(40, size=32, seed=6)
     cfg = PretrainConfig(device="cpu", batch_size=16, images_seen=32, early_stop=False)

@@ -58,6 +58,7 @@ def test_same_seed_gives_identical_weights(images: np.ndarray) -> None:
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
+@pytest.mark.slow
 def test_progress_reaches_one_and_normalisation_is_from_the_data(images: np.ndarray) -> None:
     seen: list[float] = []
     model, _ = pretrain_mae(images, _quick(16 * 3), on_progress=seen.append)
@@ -84,6 +85,7 @@ def test_early_stop_on_a_plateau() -> None:
     assert 10 <= len(losses) < 60
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_gives_identical_features(trained, images: np.ndarray, tmp_path: Path) -> None:
     model, losses = trained
     path = save_checkpoint(model, tmp_path / "ck" / "encoder.safetensors", extra={"final_loss": losses[-1]})
