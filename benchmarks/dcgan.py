@@ -1,4 +1,4 @@
-"""The DCGAN the benchmark builders train (make_gan_bench.py, make_ct_bench.py): networks, one step, sampling."""
+"""The DCGAN the builders make_gan_bench.py and make_ct_bench.py train: networks, one step, sampling."""
 
 from __future__ import annotations
 
@@ -20,8 +20,11 @@ class Generator(nn.Module):
         super().__init__()
         ups = int(np.log2(side // 4))  # 4 -> side
         chans = [width * 2 ** (ups - 1 - i) for i in range(ups)]
-        layers: list[nn.Module] = [nn.ConvTranspose2d(Z, chans[0], 4, 1, 0, bias=False), nn.BatchNorm2d(chans[0]),
-                                   nn.ReLU(True)]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(Z, chans[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(chans[0]),
+            nn.ReLU(True),
+        ]
         for a, b in pairwise(chans):
             layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(chans[-1], 1, 4, 2, 1), nn.Tanh()]
@@ -38,7 +41,7 @@ class Discriminator(nn.Module):
         super().__init__()
         sn = nn.utils.spectral_norm
         downs = int(np.log2(side // 4))
-        chans = [width * 2 ** i for i in range(downs)]
+        chans = [width * 2**i for i in range(downs)]
         layers: list[nn.Module] = [sn(nn.Conv2d(1, chans[0], 4, 2, 1)), nn.LeakyReLU(0.2, True)]
         for a, b in pairwise(chans):
             layers += [sn(nn.Conv2d(a, b, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
@@ -51,11 +54,19 @@ class Discriminator(nn.Module):
 
 def optimisers(gen: Generator, disc: Discriminator, lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam for the generator and the discriminator (betas 0.5, 0.999)."""
-    return torch.optim.Adam(gen.parameters(), lr, betas=BETAS), torch.optim.Adam(disc.parameters(), lr, betas=BETAS)
+    adam = torch.optim.Adam
+    return adam(gen.parameters(), lr, betas=BETAS), adam(disc.parameters(), lr, betas=BETAS)
 
 
-def train_step(gen: Generator, disc: Discriminator, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-               data: torch.Tensor, batch: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(
+    gen: Generator,
+    disc: Discriminator,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    data: torch.Tensor,
+    batch: int,
+    rng: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One non-saturating GAN step on a batch drawn from data (indices, then latents, from rng); the losses
     (D, G) as detached tensors, so that a caller reads them back only when it logs."""
     real = data[torch.randint(len(data), (batch,), generator=rng, device=data.device)]

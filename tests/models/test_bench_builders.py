@@ -1,5 +1,5 @@
-"""The benchmark builders: the copy-transform stress suite, the MRI slice benchmark and the DCGAN they share with
-the GAN benchmark (no download, no real training: their pieces on small synthetic images and volumes)."""
+"""The benchmark builders: the copy-transform stress suite, the MRI slice benchmark and the DCGAN it shares
+with the GAN benchmark (no download, no real training: their pieces on small synthetic images and volumes)."""
 
 from __future__ import annotations
 
@@ -147,6 +147,7 @@ def _train(steps: int, seed: int) -> list[torch.Tensor]:
     return [p.detach().clone() for p in gen.parameters()]
 
 
+@pytest.mark.slow
 def test_dcgan_training_is_seeded() -> None:
     first, again = _train(3, 0), _train(3, 0)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
