@@ -33,7 +33,9 @@ def cmd_ref(args: argparse.Namespace) -> int:
     reference = draw_reference(labels, args.share, args.seed)
     write_labels_csv(((image_id, 0) for image_id in reference), args.out)
     n_not_used = sum(v == 0 for v in labels.values())
-    print(f"wrote {args.out}: {len(reference)} of {n_not_used} not-used images (seed {args.seed}) as the reference")
+    print(
+        f"wrote {args.out}: {len(reference)} of {n_not_used} not-used images (seed {args.seed}) as the reference"
+    )
     return 0
 
 
@@ -52,10 +54,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     fdp = false / len(flagged) if flagged else 0.0
     tpr = found / used if used else float("nan")
     lower = leakage["used_count_lower_bound"]
-    print(f"reference {leakage['n_reference']}, candidates {len(rows)} ({used} used, {len(rows) - used} not used)")
+    print(
+        f"reference {leakage['n_reference']}, candidates {len(rows)} ({used} used, {len(rows) - used} not used)"
+    )
     print(f"leakage p = {leakage['p_value']:.3g} ({leakage['test']}), detected {leakage['detected']}")
     print(f"at FDR {document['fdr']:g}: flagged {len(flagged)}, false {false}, FDP {fdp:.3f}, TPR {tpr:.3f}")
-    print(f"used count lower bound {lower} (true {used}); used share estimate {leakage['used_share_estimate']:.3f}")
+    print(
+        f"used count lower bound {lower} (true {used}); used share estimate {leakage['used_share_estimate']:.3f}"
+    )
     checks = {
         f"leakage p < {args.max_p:g}": leakage["p_value"] < args.max_p,
         f"FDP <= {args.max_fdp:g}": fdp <= args.max_fdp,

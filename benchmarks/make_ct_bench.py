@@ -58,11 +58,26 @@ from PIL import Image
 MRICRON = ("mricron-data", "usr/share/mricron/templates")
 NILEARN = ("nilearn==0.14.1", "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
 VOLUMES = {
-    "ch2bet": ("mricron", "ch2bet.nii.gz", "592a2d20abdf36eefcb540ca8958428040edffc1bc1a18ba1dcfbabac77c5dd1"),
-    "ch2better": ("mricron", "ch2better.nii.gz", "a094f3ccf383c495c9569625bd0c06993fd4b02d2a8d9966da5fea7d7e530e8d"),
-    "inia19": ("mricron", "inia19-t1-brain.nii.gz", "3f0707f4999a0c6b56d6c9a0145310cba17753e2b4612f577d8dbfe65a89e231"),
-    "mni152": ("nilearn", "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
-               "421a10e872fd6cadae7f61d358dffbcc1795a497d61ee76c5dda2503e1a1e9e6"),
+    "ch2bet": (
+        "mricron",
+        "ch2bet.nii.gz",
+        "592a2d20abdf36eefcb540ca8958428040edffc1bc1a18ba1dcfbabac77c5dd1",
+    ),
+    "ch2better": (
+        "mricron",
+        "ch2better.nii.gz",
+        "a094f3ccf383c495c9569625bd0c06993fd4b02d2a8d9966da5fea7d7e530e8d",
+    ),
+    "inia19": (
+        "mricron",
+        "inia19-t1-brain.nii.gz",
+        "3f0707f4999a0c6b56d6c9a0145310cba17753e2b4612f577d8dbfe65a89e231",
+    ),
+    "mni152": (
+        "nilearn",
+        "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+        "421a10e872fd6cadae7f61d358dffbcc1795a497d61ee76c5dda2503e1a1e9e6",
+    ),
 }
 LICENCES = {
     "mricron": "Debian package mricron-data (main; debian/copyright: BSD-3-clause, Chris Rorden); Colin27 from "
@@ -94,7 +109,10 @@ def fetch_sources(cache: Path) -> dict[str, Path]:
     if not nilearn_file.exists():
         wheels = sorted(cache.glob("nilearn-*.whl"))
         if not wheels:
-            _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache), NILEARN[0]], cache)
+            _run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache), NILEARN[0]],
+                cache,
+            )
             wheels = sorted(cache.glob("nilearn-*.whl"))
         nilearn_file.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(wheels[-1]) as z:
@@ -107,13 +125,25 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-_NIFTI_TYPES = {2: np.uint8, 4: np.int16, 8: np.int32, 16: np.float32, 64: np.float64, 256: np.int8,
-                512: np.uint16, 768: np.uint32}
+_NIFTI_TYPES = {
+    2: np.uint8,
+    4: np.int16,
+    8: np.int32,
+    16: np.float32,
+    64: np.float64,
+    256: np.int8,
+    512: np.uint16,
+    768: np.uint32,
+}
 
 
 def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     """A NIfTI-1 volume (.nii or .nii.gz) as float32 [X, Y, Z] (first volume if 4-D) and its voxel sizes."""
-    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    if path.suffix == ".gz":
+        with gzip.open(path) as fh:
+            raw = fh.read()
+    else:
+        raw = path.read_bytes()
     end = "<" if struct.unpack("<i", raw[:4])[0] == 348 else ">"
     dims = struct.unpack(end + "8h", raw[40:56])
     dtype = struct.unpack(end + "h", raw[70:72])[0]
@@ -136,8 +166,9 @@ def to_uint8(vol: np.ndarray) -> np.ndarray:
     return np.clip(vol / top * 255.0, 0, 255).round().astype(np.uint8)
 
 
-def series_slices(vol: np.ndarray, pixdim: tuple[float, ...], axis: int, side: int,
-                  min_area: float = 0.3) -> tuple[list[np.ndarray], list[int]]:
+def series_slices(
+    vol: np.ndarray, pixdim: tuple[float, ...], axis: int, side: int, min_area: float = 0.3
+) -> tuple[list[np.ndarray], list[int]]:
     """Slices along `axis` at 1 mm spacing, each cropped to the series' anatomy square, resized to `side`.
 
     Kept: slices whose anatomy (voxels > 5 % of 255) covers at least `min_area` of the series' largest slice.
@@ -202,12 +233,22 @@ def downsize(images: np.ndarray, side: int) -> torch.Tensor:
     return torch.from_numpy(small).float()[:, None] / 127.5 - 1.0
 
 
-def train(train_images: np.ndarray, cfg: dict, ckpt: Path, seed: int, device: str, max_minutes: float,
-          snapshots: list[int]) -> tuple[dict[int, Path], float]:
+def train(
+    train_images: np.ndarray,
+    cfg: dict,
+    ckpt: Path,
+    seed: int,
+    device: str,
+    max_minutes: float,
+    snapshots: list[int],
+) -> tuple[dict[int, Path], float]:
     """Train (or resume) the DCGAN; save the generator at each snapshot step. Returns the snapshots done."""
     torch.manual_seed(seed)
     x = downsize(train_images, cfg["side"]).to(device)
-    gen, disc = Generator(cfg["width"], cfg["side"]).to(device), Discriminator(cfg["width"], cfg["side"]).to(device)
+    gen, disc = (
+        Generator(cfg["width"], cfg["side"]).to(device),
+        Discriminator(cfg["width"], cfg["side"]).to(device),
+    )
     opt_g, opt_d = optimisers(gen, disc, cfg["lr"])
     g = torch.Generator(device=device).manual_seed(seed + 1)
     step, seconds = 0, 0.0
@@ -225,8 +266,18 @@ def train(train_images: np.ndarray, cfg: dict, ckpt: Path, seed: int, device: st
 
     def save() -> None:
         tmp = state_file.with_suffix(".tmp")
-        torch.save({"gen": gen.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(), "rng": g.get_state(), "step": step, "seconds": seconds}, tmp)
+        torch.save(
+            {
+                "gen": gen.state_dict(),
+                "disc": disc.state_dict(),
+                "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(),
+                "rng": g.get_state(),
+                "step": step,
+                "seconds": seconds,
+            },
+            tmp,
+        )
         tmp.replace(state_file)
 
     started = time.perf_counter()
@@ -238,13 +289,18 @@ def train(train_images: np.ndarray, cfg: dict, ckpt: Path, seed: int, device: st
         seconds += now - last
         last = now
         if step % 100 == 0:
-            print(f"step {step}: loss D {loss_d.item():.3f} G {loss_g.item():.3f} ({seconds:.0f} s)", flush=True)
+            print(
+                f"step {step}: loss D {loss_d.item():.3f} G {loss_g.item():.3f} ({seconds:.0f} s)", flush=True
+            )
         if step in snapshots:
             torch.save(gen.state_dict(), ckpt / f"gen-{step}.pt")
             save()
         if max_minutes and now - started > max_minutes * 60 and step < cfg["steps"]:
             save()
-            print(f"stopped at step {step} after {max_minutes} min: run the same command again to resume", flush=True)
+            print(
+                f"stopped at step {step} after {max_minutes} min: run the same command again to resume",
+                flush=True,
+            )
             break
     save()
     return {s: ckpt / f"gen-{s}.pt" for s in snapshots if (ckpt / f"gen-{s}.pt").exists()}, seconds
@@ -264,8 +320,15 @@ def upsample(images: np.ndarray, side: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ folders
-def write_folder(out: Path, real: np.ndarray, used: np.ndarray, info: list[dict], generated: np.ndarray,
-                 meta: dict, shuffle_seed: int) -> None:
+def write_folder(
+    out: Path,
+    real: np.ndarray,
+    used: np.ndarray,
+    info: list[dict],
+    generated: np.ndarray,
+    meta: dict,
+    shuffle_seed: int,
+) -> None:
     if out.exists():
         shutil.rmtree(out)
     (out / "real").mkdir(parents=True)
@@ -297,14 +360,25 @@ def main() -> None:
     ap.add_argument("--holdout-volumes", default="mni152,ch2better")
     ap.add_argument("--gpu", action="store_true", help="the GPU configuration (128 px, wider, more steps)")
     ap.add_argument("--steps", type=int, default=None, help="override the configuration's training steps")
-    ap.add_argument("--snapshots", default=None, help="steps at which folders are written (default: the last)")
-    ap.add_argument("--max-minutes", type=float, default=0.0, help="stop training after this long (resumable)")
+    ap.add_argument(
+        "--snapshots", default=None, help="steps at which folders are written (default: the last)"
+    )
+    ap.add_argument(
+        "--max-minutes", type=float, default=0.0, help="stop training after this long (resumable)"
+    )
     ap.add_argument("--generated", type=int, default=3000)
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch CPU threads (0: torch's default; 1 is faster on a CPU shared with other jobs)")
-    ap.add_argument("--holdout-only", action="store_true",
-                    help="write only OUT/mri-holdout-S (real/ + slices.csv: every slice of the hold-out volumes, "
-                    "no labels, no training), e.g. as the real images of the stress suite")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0: torch's default; 1 is faster on a CPU shared with other jobs)",
+    )
+    ap.add_argument(
+        "--holdout-only",
+        action="store_true",
+        help="write only OUT/mri-holdout-S (real/ + slices.csv: every slice of the hold-out volumes, "
+        "no labels, no training), e.g. as the real images of the stress suite",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     cfg = dict(CONFIGS["gpu" if args.gpu else "cpu"])
@@ -330,26 +404,45 @@ def main() -> None:
         pool = np.flatnonzero(np.isin([r["volume"] for r in info], holdout))
         for side in sizes:
             folder = args.out / f"mri-holdout-{side}"
-            write_folder(folder, per_size[side][0][pool], np.zeros(len(pool), int), [info[i] for i in pool],
-                         np.zeros((0, side, side), np.uint8),
-                         {"data": {v: LICENCES[VOLUMES[v][0]] for v in holdout}, "volumes_sha256": hashes,
-                          "purpose": "every slice of the hold-out volumes (no generator of this script saw them)",
-                          "image_size": [side, side], "n_real": len(pool), "date": dt.date.today().isoformat(),
-                          "made_by": "benchmarks/make_ct_bench.py --holdout-only"}, 3000 + args.seed)
+            write_folder(
+                folder,
+                per_size[side][0][pool],
+                np.zeros(len(pool), int),
+                [info[i] for i in pool],
+                np.zeros((0, side, side), np.uint8),
+                {
+                    "data": {v: LICENCES[VOLUMES[v][0]] for v in holdout},
+                    "volumes_sha256": hashes,
+                    "purpose": "every slice of the hold-out volumes (no generator of this script saw them)",
+                    "image_size": [side, side],
+                    "n_real": len(pool),
+                    "date": dt.date.today().isoformat(),
+                    "made_by": "benchmarks/make_ct_bench.py --holdout-only",
+                },
+                3000 + args.seed,
+            )
             (folder / "labels.csv").unlink()
             (folder / "generated").rmdir()
             print(f"wrote {folder}: {len(pool)} slices of {', '.join(holdout)}", flush=True)
         return
     slab = assign_slabs(info, args.slab, train_volumes, args.seed)
     counts = {v: sum(r["volume"] == v for r in info) for v in paths}
-    print("slices per volume:", counts, "train:", int((slab == 1).sum()), "other slabs:", int((slab == 0).sum()),
-          flush=True)
+    print(
+        "slices per volume:",
+        counts,
+        "train:",
+        int((slab == 1).sum()),
+        "other slabs:",
+        int((slab == 0).sum()),
+        flush=True,
+    )
     train_idx = np.flatnonzero(slab == 1)
     # the generator trains on the largest size's slices (downsized to its side)
     tag = "gpu" if args.gpu else "cpu"
     ckpt = args.out / ".ckpt" / f"mri-dcgan-{tag}-seed{args.seed}"
-    done, seconds = train(per_size[sizes[-1]][0][train_idx], cfg, ckpt, args.seed, device, args.max_minutes,
-                          snapshots)
+    done, seconds = train(
+        per_size[sizes[-1]][0][train_idx], cfg, ckpt, args.seed, device, args.max_minutes, snapshots
+    )
     if snapshots[-1] not in done:
         return
     # the by-volume folder: train slabs (used) + an equal number of hold-out-volume slices (seeded draw)
@@ -389,18 +482,39 @@ def main() -> None:
             suffix = f"-{tag}" if args.gpu else ""
             suffix += f"-{step}" if len(snapshots) > 1 else ""
             in_slab = np.flatnonzero(slab >= 0)
-            write_folder(args.out / f"mri-slab-{side}{suffix}", images[in_slab], slab[in_slab],
-                         [info[i] for i in in_slab], gen_side,
-                         {**base, "split": f"by slab: every slice of {', '.join(train_volumes)}; used = the train "
-                          f"slabs (a seeded half of each series' {args.slab}-slice slabs), not used = the others",
-                          "n_real": len(in_slab), "n_used": int((slab == 1).sum())}, 1000 + args.seed)
+            write_folder(
+                args.out / f"mri-slab-{side}{suffix}",
+                images[in_slab],
+                slab[in_slab],
+                [info[i] for i in in_slab],
+                gen_side,
+                {
+                    **base,
+                    "split": f"by slab: every slice of {', '.join(train_volumes)}; used = the train "
+                    f"slabs (a seeded half of each series' {args.slab}-slice slabs), not used = the others",
+                    "n_real": len(in_slab),
+                    "n_used": int((slab == 1).sum()),
+                },
+                1000 + args.seed,
+            )
             vol_idx = np.concatenate([train_idx, not_used])
             vol_used = np.r_[np.ones(len(train_idx), int), np.zeros(len(not_used), int)]
-            write_folder(args.out / f"mri-volume-{side}{suffix}", images[vol_idx], vol_used,
-                         [info[i] for i in vol_idx], gen_side,
-                         {**base, "split": f"by volume: used = the train slabs; not used = a seeded draw of as many "
-                          f"slices of {', '.join(holdout)} (volumes the generator never saw; ch2better is the same "
-                          "person as ch2bet)", "n_real": len(vol_idx), "n_used": len(train_idx)}, 2000 + args.seed)
+            write_folder(
+                args.out / f"mri-volume-{side}{suffix}",
+                images[vol_idx],
+                vol_used,
+                [info[i] for i in vol_idx],
+                gen_side,
+                {
+                    **base,
+                    "split": f"by volume: used = the train slabs; not used = a seeded draw of as many "
+                    f"slices of {', '.join(holdout)} (volumes the generator never saw; ch2better is the same "
+                    "person as ch2bet)",
+                    "n_real": len(vol_idx),
+                    "n_used": len(train_idx),
+                },
+                2000 + args.seed,
+            )
             print(f"wrote {args.out}/mri-slab-{side}{suffix} and mri-volume-{side}{suffix}", flush=True)
 
 

@@ -61,8 +61,11 @@ def pick_real(seed: int, exclude: set[str]) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     chosen, used = [], []
     for c in range(10):
-        pool = [i for i in rng.permutation(np.flatnonzero(classes == c))
-                if hashlib.sha256(images[i].tobytes()).hexdigest() not in exclude]
+        pool = [
+            i
+            for i in rng.permutation(np.flatnonzero(classes == c))
+            if hashlib.sha256(images[i].tobytes()).hexdigest() not in exclude
+        ]
         chosen += pool[:100]
         used += [1] * 50 + [0] * 50
     return images[np.array(chosen)], np.array(used)
@@ -116,8 +119,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--generated", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--real-only", action="store_true",
-                    help="write only the real images to OUT/fmnist-real-other (no GAN training), for null pairings")
+    ap.add_argument(
+        "--real-only",
+        action="store_true",
+        help="write only the real images to OUT/fmnist-real-other (no GAN training), for null pairings",
+    )
     args = ap.parse_args()
     snapshots = sorted(int(s) for s in args.snapshots.split(","))
     torch.manual_seed(args.seed)
@@ -133,7 +139,10 @@ def main() -> None:
     for step in range(1, snapshots[-1] + 1):
         loss_d, loss_g = train_step(generator, discriminator, opt_g, opt_d, train, args.batch, g)
         if step % 250 == 0:
-            print(f"step {step}: loss D {loss_d.item():.3f} G {loss_g.item():.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"step {step}: loss D {loss_d.item():.3f} G {loss_g.item():.3f} ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
         if step in snapshots:
             folder = args.out / f"fmnist-dcgan-{step}"
             meta = {
@@ -165,7 +174,9 @@ def write_real_only(args: argparse.Namespace, real: np.ndarray, exclude: set[str
     """OUT/fmnist-real-other: real/ (the GAN folders' real images, same ids) and meta.json, no labels:
     none of these images was seen by the generators of the --exclude folders, so all are not used there."""
     if not exclude:
-        raise SystemExit("--real-only needs --exclude: the folders whose generators these images must not have trained")
+        raise SystemExit(
+            "--real-only needs --exclude: the folders whose generators these images must not have trained"
+        )
     folder = args.out / "fmnist-real-other"
     write_real(folder, real, np.zeros(len(real), dtype=int), 1000 + args.seed)
     n = check_disjoint(folder, exclude)
@@ -185,7 +196,10 @@ def write_real_only(args: argparse.Namespace, real: np.ndarray, exclude: set[str
         "made_by": "benchmarks/make_gan_bench.py --real-only",
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"wrote {folder}: {len(real)} real images ({n} distinct), none among the {len(exclude)} excluded", flush=True)
+    print(
+        f"wrote {folder}: {len(real)} real images ({n} distinct), none among the {len(exclude)} excluded",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

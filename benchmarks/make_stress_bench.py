@@ -77,8 +77,14 @@ def _sample_grid(img: torch.Tensor, theta: torch.Tensor, flow: torch.Tensor | No
     return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def geometric(img: np.ndarray, rng: np.random.Generator, shift: float = 0.0, angle: float = 0.0,
-              scale: float = 0.0, elastic: float = 0.0) -> np.ndarray:
+def geometric(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    shift: float = 0.0,
+    angle: float = 0.0,
+    scale: float = 0.0,
+    elastic: float = 0.0,
+) -> np.ndarray:
     """One resampling: shift (fraction of the side, random direction), rotation (degrees, random sign),
     isotropic scale (fraction, random sign), elastic displacement (max, fraction of the side)."""
     x = torch.from_numpy(img)[None, None].float()
@@ -139,7 +145,9 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(img) * 255.0, 0, 255).round().astype(np.uint8)
 
 
-def transform(name: str, level: int, img: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def transform(
+    name: str, level: int, img: np.ndarray, other: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """The copy of `img` (float [H, W] in [0, 1]) under transform `name` at strength index `level`."""
     p = {k: v[level] for k, v in LEVELS.items()}
     if name == "identity":
@@ -174,7 +182,9 @@ def transform(name: str, level: int, img: np.ndarray, other: np.ndarray, rng: np
 
 # ------------------------------------------------------------------ folders
 def read_folder(folder: Path, keep: set[str] | None = None) -> tuple[list[Path], np.ndarray]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".tif", ".bmp"})
+    files = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".tif", ".bmp"}
+    )
     if keep is not None:
         files = [p for p in files if p.stem in keep]
     if not files:
@@ -200,10 +210,17 @@ def volume_ids(real_dir: Path, volumes: list[str]) -> set[str]:
         return {row["id"] for row in csv.DictReader(fh) if row["volume"] in volumes}
 
 
-def build(real_dir: Path, novel_dir: Path, out: Path, seed: int, transforms: list[str],
-          log: Callable[[str], None] = print, keep: set[str] | None = None) -> list[str]:
+def build(
+    real_dir: Path,
+    novel_dir: Path,
+    out: Path,
+    seed: int,
+    transforms: list[str],
+    log: Callable[[str], None] = print,
+    keep: set[str] | None = None,
+) -> list[str]:
     real_files, real = read_folder(real_dir, keep)
-    novel_files, novel = read_folder(novel_dir)
+    _, novel = read_folder(novel_dir)
     side = real.shape[1:]
     if novel.shape[1:] != side:  # a generator of another size: resize its images to the real side
         novel = np.stack([np.asarray(Image.fromarray(im).resize(side[::-1], Image.BICUBIC)) for im in novel])
@@ -231,8 +248,10 @@ def build(real_dir: Path, novel_dir: Path, out: Path, seed: int, transforms: lis
         (folder / "labels.csv").write_text("id,used\n" + "".join(f"{i},{u}\n" for i, u in zip(ids, used)))
         # per-folder seeded transform parameters (the same copies every rebuild)
         t_rng = np.random.default_rng([seed, TRANSFORMS.index(name) if name in TRANSFORMS else 99, level])
-        copies = [to_uint8(transform(name, level, real[i] / 255.0, real[j] / 255.0, t_rng))
-                  for i, j in zip(used_idx, partner)]
+        copies = [
+            to_uint8(transform(name, level, real[i] / 255.0, real[j] / 255.0, t_rng))
+            for i, j in zip(used_idx, partner)
+        ]
         generated = np.concatenate([np.stack(copies), novel[novel_pick]])
         order = np.random.default_rng([seed, 7]).permutation(len(generated))
         for k, j in enumerate(order, start=1):
@@ -241,8 +260,9 @@ def build(real_dir: Path, novel_dir: Path, out: Path, seed: int, transforms: lis
             "suite": "copy-transform stress suite",
             "transform": name,
             "strength": strength,
-            "parameter": None if name == "identity" else (
-                {k: LEVELS[k][level] for k in COMBINED} if name == "combined" else LEVELS[name][level]),
+            "parameter": None
+            if name == "identity"
+            else ({k: LEVELS[k][level] for k in COMBINED} if name == "combined" else LEVELS[name][level]),
             "real": str(real_dir),
             "novel_from": str(novel_dir),
             "n_real": n,
@@ -267,12 +287,19 @@ def all_specs() -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--real", type=Path, required=True, help="folder of real images (all become candidates)")
-    ap.add_argument("--novel", type=Path, required=True, help="generated images of a generator that never saw --real")
+    ap.add_argument(
+        "--novel", type=Path, required=True, help="generated images of a generator that never saw --real"
+    )
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--only", default=None, help="comma-separated folder names (e.g. rotate-medium); default all")
-    ap.add_argument("--real-volumes", default=None,
-                    help="keep only the real images of these volumes (comma-separated; needs slices.csv beside "
-                    "--real, as benchmarks/make_ct_bench.py writes it)")
+    ap.add_argument(
+        "--only", default=None, help="comma-separated folder names (e.g. rotate-medium); default all"
+    )
+    ap.add_argument(
+        "--real-volumes",
+        default=None,
+        help="keep only the real images of these volumes (comma-separated; needs slices.csv beside "
+        "--real, as benchmarks/make_ct_bench.py writes it)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     specs = args.only.split(",") if args.only else all_specs()

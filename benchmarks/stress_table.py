@@ -21,19 +21,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.bench import run_bench  # noqa: E402
-from models.config import AuditConfig  # noqa: E402
-from models.stages import FITTED_ENCODER_FILES  # noqa: E402
+from models.bench import run_bench
+from models.config import AuditConfig
+from models.stages import FITTED_ENCODER_FILES
 
-ORDER = ("identity", "translate", "rotate", "scale", "elastic", "gamma", "noise", "blur", "jpeg", "crop", "blend",
-         "combined")
+ORDER = (
+    "identity",
+    "translate",
+    "rotate",
+    "scale",
+    "elastic",
+    "gamma",
+    "noise",
+    "blur",
+    "jpeg",
+    "crop",
+    "blend",
+    "combined",
+)
 STRENGTH_ORDER = ("none", "low", "medium", "high")
 
 
 def folder_key(path: Path) -> tuple[int, int]:
     name, _, strength = path.name.partition("-")
-    return (ORDER.index(name) if name in ORDER else 99,
-            STRENGTH_ORDER.index(strength) if strength in STRENGTH_ORDER else 99)
+    return (
+        ORDER.index(name) if name in ORDER else 99,
+        STRENGTH_ORDER.index(strength) if strength in STRENGTH_ORDER else 99,
+    )
 
 
 def format_table(rows: list[dict], methods: list[str]) -> str:
@@ -53,11 +67,19 @@ def format_table(rows: list[dict], methods: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("suite", type=Path, help="folder holding the stress folders (identity-none, rotate-medium, ...)")
+    ap.add_argument(
+        "suite", type=Path, help="folder holding the stress folders (identity-none, rotate-medium, ...)"
+    )
     ap.add_argument("--methods", default="default,density_attribution_vit,paper,pixels")
-    ap.add_argument("--only", default=None, help="comma-separated folder names; default every folder of the suite")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="keeps the paper's pretrained MAE (default SUITE-work); other work folders are temporary")
+    ap.add_argument(
+        "--only", default=None, help="comma-separated folder names; default every folder of the suite"
+    )
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keeps the paper's pretrained MAE (default SUITE-work); other work folders are temporary",
+    )
     ap.add_argument("--output", type=Path, default=None, help="JSON rows (appended to when it exists)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -87,8 +109,11 @@ def main() -> None:
             row = run_bench([folder], [method], config, None, redraws=0)[0]
             row["method"] = method
             rows.append(row)
-            print(f"{folder.name:18s} {method:26s} auc {row['auc']:.3f}  tpr@1% {row['tpr_at_1pct_fpr']:.3f}  "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"{folder.name:18s} {method:26s} auc {row['auc']:.3f}  tpr@1% {row['tpr_at_1pct_fpr']:.3f}  "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
             if args.output:
                 args.output.write_text(json.dumps(rows, indent=1, default=str) + "\n")
     print()

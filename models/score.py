@@ -6,7 +6,7 @@ Conventions: similarity arrays are "higher = closer" and each row is sorted desc
 For ``metric="cosine"`` similarities are inner products of L2-normalised vectors (distance
 sqrt(2 - 2s)); for "euclidean"/"manhattan" they are negated distances (as models/index.py returns).
 
-The default recipe (benchmarks/research/README.md): per-image NCC pixel vectors, PCA-whitened with
+The default recipe (docs/research.md): per-image NCC pixel vectors, PCA-whitened with
 a whitening fitted on the audit's own images (real + generated, no labels), cosine; score =
 rank_fuse([knn_log_ratio(sims_rg, sims_rr, default_k(N)), attribution_margin(sims_gr, idx_gr, N)]).
 Everything here is pure numpy.

@@ -1,7 +1,7 @@
 """The `vit_tokens_whitened` encoder: patch tokens of a seeded, *untrained* ViT, whitened on the audit's images.
 
 Per image: the 64 patch tokens of a randomly initialised `mae_tiny_patch8_64` encoder (no pretraining:
-benchmarks/research exp13 and exp17 found that MAE training adds nothing measurable to them), each token
+docs/research.md, exp13 and exp17 found that MAE training adds nothing measurable to them), each token
 L2-normalised, concatenated (12,288-d), reduced by a seeded Gaussian random projection to 2,048 dims,
 then PCA-whitened on real + generated images (never labels). The pretrain stage fits it and stores the
 ViT weights, the normalisation and the whitening (about 40 MB) so that every worker embeds alike; the
