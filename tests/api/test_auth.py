@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from route_matrix import fill, route_list
 
 from app.auth import PUBLIC_PATHS
 
@@ -29,16 +30,7 @@ def app_routes(pg_url: str, redis_url: str) -> list[tuple[str, str]]:
     from app.core.config import Settings
     from app.main import create_app
 
-    app = create_app(Settings(database_url=pg_url, celery_broker_url=redis_url))
-    try:  # FastAPI >= 0.16x keeps included routers as such: flatten them
-        from fastapi.routing import iter_route_contexts
-
-        found = [(c.methods, c.path) for c in iter_route_contexts(app.routes)]
-    except ImportError:
-        found = [(getattr(r, "methods", None), r.path) for r in app.routes]  # type: ignore[attr-defined]
-    routes = []
-    for methods, path in found:
-        routes += [(m, path) for m in sorted((methods or {"GET"}) - {"HEAD", "OPTIONS"})]
+    routes = route_list(create_app(Settings(database_url=pg_url, celery_broker_url=redis_url)))
     assert ("GET", "/v1/audits/{audit_id}") in routes and ("POST", "/v1/datasets") in routes
     return routes
 
@@ -54,20 +46,6 @@ def owned(api, membership_set, helpers) -> dict[str, str]:  # type: ignore[no-un
         audit = client.post("/v1/audits", json=body, headers={"Idempotency-Key": "shared-key"})
         assert audit.status_code == 202, audit.text
         return {"dataset_id": real, "generated": generated, "audit_id": audit.json()["id"]}
-
-
-def fill(path: str, ids: dict[str, str]) -> str:
-    """The path with each {param} replaced by tenant a's id of that kind (a fresh uuid when unknown)."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name in ids:
-            return ids[name]
-        if name.endswith("dataset_id"):
-            return ids["dataset_id"]
-        return ids.setdefault(name, str(uuid.uuid4()))  # a kind of resource tenant a has none of
-
-    return re.sub(r"{([^}:]+)(:[^}]*)?}", value, path)
 
 
 def request(client, method: str, path: str, ids: dict[str, str]):  # type: ignore[no-untyped-def]

@@ -6,11 +6,11 @@ checked against real server processes on Postgres + Redis in tests/api/test_auth
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import pytest
 from inprocess_app import upload_pngs
+from route_matrix import fill, route_list
 
 from app.auth import PUBLIC_PATHS
 
@@ -19,32 +19,7 @@ PROBLEM = "application/problem+json"
 
 def routes(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     """(method, path) of every route of the app that is not public."""
-    try:  # FastAPI >= 0.16x keeps included routers as such: flatten them
-        from fastapi.routing import iter_route_contexts
-
-        found = [(c.methods, c.path) for c in iter_route_contexts(app.routes)]
-    except ImportError:
-        found = [(getattr(r, "methods", None), r.path) for r in app.routes]
-    out = []
-    for methods, path in found:
-        if path in PUBLIC_PATHS or not path.startswith("/v1/"):
-            continue
-        out += [(m, path) for m in sorted((methods or {"GET"}) - {"HEAD", "OPTIONS"})]
-    return out
-
-
-def fill(path: str, ids: dict[str, str]) -> str:
-    """The path with each {param} replaced by the id of that kind in `ids` (a fresh uuid when there is none)."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name in ids:
-            return ids[name]
-        if name.endswith("dataset_id"):
-            return ids.get("dataset_id", str(uuid.uuid4()))
-        return ids.setdefault(name, str(uuid.uuid4()))
-
-    return re.sub(r"{([^}:]+)(:[^}]*)?}", value, path)
+    return [(m, p) for m, p in route_list(app) if p not in PUBLIC_PATHS and p.startswith("/v1/")]
 
 
 @pytest.fixture(scope="module")
