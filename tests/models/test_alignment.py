@@ -12,6 +12,7 @@ from synthetic_sets import make_misaligned_set
 from models.alignment import GATE_SHARE, distance_ratios, gate, merge_versions, versions, warp
 from models.config import AuditConfig
 from models.metrics import roc_auc, tpr_at_fpr
+from models.report import render_report
 from models.stages import AuditInputs, _load_npz, run_audit, run_stage
 
 CONFIG = AuditConfig(image_size=16, batch_size=64)
@@ -38,6 +39,8 @@ def test_transformed_copies_are_caught_at_low_fpr_only_with_the_gate(tmp_path: P
     assert roc_auc(auto[:, 0], auto[:, 1]) > roc_auc(off[:, 0], off[:, 1])
     metrics = json.loads((tmp_path / "auto" / "metrics.json").read_text())
     assert metrics["alignment"] == record  # the decide summary carries what the search recorded
+    assert "alignment search</th><td>on: 50.0% of the generated images" in render_report(tmp_path / "auto")
+    assert "switched off (alignment: off)" in render_report(tmp_path / "off")
 
 
 @pytest.mark.parametrize("copies", ["exact", "none"])
@@ -47,6 +50,7 @@ def test_the_gate_stays_off_on_exact_copies_and_without_copies(tmp_path: Path, c
     _audit(root, tmp_path / "off", "off")
     _, record = _audit(root, tmp_path / "auto", "auto")
     assert record["views"]["pixels_whitened-cosine"] == {"share": 0.0, "fired": False}
+    assert "alignment search</th><td>not used: 0.0% of the generated" in render_report(tmp_path / "auto")
     for artifact in ("features.npz", "neighbours.npz", "scores.npz"):
         got, want = _load_npz(tmp_path / "auto" / artifact), _load_npz(tmp_path / "off" / artifact)
         assert sorted(got) == sorted(want)
