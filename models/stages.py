@@ -265,6 +265,7 @@ def run_embed(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progre
 
 
 ATTRIBUTION_K = 2  # generated -> real neighbours: the nearest and the runner-up
+WARP_CHUNK = 4096  # real images warped at once for the alignment search's versions (bounds the memory)
 
 
 def neighbourhood_size(n_real: int, config: AuditConfig) -> int:
@@ -295,11 +296,16 @@ def version_features(workdir: Path, config: AuditConfig, encoder: str, real: np.
         device=config.device,
         image_size=config.image_size,
     )
-    side = real.shape[1]
-    return [
-        model.embed(warp(real, *v), batch_size=config.batch_size)
-        for v in versions(side, thumbnail_side(side))[1:]
-    ]
+    side, chunk = real.shape[1], WARP_CHUNK
+
+    def embed_version(v: tuple[float, float, float, float]) -> np.ndarray:
+        parts = [
+            model.embed(warp(real[i : i + chunk], *v), batch_size=config.batch_size)
+            for i in range(0, len(real), chunk)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+    return [embed_version(v) for v in versions(side, thumbnail_side(side))[1:]]
 
 
 def aligned_rg(
