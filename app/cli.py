@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.config import DECISION_RULES, AuditConfig
+from models.config import ALIGNMENT_SETTINGS, DECISION_RULES, AuditConfig
 
 if TYPE_CHECKING:
     from models.stages import AuditOutcome
@@ -70,6 +70,7 @@ def _config_from_args(args: argparse.Namespace) -> AuditConfig:
         "batch_size": args.batch_size,
         "weights": str(args.weights) if args.weights else None,
         "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+        "alignment": args.alignment,
     }
     try:
         return AuditConfig.from_dict(values)
@@ -108,6 +109,13 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, default=None, help="local weights file for a timm backbone")
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="a pretrained MAE (.safetensors) to reuse"
+    )
+    parser.add_argument(
+        "--alignment",
+        default=defaults.alignment,
+        choices=ALIGNMENT_SETTINGS,
+        help="auto: the default's thumbnail search tolerates small shifts / rotations / scalings when the "
+        "audit's images show such copies; off: never",
     )
 
 

@@ -99,6 +99,11 @@ class AuditConfigIn(BaseModel):
         default=None, ge=1, le=MAX_PRETRAIN_IMAGES_SEEN, description="pretraining budget in images seen"
     )
     batch_size: int | None = Field(default=None, ge=1, le=4096)
+    alignment: Literal["auto", "off"] | None = Field(
+        default=None,
+        description="auto (default): the default method's thumbnail search tolerates small shifts, rotations "
+        "and scalings when the audit's own images show such copies; off: never",
+    )
 
     def chosen(self) -> dict[str, Any]:
         """Only the settings the client set."""

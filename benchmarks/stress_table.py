@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.bench import run_bench
 from models.config import AuditConfig
-from models.stages import FITTED_ENCODER_FILES
+from models.stages import FITTED_ENCODER_FILES, read_alignment
 
 ORDER = (
     "identity",
@@ -106,12 +106,18 @@ def main() -> None:
             if (folder.name, method) in done:
                 continue
             started = time.perf_counter()
-            row = run_bench([folder], [method], config, None, redraws=0)[0]
+            audits = work / "audits"  # kept: alignment.json says whether the alignment gate fired
+            row = run_bench([folder], [method], config, audits, redraws=0)[0]
             row["method"] = method
+            gate = read_alignment(audits / f"{folder.name}-{method}")
+            views = (gate or {}).get("views", {})
+            row["alignment_share"] = max((v["share"] for v in views.values()), default=None)
+            row["alignment_fired"] = any(v["fired"] for v in views.values())
             rows.append(row)
             print(
                 f"{folder.name:18s} {method:26s} auc {row['auc']:.3f}  tpr@1% {row['tpr_at_1pct_fpr']:.3f}  "
-                f"({time.perf_counter() - started:.0f} s)",
+                f"gate {row['alignment_share'] if row['alignment_share'] is not None else '-'} "
+                f"{'fired' if row['alignment_fired'] else 'off'} ({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
             if args.output:

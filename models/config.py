@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+ALIGNMENT_SETTINGS = ("auto", "off")  # models/alignment.py
 DECISION_RULES = ("auto", "fdr", "calibrated", "prior", "mixture", "fixed")
 DEFAULT_METHOD = "default"
 
@@ -32,6 +33,9 @@ class AuditConfig:
     # Search bases of at least this many vectors use an approximate IVF index (None: always exact).
     ivf_min_size: int | None = 1_000_000
     compile: bool = False  # torch.compile the MAE blocks (GPU; off by default)
+    # "auto": the thumbnail view's search tolerates small shifts / rotations / scalings of copies when the
+    # audit's own images show such copies (models/alignment.py); "off": never.
+    alignment: str = "auto"
 
     def __post_init__(self) -> None:
         if self.decision not in DECISION_RULES:
@@ -50,6 +54,10 @@ class AuditConfig:
             raise ValueError("batch_size must be at least 1")
         if self.pretrain_images_seen is not None and self.pretrain_images_seen < 1:
             raise ValueError("pretrain_images_seen must be positive")
+        if self.alignment not in ALIGNMENT_SETTINGS:
+            raise ValueError(
+                f"alignment must be one of {', '.join(ALIGNMENT_SETTINGS)}, not {self.alignment!r}"
+            )
         if self.ivf_min_size is not None and self.ivf_min_size < 1:
             raise ValueError("ivf_min_size must be positive (or null for exact search only)")
 

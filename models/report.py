@@ -155,6 +155,7 @@ class Summary:
     n_labelled: int
     seed: str
     skipped: tuple[int, int, int]  # files skipped: real, generated, reference
+    alignment: str | None = None  # what the alignment gate of the thumbnail view did (None: no such view)
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,25 @@ def _summary(data: dict[str, Any], patients: list[PatientResult] | None) -> Summ
         n_labelled=int(m.get("n_labelled", 0)),
         seed=str(c.get("seed", "–")),
         skipped=(len(rej.get("real", [])), len(rej.get("generated", [])), len(rej.get("reference", []))),
+        alignment=_alignment_text(m.get("alignment")),
     )
+
+
+def _alignment_text(record: dict[str, Any] | None) -> str | None:
+    """The alignment gate in words (models/alignment.py), from the decide summary's record."""
+    if not record:
+        return None
+    if record.get("setting") == "off":
+        return "switched off (alignment: off): the thumbnails are compared as they are"
+    views = record.get("views") or {}
+    if not views:
+        return None
+    share = max(float(v["share"]) for v in views.values())
+    limit = float(record.get("gate_share", 0.01))
+    found = f"{share:.1%} of the generated images are at least twice as close to a shifted, rotated or scaled real image"
+    if any(v["fired"] for v in views.values()):
+        return f"on: {found} (more than {limit:.0%}), so each real image was compared in 9 such versions"
+    return f"not used: {found} (it is used above {limit:.0%})"
 
 
 def _plots(data: dict[str, Any], labels: Mapping[str, int] | None) -> list[Plot]:

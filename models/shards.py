@@ -27,11 +27,15 @@ from models.stages import (
     ATTRIBUTION_K,
     _load_npz,
     _record_timing,
+    aligned_gr,
+    aligned_rg,
+    aligned_view,
     embed_features,
     method_for,
     neighbourhood_size,
     run_search,
     stage_done,
+    version_features,
 )
 from models.workdir import WorkDir, atomic_save_npz, atomic_write_bytes
 
@@ -171,6 +175,9 @@ def run_real(workdir: Path, config: AuditConfig, on_progress: Progress = _noop) 
     real = read_rows(WorkDir(workdir).decoded, "real", 0, None)
     features = embed_features(workdir, config, real, on_progress)
     arrays: dict[str, np.ndarray] = {f"{name}/real": f for name, f in features.items()}
+    for name in sorted({v.encoder for v in method_for(config).views(config) if aligned_view(v, config)}):
+        for i, f in enumerate(version_features(workdir, config, name, real)):
+            arrays[f"{name}/real_version_{i}"] = f
     arrays["seconds"] = np.array(time.perf_counter() - started)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_npz(path, arrays)
@@ -206,10 +213,29 @@ def run_shard(workdir: Path, config: AuditConfig, index: int, on_progress: Progr
         arrays[f"{view.key}/gr_sims"], arrays[f"{view.key}/gr_idx"] = search(
             features[view.encoder], vectors, ATTRIBUTION_K, **options
         )
+        if aligned_view(view, config) and len(vectors) > 1:  # both aligned searches: the gate is decided
+            versions = _real_versions(real, view.encoder)  # at the merge, over every shard
+            rg = (arrays[f"{view.key}/rg_sims"], arrays[f"{view.key}/rg_idx"])
+            gr = (arrays[f"{view.key}/gr_sims"], arrays[f"{view.key}/gr_idx"])
+            arrays[f"{view.key}/rg_aug_sims"], arrays[f"{view.key}/rg_aug_idx"] = aligned_rg(
+                versions, features[view.encoder], rg, k, options
+            )
+            arrays[f"{view.key}/gr_aug_sims"], arrays[f"{view.key}/gr_aug_idx"] = aligned_gr(
+                versions, features[view.encoder], gr, options
+            )
     arrays["seconds_embed"] = np.array(embedded - began)
     arrays["seconds_search"] = np.array(time.perf_counter() - embedded)
     atomic_save_npz(path, arrays)
     on_progress(1.0)
+
+
+def _real_versions(real: dict[str, np.ndarray], encoder: str) -> list[np.ndarray]:
+    """The real set's geometric versions that run_real stored, in order."""
+    out, i = [], 0
+    while f"{encoder}/real_version_{i}" in real:
+        out.append(real[f"{encoder}/real_version_{i}"])
+        i += 1
+    return out
 
 
 def shard_done(workdir: Path, index: int) -> bool:
@@ -242,8 +268,17 @@ def run_merge(workdir: Path, config: AuditConfig, on_progress: Progress = _noop)
             for s, (start, _) in zip(shards, ranges)
         ]
         precomputed[f"{view.key}/rg_sims"], precomputed[f"{view.key}/rg_idx"] = merge_topk(parts, k)
-        for name in ("gr_sims", "gr_idx"):  # rows of the generated set: shard after shard
-            precomputed[f"{view.key}/{name}"] = np.concatenate([s[f"{view.key}/{name}"] for s in shards])
+        if f"{view.key}/rg_aug_sims" in shards[0]:
+            aug = [
+                (s[f"{view.key}/rg_aug_sims"], s[f"{view.key}/rg_aug_idx"], start)
+                for s, (start, _) in zip(shards, ranges)
+            ]
+            merged = merge_topk(aug, k)
+            precomputed[f"{view.key}/rg_aug_sims"], precomputed[f"{view.key}/rg_aug_idx"] = merged
+        names = ("gr_sims", "gr_idx", "gr_aug_sims", "gr_aug_idx")
+        for name in names:  # rows of the generated set: shard after shard
+            if f"{view.key}/{name}" in shards[0]:
+                precomputed[f"{view.key}/{name}"] = np.concatenate([s[f"{view.key}/{name}"] for s in shards])
     atomic_save_npz(WorkDir(workdir).features, features)
     run_search(workdir, None, config, on_progress, precomputed=precomputed)  # the rest: real -> real
     seconds = lambda key: float(sum(float(s[key]) for s in shards))

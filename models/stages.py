@@ -265,6 +265,7 @@ def run_embed(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progre
 
 
 ATTRIBUTION_K = 2  # generated -> real neighbours: the nearest and the runner-up
+WARP_CHUNK = 4096  # real images warped at once for the alignment search's versions (bounds the memory)
 
 
 def neighbourhood_size(n_real: int, config: AuditConfig) -> int:
@@ -272,6 +273,84 @@ def neighbourhood_size(n_real: int, config: AuditConfig) -> int:
     from models.score import default_k
 
     return max(config.k, default_k(n_real))
+
+
+def aligned_view(view: View, config: AuditConfig) -> bool:
+    """True when the view's search may be aligned (models/alignment.py): the setting is "auto" and the view
+    is the thumbnail view, compared by cosine."""
+    from models.alignment import ALIGNED_ENCODERS
+
+    return config.alignment == "auto" and view.encoder in ALIGNED_ENCODERS and view.metric == "cosine"
+
+
+def version_features(workdir: Path, config: AuditConfig, encoder: str, real: np.ndarray) -> list[np.ndarray]:
+    """Features of the 8 non-identity geometric versions of the real images (models/alignment.py), with the
+    encoder fitted on the un-augmented images."""
+    from models.alignment import versions, warp
+    from models.encoders.registry import create_encoder
+    from models.encoders.whitened import thumbnail_side
+
+    model = create_encoder(
+        encoder,
+        checkpoint=fitted_encoder_path(workdir, encoder, config),
+        device=config.device,
+        image_size=config.image_size,
+    )
+    side, chunk = real.shape[1], WARP_CHUNK
+
+    def embed_version(v: tuple[float, float, float, float]) -> np.ndarray:
+        parts = [
+            model.embed(warp(real[i : i + chunk], *v), batch_size=config.batch_size)
+            for i in range(0, len(real), chunk)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+    return [embed_version(v) for v in versions(side, thumbnail_side(side))[1:]]
+
+
+def aligned_rg(
+    real_versions: list[np.ndarray],
+    generated: np.ndarray,
+    identity: tuple[np.ndarray, np.ndarray],
+    k: int,
+    options: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """real -> generated top-k of the max over versions of each real image (identity's top-k given)."""
+    from models.alignment import merge_versions
+    from models.index import search
+
+    parts = [identity] + [search(v, generated, k, **options) for v in real_versions]
+    return merge_versions(parts, min(k, len(generated)))
+
+
+def aligned_gr(
+    real_versions: list[np.ndarray],
+    generated: np.ndarray,
+    identity: tuple[np.ndarray, np.ndarray],
+    options: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """generated -> real nearest two over every version of every real image (identity's given)."""
+    from models.alignment import merge_versions
+    from models.index import search
+
+    parts = [identity] + [search(generated, v, ATTRIBUTION_K, **options) for v in real_versions]
+    n_real = len(real_versions[0]) if real_versions else identity[1].shape[1]
+    return merge_versions(parts, min(ATTRIBUTION_K, n_real))
+
+
+def _aligned_rr(
+    real_versions: list[np.ndarray],
+    real: np.ndarray,
+    identity: tuple[np.ndarray, np.ndarray],
+    k: int,
+    options: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """real -> other real top-k of the max over versions of the query image (its own index excluded)."""
+    from models.alignment import merge_versions
+    from models.index import search
+
+    parts = [identity] + [search(v, real, k + 1, **options) for v in real_versions]
+    return merge_versions(parts, min(k, len(real) - 1), exclude=np.arange(len(real)))
 
 
 def run_search(
@@ -284,8 +363,12 @@ def run_search(
     """Per view: nearest generated and other real images of every real image, nearest real of every generated one.
 
     `precomputed` holds neighbours already found elsewhere, by their neighbours.npz key (the sharded
-    search of models/shards.py: `<view>/rg_*` and `<view>/gr_*`); only the others are searched here.
+    search of models/shards.py: `<view>/rg_*` and `<view>/gr_*`, and for an aligned view `<view>/rg_aug_*`
+    and `<view>/gr_aug_*`); only the others are searched here. An aligned view (`aligned_view`) computes
+    the gate of models/alignment.py; when it fires, the view's neighbours are those of the aligned search.
+    Whether it fired, and its share, go to alignment.json (methods with the thumbnail view only).
     """
+    from models.alignment import ALIGNED_ENCODERS, GATE_RATIO, GATE_SHARE, gate
     from models.index import SearchOptions, search
 
     done = precomputed or {}
@@ -298,6 +381,20 @@ def run_search(
     features = _load_npz(WorkDir(workdir).features)
     views = method_for(config).views(config)
     arrays: dict[str, np.ndarray] = {}
+    record: dict[str, Any] = {
+        "setting": config.alignment,
+        "gate_ratio": GATE_RATIO,
+        "gate_share": GATE_SHARE,
+        "views": {},
+    }
+    versions_of: dict[str, list[np.ndarray]] = {}
+
+    def real_versions(encoder: str) -> list[np.ndarray]:
+        if encoder not in versions_of:
+            decoded = _load_npz(WorkDir(workdir).decoded)["real"]
+            versions_of[encoder] = version_features(workdir, config, encoder, decoded)
+        return versions_of[encoder]
+
     for i, view in enumerate(views):
         real = features[f"{view.encoder}/real"]
         generated = features[f"{view.encoder}/generated"]
@@ -310,6 +407,21 @@ def run_search(
         rg_sims, rg_idx = found(f"{view.key}/rg", lambda: search(real, generated, k, **options))  # noqa: B023 - called at once
         rr_sims, rr_idx = search(real, real, k, exclude_self=True, **options)
         gr_sims, gr_idx = found(f"{view.key}/gr", lambda: search(generated, real, ATTRIBUTION_K, **options))  # noqa: B023 - called at once
+        if aligned_view(view, config) and len(real) > 1 and len(generated):
+            enc = view.encoder
+            gr_aug = found(
+                f"{view.key}/gr_aug",
+                lambda: aligned_gr(real_versions(enc), generated, (gr_sims, gr_idx), options),  # noqa: B023
+            )
+            share, fired = gate(gr_sims[:, 0], gr_aug[0][:, 0])
+            record["views"][view.key] = {"share": share, "fired": fired}
+            if fired:
+                rg_sims, rg_idx = found(
+                    f"{view.key}/rg_aug",
+                    lambda: aligned_rg(real_versions(enc), generated, (rg_sims, rg_idx), k, options),  # noqa: B023
+                )
+                rr_sims, rr_idx = _aligned_rr(real_versions(enc), real, (rr_sims, rr_idx), k, options)
+                gr_sims, gr_idx = gr_aug
         arrays.update(
             {
                 f"{view.key}/rg_sims": rg_sims,
@@ -321,7 +433,15 @@ def run_search(
             }
         )
         on_progress((i + 1) / len(views))
+    if any(view.encoder in ALIGNED_ENCODERS for view in views):  # the thumbnail view: say what it did
+        atomic_write_json(WorkDir(workdir).alignment, record)
     atomic_save_npz(WorkDir(workdir).neighbours, arrays)
+
+
+def read_alignment(workdir: Path) -> dict[str, Any] | None:
+    """What the search stage recorded about the alignment gate (None for a folder made before it)."""
+    path = WorkDir(workdir).alignment
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def load_neighbours(workdir: Path, views: tuple[View, ...]) -> dict[str, Neighbours]:
@@ -501,6 +621,7 @@ def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
         "labelled": _labelled_summary(scores[:n_real], d, labelled, labels, applied_on, config),
         "leakage": d.leakage,
         "power": _power(d, labelled, labels),
+        "alignment": read_alignment(workdir),
     }
     on_progress(1.0)
     atomic_write_json(WorkDir(workdir).metrics, summary)
@@ -562,7 +683,9 @@ def _pin_config(workdir: Path, config: AuditConfig) -> None:
     path = WorkDir(workdir).config
     if not path.exists():
         atomic_write_json(path, config.to_dict())
-    elif json.loads(path.read_text()) != json.loads(json.dumps(config.to_dict())):
+    elif AuditConfig.from_dict(json.loads(path.read_text())) != AuditConfig.from_dict(
+        json.loads(json.dumps(config.to_dict()))
+    ):
         raise ValueError(f"work folder {workdir} holds an audit with another configuration")
 
 

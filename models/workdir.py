@@ -26,6 +26,7 @@ REJECTED = "rejected.json"  # decode: files that could not be read, per role
 PRETRAINED = "encoder.done"  # pretrain: written once every fitted encoder is on disk
 FEATURES = "features.npz"  # embed: `<encoder>/real`, `<encoder>/generated`
 NEIGHBOURS = "neighbours.npz"  # search: `<view>/{rg,rr,gr}_{sims,idx}`
+ALIGNMENT = "alignment.json"  # search: whether the alignment gate fired, and its share, per view
 SCORES = "scores.npz"  # decide: scores, evidence, p- and q-values
 RESULTS_CSV = "results.csv"  # decide: one row per real image
 REFERENCE_CSV = "reference.csv"  # decide: one row per reference-set image (only with a reference set)
@@ -83,6 +84,10 @@ class WorkDir:
     @property
     def neighbours(self) -> Path:
         return self.path / NEIGHBOURS
+
+    @property
+    def alignment(self) -> Path:
+        return self.path / ALIGNMENT
 
     @property
     def scores(self) -> Path:

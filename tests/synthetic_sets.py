@@ -57,3 +57,63 @@ def make_membership_set(
         )
     (root / "labels.csv").write_text("id,used\n" + "".join(f"{k},{v}\n" for k, v in sorted(labels.items())))
     return labels
+
+
+def textured_image(rng: np.random.Generator, size: int, base: np.ndarray | None = None) -> np.ndarray:
+    """Fine texture (noise smoothed over ~1.3 px) over a shared `base` image (or random blobs): a copy
+    misaligned by a pixel or two is no closer to its source than to any other image."""
+    sigma = 0.6
+    t = np.arange(-3 * int(np.ceil(sigma)), 3 * int(np.ceil(sigma)) + 1)
+    kernel = np.exp(-(t**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    texture = rng.normal(0, 1, (size + 2 * len(t), size + 2 * len(t)))
+    texture = np.apply_along_axis(np.convolve, 0, texture, kernel, mode="same")
+    texture = np.apply_along_axis(np.convolve, 1, texture, kernel, mode="same")[
+        len(t) : -len(t), len(t) : -len(t)
+    ]
+    blobs = random_image(rng, size) if base is None else base
+    img = blobs.astype(np.float64) / 255 + 0.1 * texture / max(texture.std(), 1e-9)
+    img -= img.min()
+    return (255 * img / max(img.max(), 1e-9)).astype(np.uint8)
+
+
+# (dx, dy, angle_deg, zoom) of the misaligned copies, shifts in pixels of a 16-px image (one thumbnail pixel
+# at image_size 16); the angle and the zoom a little off the search's own grid (+-5 degrees, +-5 %)
+MISALIGNMENTS = ((1.0, 0.0, 0.0, 1.0), (0.0, -1.0, 0.0, 1.0), (0.0, 0.0, 4.5, 1.0), (0.0, 0.0, 0.0, 1.045))
+
+
+def make_misaligned_set(
+    root: Path,
+    n_used: int = 100,
+    n_unused: int = 100,
+    n_fresh_generated: int = 100,
+    size: int = 16,
+    seed: int = 0,
+    copies: str = "misaligned",
+) -> dict[str, int]:
+    """Textured real images; generated = one copy of each used image, shifted, rotated or scaled a little
+    (`copies="misaligned"`, cycling through MISALIGNMENTS), exact (`"exact"`) or none at all (`"none"`: every
+    generated image is novel), plus fresh images. Writes root/real, root/generated, root/labels.csv."""
+    from models.alignment import warp
+
+    rng = np.random.default_rng(seed)
+    (root / "real").mkdir(parents=True, exist_ok=True)
+    (root / "generated").mkdir(parents=True, exist_ok=True)
+    labels: dict[str, int] = {}
+    generated: list[np.ndarray] = []
+    order = rng.permutation(n_used + n_unused)
+    base = random_image(rng, size)
+    for rank, i in enumerate(order):
+        image_id = f"r{rank + 1:04d}"
+        img = textured_image(rng, size, base)
+        Image.fromarray(img).save(root / "real" / f"{image_id}.png")
+        used = int(i < n_used) if copies != "none" else 0
+        labels[image_id] = used
+        if used:
+            copy = img if copies == "exact" else warp(img[None], *MISALIGNMENTS[rank % len(MISALIGNMENTS)])[0]
+            generated.append(copy)
+    generated += [textured_image(rng, size, base) for _ in range(n_fresh_generated)]
+    for n, j in enumerate(rng.permutation(len(generated))):
+        Image.fromarray(generated[j]).save(root / "generated" / f"g{n + 1:05d}.png")
+    (root / "labels.csv").write_text("id,used\n" + "".join(f"{k},{v}\n" for k, v in sorted(labels.items())))
+    return labels

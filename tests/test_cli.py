@@ -211,3 +211,16 @@ def test_empty_set_is_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "no readable images" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_alignment_is_a_config_argument() -> None:
+    import argparse
+
+    from app.cli import _add_config_arguments, _config_from_args
+
+    parser = argparse.ArgumentParser()
+    _add_config_arguments(parser)
+    assert _config_from_args(parser.parse_args([])).alignment == "auto"
+    assert _config_from_args(parser.parse_args(["--alignment", "off"])).alignment == "off"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--alignment", "sideways"])

@@ -44,6 +44,7 @@ def problem(response, status: int) -> dict:  # type: ignore[no-untyped-def]
         ({"config": {"decision": "fdr"}, "labels": {"r0001": 1}}, "known not to be used"),
         ({"config": {"fdr": 1.5}}, "fdr"),
         ({"config": {"fdr": 0}}, "fdr"),
+        ({"config": {"alignment": "on"}}, "alignment"),
     ],
 )
 def test_invalid_audit_requests_are_422(client, datasets, change: dict, needle: str) -> None:

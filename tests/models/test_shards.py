@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic_sets import make_membership_set
+from synthetic_sets import make_membership_set, make_misaligned_set
 
 from models.config import AuditConfig
 from models.index import SIMILARITY_METRICS, search
@@ -113,3 +114,26 @@ def test_sharded_embed_and_search_write_the_unsharded_artifacts(tmp_path: Path, 
     sharded = run_audit(inputs, config, work)  # embed and search are done: only decide runs
     assert (work / "results.csv").read_text() == (tmp_path / "single" / "results.csv").read_text()
     assert [r.id for r in sharded.rows] == [r.id for r in single.rows]
+
+
+@pytest.mark.parametrize("copies", ["misaligned", "exact"])
+def test_the_aligned_search_gives_the_same_result_sharded_and_unsharded(tmp_path: Path, copies: str) -> None:
+    root = tmp_path / "set"
+    make_misaligned_set(root, n_used=40, n_unused=40, n_fresh_generated=40, copies=copies)
+    config = AuditConfig(image_size=16, batch_size=16)
+    inputs = AuditInputs(root / "real", root / "generated")
+    run_audit(inputs, config, tmp_path / "single")
+    work = tmp_path / "sharded"
+    for stage in ("decode", "pretrain"):
+        run_stage(stage, work, inputs, config)
+    assert len(run_sharded(work, config, shards=3)) == 3
+    for artifact in ("features.npz", "neighbours.npz"):
+        got, want = _load_npz(work / artifact), _load_npz(tmp_path / "single" / artifact)
+        assert sorted(got) == sorted(want)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=f"{artifact}:{key}")
+    record = (work / "alignment.json").read_text()
+    assert record == (tmp_path / "single" / "alignment.json").read_text()
+    assert json.loads(record)["views"]["pixels_whitened-cosine"]["fired"] is (copies == "misaligned")
+    run_audit(inputs, config, work)
+    assert (work / "results.csv").read_text() == (tmp_path / "single" / "results.csv").read_text()

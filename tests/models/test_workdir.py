@@ -44,6 +44,7 @@ def test_the_names_are_those_of_every_earlier_work_folder() -> None:
         w.pretrained: "encoder.done",
         w.features: "features.npz",
         w.neighbours: "neighbours.npz",
+        w.alignment: "alignment.json",
         w.scores: "scores.npz",
         w.results_csv: "results.csv",
         w.reference_csv: "reference.csv",

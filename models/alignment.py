@@ -1,0 +1,98 @@
+"""The alignment-tolerant search of the default's thumbnail view, and the label-free gate that turns it on.
+
+A copy that was shifted, rotated or scaled a little before it reached the generated set is far from its
+source in the thumbnail view, so the default misses it (docs/benchmarks.md, the copy-transform stress suite).
+The aligned search compares every generated image with 9 geometric versions of each real image (identity;
+shifts of one thumbnail pixel along x and y; +-5 degrees; +-5 % scale) and keeps, for every (real, generated)
+and (real, other real) pair, the largest similarity over the versions (docs/research.md, exp18 `aug_small`).
+
+It is used only where the audit's own images ask for it (exp19): per generated image, d_id is its distance to
+the nearest real thumbnail and d_aug the same over the versions; when more than GATE_SHARE of the generated
+images have d_aug / d_id < GATE_RATIO (a version halves their nearest distance), the gate fires. Both
+constants are round design values, not fitted to any folder; the statistic is computed from the audit's
+images only, never from labels. With the gate off the search is exactly the default's.
+
+The top-k merges here are exact: a base row in the top k of the max over versions is in the top k of the
+version where the max is reached, so merging each version's top k (duplicates dropped, the larger similarity
+kept) gives the top k of the max; rows are ordered by similarity, then base index, like models/index.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+ALIGNED_ENCODERS = ("pixels_whitened",)  # the views whose search may be aligned (cosine only)
+GATE_RATIO = 0.5  # a generated image "matches better misaligned" when a version halves its nearest distance
+GATE_SHARE = 0.01  # the gate fires when more than 1 % of the generated images do
+EXACT_COPY = 1e-6  # distance floor: an exact copy (distance 0 in both views) counts as ratio 1, not 0
+SHIFT_PIXELS = (-1, 1)  # in thumbnail pixels
+ANGLES = (-5.0, 5.0)  # degrees
+ZOOMS = (0.95, 1.05)
+
+
+def versions(image_size: int, thumbnail_side: int) -> list[tuple[float, float, float, float]]:
+    """(dx, dy, angle_deg, zoom) of the 9 versions, identity first; shifts in image pixels (one thumbnail
+    pixel each)."""
+    px = image_size / thumbnail_side
+    out = [(0.0, 0.0, 0.0, 1.0)]
+    out += [(d * px, 0.0, 0.0, 1.0) for d in SHIFT_PIXELS] + [(0.0, d * px, 0.0, 1.0) for d in SHIFT_PIXELS]
+    out += [(0.0, 0.0, a, 1.0) for a in ANGLES] + [(0.0, 0.0, 0.0, z) for z in ZOOMS]
+    return out
+
+
+def warp(images: np.ndarray, dx: float, dy: float, angle: float, zoom: float) -> np.ndarray:
+    """uint8 images [N, S, S] shifted by (dx, dy) px, rotated by angle degrees, zoomed (bilinear, border
+    padding)."""
+    import torch
+    import torch.nn.functional as F
+
+    if len(images) == 0:
+        return images.copy()
+    x = torch.from_numpy(np.ascontiguousarray(images)).float()[:, None]
+    side = images.shape[1]
+    a = math.radians(angle)
+    c, s = math.cos(a) / zoom, math.sin(a) / zoom
+    theta = torch.tensor([[c, -s, -2 * dx / side], [s, c, -2 * dy / side]], dtype=torch.float32)
+    grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def merge_versions(
+    parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top k of the max over versions, from each version's top-k (sims [N, k_i], base idx [N, k_i]).
+
+    A base index found by several versions is kept once, with its largest similarity; `exclude` (one base
+    index per row, or None) is dropped from its row. Rows ordered by similarity descending, then index.
+    """
+    sims = np.concatenate([np.asarray(s, dtype=np.float32) for s, _ in parts], axis=1)
+    idx = np.concatenate([np.asarray(i, dtype=np.int64) for _, i in parts], axis=1)
+    if exclude is not None:
+        sims = np.where(idx == np.asarray(exclude, dtype=np.int64)[:, None], -np.inf, sims).astype(np.float32)
+    order = np.lexsort((-sims, idx), axis=1)  # by index, the largest similarity first
+    idx, sims = np.take_along_axis(idx, order, 1), np.take_along_axis(sims, order, 1)
+    repeat = np.zeros(idx.shape, dtype=bool)
+    repeat[:, 1:] = idx[:, 1:] == idx[:, :-1]
+    sims = np.where(repeat, -np.inf, sims).astype(np.float32)
+    order = np.lexsort((idx, -sims), axis=1)[:, :k]
+    return np.take_along_axis(sims, order, 1), np.take_along_axis(idx, order, 1)
+
+
+def distance_ratios(nearest_id: np.ndarray, nearest_aug: np.ndarray) -> np.ndarray:
+    """d_aug / d_id of every generated image, from its nearest cosine similarity to the real thumbnails
+    (identity only, and over every version); unit vectors, so d = sqrt(2 - 2 s)."""
+    d_id = np.sqrt(np.clip(2.0 - 2.0 * np.asarray(nearest_id, dtype=np.float64), 0.0, None))
+    d_aug = np.sqrt(np.clip(2.0 - 2.0 * np.asarray(nearest_aug, dtype=np.float64), 0.0, None))
+    return np.maximum(d_aug, EXACT_COPY) / np.maximum(d_id, EXACT_COPY)
+
+
+def gate(nearest_id: np.ndarray, nearest_aug: np.ndarray) -> tuple[float, bool]:
+    """(share of generated images whose nearest distance a version halves, whether the gate fires)."""
+    if len(nearest_id) == 0:
+        return 0.0, False
+    share = float((distance_ratios(nearest_id, nearest_aug) < GATE_RATIO).mean())
+    return share, share > GATE_SHARE
