@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -27,10 +28,27 @@ from worker.errors import AuditStopped, EncoderStopped
 log = logging.getLogger(__name__)
 
 
-def async_raise(thread_id: int, exc_type: type[BaseException] | None) -> None:
-    """Raise exc_type in another thread at its next Python instruction; None withdraws a pending one."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type) if exc_type else None
+RETRY_RAISE_S = 0.01
+_THREAD_START = threading.Thread.start.__code__
+
+
+def starting_a_thread(thread_id: int) -> bool:
+    """Whether the thread is inside Thread.start: the new thread's state then carries its id until it runs."""
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        if frame.f_code is _THREAD_START:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def async_raise(thread_id: int, exc_type: type[BaseException] | None) -> int:
+    """Raise exc_type in another thread at its next Python instruction (None withdraws a pending one);
+    returns how many thread states took it."""
+    return int(
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread_id), ctypes.py_object(exc_type) if exc_type else None
+        )
     )
 
 
@@ -46,13 +64,33 @@ class _Interrupter:
         """The calling thread is the one to interrupt."""
         self._target = threading.get_ident()
 
-    def raise_once(self, exc_type: type[BaseException]) -> None:
-        """Raise exc_type in the target thread, unless it left already or was interrupted before."""
+    def raise_once(self, exc_type: type[BaseException]) -> bool:
+        """Raise exc_type in the target thread, unless it left already or was interrupted before; False
+        when it must be tried again.
+
+        A thread that the target is starting carries the target's id until it runs (CPython 3.11 creates
+        its state in the parent and PyThreadState_SetAsyncExc takes the newest state of that id): the
+        raise would kill the new thread (a decoding pool's worker, say) at its start and the job would wait
+        for it forever. So no raise while the target is inside Thread.start; one that reached two states
+        anyway (later CPythons) is withdrawn, as CPython's documentation says; both are tried again.
+        """
         with self._lock:
             if self._target is None or self.raised:
+                return True
+            if starting_a_thread(self._target):
+                return False
+            reached = async_raise(self._target, exc_type)
+            if reached > 1:
+                async_raise(self._target, None)
+                return False
+            self.raised = reached == 1
+            return True
+
+    def raise_soon(self, exc_type: type[BaseException], done: threading.Event) -> None:
+        """raise_once, tried again every RETRY_RAISE_S while it must be and the job has not ended."""
+        while not self.raise_once(exc_type):
+            if done.wait(RETRY_RAISE_S):
                 return
-            self.raised = True
-            async_raise(self._target, exc_type)
 
     def leave(self) -> None:
         """The target thread leaves: withdraw an exception raised but not delivered yet."""
@@ -105,7 +143,7 @@ class RowHeartbeat(ABC):
                 log.warning("%s: heartbeat not written (%s)", self.label, type(exc).__name__)
             if self.stopped.is_set():
                 if self.interrupt:
-                    self._interrupter.raise_once(self.stop_error)
+                    self._interrupter.raise_soon(self.stop_error, self._done)
                 return
 
 
@@ -190,4 +228,4 @@ class JobTimeLimit:
 
     def _watch(self) -> None:
         if not self._done.wait(self.limit_s):
-            self._interrupter.raise_once(self.error)
+            self._interrupter.raise_soon(self.error, self._done)
