@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import Settings
+from app.core.db import session_scope
 from app.core.jobs import Dispatcher
 from app.core.storage import Storage
 
@@ -34,15 +35,8 @@ def get_services(request: Request) -> Services:
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request, one unit of work: committed once the route has returned, rolled back on
     an error. (Services commit earlier only where an ordering needs it, e.g. before a job is queued.)"""
-    session = get_services(request).sessions()
-    try:
+    with session_scope(get_services(request).sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

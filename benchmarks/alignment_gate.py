@@ -11,6 +11,7 @@ from bench_metrics import auc_tpr
 from whitened_recipe import pixel_features
 
 from models import score as S
+from models.alignment import GATE_RATIO, GATE_SHARE  # the product's gate, the same two numbers
 
 DETAILS = """\
 Per generated image: d_id = whitened distance to its nearest real thumbnail (the default's view), d_aug = the
@@ -22,8 +23,6 @@ generated images have d_aug / d_id < GATE_RATIO, else the default's.
       ../shared/bench/fmnist-ddpm-dev-hard ../shared/bench/fmnist-ddpm-dev \\
       bench-local/mri-*/ bench-local/stress-fmnist/*/ bench-local/stress-mri128/*/"""
 
-GATE_RATIO = 0.5  # a generated image "matches better misaligned" when a version halves its nearest distance
-GATE_SHARE = 0.01  # aug_small is used when more than 1 % of the generated images do
 EXACT_COPY = 1e-6  # distance floor: an exact copy (distance 0 in both views) counts as ratio 1, not 0
 
 
