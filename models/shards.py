@@ -28,13 +28,13 @@ from models.stages import (
     _load_npz,
     _record_timing,
     aligned_gr,
-    aligned_rg,
     aligned_view,
     embed_features,
     method_for,
     neighbourhood_size,
     run_search,
     stage_done,
+    stored_versions,
     version_features,
 )
 from models.workdir import WorkDir, atomic_save_npz, atomic_write_bytes
@@ -213,13 +213,9 @@ def run_shard(workdir: Path, config: AuditConfig, index: int, on_progress: Progr
         arrays[f"{view.key}/gr_sims"], arrays[f"{view.key}/gr_idx"] = search(
             features[view.encoder], vectors, ATTRIBUTION_K, **options
         )
-        if aligned_view(view, config) and len(vectors) > 1:  # both aligned searches: the gate is decided
-            versions = _real_versions(real, view.encoder)  # at the merge, over every shard
-            rg = (arrays[f"{view.key}/rg_sims"], arrays[f"{view.key}/rg_idx"])
-            gr = (arrays[f"{view.key}/gr_sims"], arrays[f"{view.key}/gr_idx"])
-            arrays[f"{view.key}/rg_aug_sims"], arrays[f"{view.key}/rg_aug_idx"] = aligned_rg(
-                versions, features[view.encoder], rg, k, options
-            )
+        if aligned_view(view, config) and len(vectors) > 1:  # the gate's search only: it is decided at
+            versions = stored_versions(real, view.encoder)  # the merge, over every shard, and only then
+            gr = (arrays[f"{view.key}/gr_sims"], arrays[f"{view.key}/gr_idx"])  # the merge runs the rest
             arrays[f"{view.key}/gr_aug_sims"], arrays[f"{view.key}/gr_aug_idx"] = aligned_gr(
                 versions, features[view.encoder], gr, options
             )
@@ -227,15 +223,6 @@ def run_shard(workdir: Path, config: AuditConfig, index: int, on_progress: Progr
     arrays["seconds_search"] = np.array(time.perf_counter() - embedded)
     atomic_save_npz(path, arrays)
     on_progress(1.0)
-
-
-def _real_versions(real: dict[str, np.ndarray], encoder: str) -> list[np.ndarray]:
-    """The real set's geometric versions that run_real stored, in order."""
-    out, i = [], 0
-    while f"{encoder}/real_version_{i}" in real:
-        out.append(real[f"{encoder}/real_version_{i}"])
-        i += 1
-    return out
 
 
 def shard_done(workdir: Path, index: int) -> bool:
@@ -268,17 +255,11 @@ def run_merge(workdir: Path, config: AuditConfig, on_progress: Progress = _noop)
             for s, (start, _) in zip(shards, ranges)
         ]
         precomputed[f"{view.key}/rg_sims"], precomputed[f"{view.key}/rg_idx"] = merge_topk(parts, k)
-        if f"{view.key}/rg_aug_sims" in shards[0]:
-            aug = [
-                (s[f"{view.key}/rg_aug_sims"], s[f"{view.key}/rg_aug_idx"], start)
-                for s, (start, _) in zip(shards, ranges)
-            ]
-            merged = merge_topk(aug, k)
-            precomputed[f"{view.key}/rg_aug_sims"], precomputed[f"{view.key}/rg_aug_idx"] = merged
         names = ("gr_sims", "gr_idx", "gr_aug_sims", "gr_aug_idx")
         for name in names:  # rows of the generated set: shard after shard
             if f"{view.key}/{name}" in shards[0]:
                 precomputed[f"{view.key}/{name}"] = np.concatenate([s[f"{view.key}/{name}"] for s in shards])
+    precomputed.update({key: value for key, value in real.items() if "/real_version_" in key})
     atomic_save_npz(WorkDir(workdir).features, features)
     run_search(workdir, None, config, on_progress, precomputed=precomputed)  # the rest: real -> real
     seconds = lambda key: float(sum(float(s[key]) for s in shards))

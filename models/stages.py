@@ -308,6 +308,14 @@ def version_features(workdir: Path, config: AuditConfig, encoder: str, real: np.
     return [embed_version(v) for v in versions(side, thumbnail_side(side))[1:]]
 
 
+def stored_versions(arrays: dict[str, np.ndarray], encoder: str) -> list[np.ndarray]:
+    """The real set's geometric versions stored as `<encoder>/real_version_<i>` (models/shards.py), in order."""
+    out: list[np.ndarray] = []
+    while f"{encoder}/real_version_{len(out)}" in arrays:
+        out.append(arrays[f"{encoder}/real_version_{len(out)}"])
+    return out
+
+
 def aligned_rg(
     real_versions: list[np.ndarray],
     generated: np.ndarray,
@@ -363,8 +371,8 @@ def run_search(
     """Per view: nearest generated and other real images of every real image, nearest real of every generated one.
 
     `precomputed` holds neighbours already found elsewhere, by their neighbours.npz key (the sharded
-    search of models/shards.py: `<view>/rg_*` and `<view>/gr_*`, and for an aligned view `<view>/rg_aug_*`
-    and `<view>/gr_aug_*`); only the others are searched here. An aligned view (`aligned_view`) computes
+    search of models/shards.py: `<view>/rg_*`, `<view>/gr_*`, for an aligned view `<view>/gr_aug_*`, and the
+    real set's versions as `<encoder>/real_version_<i>`); only the others are searched here. An aligned view (`aligned_view`) computes
     the gate of models/alignment.py; when it fires, the view's neighbours are those of the aligned search.
     Whether it fired, and its share, go to alignment.json (methods with the thumbnail view only).
     """
@@ -390,6 +398,8 @@ def run_search(
     versions_of: dict[str, list[np.ndarray]] = {}
 
     def real_versions(encoder: str) -> list[np.ndarray]:
+        if encoder not in versions_of and f"{encoder}/real_version_0" in done:
+            versions_of[encoder] = stored_versions(done, encoder)
         if encoder not in versions_of:
             decoded = _load_npz(WorkDir(workdir).decoded)["real"]
             versions_of[encoder] = version_features(workdir, config, encoder, decoded)

@@ -12,8 +12,9 @@ from synthetic_sets import make_membership_set, make_misaligned_set
 
 from models.config import AuditConfig
 from models.index import SIMILARITY_METRICS, search
-from models.shards import merge_topk, read_rows, run_sharded, shard_ranges
+from models.shards import merge_topk, read_rows, run_real, run_shard, run_sharded, shard_ranges, write_plan
 from models.stages import AuditInputs, _load_npz, run_audit, run_stage
+from models.workdir import WorkDir
 
 
 @pytest.mark.parametrize(
@@ -137,3 +138,20 @@ def test_the_aligned_search_gives_the_same_result_sharded_and_unsharded(tmp_path
     assert json.loads(record)["views"]["pixels_whitened-cosine"]["fired"] is (copies == "misaligned")
     run_audit(inputs, config, work)
     assert (work / "results.csv").read_text() == (tmp_path / "single" / "results.csv").read_text()
+
+
+def test_a_shard_runs_only_the_gates_aligned_search(tmp_path: Path) -> None:
+    """The gate is decided at the merge; a shard searches its generated rows over the versions (what the gate
+    needs) but not real -> shard over the versions, which only a fired gate uses (the merge runs it then)."""
+    root = tmp_path / "set"
+    make_misaligned_set(root, n_used=20, n_unused=20, n_fresh_generated=20, copies="misaligned")
+    config = AuditConfig(image_size=16, batch_size=16)
+    inputs = AuditInputs(root / "real", root / "generated")
+    for stage in ("decode", "pretrain"):
+        run_stage(stage, tmp_path, inputs, config)
+    write_plan(tmp_path, config, shards=2)
+    run_real(tmp_path, config)
+    run_shard(tmp_path, config, 0)
+    shard = _load_npz(WorkDir(tmp_path).shard(0))
+    assert "pixels_whitened-cosine/gr_aug_sims" in shard
+    assert not any("rg_aug" in key for key in shard)
