@@ -61,8 +61,12 @@ def synthetic_images(n: int, size: int, generator: torch.Generator, chunk: int =
     return out
 
 
-def make_workload(n_real: int, n_generated: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Real and generated sets; a fifth of the generated images are noisy copies of real ones (leaks)."""
+def make_workload(
+    n_real: int, n_generated: int, size: int, seed: int = 0, shift: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Real and generated sets; a fifth of the generated images are noisy copies of real ones (leaks),
+    each shifted by `shift` of the side in a seeded random direction when `shift` > 0 (copies that are not
+    pixel-aligned: the workload on which the default's alignment gate fires)."""
     generator = torch.Generator().manual_seed(seed)
     real = synthetic_images(n_real, size, generator)
     n_copies = min(n_real, n_generated // 5)
@@ -71,8 +75,26 @@ def make_workload(n_real: int, n_generated: int, size: int, seed: int = 0) -> tu
     sources = rng.choice(n_real, n_copies, replace=False) if n_copies else np.zeros(0, np.int64)
     noise = rng.integers(-6, 7, (n_copies, size, size))
     copies = np.clip(real[sources].astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    if shift > 0 and n_copies:
+        copies = shifted(copies, shift * size, rng)
     generated = np.concatenate([copies, fresh]) if n_copies else fresh
     return real, generated[rng.permutation(len(generated))]
+
+
+SHIFT_DIRECTIONS = 16  # copies are shifted along one of these directions, drawn per copy
+
+
+def shifted(images: np.ndarray, pixels: float, rng: np.random.Generator) -> np.ndarray:
+    """Each image moved by `pixels` along a random one of SHIFT_DIRECTIONS directions (bilinear)."""
+    from models.alignment import warp
+
+    out = images.copy()
+    direction = rng.integers(0, SHIFT_DIRECTIONS, len(images))
+    for d in range(SHIFT_DIRECTIONS):
+        rows = np.flatnonzero(direction == d)
+        angle = 2 * np.pi * d / SHIFT_DIRECTIONS
+        out[rows] = warp(images[rows], pixels * float(np.cos(angle)), pixels * float(np.sin(angle)), 0.0, 1.0)
+    return out
 
 
 def write_pngs(images: np.ndarray, folder: Path, prefix: str) -> None:
@@ -320,6 +342,11 @@ def run_method(
                         f"{method:>10} IVF recall@{ivf['k']} {ivf['recall_at_k']:.3f} (nlist {ivf['nlist']}, "
                         f"nprobe {ivf['nprobe']}; {ivf['seconds_ivf']:.2f} s vs exact {ivf['seconds_exact']:.2f} s)"
                     )
+            if folder.alignment.exists():  # what the default's alignment gate did on this workload
+                extra["alignment"] = json.loads(folder.alignment.read_text())["views"]
+                for key, view in extra["alignment"].items():
+                    gate = "fired" if view["fired"] else "closed"
+                    print(f"{method:>10} alignment gate {gate} on {key} (share {view['share']:.3f})")
         elif stage == "decide":
             images = n_real
         rows.append(_row(stage, seconds, images, peak, ceiling))
@@ -397,7 +424,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="synthaudit-perf-", dir=args.tmp))
     try:
         started = time.perf_counter()
-        real, generated = make_workload(args.real, args.generated, args.size, args.seed)
+        real, generated = make_workload(args.real, args.generated, args.size, args.seed, args.shifted_copies)
         write_pngs(real, tmp / "real", "r")
         write_pngs(generated, tmp / "generated", "g")
         prepare = time.perf_counter() - started
@@ -427,7 +454,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report = {
         "command": getattr(args, "command_line", None) or " ".join(["python3 -m models.perf", *sys.argv[1:]]),
         "date": _dt.date.today().isoformat(),
-        "workload": {"real": args.real, "generated": args.generated, "size": args.size, "seed": args.seed},
+        "workload": {
+            "real": args.real,
+            "generated": args.generated,
+            "size": args.size,
+            "seed": args.seed,
+            "shifted_copies": args.shifted_copies,
+        },
         "config": {**base.to_dict(), "methods": methods},
         "machine": machine(),
         "prepare_s": round(prepare, 3),
@@ -463,6 +496,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the MAE blocks")
     parser.add_argument("--no-ivf", action="store_true", help="skip the IVF recall measurement")
+    parser.add_argument(
+        "--shifted-copies",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="shift the leaked copies by this fraction of the side (e.g. 0.03; default 0: aligned copies)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tmp", default=None, help="folder for the temporary PNGs and work folders")
     parser.add_argument("--out", default=None, help="write the table as DIR/perf.json")
