@@ -2,9 +2,11 @@
 
 A copy that was shifted, rotated or scaled a little before it reached the generated set is far from its
 source in the thumbnail view, so the default misses it (docs/benchmarks.md, the copy-transform stress suite).
-The aligned search compares every generated image with 9 geometric versions of each real image (identity;
-shifts of one thumbnail pixel along x and y; +-5 degrees; +-5 % scale) and keeps, for every (real, generated)
-and (real, other real) pair, the largest similarity over the versions (docs/research.md, exp18 `aug_small`).
+The gate compares every generated image with 9 geometric versions of each real image (identity; shifts of
+one thumbnail pixel along x and y; +-5 degrees; +-5 % scale). Once it has fired, the search adds the other
+shifts of a half-pixel grid within one thumbnail pixel (diagonals and half pixels: 20 more, 29 in all) and
+keeps, for every (real, generated) and (real, other real) pair, the largest similarity over the versions
+(docs/research.md, exp18 `aug_small`, exp20 `half1`).
 
 It is used only where the audit's own images ask for it (exp19): per generated image, d_id is its distance to
 the nearest real thumbnail and d_aug the same over the versions; when more than GATE_SHARE of the generated
@@ -33,14 +35,29 @@ ANGLES = (-5.0, 5.0)  # degrees
 ZOOMS = (0.95, 1.05)
 
 
+FINE_STEP = 0.5  # once the gate has fired: every shift on a half-thumbnail-pixel grid ...
+FINE_RADIUS = 1.0  # ... within one thumbnail pixel of the origin along each axis (exp20)
+
+
 def versions(image_size: int, thumbnail_side: int) -> list[tuple[float, float, float, float]]:
-    """(dx, dy, angle_deg, zoom) of the 9 versions, identity first; shifts in image pixels (one thumbnail
-    pixel each)."""
+    """(dx, dy, angle_deg, zoom) of the gate's 9 versions, identity first; shifts in image pixels (one
+    thumbnail pixel each)."""
     px = image_size / thumbnail_side
     out = [(0.0, 0.0, 0.0, 1.0)]
     out += [(d * px, 0.0, 0.0, 1.0) for d in SHIFT_PIXELS] + [(0.0, d * px, 0.0, 1.0) for d in SHIFT_PIXELS]
     out += [(0.0, 0.0, a, 1.0) for a in ANGLES] + [(0.0, 0.0, 0.0, z) for z in ZOOMS]
     return out
+
+
+def fine_versions(image_size: int, thumbnail_side: int) -> list[tuple[float, float, float, float]]:
+    """The versions the search adds once the gate has fired: the shifts of the fine grid (FINE_STEP,
+    FINE_RADIUS) that the gate's versions lack, diagonals and half pixels among them (exp20: a copy moved
+    along a diagonal is 0.9 thumbnail pixels from the gate's nearest shift)."""
+    px = image_size / thumbnail_side
+    n = round(FINE_RADIUS / FINE_STEP)
+    grid = [(i * FINE_STEP, j * FINE_STEP) for j in range(-n, n + 1) for i in range(-n, n + 1)]
+    gate_shifts = {(v[0] / px, v[1] / px) for v in versions(image_size, thumbnail_side)}
+    return [(dx * px, dy * px, 0.0, 1.0) for dx, dy in grid if (dx, dy) not in gate_shifts]
 
 
 def warp(images: np.ndarray, dx: float, dy: float, angle: float, zoom: float) -> np.ndarray:

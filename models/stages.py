@@ -283,10 +283,12 @@ def aligned_view(view: View, config: AuditConfig) -> bool:
     return config.alignment == "auto" and view.encoder in ALIGNED_ENCODERS and view.metric == "cosine"
 
 
-def version_features(workdir: Path, config: AuditConfig, encoder: str, real: np.ndarray) -> list[np.ndarray]:
-    """Features of the 8 non-identity geometric versions of the real images (models/alignment.py), with the
-    encoder fitted on the un-augmented images."""
-    from models.alignment import versions, warp
+def version_features(
+    workdir: Path, config: AuditConfig, encoder: str, real: np.ndarray, fine: bool = False
+) -> list[np.ndarray]:
+    """Features of the gate's 8 non-identity geometric versions of the real images (models/alignment.py),
+    or with `fine` of the versions a fired gate adds, with the encoder fitted on the un-augmented images."""
+    from models.alignment import fine_versions, versions, warp
     from models.encoders.registry import create_encoder
     from models.encoders.whitened import thumbnail_side
 
@@ -305,7 +307,8 @@ def version_features(workdir: Path, config: AuditConfig, encoder: str, real: np.
         ]
         return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
-    return [embed_version(v) for v in versions(side, thumbnail_side(side))[1:]]
+    chosen = fine_versions(side, thumbnail_side(side)) if fine else versions(side, thumbnail_side(side))[1:]
+    return [embed_version(v) for v in chosen]
 
 
 def stored_versions(arrays: dict[str, np.ndarray], encoder: str) -> list[np.ndarray]:
@@ -395,15 +398,18 @@ def run_search(
         "gate_share": GATE_SHARE,
         "views": {},
     }
-    versions_of: dict[str, list[np.ndarray]] = {}
+    versions_of: dict[tuple[str, bool], list[np.ndarray]] = {}
 
-    def real_versions(encoder: str) -> list[np.ndarray]:
-        if encoder not in versions_of and f"{encoder}/real_version_0" in done:
-            versions_of[encoder] = stored_versions(done, encoder)
-        if encoder not in versions_of:
+    def real_versions(encoder: str, fine: bool = False) -> list[np.ndarray]:
+        """The gate's versions of the real set (stored by the sharded search, or embedded here), or the ones
+        a fired gate adds."""
+        key = (encoder, fine)
+        if key not in versions_of and not fine and f"{encoder}/real_version_0" in done:
+            versions_of[key] = stored_versions(done, encoder)
+        if key not in versions_of:
             decoded = _load_npz(WorkDir(workdir).decoded)["real"]
-            versions_of[encoder] = version_features(workdir, config, encoder, decoded)
-        return versions_of[encoder]
+            versions_of[key] = version_features(workdir, config, encoder, decoded, fine=fine)
+        return versions_of[key]
 
     for i, view in enumerate(views):
         real = features[f"{view.encoder}/real"]
@@ -425,13 +431,11 @@ def run_search(
             )
             share, fired = gate(gr_sims[:, 0], gr_aug[0][:, 0])
             record["views"][view.key] = {"share": share, "fired": fired}
-            if fired:
-                rg_sims, rg_idx = found(
-                    f"{view.key}/rg_aug",
-                    lambda: aligned_rg(real_versions(enc), generated, (rg_sims, rg_idx), k, options),  # noqa: B023
-                )
-                rr_sims, rr_idx = _aligned_rr(real_versions(enc), real, (rr_sims, rr_idx), k, options)
-                gr_sims, gr_idx = gr_aug
+            if fired:  # the search over every version, the gate's and the fine grid's
+                every = real_versions(enc) + real_versions(enc, fine=True)
+                rg_sims, rg_idx = aligned_rg(every, generated, (rg_sims, rg_idx), k, options)
+                rr_sims, rr_idx = _aligned_rr(every, real, (rr_sims, rr_idx), k, options)
+                gr_sims, gr_idx = aligned_gr(real_versions(enc, fine=True), generated, gr_aug, options)
         arrays.update(
             {
                 f"{view.key}/rg_sims": rg_sims,

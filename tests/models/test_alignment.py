@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from synthetic_sets import make_misaligned_set
 
-from models.alignment import GATE_SHARE, distance_ratios, gate, merge_versions, versions, warp
+from models.alignment import GATE_SHARE, distance_ratios, fine_versions, gate, merge_versions, versions, warp
 from models.config import AuditConfig
 from models.metrics import roc_auc, tpr_at_fpr
 from models.report import render_report
@@ -92,6 +92,12 @@ def test_versions_and_warp() -> None:
     v = versions(64, 32)
     assert len(v) == 9 and v[0] == (0.0, 0.0, 0.0, 1.0)
     assert {x[0] for x in v} == {-2.0, 0.0, 2.0}  # one thumbnail pixel = 2 image pixels at 64 px
+    fine = fine_versions(64, 32)  # the half-pixel grid within one thumbnail pixel, less the gate's shifts
+    assert len(fine) == 20 and not set(fine) & set(v)
+    assert {(dx, dy) for dx, dy, _, _ in fine} | {(dx, dy) for dx, dy, _, _ in v} == {
+        (float(i), float(j)) for i in (-2, -1, 0, 1, 2) for j in (-2, -1, 0, 1, 2)
+    }
+    assert all(angle == 0.0 and zoom == 1.0 for _, _, angle, zoom in fine)
     img = np.arange(256, dtype=np.uint8).reshape(16, 16)
     np.testing.assert_array_equal(warp(img[None], *v[0])[0], img)
     shifted = warp(img[None], 1.0, 0.0, 0.0, 1.0)[0]
