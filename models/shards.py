@@ -213,9 +213,11 @@ def run_shard(workdir: Path, config: AuditConfig, index: int, on_progress: Progr
         arrays[f"{view.key}/gr_sims"], arrays[f"{view.key}/gr_idx"] = search(
             features[view.encoder], vectors, ATTRIBUTION_K, **options
         )
-        if aligned_view(view, config) and len(vectors) > 1:  # the gate's search only: it is decided at
-            versions = stored_versions(real, view.encoder)  # the merge, over every shard, and only then
-            gr = (arrays[f"{view.key}/gr_sims"], arrays[f"{view.key}/gr_idx"])  # the merge runs the rest
+        if aligned_view(view, config) and len(vectors) > 1:
+            # only the gate's search: the gate is decided at the merge, over every shard, and only a fired
+            # gate's searches (real -> generated and real -> real over the versions) run there
+            versions = stored_versions(real, view.encoder)
+            gr = (arrays[f"{view.key}/gr_sims"], arrays[f"{view.key}/gr_idx"])
             arrays[f"{view.key}/gr_aug_sims"], arrays[f"{view.key}/gr_aug_idx"] = aligned_gr(
                 versions, features[view.encoder], gr, options
             )

@@ -375,8 +375,9 @@ def run_search(
 
     `precomputed` holds neighbours already found elsewhere, by their neighbours.npz key (the sharded
     search of models/shards.py: `<view>/rg_*`, `<view>/gr_*`, for an aligned view `<view>/gr_aug_*`, and the
-    real set's versions as `<encoder>/real_version_<i>`); only the others are searched here. An aligned view (`aligned_view`) computes
-    the gate of models/alignment.py; when it fires, the view's neighbours are those of the aligned search.
+    real set's versions as `<encoder>/real_version_<i>`); only the others are searched here. An aligned view
+    (`aligned_view`) computes the gate of models/alignment.py; when it fires, the view's neighbours are those
+    of the aligned search over the gate's versions and the fine ones.
     Whether it fired, and its share, go to alignment.json (methods with the thumbnail view only).
     """
     from models.alignment import ALIGNED_ENCODERS, GATE_RATIO, GATE_SHARE, gate
