@@ -8,6 +8,10 @@ shifts of a half-pixel grid within one thumbnail pixel (diagonals and half pixel
 keeps, for every (real, generated) and (real, other real) pair, the largest similarity over the versions
 (docs/research.md, exp18 `aug_small`, exp20 `half1`).
 
+When the gate stays closed, a probe asks the same question of 12 wider versions (shifts of two thumbnail
+pixels, +-10 degrees, +-10 %) on at most PROBE_SAMPLE generated images; when it fires, the search runs over
+33 versions (a one-pixel grid of shifts within two pixels, +-5 and +-10 degrees, +-5 and +-10 % scale; exp21).
+
 It is used only where the audit's own images ask for it (exp19): per generated image, d_id is its distance to
 the nearest real thumbnail and d_aug the same over the versions; when more than GATE_SHARE of the generated
 images have d_aug / d_id < GATE_RATIO (a version halves their nearest distance), the gate fires. Both
@@ -58,6 +62,52 @@ def fine_versions(image_size: int, thumbnail_side: int) -> list[tuple[float, flo
     grid = [(i * FINE_STEP, j * FINE_STEP) for j in range(-n, n + 1) for i in range(-n, n + 1)]
     gate_shifts = {(v[0] / px, v[1] / px) for v in versions(image_size, thumbnail_side)}
     return [(dx * px, dy * px, 0.0, 1.0) for dx, dy in grid if (dx, dy) not in gate_shifts]
+
+
+PROBE_SHIFT = 2.0  # thumbnail pixels: the probe looks twice as far as the gate ...
+PROBE_ANGLES = (-10.0, 10.0)  # ... and turns and resizes twice as much
+PROBE_ZOOMS = (0.9, 1.1)
+PROBE_SAMPLE = 2000  # generated images the probe compares (evenly spaced rows: the same sharded or not)
+WIDE_RADIUS = 2  # a fired probe's search: every shift on a one-pixel grid within this many thumbnail pixels
+
+
+def probe_versions(image_size: int, thumbnail_side: int) -> list[tuple[float, float, float, float]]:
+    """The probe's 12 versions, asked only when the gate stays closed: shifts of PROBE_SHIFT thumbnail pixels
+    along x, y and the diagonals, PROBE_ANGLES, PROBE_ZOOMS (exp21)."""
+    px = PROBE_SHIFT * image_size / thumbnail_side
+    out = [(i * px, j * px, 0.0, 1.0) for j in (-1, 0, 1) for i in (-1, 0, 1) if (i, j) != (0, 0)]
+    return out + [(0.0, 0.0, a, 1.0) for a in PROBE_ANGLES] + [(0.0, 0.0, 0.0, z) for z in PROBE_ZOOMS]
+
+
+def wide_versions(image_size: int, thumbnail_side: int) -> list[tuple[float, float, float, float]]:
+    """The versions a fired probe's search adds to the gate's and the probe's: the shifts of the one-pixel
+    grid within WIDE_RADIUS that neither has (33 versions in all, with the identity)."""
+    px = image_size / thumbnail_side
+    grid = [
+        (i, j) for j in range(-WIDE_RADIUS, WIDE_RADIUS + 1) for i in range(-WIDE_RADIUS, WIDE_RADIUS + 1)
+    ]
+    known = versions(image_size, thumbnail_side) + probe_versions(image_size, thumbnail_side)
+    have = {(round(v[0] / px, 6), round(v[1] / px, 6)) for v in known}
+    return [(i * px, j * px, 0.0, 1.0) for i, j in grid if (float(i), float(j)) not in have]
+
+
+def version_set(kind: str, image_size: int, thumbnail_side: int) -> list[tuple[float, float, float, float]]:
+    """The non-identity versions of one kind: "gate", "fine" (a fired gate adds), "probe", "wide" (a fired
+    probe adds)."""
+    if kind == "gate":
+        return versions(image_size, thumbnail_side)[1:]
+    chosen = {"fine": fine_versions, "probe": probe_versions, "wide": wide_versions}.get(kind)
+    if chosen is None:
+        raise ValueError(f"unknown version kind {kind!r}")
+    return chosen(image_size, thumbnail_side)
+
+
+def probe_rows(n_generated: int) -> np.ndarray:
+    """The generated rows the probe compares: all of them up to PROBE_SAMPLE, else PROBE_SAMPLE evenly
+    spaced (a function of the count only, so a sharded audit probes the same rows)."""
+    if n_generated <= PROBE_SAMPLE:
+        return np.arange(n_generated)
+    return np.unique(np.linspace(0, n_generated - 1, PROBE_SAMPLE).round().astype(np.int64))
 
 
 def warp(images: np.ndarray, dx: float, dy: float, angle: float, zoom: float) -> np.ndarray:

@@ -361,9 +361,16 @@ def _alignment_text(record: dict[str, Any] | None) -> str | None:
     share = max(float(v["share"]) for v in views.values())
     limit = float(record.get("gate_share", 0.01))
     found = f"{share:.1%} of the generated images are at least twice as close to a shifted, rotated or scaled real image"
+    searched = max(int(v.get("versions", 9 if v["fired"] else 1)) for v in views.values())
     if any(v["fired"] for v in views.values()):
-        return f"on: {found} (more than {limit:.0%}), so each real image was compared in 9 such versions"
-    return f"not used: {found} (it is used above {limit:.0%})"
+        return f"on: {found} (more than {limit:.0%}), so each real image was compared in {searched} such versions"
+    probe = max((float(v["probe_share"]) for v in views.values() if "probe_share" in v), default=None)
+    if probe is None:  # a work folder from before the probe
+        return f"not used: {found} (it is used above {limit:.0%})"
+    wider = f"{probe:.1%} are as close to a real image shifted twice as far, turned by 10° or resized by 10 %"
+    if any(v.get("probe_fired") for v in views.values()):
+        return f"on, wider: {found}, but {wider} (more than {limit:.0%}), so each real image was compared in {searched} such versions"
+    return f"not used: {found}, and {wider} (it is used above {limit:.0%})"
 
 
 def _plots(data: dict[str, Any], labels: Mapping[str, int] | None) -> list[Plot]:

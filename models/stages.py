@@ -284,11 +284,11 @@ def aligned_view(view: View, config: AuditConfig) -> bool:
 
 
 def version_features(
-    workdir: Path, config: AuditConfig, encoder: str, real: np.ndarray, fine: bool = False
+    workdir: Path, config: AuditConfig, encoder: str, real: np.ndarray, kind: str = "gate"
 ) -> list[np.ndarray]:
-    """Features of the gate's 8 non-identity geometric versions of the real images (models/alignment.py),
-    or with `fine` of the versions a fired gate adds, with the encoder fitted on the un-augmented images."""
-    from models.alignment import fine_versions, versions, warp
+    """Features of one kind of non-identity geometric versions of the real images (models/alignment.py
+    `version_set`: the gate's 8 by default), with the encoder fitted on the un-augmented images."""
+    from models.alignment import version_set, warp
     from models.encoders.registry import create_encoder
     from models.encoders.whitened import thumbnail_side
 
@@ -307,8 +307,7 @@ def version_features(
         ]
         return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
-    chosen = fine_versions(side, thumbnail_side(side)) if fine else versions(side, thumbnail_side(side))[1:]
-    return [embed_version(v) for v in chosen]
+    return [embed_version(v) for v in version_set(kind, side, thumbnail_side(side))]
 
 
 def stored_versions(arrays: dict[str, np.ndarray], encoder: str) -> list[np.ndarray]:
@@ -364,6 +363,48 @@ def _aligned_rr(
     return merge_versions(parts, min(k, len(real) - 1), exclude=np.arange(len(real)))
 
 
+def _aligned_neighbours(
+    versions_of: Callable[[str], list[np.ndarray]],
+    real: np.ndarray,
+    generated: np.ndarray,
+    found: dict[str, tuple[np.ndarray, np.ndarray]],
+    k: int,
+    options: Any,
+) -> dict[str, Any]:
+    """The gate, then the probe where the gate stays closed, and the neighbours of the search that fired.
+
+    `found` holds the view's plain neighbours (rg, rr, gr) and the gate's generated -> real search over its
+    versions (gr_aug). A fired gate: every search over the gate's and the fine versions (29 in all). A closed
+    gate: the probe compares PROBE_SAMPLE generated rows with its 12 wider versions; fired, every search runs
+    over the gate's, the probe's and the wide versions (33). Neither: the plain neighbours, untouched.
+    Returns rg, rr, gr and the view's record for alignment.json.
+    """
+    from models.alignment import gate, probe_rows
+
+    (rg, rr, gr), gr_aug = (found["rg"], found["rr"], found["gr"]), found["gr_aug"]
+    share, fired = gate(gr[0][:, 0], gr_aug[0][:, 0])
+    record: dict[str, Any] = {"share": share, "fired": fired}
+    added: list[str] = []
+    if fired:
+        added = ["fine"]
+    else:
+        rows = probe_rows(len(generated))
+        probed = aligned_gr(versions_of("probe"), generated[rows], (gr[0][rows], gr[1][rows]), options)
+        record["probe_share"], record["probe_fired"] = gate(gr[0][rows, 0], probed[0][:, 0])
+        added = ["probe", "wide"] if record["probe_fired"] else []
+    if not added:
+        record["versions"] = 1
+        return {"rg": rg, "rr": rr, "gr": gr, "record": record}
+    every = versions_of("gate") + [v for kind in added for v in versions_of(kind)]
+    record["versions"] = 1 + len(every)
+    return {
+        "rg": aligned_rg(every, generated, rg, k, options),
+        "rr": _aligned_rr(every, real, rr, k, options),
+        "gr": aligned_gr([v for kind in added for v in versions_of(kind)], generated, gr_aug, options),
+        "record": record,
+    }
+
+
 def run_search(
     workdir: Path,
     inputs: AuditInputs | None,
@@ -376,11 +417,11 @@ def run_search(
     `precomputed` holds neighbours already found elsewhere, by their neighbours.npz key (the sharded
     search of models/shards.py: `<view>/rg_*`, `<view>/gr_*`, for an aligned view `<view>/gr_aug_*`, and the
     real set's versions as `<encoder>/real_version_<i>`); only the others are searched here. An aligned view
-    (`aligned_view`) computes the gate of models/alignment.py; when it fires, the view's neighbours are those
-    of the aligned search over the gate's versions and the fine ones.
-    Whether it fired, and its share, go to alignment.json (methods with the thumbnail view only).
+    (`aligned_view`) computes the gate of models/alignment.py (and the probe where the gate stays closed,
+    `_aligned_neighbours`); when one fires, the view's neighbours are those of its aligned search. What they
+    found, and how many versions were searched, go to alignment.json (methods with the thumbnail view only).
     """
-    from models.alignment import ALIGNED_ENCODERS, GATE_RATIO, GATE_SHARE, gate
+    from models.alignment import ALIGNED_ENCODERS, GATE_RATIO, GATE_SHARE
     from models.index import SearchOptions, search
 
     done = precomputed or {}
@@ -399,17 +440,16 @@ def run_search(
         "gate_share": GATE_SHARE,
         "views": {},
     }
-    versions_of: dict[tuple[str, bool], list[np.ndarray]] = {}
+    versions_of: dict[tuple[str, str], list[np.ndarray]] = {}
 
-    def real_versions(encoder: str, fine: bool = False) -> list[np.ndarray]:
-        """The gate's versions of the real set (stored by the sharded search, or embedded here), or the ones
-        a fired gate adds."""
-        key = (encoder, fine)
-        if key not in versions_of and not fine and f"{encoder}/real_version_0" in done:
+    def real_versions(encoder: str, kind: str = "gate") -> list[np.ndarray]:
+        """One kind of versions of the real set (the gate's may come stored by the sharded search)."""
+        key = (encoder, kind)
+        if key not in versions_of and kind == "gate" and f"{encoder}/real_version_0" in done:
             versions_of[key] = stored_versions(done, encoder)
         if key not in versions_of:
             decoded = _load_npz(WorkDir(workdir).decoded)["real"]
-            versions_of[key] = version_features(workdir, config, encoder, decoded, fine=fine)
+            versions_of[key] = version_features(workdir, config, encoder, decoded, kind=kind)
         return versions_of[key]
 
     for i, view in enumerate(views):
@@ -430,13 +470,20 @@ def run_search(
                 f"{view.key}/gr_aug",
                 lambda: aligned_gr(real_versions(enc), generated, (gr_sims, gr_idx), options),  # noqa: B023
             )
-            share, fired = gate(gr_sims[:, 0], gr_aug[0][:, 0])
-            record["views"][view.key] = {"share": share, "fired": fired}
-            if fired:  # the search over every version, the gate's and the fine grid's
-                every = real_versions(enc) + real_versions(enc, fine=True)
-                rg_sims, rg_idx = aligned_rg(every, generated, (rg_sims, rg_idx), k, options)
-                rr_sims, rr_idx = _aligned_rr(every, real, (rr_sims, rr_idx), k, options)
-                gr_sims, gr_idx = aligned_gr(real_versions(enc, fine=True), generated, gr_aug, options)
+            searched = _aligned_neighbours(
+                lambda kind: real_versions(enc, kind),  # noqa: B023 - called at once
+                real,
+                generated,
+                {"rg": (rg_sims, rg_idx), "rr": (rr_sims, rr_idx), "gr": (gr_sims, gr_idx), "gr_aug": gr_aug},
+                k,
+                options,
+            )
+            record["views"][view.key] = searched.pop("record")
+            (rg_sims, rg_idx), (rr_sims, rr_idx), (gr_sims, gr_idx) = (
+                searched["rg"],
+                searched["rr"],
+                searched["gr"],
+            )
         arrays.update(
             {
                 f"{view.key}/rg_sims": rg_sims,

@@ -80,6 +80,12 @@ def textured_image(rng: np.random.Generator, size: int, base: np.ndarray | None 
 # (dx, dy, angle_deg, zoom) of the misaligned copies, shifts in pixels of a 16-px image (one thumbnail pixel
 # at image_size 16); the angle and the zoom a little off the search's own grid (+-5 degrees, +-5 %)
 MISALIGNMENTS = ((1.0, 0.0, 0.0, 1.0), (0.0, -1.0, 0.0, 1.0), (0.0, 0.0, 4.5, 1.0), (0.0, 0.0, 0.0, 1.045))
+FAR_MISALIGNMENTS = (
+    (2.0, 0.0, 0.0, 1.0),
+    (-2.0, 2.0, 0.0, 1.0),
+    (0.0, 0.0, -9.5, 1.0),
+    (0.0, 0.0, 0.0, 0.905),
+)
 
 
 def make_misaligned_set(
@@ -92,7 +98,8 @@ def make_misaligned_set(
     copies: str = "misaligned",
 ) -> dict[str, int]:
     """Textured real images; generated = one copy of each used image, shifted, rotated or scaled a little
-    (`copies="misaligned"`, cycling through MISALIGNMENTS), exact (`"exact"`) or none at all (`"none"`: every
+    (`copies="misaligned"`, cycling through MISALIGNMENTS), twice as much (`"far"`, FAR_MISALIGNMENTS: what
+    only the probe sees), exact (`"exact"`) or none at all (`"none"`: every
     generated image is novel), plus fresh images. Writes root/real, root/generated, root/labels.csv."""
     from models.alignment import warp
 
@@ -110,7 +117,8 @@ def make_misaligned_set(
         used = int(i < n_used) if copies != "none" else 0
         labels[image_id] = used
         if used:
-            copy = img if copies == "exact" else warp(img[None], *MISALIGNMENTS[rank % len(MISALIGNMENTS)])[0]
+            moves = FAR_MISALIGNMENTS if copies == "far" else MISALIGNMENTS
+            copy = img if copies == "exact" else warp(img[None], *moves[rank % len(moves)])[0]
             generated.append(copy)
     generated += [textured_image(rng, size, base) for _ in range(n_fresh_generated)]
     for n, j in enumerate(rng.permutation(len(generated))):

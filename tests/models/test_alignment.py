@@ -43,13 +43,32 @@ def test_transformed_copies_are_caught_at_low_fpr_only_with_the_gate(tmp_path: P
     assert "switched off (alignment: off)" in render_report(tmp_path / "off")
 
 
+def test_copies_moved_twice_as_far_open_the_probe_not_the_gate(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    make_misaligned_set(root, copies="far")  # 2-pixel shifts, 9.5 degrees, 9.5 % scale
+    off, _ = _audit(root, tmp_path / "off", "off")
+    auto, record = _audit(root, tmp_path / "auto", "auto")
+    view = record["views"]["pixels_whitened-cosine"]
+    assert not view["fired"] and view["share"] <= GATE_SHARE  # the gate's versions do not halve them
+    assert view["probe_fired"] and view["probe_share"] > GATE_SHARE and view["versions"] == 33
+    tpr_off, tpr_auto = tpr_at_fpr(off[:, 0], off[:, 1]), tpr_at_fpr(auto[:, 0], auto[:, 1])
+    assert tpr_auto >= 0.9 and tpr_auto >= tpr_off + 0.3
+    assert "alignment search</th><td>on, wider:" in render_report(tmp_path / "auto")
+
+
 @pytest.mark.parametrize("copies", ["exact", "none"])
 def test_the_gate_stays_off_on_exact_copies_and_without_copies(tmp_path: Path, copies: str) -> None:
     root = tmp_path / "set"
     make_misaligned_set(root, copies=copies)
     _audit(root, tmp_path / "off", "off")
     _, record = _audit(root, tmp_path / "auto", "auto")
-    assert record["views"]["pixels_whitened-cosine"] == {"share": 0.0, "fired": False}
+    assert record["views"]["pixels_whitened-cosine"] == {
+        "share": 0.0,
+        "fired": False,
+        "probe_share": 0.0,
+        "probe_fired": False,
+        "versions": 1,
+    }
     assert "alignment search</th><td>not used: 0.0% of the generated" in render_report(tmp_path / "auto")
     for artifact in ("features.npz", "neighbours.npz", "scores.npz"):
         got, want = _load_npz(tmp_path / "auto" / artifact), _load_npz(tmp_path / "off" / artifact)

@@ -117,7 +117,7 @@ def test_sharded_embed_and_search_write_the_unsharded_artifacts(tmp_path: Path, 
     assert [r.id for r in sharded.rows] == [r.id for r in single.rows]
 
 
-@pytest.mark.parametrize("copies", ["misaligned", "exact"])
+@pytest.mark.parametrize("copies", ["misaligned", "far", "exact"])
 def test_the_aligned_search_gives_the_same_result_sharded_and_unsharded(tmp_path: Path, copies: str) -> None:
     root = tmp_path / "set"
     make_misaligned_set(root, n_used=40, n_unused=40, n_fresh_generated=40, copies=copies)
@@ -135,7 +135,9 @@ def test_the_aligned_search_gives_the_same_result_sharded_and_unsharded(tmp_path
             np.testing.assert_array_equal(got[key], want[key], err_msg=f"{artifact}:{key}")
     record = (work / "alignment.json").read_text()
     assert record == (tmp_path / "single" / "alignment.json").read_text()
-    assert json.loads(record)["views"]["pixels_whitened-cosine"]["fired"] is (copies == "misaligned")
+    view = json.loads(record)["views"]["pixels_whitened-cosine"]
+    assert view["fired"] is (copies == "misaligned")
+    assert view.get("probe_fired", False) is (copies == "far")
     run_audit(inputs, config, work)
     assert (work / "results.csv").read_text() == (tmp_path / "single" / "results.csv").read_text()
 
