@@ -346,7 +346,14 @@ def run_method(
                 extra["alignment"] = json.loads(folder.alignment.read_text())["views"]
                 for key, view in extra["alignment"].items():
                     gate = "fired" if view["fired"] else "closed"
-                    print(f"{method:>10} alignment gate {gate} on {key} (share {view['share']:.3f})")
+                    probe = ""
+                    if "probe_share" in view:
+                        opened = "fired" if view["probe_fired"] else "closed"
+                        probe = f", probe {opened} (share {view['probe_share']:.3f})"
+                    print(
+                        f"{method:>10} alignment gate {gate} on {key} (share {view['share']:.3f}){probe}; "
+                        f"{view.get('versions', 1)} version(s) searched"
+                    )
         elif stage == "decide":
             images = n_real
         rows.append(_row(stage, seconds, images, peak, ceiling))
