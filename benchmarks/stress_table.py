@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -107,17 +108,20 @@ def main() -> None:
                 continue
             started = time.perf_counter()
             audits = work / "audits"  # kept: alignment.json says whether the alignment gate fired
+            shutil.rmtree(audits / f"{folder.name}-{method}", ignore_errors=True)  # never resume an older run
             row = run_bench([folder], [method], config, audits, redraws=0)[0]
             row["method"] = method
             gate = read_alignment(audits / f"{folder.name}-{method}")
             views = (gate or {}).get("views", {})
             row["alignment_share"] = max((v["share"] for v in views.values()), default=None)
             row["alignment_fired"] = any(v["fired"] for v in views.values())
+            row["alignment_probe_fired"] = any(v.get("probe_fired", False) for v in views.values())
             rows.append(row)
             print(
                 f"{folder.name:18s} {method:26s} auc {row['auc']:.3f}  tpr@1% {row['tpr_at_1pct_fpr']:.3f}  "
                 f"gate {row['alignment_share'] if row['alignment_share'] is not None else '-'} "
-                f"{'fired' if row['alignment_fired'] else 'off'} ({time.perf_counter() - started:.0f} s)",
+                f"{'fired' if row['alignment_fired'] else 'off'}"
+                f"{' probe fired' if row['alignment_probe_fired'] else ''} ({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
             if args.output:
