@@ -26,14 +26,19 @@ generated images have d_aug / d_id < GATE_RATIO, else the default's.
 EXACT_COPY = 1e-6  # distance floor: an exact copy (distance 0 in both views) counts as ratio 1, not 0
 
 
-def ratios(real: np.ndarray, gen: np.ndarray, side: int = SIDE) -> np.ndarray:
-    """d_aug / d_id of every generated image (no labels)."""
+def ratios(
+    real: np.ndarray,
+    gen: np.ndarray,
+    side: int = SIDE,
+    vs: list[tuple[float, float, float, float]] | None = None,
+) -> np.ndarray:
+    """d_aug / d_id of every generated image (no labels), over the versions `vs` (default aug_small's)."""
     fr, fg = pixel_features(real, side), pixel_features(gen, side)
     w = S.fit_whitening(np.concatenate([fr, fg]))
     wr, wg = S.apply_whitening(fr, w), S.apply_whitening(fg, w)
     s_id = (wg @ wr.T).max(axis=1)
     s_aug = s_id.copy()
-    for v in versions(real.shape[1], small=True)[1:]:
+    for v in versions(real.shape[1], small=True)[1:] if vs is None else vs:
         wv = S.apply_whitening(pixel_features(warp(real, *v), side), w)
         np.maximum(s_aug, (wg @ wv.T).max(axis=1), out=s_aug)
     d_id = np.maximum(np.sqrt(np.clip(2 - 2 * s_id, 0, None)), EXACT_COPY)

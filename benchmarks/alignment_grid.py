@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 from alignment_gate import gate_fires, ratios
-from alignment_search import SIDE, add_folders_argument, score_parts, warp
+from alignment_search import SIDE, add_folders_argument, parts_over
 from bench_data import display_name, load_bench
 from bench_metrics import auc_tpr
-from whitened_recipe import pixel_features
 
 from models import score as S
 
@@ -53,24 +51,6 @@ def version_list(name: str, image_side: int) -> list[tuple[float, float, float, 
     return out + [(0.0, 0.0, a, 1.0) for a in ANGLES] + [(0.0, 0.0, 0.0, z) for z in ZOOMS]
 
 
-def parts(
-    real: np.ndarray, gen: np.ndarray, vs: list[tuple[float, float, float, float]]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The default's two parts with every real similarity the max over the versions `vs`."""
-    fr, fg = pixel_features(real, SIDE), pixel_features(gen, SIDE)
-    w = S.fit_whitening(np.concatenate([fr, fg]))
-    wr, wg = S.apply_whitening(fr, w), S.apply_whitening(fg, w)
-    n = len(real)
-    rg = np.full((n, len(gen)), -np.inf, np.float32)
-    rr = np.full((n, n), -np.inf, np.float32)
-    for v in vs:
-        wv = S.apply_whitening(pixel_features(warp(real, *v), SIDE), w)
-        np.maximum(rg, wv @ wg.T, out=rg)
-        np.maximum(rr, wv @ wr.T, out=rr)
-    np.fill_diagonal(rr, -np.inf)
-    return score_parts(rg, rr, rg.T)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, epilog=DETAILS, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -88,7 +68,7 @@ def main() -> None:
         for name in names:
             began = time.perf_counter()
             score = S.rank_fuse(
-                list(parts(bench.real, bench.generated, version_list(name, bench.real.shape[1])))
+                list(parts_over(bench.real, bench.generated, version_list(name, bench.real.shape[1])))
             )
             seconds = time.perf_counter() - began
             cells.append(auc_tpr(bench.y, score))

@@ -89,13 +89,21 @@ def aug_parts(
     real: np.ndarray, gen: np.ndarray, side: int = SIDE, small: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """The same two parts, every similarity involving a real image the max over its geometric versions."""
+    return parts_over(real, gen, versions(real.shape[1], small), side)
+
+
+def parts_over(
+    real: np.ndarray, gen: np.ndarray, vs: list[tuple[float, float, float, float]], side: int = SIDE
+) -> tuple[np.ndarray, np.ndarray]:
+    """The default's two parts, every similarity involving a real image the max over the versions `vs`
+    (identity included when wanted; the whitening fitted on the un-augmented images)."""
     fr, fg = pixel_features(real, side), pixel_features(gen, side)
     w = S.fit_whitening(np.concatenate([fr, fg]))
     wr, wg = S.apply_whitening(fr, w), S.apply_whitening(fg, w)
     n = len(real)
     rg = np.full((n, len(gen)), -np.inf, np.float32)
     rr = np.full((n, n), -np.inf, np.float32)
-    for v in versions(real.shape[1], small):
+    for v in vs:
         wv = S.apply_whitening(pixel_features(warp(real, *v), side), w)
         np.maximum(rg, wv @ wg.T, out=rg)
         np.maximum(rr, wv @ wr.T, out=rr)

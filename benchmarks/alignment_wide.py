@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-from alignment_gate import EXACT_COPY, gate_fires, ratios
-from alignment_grid import parts
-from alignment_search import SIDE, add_folders_argument, default_parts, warp
+from alignment_gate import gate_fires, ratios
+from alignment_search import SIDE, add_folders_argument, default_parts, parts_over
 from bench_data import display_name, load_bench
 from bench_metrics import auc_tpr
-from whitened_recipe import pixel_features
 
 from models import score as S
 from models.alignment import GATE_RATIO
@@ -47,21 +44,6 @@ def wide_versions(side: int) -> list[Version]:
     return out + [(0.0, 0.0, 0.0, z) for z in (0.9, 0.95, 1.05, 1.1)]
 
 
-def probe_ratios(real: np.ndarray, gen: np.ndarray) -> np.ndarray:
-    """d_wide / d_id of every generated image (no labels)."""
-    fr, fg = pixel_features(real, SIDE), pixel_features(gen, SIDE)
-    w = S.fit_whitening(np.concatenate([fr, fg]))
-    wr, wg = S.apply_whitening(fr, w), S.apply_whitening(fg, w)
-    s_id = (wg @ wr.T).max(axis=1)
-    s_wide = s_id.copy()
-    for v in probe_versions(real.shape[1]):
-        wv = S.apply_whitening(pixel_features(warp(real, *v), SIDE), w)
-        np.maximum(s_wide, (wg @ wv.T).max(axis=1), out=s_wide)
-    d_id = np.maximum(np.sqrt(np.clip(2 - 2 * s_id, 0, None)), EXACT_COPY)
-    d_wide = np.maximum(np.sqrt(np.clip(2 - 2 * s_wide, 0, None)), EXACT_COPY)
-    return d_wide / d_id
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, epilog=DETAILS, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -77,13 +59,15 @@ def main() -> None:
         if fired:
             print(f"| {display_name(folder)} | fired | – | – | {auc_tpr(bench.y, default)} | – | (product) |")
             continue
-        r = probe_ratios(bench.real, bench.generated)
+        r = ratios(bench.real, bench.generated, vs=probe_versions(bench.real.shape[1]))
         share = float((r < GATE_RATIO).mean())
         probe = gate_fires(r)
         wide = "–"  # the wide search only where the probe fires (33 versions: minutes per folder)
         both = auc_tpr(bench.y, default)
         if probe:
-            score = S.rank_fuse(list(parts(bench.real, bench.generated, wide_versions(bench.real.shape[1]))))
+            score = S.rank_fuse(
+                list(parts_over(bench.real, bench.generated, wide_versions(bench.real.shape[1])))
+            )
             wide = both = auc_tpr(bench.y, score)
         print(
             f"| {display_name(folder)} | off | {share:.3f} | {'fired' if probe else 'off'} | "
