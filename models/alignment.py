@@ -1,4 +1,4 @@
-"""The alignment-tolerant search of the default's thumbnail view, and the label-free gate that turns it on.
+"""The default's alignment-tolerant thumbnail search, and the label-free gate and probe that turn it on.
 
 A copy that was shifted, rotated or scaled a little before it reached the generated set is far from its
 source in the thumbnail view, so the default misses it (docs/benchmarks.md, the copy-transform stress suite).
