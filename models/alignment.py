@@ -57,11 +57,17 @@ def fine_versions(image_size: int, thumbnail_side: int) -> list[tuple[float, flo
     """The versions the search adds once the gate has fired: the shifts of the fine grid (FINE_STEP,
     FINE_RADIUS) that the gate's versions lack, diagonals and half pixels among them (exp20: a copy moved
     along a diagonal is 0.9 thumbnail pixels from the gate's nearest shift)."""
-    px = image_size / thumbnail_side
     n = round(FINE_RADIUS / FINE_STEP)
     grid = [(i * FINE_STEP, j * FINE_STEP) for j in range(-n, n + 1) for i in range(-n, n + 1)]
-    gate_shifts = {(v[0] / px, v[1] / px) for v in versions(image_size, thumbnail_side)}
-    return [(dx * px, dy * px, 0.0, 1.0) for dx, dy in grid if (dx, dy) not in gate_shifts]
+    return _missing_shifts(grid, versions(image_size, thumbnail_side), image_size / thumbnail_side)
+
+
+def _missing_shifts(
+    grid: list[tuple[float, float]], known: list[tuple[float, float, float, float]], px: float
+) -> list[tuple[float, float, float, float]]:
+    """Pure shifts (in image pixels) of the grid points (in thumbnail pixels) that no `known` version has."""
+    have = {(round(v[0] / px, 6), round(v[1] / px, 6)) for v in known}
+    return [(dx * px, dy * px, 0.0, 1.0) for dx, dy in grid if (round(dx, 6), round(dy, 6)) not in have]
 
 
 PROBE_SHIFT = 2.0  # thumbnail pixels: the probe looks twice as far as the gate ...
@@ -82,13 +88,10 @@ def probe_versions(image_size: int, thumbnail_side: int) -> list[tuple[float, fl
 def wide_versions(image_size: int, thumbnail_side: int) -> list[tuple[float, float, float, float]]:
     """The versions a fired probe's search adds to the gate's and the probe's: the shifts of the one-pixel
     grid within WIDE_RADIUS that neither has (33 versions in all, with the identity)."""
-    px = image_size / thumbnail_side
-    grid = [
-        (i, j) for j in range(-WIDE_RADIUS, WIDE_RADIUS + 1) for i in range(-WIDE_RADIUS, WIDE_RADIUS + 1)
-    ]
+    span = range(-WIDE_RADIUS, WIDE_RADIUS + 1)
+    grid = [(float(i), float(j)) for j in span for i in span]
     known = versions(image_size, thumbnail_side) + probe_versions(image_size, thumbnail_side)
-    have = {(round(v[0] / px, 6), round(v[1] / px, 6)) for v in known}
-    return [(i * px, j * px, 0.0, 1.0) for i, j in grid if (float(i), float(j)) not in have]
+    return _missing_shifts(grid, known, image_size / thumbnail_side)
 
 
 def version_set(kind: str, image_size: int, thumbnail_side: int) -> list[tuple[float, float, float, float]]:

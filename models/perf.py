@@ -282,7 +282,7 @@ def run_method(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """All five stages of one method; per-stage rows and extras (IVF recall, pretraining figures)."""
     from models.pretrain import read_checkpoint_metadata
-    from models.stages import AuditInputs, _load_npz, run_stage
+    from models.stages import AuditInputs, _load_npz, read_alignment, run_stage
 
     config = replace(base, method=method)
     device = resolve_device(config.device)
@@ -342,8 +342,9 @@ def run_method(
                         f"{method:>10} IVF recall@{ivf['k']} {ivf['recall_at_k']:.3f} (nlist {ivf['nlist']}, "
                         f"nprobe {ivf['nprobe']}; {ivf['seconds_ivf']:.2f} s vs exact {ivf['seconds_exact']:.2f} s)"
                     )
-            if folder.alignment.exists():  # what the default's alignment gate did on this workload
-                extra["alignment"] = json.loads(folder.alignment.read_text())["views"]
+            record = read_alignment(workdir)
+            if record is not None:  # what the default's alignment gate did on this workload
+                extra["alignment"] = record["views"]
                 for key, view in extra["alignment"].items():
                     gate = "fired" if view["fired"] else "closed"
                     probe = ""

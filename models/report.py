@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from models.alignment import PROBE_ANGLES, PROBE_ZOOMS
 from models.groups import GroupKeys, PatientResult
 from models.report_data import (
     candidate_mask,
@@ -367,7 +368,8 @@ def _alignment_text(record: dict[str, Any] | None) -> str | None:
     probe = max((float(v["probe_share"]) for v in views.values() if "probe_share" in v), default=None)
     if probe is None:  # a work folder from before the probe
         return f"not used: {found} (it is used above {limit:.0%})"
-    wider = f"{probe:.1%} are as close to a real image shifted twice as far, turned by 10° or resized by 10 %"
+    turn, resize = max(PROBE_ANGLES), max(abs(z - 1) for z in PROBE_ZOOMS)
+    wider = f"{probe:.1%} are as close to a real image shifted twice as far, turned by {turn:g}° or resized by {resize * 100:.0f} %"
     if any(v.get("probe_fired") for v in views.values()):
         return f"on, wider: {found}, but {wider} (more than {limit:.0%}), so each real image was compared in {searched} such versions"
     return f"not used: {found}, and {wider} (it is used above {limit:.0%})"

@@ -367,42 +367,42 @@ def _aligned_neighbours(
     versions_of: Callable[[str], list[np.ndarray]],
     real: np.ndarray,
     generated: np.ndarray,
-    found: dict[str, tuple[np.ndarray, np.ndarray]],
+    plain: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    gr_aug: tuple[np.ndarray, np.ndarray],
     k: int,
     options: Any,
-) -> dict[str, Any]:
+) -> tuple[tuple[tuple[np.ndarray, np.ndarray], ...], dict[str, Any]]:
     """The gate, then the probe where the gate stays closed, and the neighbours of the search that fired.
 
-    `found` holds the view's plain neighbours (rg, rr, gr) and the gate's generated -> real search over its
-    versions (gr_aug). A fired gate: every search over the gate's and the fine versions (29 in all). A closed
-    gate: the probe compares PROBE_SAMPLE generated rows with its 12 wider versions; fired, every search runs
-    over the gate's, the probe's and the wide versions (33). Neither: the plain neighbours, untouched.
-    Returns rg, rr, gr and the view's record for alignment.json.
+    `plain` holds the view's neighbours as they are (rg, rr, gr), `gr_aug` the gate's generated -> real
+    search over its versions. A fired gate: every search over the gate's and the fine versions (29 in all). A
+    closed gate: the probe compares PROBE_SAMPLE generated rows with its 12 wider versions; fired, every search
+    runs over the gate's, the probe's and the wide versions (33). Neither: the plain neighbours, untouched.
+    Returns (rg, rr, gr) and the view's record for alignment.json.
     """
     from models.alignment import gate, probe_rows
 
-    (rg, rr, gr), gr_aug = (found["rg"], found["rr"], found["gr"]), found["gr_aug"]
+    rg, rr, gr = plain
     share, fired = gate(gr[0][:, 0], gr_aug[0][:, 0])
     record: dict[str, Any] = {"share": share, "fired": fired}
-    added: list[str] = []
-    if fired:
-        added = ["fine"]
-    else:
+    added: list[str] = ["fine"] if fired else []
+    if not fired:
         rows = probe_rows(len(generated))
         probed = aligned_gr(versions_of("probe"), generated[rows], (gr[0][rows], gr[1][rows]), options)
         record["probe_share"], record["probe_fired"] = gate(gr[0][rows, 0], probed[0][:, 0])
         added = ["probe", "wide"] if record["probe_fired"] else []
-    if not added:
+    extra = [v for kind in added for v in versions_of(kind)]
+    if not extra:
         record["versions"] = 1
-        return {"rg": rg, "rr": rr, "gr": gr, "record": record}
-    every = versions_of("gate") + [v for kind in added for v in versions_of(kind)]
+        return plain, record
+    every = versions_of("gate") + extra
     record["versions"] = 1 + len(every)
-    return {
-        "rg": aligned_rg(every, generated, rg, k, options),
-        "rr": _aligned_rr(every, real, rr, k, options),
-        "gr": aligned_gr([v for kind in added for v in versions_of(kind)], generated, gr_aug, options),
-        "record": record,
-    }
+    searched = (
+        aligned_rg(every, generated, rg, k, options),
+        _aligned_rr(every, real, rr, k, options),
+        aligned_gr(extra, generated, gr_aug, options),  # gr_aug holds the gate's versions already
+    )
+    return searched, record
 
 
 def run_search(
@@ -470,20 +470,16 @@ def run_search(
                 f"{view.key}/gr_aug",
                 lambda: aligned_gr(real_versions(enc), generated, (gr_sims, gr_idx), options),  # noqa: B023
             )
-            searched = _aligned_neighbours(
+            searched, record["views"][view.key] = _aligned_neighbours(
                 lambda kind: real_versions(enc, kind),  # noqa: B023 - called at once
                 real,
                 generated,
-                {"rg": (rg_sims, rg_idx), "rr": (rr_sims, rr_idx), "gr": (gr_sims, gr_idx), "gr_aug": gr_aug},
+                ((rg_sims, rg_idx), (rr_sims, rr_idx), (gr_sims, gr_idx)),
+                gr_aug,
                 k,
                 options,
             )
-            record["views"][view.key] = searched.pop("record")
-            (rg_sims, rg_idx), (rr_sims, rr_idx), (gr_sims, gr_idx) = (
-                searched["rg"],
-                searched["rr"],
-                searched["gr"],
-            )
+            (rg_sims, rg_idx), (rr_sims, rr_idx), (gr_sims, gr_idx) = searched
         arrays.update(
             {
                 f"{view.key}/rg_sims": rg_sims,
