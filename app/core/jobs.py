@@ -38,7 +38,7 @@ class Dispatcher(Protocol):
 
 
 def stages() -> list[str]:
-    """The audit's stages in order (models/stages.py)."""
+    """The audit's stages in order (models/stages/)."""
     from models.stages import STAGES
 
     return list(STAGES)

@@ -1,0 +1,69 @@
+"""Stage 1, decode: the image sets, read once within limits into a uint8 cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.config import AuditConfig
+from models.io import ImageSet, Rejected, load_images
+from models.stages.common import AuditInputs, Progress, _load_npz
+from models.workdir import (
+    WorkDir,
+    atomic_save_npz,
+    atomic_write_json,
+)
+
+
+def _rejected_dicts(items: list[Rejected]) -> list[dict[str, str]]:
+    return [{"name": r.name, "reason": r.reason} for r in items]
+
+
+def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
+    """Decode the image sets once into a uint8 cache. Reference images join the real pool (after the
+    real ones, marked in `real_from_reference`), so that every later stage treats them exactly like
+    the candidates: same pool, same neighbours, exchangeable scores."""
+    parts = 3 if inputs.reference is not None else 2
+    real = load_images(inputs.real, config.image_size, on_progress=lambda f: on_progress(f / parts))
+    generated = load_images(
+        inputs.generated, config.image_size, on_progress=lambda f: on_progress((1 + f) / parts)
+    )
+    rejected = {"real": _rejected_dicts(real.rejected), "generated": _rejected_dicts(generated.rejected)}
+    pool_ids, pool_images = list(real.ids), real.images
+    from_reference = np.zeros(len(real.ids), dtype=bool)
+    if inputs.reference is not None:
+        reference = load_images(
+            inputs.reference, config.image_size, on_progress=lambda f: on_progress((2 + f) / 3)
+        )
+        rejected["reference"] = _rejected_dicts(reference.rejected)
+        pool_ids += reference.ids
+        pool_images = np.concatenate([real.images, reference.images])
+        from_reference = np.r_[from_reference, np.ones(len(reference.ids), dtype=bool)]
+    atomic_write_json(WorkDir(workdir).rejected, rejected)
+    atomic_save_npz(
+        WorkDir(workdir).decoded,
+        {
+            "real_ids": np.array(pool_ids, dtype=str),
+            "real": pool_images,
+            "real_from_reference": from_reference,
+            "generated_ids": np.array(generated.ids, dtype=str),
+            "generated": generated.images,
+        },
+    )
+
+
+def load_decoded(workdir: Path) -> tuple[ImageSet, ImageSet]:
+    """The decoded real pool (real images, then any reference images) and the generated set."""
+    data = _load_npz(WorkDir(workdir).decoded)
+    real = ImageSet(ids=[str(i) for i in data["real_ids"]], images=data["real"], rejected=[])
+    generated = ImageSet(ids=[str(i) for i in data["generated_ids"]], images=data["generated"], rejected=[])
+    return real, generated
+
+
+def load_reference_mask(workdir: Path) -> np.ndarray:
+    """For each image of the real pool: True when it came from the reference set."""
+    with np.load(WorkDir(workdir).decoded, allow_pickle=False) as data:
+        if "real_from_reference" in data.files:
+            return np.asarray(data["real_from_reference"], dtype=bool)
+        return np.zeros(len(data["real_ids"]), dtype=bool)
