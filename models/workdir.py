@@ -30,6 +30,7 @@ ALIGNMENT = "alignment.json"  # search: whether the alignment gate fired, and it
 SCORES = "scores.npz"  # decide: scores, evidence, p- and q-values
 RESULTS_CSV = "results.csv"  # decide: one row per real image
 REFERENCE_CSV = "reference.csv"  # decide: one row per reference-set image (only with a reference set)
+REFERENCE_CHECK = "reference_check.npz"
 METRICS = "metrics.json"  # decide: the summary (its presence marks the audit finished)
 CONFIG = "config.json"  # the config the folder's artifacts were made with (pinned by the first stage)
 TIMINGS = "timings.json"  # wall seconds per stage
@@ -104,6 +105,11 @@ class WorkDir:
     @property
     def metrics(self) -> Path:
         return self.path / METRICS
+
+    @property
+    def reference_check(self) -> Path:
+        """The reference check's blind scores (models/reference_check.py), when the check ran."""
+        return self.path / REFERENCE_CHECK
 
     @property
     def config(self) -> Path:

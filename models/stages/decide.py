@@ -63,17 +63,50 @@ def _fdr_threshold(scores: np.ndarray, flagged: np.ndarray) -> float:
     return float(scores[flagged].min()) if flagged.any() else decide.just_above(float(scores.max()))
 
 
+def leakage_verdict(leakage: dict[str, Any], check: dict[str, Any] | None) -> dict[str, Any]:
+    """The leakage test's record with its verdict: `detected` / `not_detected`, or `inconclusive` when the
+    reference check failed (then no p-value, flag count or bound is kept as a finding: all null). Also says
+    whether the reference is too small for BH to flag anything and what size would be needed."""
+    from models.calibration import min_reference_size
+
+    m, n, fdr = int(leakage["n_candidates"]), int(leakage["n_reference"]), float(leakage["fdr"])
+    out = {
+        **leakage,
+        "min_reference_size": min_reference_size(fdr, m, m),
+        "reference_too_small": bool(1.0 / (n + 1.0) > fdr),
+        "reason": None,
+    }
+    if check is not None and check.get("passed") is False:
+        for key in INCONCLUSIVE_NULLS:
+            out[key] = None
+        return {**out, "verdict": "inconclusive", "detected": None, "reason": "reference_check_failed"}
+    return {**out, "verdict": "detected" if out["detected"] else "not_detected"}
+
+
+INCONCLUSIVE_NULLS = (
+    "p_value",
+    "statistic",
+    "n_flagged",
+    "used_count_lower_bound",
+    "used_share_estimate",
+    "used_share_ci",
+)
+
+
 def decide_images(
     pool_scores: np.ndarray,
     from_reference: np.ndarray,
     labelled: np.ndarray,
     labels: np.ndarray,
     config: AuditConfig,
+    check: dict[str, Any] | None = None,
 ) -> Decisions:
     """Decisions, p-values and the leakage test for the real images (the pool minus the reference set).
 
     The reference = reference-set images + real images labelled used=0; the candidates = the other
-    real images (known-used ones included: they measure power).
+    real images (known-used ones included: they measure power). `check` is the reference check's record
+    (models/reference_check.py): when it failed, the verdict is inconclusive, no p-value is offered and
+    the images are decided as in an uncalibrated audit.
     """
     from models import calibration
 
@@ -87,9 +120,11 @@ def decide_images(
     leakage = None
     if reference.any() and candidates[:n_real].any():
         result = calibration.calibrate(pool_scores[candidates], pool_scores[reference], fdr=config.fdr)
-        p_values[candidates[:n_real]], q_values[candidates[:n_real]] = result.p_values, result.q_values
-        leakage = result.leakage
-    rule = decision_rule_for(config, leakage is not None)
+        leakage = leakage_verdict(result.leakage, check)
+        if leakage["verdict"] != "inconclusive":
+            p_values[candidates[:n_real]], q_values[candidates[:n_real]] = result.p_values, result.q_values
+    calibrated = leakage is not None and leakage["verdict"] != "inconclusive"
+    rule = decision_rule_for(config, calibrated) if calibrated or config.decision != "fdr" else "prior"
     if rule == "fdr":
         used = (np.nan_to_num(q_values, nan=1.0) <= config.fdr).astype(np.int8)
         threshold = _fdr_threshold(scores, used.astype(bool))
@@ -99,10 +134,44 @@ def decide_images(
     return Decisions(used, threshold, rule, p_values, q_values, leakage)
 
 
+def run_reference_check(
+    workdir: Path, inputs: AuditInputs, pool_images: np.ndarray, is_reference: np.ndarray, config: AuditConfig
+) -> dict[str, Any] | None:
+    """The blind reference check (models/reference_check.py) of a calibrated audit: None without a
+    reference or without candidates; writes the blind scores for the report."""
+    from models.reference_check import check_reference
+
+    if not is_reference.any() or is_reference.all():
+        return None
+    result, blind = check_reference(
+        pool_images, is_reference, groups=_pool_groups(inputs, workdir), seed=config.seed
+    )
+    if blind is not None:
+        atomic_save_npz(
+            WorkDir(workdir).reference_check, {"blind_scores": blind, "is_reference": is_reference}
+        )
+    return result.to_dict()
+
+
+def _pool_groups(inputs: AuditInputs, workdir: Path) -> list[str | None] | None:
+    """Known group (DICOM patient) per image of the real pool, or None when no image has one."""
+    from models.groups import read_groups
+
+    pool, _ = load_decoded(workdir)
+    from_reference = load_reference_mask(workdir)
+    real = read_groups(inputs.real) if Path(inputs.real).is_dir() else {}
+    ref = read_groups(inputs.reference) if inputs.reference and Path(inputs.reference).is_dir() else {}
+    out: list[str | None] = []
+    for image_id, is_ref in zip(pool.ids, from_reference.tolist(), strict=True):
+        keys = (ref if is_ref else real).get(image_id)
+        out.append(keys.patient if keys is not None else None)
+    return out if any(out) else None
+
+
 def _power(decisions: Decisions, labelled: np.ndarray, labels: np.ndarray) -> dict[str, Any] | None:
     """Recall of the known-used images at the audit's decisions (the power of a calibrated audit)."""
     known_used = labelled[labels == 1]
-    if decisions.leakage is None or known_used.size == 0:
+    if decisions.leakage is None or decisions.leakage["verdict"] == "inconclusive" or known_used.size == 0:
         return None
     found = int(decisions.used[known_used].sum())
     return {"n_known_used": int(known_used.size), "flagged": found, "recall": found / known_used.size}
@@ -145,7 +214,10 @@ def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
     scores = np.asarray(output.scores, dtype=np.float64)
     n_real = int((~from_reference).sum())
     labelled, labels = _labelled_positions(pool.ids[:n_real], inputs.labels)
-    d = decide_images(scores, from_reference, labelled, labels, config)
+    is_reference = from_reference.copy()
+    is_reference[labelled[labels == 0]] = True
+    check = run_reference_check(workdir, inputs, pool.images, is_reference, config)
+    d = decide_images(scores, from_reference, labelled, labels, config, check)
     output = ScoreOutput(scores, output.evidence_idx[:, : config.k], output.evidence_sims[:, : config.k])
     roles = np.full(len(pool.ids), "candidate", dtype=object)
     roles[from_reference] = "reference"
@@ -171,8 +243,9 @@ def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
         "method": resolve_method_name(config.method),
         "decision_rule": d.rule,
         "threshold": d.threshold,
-        "calibrated": d.leakage is not None,
+        "calibrated": d.leakage is not None and d.leakage["verdict"] != "inconclusive",
         "fdr": config.fdr if d.leakage is not None else None,
+        "reference_check": check,
         "n_real": n_real,
         "n_candidates": n_real - int((labels == 0).sum()),
         "n_reference": n_reference,

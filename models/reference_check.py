@@ -1,0 +1,407 @@
+"""The reference check: are the reference images drawn like the candidates? A blind two-sample test.
+
+Every calibrated verdict (models/calibration.py) assumes that the reference images (known not to be
+used) are exchangeable with the candidates that were not used. This module tests the part of that
+assumption the real images alone can test, without ever looking at the generated images, so that what it
+measures is how the reference was drawn and never leakage:
+
+1. Features that see how an image was *acquired* as well as what it shows (`check_features`): intensity
+   percentiles, contrast, gradient and Laplacian energy (sharpness, noise), the radial power spectrum in
+   bands (blur, noise, resampling), and a per-image-normalised 8x8 thumbnail (content, patient mix).
+2. Units (`check_units`): images that are not independent are tested together. Known groups (DICOM
+   patients, volumes) are units; images whose normalised thumbnails are near-duplicates (neighbouring
+   slices of one volume) are joined into one unit as well, so correlated slices never count as many
+   independent pieces of evidence.
+3. A cross-fitted classifier (`cross_fitted_scores`): ridge logistic regression, trained on the units of
+   four folds and scoring the held-out fifth, so no unit is scored by a model that saw it.
+4. A clustered AUC test (`clustered_auc_test`): the held-out scores' AUC (reference vs candidates), with
+   the cluster-robust variance of Obuchowski (1997), one-sided against AUC = 0.5 with a t reference
+   distribution (units - 1 degrees of freedom). A random hold-out gives AUC near 0.5; a reference from
+   another scanner, site or patient mix gives AUC above it.
+
+Null hypothesis: reference and candidate units are drawn alike, so held-out scores do not tell them
+apart. Its false-alarm rate on exchangeable splits, independent and slice-correlated, is checked by
+simulation in tests/models/test_reference_check.py. A failed check makes the leakage verdict
+inconclusive (models/stages/decide.py). Passing is not proof of exchangeability: the check sees
+differences its features and a linear model can see, with the power measured in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+DEFAULT_CHECK_LEVEL = 0.01
+FOLDS = 5  # cross-fitted blind scores (evidence, the benchmark's blind baseline)
+SPLITS = 5  # random halvings of the test
+MIN_UNITS = 10  # fewer independent units than this: the check cannot be made
+RIDGE = 1.0  # L2 penalty of the logistic regression (features are standardised)
+NEWTON_STEPS = 25
+THUMB_SIDE = 8  # content thumbnail of the classifier's features
+UNIT_THUMB_SIDE = 16  # thumbnails whose cosine links near-duplicates into one unit
+NEAR_DUPLICATE_COSINE = 0.97  # measured: docs/design.md, "the reference check"
+UNIT_NEIGHBOURS = 8  # near-duplicate links looked for per image (bounded memory)
+STATS_SIDE = 128  # acquisition statistics on at most 128 x 128 (area-averaged)
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+SPECTRUM_BANDS = 8
+CHUNK = 256
+FEATURES = (
+    "intensity percentiles, mean, contrast, dark/bright shares, gradient and Laplacian energy, "
+    f"radial power spectrum ({SPECTRUM_BANDS} bands), per-image-normalised {THUMB_SIDE}x{THUMB_SIDE} thumbnail"
+)
+TEST_NAME = "cross-fitted classifier AUC (clustered)"
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """The check's result: `passed` is None when it could not be made (too few units)."""
+
+    test: str
+    statistic: float | None  # held-out AUC, reference vs candidates (0.5: alike)
+    p_value: float | None
+    level: float
+    passed: bool | None
+    units: int
+    grouping: str
+    n_reference: int
+    n_candidates: int
+    features: str
+    corrected: bool
+    effective_reference_size: int | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _area_resize(x: np.ndarray, side: int) -> np.ndarray:
+    """[B, H, W] float -> [B, side, side] by area averaging (bilinear when not an integer ratio)."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(x).unsqueeze(1)
+    if t.shape[-1] == side and t.shape[-2] == side:
+        return x
+    return F.adaptive_avg_pool2d(t, side).squeeze(1).numpy()
+
+
+def _spectrum_bands(x: np.ndarray) -> np.ndarray:
+    """Share of the (mean-removed) power in log-spaced radial frequency bands, as logs: [B, bands]."""
+    b, h, w = x.shape
+    power = np.abs(np.fft.rfft2(x - x.mean(axis=(1, 2), keepdims=True))) ** 2
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    radius = np.sqrt(fy**2 + fx**2) / 0.5  # 1 = Nyquist along an axis
+    edges = np.geomspace(1.0 / min(h, w), math.sqrt(2.0), SPECTRUM_BANDS + 1)
+    edges[0] = 1e-9
+    total = power.reshape(b, -1).sum(axis=1) + 1e-12
+    bands = []
+    for lo, hi in itertools.pairwise(edges):
+        mask = (radius > lo) & (radius <= hi)
+        bands.append(power[:, mask].sum(axis=1) / total)
+    return np.log(np.stack(bands, axis=1) + 1e-9)
+
+
+def _normalised_thumbnails(x: np.ndarray, side: int) -> np.ndarray:
+    """Per-image zero-mean, unit-norm thumbnails: [B, side*side]."""
+    t = _area_resize(x, side).reshape(x.shape[0], -1)
+    t = t - t.mean(axis=1, keepdims=True)
+    return t / (np.linalg.norm(t, axis=1, keepdims=True) + 1e-8)
+
+
+def _chunk_features(x: np.ndarray) -> np.ndarray:
+    side = min(STATS_SIDE, x.shape[1], x.shape[2])
+    s = _area_resize(x, side) if x.shape[1:] != (side, side) else x
+    flat = s.reshape(s.shape[0], -1)
+    quant = np.quantile(flat, QUANTILES, axis=1).T
+    mean = flat.mean(axis=1, keepdims=True)
+    std = flat.std(axis=1, keepdims=True)
+    dark = (flat < 2.0 / 255.0).mean(axis=1, keepdims=True)
+    bright = (flat > 253.0 / 255.0).mean(axis=1, keepdims=True)
+    dx = np.abs(np.diff(s, axis=2)).mean(axis=(1, 2))[:, None]
+    dy = np.abs(np.diff(s, axis=1)).mean(axis=(1, 2))[:, None]
+    lap = np.abs(4 * s[:, 1:-1, 1:-1] - s[:, :-2, 1:-1] - s[:, 2:, 1:-1] - s[:, 1:-1, :-2] - s[:, 1:-1, 2:])
+    lap_energy = lap.mean(axis=(1, 2))[:, None]
+    eps = 1e-4
+    sharp = np.log(eps + np.c_[dx, dy, lap_energy]) - np.log(eps + std)  # contrast-free sharpness
+    stats = np.c_[quant, mean, std, dark, bright, np.log(eps + np.c_[dx, dy, lap_energy]), sharp]
+    return np.c_[stats, _spectrum_bands(s), _normalised_thumbnails(s, THUMB_SIDE)].astype(np.float64)
+
+
+def check_features(images: np.ndarray) -> np.ndarray:
+    """The check's features of uint8 images [N, H, W]: acquisition statistics and a content thumbnail."""
+    imgs = np.asarray(images)
+    if imgs.ndim != 3 or imgs.shape[0] == 0:
+        raise ValueError("check_features needs a non-empty stack of 2-D images")
+    parts = [
+        _chunk_features(imgs[i : i + CHUNK].astype(np.float32) / 255.0) for i in range(0, len(imgs), CHUNK)
+    ]
+    return np.concatenate(parts)
+
+
+def _union_find_labels(n: int, pairs: np.ndarray) -> np.ndarray:
+    parent = np.arange(n)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = int(parent[i])
+        return i
+
+    for a, b in pairs.tolist():
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([root(i) for i in range(n)])
+    return np.unique(roots, return_inverse=True)[1]
+
+
+def near_duplicate_pairs(images: np.ndarray, threshold: float = NEAR_DUPLICATE_COSINE) -> np.ndarray:
+    """Pairs (i, j), i < j, whose normalised 16x16 thumbnails have cosine >= threshold (each image's
+    UNIT_NEIGHBOURS nearest only, in blocks: memory stays bounded)."""
+    imgs = np.asarray(images)
+    thumbs = np.concatenate(
+        [
+            _normalised_thumbnails(imgs[i : i + CHUNK].astype(np.float32) / 255.0, UNIT_THUMB_SIDE)
+            for i in range(0, len(imgs), CHUNK)
+        ]
+    ).astype(np.float32)
+    n = thumbs.shape[0]
+    k = min(UNIT_NEIGHBOURS + 1, n)
+    found = []
+    for start in range(0, n, 1024):
+        sims = thumbs[start : start + 1024] @ thumbs.T
+        rows = np.arange(sims.shape[0])
+        sims[rows, start + rows] = -np.inf
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top_sims = np.take_along_axis(sims, top, axis=1)
+        r, c = np.nonzero(top_sims >= threshold)
+        found.append(np.c_[start + r, top[r, c]])
+    pairs = np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.sort(pairs, axis=1), axis=0).astype(np.int64)
+
+
+def check_units(images: np.ndarray, groups: list[str | None] | None = None) -> tuple[np.ndarray, str]:
+    """(unit index per image, how units were formed): known groups joined with near-duplicate chains."""
+    n = len(images)
+    pairs = [near_duplicate_pairs(images)]
+    grouping = "near-duplicates"
+    if groups is not None:
+        first: dict[str, int] = {}
+        linked = []
+        for i, g in enumerate(groups):
+            if g:
+                linked.append((first.setdefault(g, i), i))
+        if linked:
+            pairs.append(np.array(linked, dtype=np.int64))
+            grouping = "known groups and near-duplicates"
+    return _union_find_labels(n, np.concatenate(pairs)), grouping
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    mu = x.mean(axis=0)
+    sd = x.std(axis=0)
+    sd[sd < 1e-9] = 1.0
+    return np.clip((x - mu) / sd, -8.0, 8.0)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = RIDGE) -> np.ndarray:
+    """Ridge logistic regression by Newton's method: weights [D + 1] (intercept last, not penalised).
+    Classes are weighted to equal total weight, so an unbalanced split does not move the intercept only."""
+    xb = np.c_[x, np.ones(len(x))]
+    pos = y.mean()
+    weight = np.where(y == 1, 0.5 / max(pos, 1e-9), 0.5 / max(1 - pos, 1e-9))
+    penalty = np.full(xb.shape[1], ridge)
+    penalty[-1] = 0.0
+    w = np.zeros(xb.shape[1])
+    for _ in range(NEWTON_STEPS):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -30, 30)))
+        grad = xb.T @ (weight * (p - y)) + penalty * w
+        hess = (xb * (weight * p * (1 - p))[:, None]).T @ xb + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-6:
+            break
+    return w
+
+
+def unit_folds(units: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """A fold per image such that every unit lies in one fold (units shuffled, then dealt by size)."""
+    n_units = int(units.max()) + 1
+    sizes = np.bincount(units, minlength=n_units)
+    order = np.random.default_rng(seed).permutation(n_units)
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    load = np.zeros(folds)
+    fold_of_unit = np.empty(n_units, dtype=np.int64)
+    for u in order.tolist():
+        f = int(np.argmin(load))
+        fold_of_unit[u] = f
+        load[f] += sizes[u]
+    return fold_of_unit[units]
+
+
+def cross_fitted_scores(
+    features: np.ndarray, is_reference: np.ndarray, units: np.ndarray, folds: int = FOLDS, seed: int = 0
+) -> np.ndarray:
+    """Held-out classifier scores (log-odds of "reference"), each from a model that never saw its unit;
+    standardised within each fold so the folds' scores compare."""
+    x = _standardise(np.asarray(features, dtype=np.float64))
+    y = np.asarray(is_reference, dtype=np.float64)
+    fold = unit_folds(units, folds, seed)
+    scores = np.zeros(len(y))
+    for f in range(folds):
+        test = fold == f
+        train = ~test
+        if not test.any():
+            continue
+        if y[train].min() == y[train].max():
+            scores[test] = 0.0
+            continue
+        w = fit_logistic(x[train], y[train])
+        s = np.c_[x[test], np.ones(int(test.sum()))] @ w
+        sd = s.std()
+        scores[test] = (s - s.mean()) / sd if sd > 1e-12 else 0.0
+    return scores
+
+
+def clustered_auc_test(scores: np.ndarray, positive: np.ndarray, units: np.ndarray) -> tuple[float, float]:
+    """(AUC, one-sided p) of scores for positives vs negatives, AUC = 0.5 under the null, with the
+    cluster-robust variance of Obuchowski (1997) over units (a unit may hold both kinds) and a t reference
+    distribution with units - 1 degrees of freedom. Independent images: DeLong's variance."""
+    from scipy.stats import rankdata
+    from scipy.stats import t as student_t
+
+    s = np.asarray(scores, dtype=np.float64)
+    pos = np.asarray(positive, dtype=bool)
+    m, n = int(pos.sum()), int((~pos).sum())
+    if m == 0 or n == 0:
+        raise ValueError("the AUC test needs both kinds of images")
+    all_ranks = rankdata(s)
+    pos_ranks = rankdata(s[pos])
+    neg_ranks = rankdata(s[~pos])
+    v10 = (all_ranks[pos] - pos_ranks) / n  # per positive: share of negatives below (ties 1/2)
+    v01 = 1.0 - (all_ranks[~pos] - neg_ranks) / m  # per negative: share of positives above
+    auc = float(v10.mean())
+    _, u = np.unique(units, return_inverse=True)
+    n_units = int(u.max()) + 1
+    if n_units < 2:
+        return auc, 1.0
+    m_i = np.bincount(u[pos], minlength=n_units)
+    n_i = np.bincount(u[~pos], minlength=n_units)
+    v10_i = np.bincount(u[pos], weights=v10, minlength=n_units) - m_i * auc
+    v01_i = np.bincount(u[~pos], weights=v01, minlength=n_units) - n_i * auc
+    scale = n_units / (n_units - 1.0)
+    s10 = scale * (v10_i**2).sum() / m
+    s01 = scale * (v01_i**2).sum() / n
+    s11 = scale * (v10_i * v01_i).sum()
+    var = s10 / m + s01 / n + 2.0 * s11 / (m * n)
+    if var <= 1e-15:
+        return auc, 0.0 if auc > 0.5 else 1.0
+    z = (auc - 0.5) / math.sqrt(var)
+    return auc, float(student_t.sf(z, df=n_units - 1))
+
+
+def format_p(p: float) -> str:
+    """A p-value for a sentence: two significant digits, "< 1e-15" below what doubles resolve."""
+    return "< 1e-15" if p < 1e-15 else f"= {p:.2g}"
+
+
+def _message(passed: bool | None, p: float | None, auc: float | None, units: int) -> str:
+    if passed is None:
+        return (
+            f"The reference check could not be made: the images form only {units} independent units "
+            f"(at least {MIN_UNITS} are needed), so nothing checked that the reference is drawn like the candidates."
+        )
+    assert p is not None and auc is not None
+    if passed:
+        return (
+            f"The reference images look like the candidates (p {format_p(p)}, AUC {auc:.2f}, without looking at "
+            "the generated images)."
+        )
+    return (
+        f"The reference images differ from the candidates (p {format_p(p)}, AUC {auc:.2f}), found without looking "
+        "at the generated images: their scores cannot say whether the generator leaks."
+    )
+
+
+def split_test(
+    features: np.ndarray, is_reference: np.ndarray, units: np.ndarray, splits: int = SPLITS, seed: int = 0
+) -> tuple[float, float]:
+    """(mean held-out AUC, p): `splits` random halvings of the units; each trains the classifier on one
+    half and tests the other half's scores with `clustered_auc_test`, a p-value valid given the training
+    half; the p-values are combined by twice their median (Meinshausen, Meier and Buehlmann 2009, valid
+    under any dependence between the splits). Pooling cross-fitted scores instead would understate the
+    variance (each fold's model was trained on the other folds' labels)."""
+    x = _standardise(np.asarray(features, dtype=np.float64))
+    y = np.asarray(is_reference, dtype=bool)
+    aucs, ps = [], []
+    for s in range(splits):
+        half = unit_folds(units, 2, seed * 7919 + s) == 0
+        train, test = ~half, half
+        if y[train].all() or not y[train].any() or y[test].all() or not y[test].any():
+            continue
+        w = fit_logistic(x[train], y[train].astype(np.float64))
+        scores = np.c_[x[test], np.ones(int(test.sum()))] @ w
+        auc, p = clustered_auc_test(scores, y[test], units[test])
+        aucs.append(auc)
+        ps.append(p)
+    if not ps:
+        return 0.5, 1.0
+    return float(np.mean(aucs)), float(min(1.0, 2.0 * np.median(ps)))
+
+
+def check_reference(
+    images: np.ndarray,
+    is_reference: np.ndarray,
+    groups: list[str | None] | None = None,
+    level: float = DEFAULT_CHECK_LEVEL,
+    seed: int = 0,
+    features: np.ndarray | None = None,
+) -> tuple[ReferenceCheck, np.ndarray | None]:
+    """The reference check of a calibrated audit over the real pool: `images` uint8 [N, H, W] (candidates
+    and reference), `is_reference` per image, optional known group per image (patient, volume). Returns
+    the result and each image's cross-fitted blind score (the report's evidence; None when not made)."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
+    ref = np.asarray(is_reference, dtype=bool)
+    feats = check_features(images) if features is None else features
+    units, grouping = check_units(images, groups)
+    n_units = int(units.max()) + 1
+    ref_units = np.unique(units[ref]).size
+    cand_units = np.unique(units[~ref]).size
+    base = ReferenceCheck(
+        test=TEST_NAME,
+        statistic=None,
+        p_value=None,
+        level=level,
+        passed=None,
+        units=n_units,
+        grouping=grouping,
+        n_reference=int(ref.sum()),
+        n_candidates=int((~ref).sum()),
+        features=FEATURES,
+        corrected=False,
+        effective_reference_size=None,
+        message=_message(None, None, None, n_units),
+    )
+    if n_units < MIN_UNITS or min(ref_units, cand_units) < 2:
+        return base, None
+    auc, p = split_test(feats, ref, units, SPLITS, seed)
+    passed = bool(p > level)
+    result = replace(base, statistic=auc, p_value=p, passed=passed, message=_message(passed, p, auc, n_units))
+    return result, cross_fitted_scores(feats, ref, units, FOLDS, seed)
+
+
+def blind_scores(
+    images: np.ndarray, is_reference: np.ndarray, groups: list[str | None] | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out scores, units): the check's cross-fitted scores of each image, for the report's evidence
+    and the benchmark's blind baseline (`is_reference` may be any binary split, e.g. not used vs used)."""
+    units, _ = check_units(images, groups)
+    return cross_fitted_scores(
+        check_features(images), np.asarray(is_reference, bool), units, FOLDS, seed
+    ), units
