@@ -71,6 +71,7 @@ def _config_from_args(args: argparse.Namespace) -> AuditConfig:
         "weights": str(args.weights) if args.weights else None,
         "checkpoint": str(args.checkpoint) if args.checkpoint else None,
         "alignment": args.alignment,
+        "drop_reference_duplicates": bool(getattr(args, "drop_reference_duplicates", False)),
     }
     try:
         return AuditConfig.from_dict(values)
@@ -142,6 +143,8 @@ def _print_metrics(title: str, metrics_row: dict) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit a real set against a generated set and write the CSV."""
+    from models.reference_overlap import read_overlap
+    from models.reference_overlap import warnings as overlap_warnings
     from models.results import read_labels_csv, write_results_csv
     from models.stages import AuditInputs, run_audit
     from models.workdir import WorkDir
@@ -169,11 +172,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
             shutil.copyfile(WorkDir(workdir).mae_checkpoint, args.save_encoder)
         if args.report:
             _write_cli_report(args, workdir, labels)
+        overlap = read_overlap(workdir)
     write_results_csv(outcome.rows, args.out, fmt=args.format)
     m = outcome.metrics
     for role, items in outcome.rejected.items():
         for item in items:
             print(f"skipped {role} file {item['name']}: {item['reason']}", file=sys.stderr)
+    for line in overlap_warnings(overlap or {}):
+        print(f"warning: {line}", file=sys.stderr)
     print(
         f"{m['n_real']} real images, {m['n_generated']} generated; method {m['method']}; "
         f"{m['n_decided_used']} decided used (threshold {m['threshold']:.4f}, rule {m['decision_rule']})"
@@ -197,21 +203,57 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _verdict_line(m: dict) -> str:
-    """The audit's answer in one line: the leakage test when calibrated, else what is missing."""
+    """The audit's answer in one line: the leakage test when calibrated (with the reference check), the
+    reason when the verdict is inconclusive, else what is missing."""
     leak = m.get("leakage")
+    check = m.get("reference_check") or None
     if not leak:
         return (
             "uncalibrated: the scores rank the images, but no error rate can be given; pass images known "
             "not to be used (--labels with used=0 rows, or --reference DIR) for a calibrated verdict"
         )
-    found = (
-        "evidence of training-data leakage" if leak["detected"] else "no evidence of training-data leakage"
-    )
-    return (
-        f"{found} (p = {leak['p_value']:.3g}, {leak['test']}, {leak['n_reference']} reference images); "
-        f"at FDR {m['fdr']:g}: {leak['n_flagged']} of {leak['n_candidates']} candidates flagged; "
-        f"at least {leak['used_count_lower_bound']} used ({leak['confidence']:.0%} confidence)"
-    )
+    if leak.get("verdict") == "inconclusive":
+        measured = ""
+        if check and check.get("p_value") is not None:
+            auc = check.get("statistic")
+            measured = f" (reference check p {_p_text(check['p_value'])}" + (
+                f", AUC {auc:.2f})" if auc is not None else ")"
+            )
+        return (
+            f"inconclusive: the reference images differ from the candidates{measured}, without looking at "
+            "the generated images; their scores cannot say whether the generator leaks. Use images set aside "
+            "at random before training."
+        )
+    detected = leak.get("verdict", "detected" if leak.get("detected") else "not_detected") == "detected"
+    found = "evidence of training-data leakage" if detected else "no evidence of training-data leakage"
+    parts = [f"{found} (p = {leak['p_value']:.3g}, {leak['test']}, {leak['n_reference']} reference images)"]
+    fdr = m.get("fdr") if m.get("fdr") is not None else leak.get("fdr")
+    if leak.get("reference_too_small"):
+        needed = leak.get("min_reference_size")
+        parts.append(
+            f"with {leak['n_reference']} reference images nothing can be flagged at FDR {fdr:g}"
+            + (f" (at least {needed} are needed)" if needed is not None else "")
+        )
+    else:
+        parts.append(f"at FDR {fdr:g}: {leak['n_flagged']} of {leak['n_candidates']} candidates flagged")
+    bound = leak.get("used_count_lower_bound")
+    if bound:
+        parts.append(f"at least {bound} used ({leak['confidence']:.0%} confidence)")
+    else:
+        parts.append("no lower bound above zero can be given on how many were used")
+    if check and check.get("passed"):
+        parts.append(f"reference check passed (p {_p_text(check['p_value'])})")
+    elif check and check.get("passed") is None:
+        parts.append(
+            f"reference check not made ({check.get('units')} independent units, too few): nothing checked "
+            "that the reference is drawn like the candidates"
+        )
+    return "; ".join(parts)
+
+
+def _p_text(p: float) -> str:
+    """A p-value after "p": "= 0.41", "= 1.2e-08", "< 1e-15" below what doubles resolve."""
+    return "< 1e-15" if p < 1e-15 else f"= {p:.2g}"
 
 
 def _write_metrics_json(outcome: AuditOutcome, path: Path) -> None:
@@ -359,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-encoder", type=Path, default=None, help="keep the pretrained MAE (.safetensors)"
     )
     audit.add_argument("--report", type=Path, default=None, help="also write an HTML report (plots, gallery)")
+    audit.add_argument(
+        "--drop-reference-duplicates",
+        action="store_true",
+        help="drop real candidates that repeat --reference images (same or near-identical pixels) instead "
+        "of refusing the audit; they are counted in the metrics",
+    )
     _add_config_arguments(audit)
     audit.set_defaults(func=cmd_audit)
 

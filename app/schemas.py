@@ -104,6 +104,11 @@ class AuditConfigIn(BaseModel):
         description="auto (default): the default method's thumbnail search tolerates small shifts, rotations "
         "and scalings when the audit's own images show such copies; off: never",
     )
+    drop_reference_duplicates: bool | None = Field(
+        default=None,
+        description="false (default): an audit whose real candidates repeat reference images (same or "
+        "near-identical pixels) is refused; true: those candidates are dropped and counted in the metrics",
+    )
 
     def chosen(self) -> dict[str, Any]:
         """Only the settings the client set."""
@@ -205,16 +210,40 @@ class MetricsOut(BaseModel):
     method: str | None = None
     decision_rule: str
     threshold: float
-    calibrated: bool = Field(description="true when the real images were tested against known-not-used ones")
+    calibrated: bool = Field(
+        description="true when the real images were tested against known-not-used ones and the reference "
+        "check passed (or could not be made); false when uncalibrated or inconclusive (results.csv then has "
+        "no p_value / q_value)"
+    )
     fdr: float | None = Field(default=None, description="the target false discovery rate (calibrated audits)")
-    counts: dict[str, int] = Field(
-        description="real, generated, used, not_used, labelled, candidates, reference, rejected_real, "
-        "rejected_generated, rejected_reference"
+    counts: dict[str, int | None] = Field(
+        description="real, generated, used, not_used (the `used` column's decisions: a rule's output, not "
+        "findings), labelled, candidates, reference, rejected_real, rejected_generated, rejected_reference; "
+        "flagged and not_flagged: candidates Benjamini-Hochberg flags at the FDR and candidates tested but "
+        "not flagged (null when nothing was tested: uncalibrated or inconclusive)"
+    )
+    reference_check: dict[str, Any] | None = Field(
+        default=None,
+        description="null without a reference (uncalibrated); else the blind reference check, a two-sample "
+        "test of the reference images against the candidates that never looks at the generated images: test, "
+        "statistic (held-out AUC, 0.5 = alike), p_value, level, passed (false: the verdict is inconclusive; "
+        "null: too few independent units to test), units, grouping, n_reference, n_candidates, features, "
+        "corrected, effective_reference_size, message (one plain sentence)",
     )
     leakage: dict[str, Any] | None = Field(
         default=None,
-        description="calibrated audits: the set-level rank test (p_value, detected, test), n_flagged at the "
-        "FDR, a lower confidence bound on the number of used images",
+        description="null when uncalibrated; else the set-level rank test: verdict (detected, not_detected or "
+        "inconclusive), detected (null when inconclusive), p_value, level, test, statistic, n_candidates, "
+        "n_reference, n_flagged at the FDR, fdr, confidence, used_count_lower_bound (a lower confidence bound "
+        "on the number of used candidates), used_share_estimate, used_share_ci, min_p_value, "
+        "min_reference_size (reference images needed for Benjamini-Hochberg to flag anything at this FDR), "
+        "reference_too_small (nothing can be flagged, whatever the scores), reason (null, or "
+        "reference_check_failed); when inconclusive p_value, statistic, n_flagged, used_count_lower_bound, "
+        "used_share_estimate and used_share_ci are null",
+    )
+    reference_overlap: dict[str, Any] | None = Field(
+        default=None,
+        description="images found both in the reference and among the candidates, when checked (null otherwise)",
     )
     power: dict[str, Any] | None = Field(
         default=None, description="calibrated audits with known-used labels: how many of them were flagged"

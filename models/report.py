@@ -6,8 +6,12 @@ with autoescaping on, so every text from the inputs (ids are file names) is esca
 come from `models.report_plots`. The page embeds thumbnails of the audited images: it is as confidential
 as the images themselves.
 
-Calibrated audits (images known not to be used exist) lead with the leakage test; uncalibrated ones
-say that the ranking is all they give, state no count as a finding and show no risk frame.
+Calibrated audits (images known not to be used exist) lead with a plain sentence, then the leakage
+test's wording; uncalibrated ones say that the ranking is all they give, state no count as a finding and
+show no risk frame. When the reference check (models/reference_check.py) fails, the verdict is
+inconclusive: the page leads with why (the reference differs from the candidates, found without the
+generated images), states no count or bound as a finding, offers no p-value as calibrated and shows the
+check's evidence (blind scores of reference vs candidates, example images side by side).
 """
 
 from __future__ import annotations
@@ -26,14 +30,21 @@ from models.groups import GroupKeys, PatientResult
 from models.report_data import (
     candidate_mask,
     flagged_mask,
+    inconclusive_of,
     leakage_of,
     load_report_data,
     patient_of,
     patient_results,
+    reference_check_of,
     reference_scores,
     target_fdr,
 )
 from models.report_plots import (
+    BLUE,
+    RED,
+    _figure_png,
+    _new_figure,
+    _score_bins,
     candidate_reference_plot,
     p_value_histogram,
     roc_plot,
@@ -44,6 +55,7 @@ from models.workdir import atomic_write_bytes
 
 GALLERY_ROWS = 12
 GALLERY_NEIGHBOURS = 4
+CHECK_EXAMPLES = 6  # reference and candidate images shown side by side when the reference check fails
 _METRIC_ROWS = ("accuracy", "precision", "recall", "specificity", "f1", "auc", "tpr_at_1pct_fpr")
 _RULES = {
     "fdr": "the Benjamini-Hochberg rule at the target false discovery rate (the flagged images)",
@@ -89,10 +101,20 @@ def p_value_parts(p: float | None) -> tuple[str, int | None]:
 
 
 @dataclass(frozen=True)
+class Plot:
+    """One inline plot: its element id, alt text and PNG data URI."""
+
+    id: str
+    alt: str
+    src: str
+
+
+@dataclass(frozen=True)
 class Leakage:
     """The leakage test of a calibrated audit, as the verdict and the summary state it."""
 
     detected: bool
+    verdict: str  # "detected" or "not_detected" (an inconclusive audit has no Leakage)
     p_value: float
     test: str  # how the rank test's p-value was computed, for people
     fdr: float
@@ -106,6 +128,50 @@ class Leakage:
     smallest_p: float  # as metrics.json reports it
     share_lower: float | None
     share_estimate: float | None
+    too_small: bool  # 1/(n_reference + 1) > fdr: Benjamini-Hochberg can flag nothing, whatever the scores
+    min_reference_size: int | None  # reference images needed to be able to flag anything at this FDR
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """The blind reference check (reference vs candidate images, never the generated ones), for people."""
+
+    test: str
+    passed: bool | None  # None: too few independent units to test
+    p_value: float | None
+    auc: float | None
+    level: float
+    units: int
+    grouping: str
+    features: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """A real image shown as the reference check's evidence (no id: reference-set images are not named)."""
+
+    src: str
+    blind_score: float
+
+
+@dataclass(frozen=True)
+class CheckEvidence:
+    """What the failed reference check saw: the blind scores' distributions and example images."""
+
+    plot: Plot | None
+    reference: list[Example]
+    candidates: list[Example]
+
+
+@dataclass(frozen=True)
+class Inconclusive:
+    """An audit whose reference check failed: no p-value, count or bound is a finding."""
+
+    n_candidates: int
+    n_reference: int
+    fdr: float
+    check: ReferenceCheck | None
 
 
 @dataclass(frozen=True)
@@ -128,9 +194,11 @@ class PatientCount:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The verdict's numbers: the leakage test when calibrated (leak None: uncalibrated)."""
+    """The verdict's numbers: the leakage test when calibrated (leak None: uncalibrated or inconclusive)."""
 
     leak: Leakage | None
+    inconclusive: Inconclusive | None
+    check: ReferenceCheck | None
     n_real: int
     n_generated: int
     method: str
@@ -157,15 +225,6 @@ class Summary:
     seed: str
     skipped: tuple[int, int, int]  # files skipped: real, generated, reference
     alignment: str | None = None  # what the alignment gate of the thumbnail view did (None: no such view)
-
-
-@dataclass(frozen=True)
-class Plot:
-    """One inline plot: its element id, alt text and PNG data URI."""
-
-    id: str
-    alt: str
-    src: str
 
 
 @dataclass(frozen=True)
@@ -212,6 +271,7 @@ class PatientsSection:
     aggregation: str
     ungrouped: int
     calibrated: bool
+    inconclusive: bool  # the reference check failed: no patient is calibrated
     fdr: float
     counts: PatientCount | None  # None: no candidate patient has a p-value
     labelled: LabelledPatients | None
@@ -250,9 +310,10 @@ class GalleryRow:
 
 @dataclass(frozen=True)
 class Gallery:
-    """The most at-risk real images (candidates only when calibrated)."""
+    """The most at-risk real images (candidates only when there is a reference)."""
 
     calibrated: bool
+    candidates_only: bool  # a reference exists (calibrated or inconclusive): its images are not shown
     by_fdr: bool
     n_shown: int
     rows: list[GalleryRow]
@@ -268,6 +329,7 @@ class ReportContext:
     verdict: Verdict
     summary: Summary
     plots: list[Plot]
+    evidence: CheckEvidence | None  # the failed reference check's evidence (inconclusive audits)
     metrics: MetricsTable | None
     patients: PatientsSection | None
     gallery: Gallery
@@ -278,13 +340,16 @@ def _leakage(data: dict[str, Any]) -> Leakage | None:
     leak = leakage_of(data)
     if leak is None:
         return None
-    n_ref = int(leak["n_reference"])
+    n_ref, n_cand = int(leak["n_reference"]), int(leak["n_candidates"])
+    fdr = target_fdr(data)
     share_ci = leak.get("used_share_ci") or [math.nan, math.nan]
+    detected = bool(leak["detected"])
     return Leakage(
-        detected=bool(leak["detected"]),
+        detected=detected,
+        verdict=str(leak.get("verdict") or ("detected" if detected else "not_detected")),
         p_value=leak["p_value"],
         test=_TESTS.get(str(leak.get("test", "")), str(leak.get("test", ""))),
-        fdr=target_fdr(data),
+        fdr=fdr,
         level=float(leak.get("level", 0.05)),
         confidence=float(leak.get("confidence", 0.95)),
         n_candidates=int(leak["n_candidates"]),
@@ -295,7 +360,96 @@ def _leakage(data: dict[str, Any]) -> Leakage | None:
         smallest_p=leak.get("min_p_value", 1.0 / (n_ref + 1)),
         share_lower=share_ci[0],
         share_estimate=leak.get("used_share_estimate"),
+        too_small=bool(leak.get("reference_too_small", 1.0 / (n_ref + 1) > fdr)),
+        min_reference_size=_min_reference_size(leak, fdr, n_cand),
     )
+
+
+def _min_reference_size(leak: Mapping[str, Any], fdr: float, n_candidates: int) -> int | None:
+    """The reference size Benjamini-Hochberg needs to flag anything (metrics.json's, else computed)."""
+    if leak.get("min_reference_size") is not None:
+        return int(leak["min_reference_size"])
+    from models.calibration import min_reference_size
+
+    try:
+        return min_reference_size(fdr, n_candidates, n_candidates)
+    except ValueError:
+        return None
+
+
+def _reference_check(data: dict[str, Any]) -> ReferenceCheck | None:
+    """The reference check's record for people; None without a reference."""
+    check = reference_check_of(data)
+    if check is None:
+        return None
+    return ReferenceCheck(
+        test=str(check.get("test", "")),
+        passed=check.get("passed"),
+        p_value=check.get("p_value"),
+        auc=check.get("statistic"),
+        level=float(check.get("level", 0.01)),
+        units=int(check.get("units", 0)),
+        grouping=str(check.get("grouping", "")),
+        features=str(check.get("features", "")),
+        message=str(check.get("message", "")),
+    )
+
+
+def _inconclusive(data: dict[str, Any], check: ReferenceCheck | None) -> Inconclusive | None:
+    """The inconclusive verdict's numbers; None unless the reference check failed."""
+    leak = inconclusive_of(data)
+    if leak is None:
+        return None
+    return Inconclusive(
+        n_candidates=int(leak["n_candidates"]),
+        n_reference=int(leak["n_reference"]),
+        fdr=target_fdr(data),
+        check=check,
+    )
+
+
+def blind_score_plot(reference: np.ndarray, candidates: np.ndarray) -> str:
+    """The reference check's held-out blind scores, reference vs candidates, each normalised to its size:
+    two humps apart mean the reference was drawn differently (the generated images play no part)."""
+    fig, ax = _new_figure(5.0, 3.4)
+    n_bins = int(np.clip(2 * math.sqrt(len(candidates) + len(reference)), 10, 40))
+    bins = _score_bins([candidates, reference], None, n_bins)
+    for values, label, colour in (
+        (reference, f"reference images ({len(reference):,})", BLUE),
+        (candidates, f"candidates ({len(candidates):,})", RED),
+    ):
+        values = values[np.isfinite(values)]
+        if values.size:
+            ax.hist(values, bins=bins, density=True, color=colour, alpha=0.45, label=label)
+            ax.hist(values, bins=bins, density=True, color=colour, histtype="step", linewidth=1.6)
+    ax.set_xlabel("blind score (higher = more like the reference), without the generated images")
+    ax.set_ylabel("density (each set's area = 1)")
+    ax.set_title("Reference check: reference vs candidate images")
+    ax.legend(frameon=False, fontsize=8)
+    return _figure_png(fig)
+
+
+def _check_evidence(data: dict[str, Any], examples: int = CHECK_EXAMPLES) -> CheckEvidence | None:
+    """The failed check's evidence: blind-score histogram, and the reference images the check finds most
+    reference-like beside the candidates it finds most candidate-like. None when not inconclusive or when
+    the blind scores are missing (a work folder from before the check)."""
+    blind = data.get("blind")
+    if inconclusive_of(data) is None or not blind:
+        return None
+    scores, is_ref = blind["blind_scores"], blind["is_reference"]
+    plot = Plot(
+        "reference-check-histogram",
+        "blind scores of the reference images and of the candidates",
+        blind_score_plot(scores[is_ref], scores[~is_ref]),
+    )
+    pool = data["pool"]
+
+    def pick(mask: np.ndarray, highest: bool) -> list[Example]:
+        idx = np.flatnonzero(mask & np.isfinite(scores))
+        order = idx[np.argsort(-scores[idx] if highest else scores[idx], kind="stable")][:examples]
+        return [Example(thumbnail(pool[i]), float(scores[i])) for i in order]
+
+    return CheckEvidence(plot, pick(is_ref, True), pick(~is_ref, False))
 
 
 def _patient_count(patients: list[PatientResult] | None, fdr: float) -> PatientCount | None:
@@ -313,11 +467,14 @@ def _patient_count(patients: list[PatientResult] | None, fdr: float) -> PatientC
 def _verdict(data: dict[str, Any], leak: Leakage | None, patients: list[PatientResult] | None) -> Verdict:
     """The verdict's numbers."""
     m = data["metrics"]
+    check = _reference_check(data)
     rule = str(m.get("decision_rule", ""))
     frac = _pct(float(data["config"].get("used_fraction", 0.5)))
     power = m.get("power") if leak else None
     return Verdict(
         leak=leak,
+        inconclusive=_inconclusive(data, check),
+        check=check,
         n_real=len(data["real_ids"]),
         n_generated=len(data["generated_ids"]),
         method=str(m.get("method", "?")),
@@ -497,6 +654,7 @@ def _patients_section(
         aggregation=aggregation,
         ungrouped=ungrouped,
         calibrated=calibrated,
+        inconclusive=inconclusive_of(data) is not None,
         fdr=fdr,
         counts=counts,
         labelled=_labelled_patients(patients, patient_labels),
@@ -514,8 +672,9 @@ def _gallery(
     """The highest-scoring real images (candidates only when calibrated) beside their nearest generated."""
     ids, scores, used = data["real_ids"], data["scores"], data["used"]
     calibrated = leakage_of(data) is not None
+    candidates_only = calibrated or inconclusive_of(data) is not None
     flagged = flagged_mask(data)
-    shown = np.flatnonzero(candidate_mask(data)) if calibrated else np.arange(len(ids))
+    shown = np.flatnonzero(candidate_mask(data)) if candidates_only else np.arange(len(ids))
     gen_pos = {g: j for j, g in enumerate(data["generated_ids"])}
     order = sorted(
         shown.tolist(), key=lambda i: (-scores[i] if math.isfinite(scores[i]) else math.inf, ids[i])
@@ -546,8 +705,9 @@ def _gallery(
         )
     return Gallery(
         calibrated=calibrated,
+        candidates_only=candidates_only,
         by_fdr=data["metrics"].get("decision_rule") == "fdr",
-        n_shown=min(rows, int(candidate_mask(data).sum()) if calibrated else len(ids)),
+        n_shown=min(rows, len(shown)),
         rows=out,
     )
 
@@ -584,6 +744,7 @@ def report_context(
         verdict=_verdict(data, leak, patients),
         summary=_summary(data, patients),
         plots=_plots(data, labels),
+        evidence=_check_evidence(data),
         metrics=_metrics_table(data["metrics"].get("labelled")),
         patients=(
             _patients_section(data, patients, patient_labels, aggregation, ungrouped) if patients else None

@@ -1,8 +1,9 @@
 """The report's data: what a finished work folder holds, read for the report, and the per-patient results.
 
 Pure: reads `images.npz` (the real pool: real images, then any reference-set images), `results.csv`,
-`reference.csv`, `metrics.json`, `config.json`, `rejected.json` and the real images' nearest-neighbour
-evidence (`models.stages.read_evidence`); labels and patient groups are passed in.
+`reference.csv`, `metrics.json`, `config.json`, `rejected.json`, the reference check's blind scores
+(`reference_check.npz`, when the check ran) and the real images' nearest-neighbour evidence
+(`models.stages.read_evidence`); labels and patient groups are passed in.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def load_report_data(workdir: str | Path) -> dict[str, Any]:
     return {
         "real_ids": real_ids,
         "real": pool.images[real_pos],
+        "pool": pool.images,  # real images, then the reference set's (the blind scores' order)
         "generated_ids": generated.ids,
         "generated": generated.images,
         "scores": np.array([r.score for r in real_rows], dtype=np.float64),
@@ -71,14 +73,47 @@ def load_report_data(workdir: str | Path) -> dict[str, Any]:
         "metrics": _read_json(folder.metrics, {}),
         "config": _read_json(folder.config, {}),
         "rejected": _read_json(folder.rejected, {}),
+        "blind": _read_blind_scores(workdir, len(pool.ids)),
     }
 
 
+def _read_blind_scores(workdir: Path, n_pool: int) -> dict[str, np.ndarray] | None:
+    """The reference check's blind scores over the real pool (`blind_scores`, `is_reference`); None when
+    the check did not run or wrote nothing, or when the file does not match the pool (no evidence panel)."""
+    path = WorkDir(workdir).reference_check
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            scores = np.asarray(npz["blind_scores"], dtype=np.float64)
+            is_reference = np.asarray(npz["is_reference"], dtype=bool)
+    except (OSError, KeyError, ValueError):
+        return None
+    if scores.shape != (n_pool,) or is_reference.shape != (n_pool,):
+        return None
+    return {"blind_scores": scores, "is_reference": is_reference}
+
+
 def leakage_of(data: dict[str, Any]) -> dict[str, Any] | None:
-    """The leakage test of a calibrated audit; None when it is uncalibrated."""
+    """The leakage test of a calibrated audit; None when it is uncalibrated or inconclusive (the
+    reference check failed: no p-value is offered as calibrated then)."""
     m = data["metrics"]
     leak = m.get("leakage")
-    return leak if leak and m.get("calibrated", True) else None
+    if not leak or leak.get("verdict") == "inconclusive":
+        return None
+    return leak if m.get("calibrated", True) else None
+
+
+def inconclusive_of(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The leakage record of an audit whose verdict is inconclusive (the reference check failed); else None."""
+    leak = data["metrics"].get("leakage")
+    return leak if leak and leak.get("verdict") == "inconclusive" else None
+
+
+def reference_check_of(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The reference check's record (models/reference_check.py); None without a reference."""
+    check = data["metrics"].get("reference_check")
+    return check if isinstance(check, dict) else None
 
 
 def target_fdr(data: dict[str, Any]) -> float:
@@ -118,7 +153,8 @@ def patient_results(
     and q-values against the reference patients (all of whose images are reference images: real images
     labelled not used, and reference-set images whose groups are given in reference_groups). Reference-set
     images without groups are left out: then only labelled-not-used patients can be the reference. Under the
-    fdr rule BH across patients decides `used`; under the other rules the image decisions do."""
+    fdr rule BH across patients decides `used`; under the other rules the image decisions do. An
+    inconclusive audit (the reference check failed) calibrates no patient: no p-value, no flag."""
     ids = list(data["real_ids"])
     scores = list(data["scores"])
     used = list(data["used"])

@@ -18,8 +18,14 @@ def finite(value: Any) -> Any:
     return value
 
 
-def audit_counts(summary: dict[str, Any], rejected: dict[str, list[Any]]) -> dict[str, int]:
-    """How many images of each kind the audit saw, decided and skipped."""
+def audit_counts(summary: dict[str, Any], rejected: dict[str, list[Any]]) -> dict[str, int | None]:
+    """How many images of each kind the audit saw, decided and skipped.
+
+    `used` / `not_used` are the decisions of the `used` column (kept for compatibility): a decision
+    rule's output, not findings; an image that is not flagged was not shown to be unused. `flagged` /
+    `not_flagged` are the honest counts of a calibrated audit: candidates Benjamini-Hochberg flags at
+    the FDR, and candidates tested but not flagged; both null when no image was tested (uncalibrated,
+    or inconclusive because the reference check failed)."""
     counts = {
         "real": int(summary.get("n_real", 0)),
         "generated": int(summary.get("n_generated", 0)),
@@ -32,7 +38,23 @@ def audit_counts(summary: dict[str, Any], rejected: dict[str, list[Any]]) -> dic
         "rejected_reference": len(rejected.get("reference", [])),
     }
     counts["not_used"] = counts["real"] - counts["used"]
-    return counts
+    flagged = _flagged(summary)
+    out: dict[str, int | None] = dict(counts)
+    out["flagged"] = flagged
+    out["not_flagged"] = None if flagged is None else counts["candidates"] - flagged
+    return out
+
+
+def _flagged(summary: dict[str, Any]) -> int | None:
+    """Candidates flagged at the FDR in a calibrated audit; None when no image was tested."""
+    leak = summary.get("leakage") or {}
+    if (
+        not summary.get("calibrated")
+        or leak.get("verdict") == "inconclusive"
+        or leak.get("n_flagged") is None
+    ):
+        return None
+    return int(leak["n_flagged"])
 
 
 def metrics_document(summary: dict[str, Any], rejected: dict[str, list[Any]]) -> dict[str, Any]:
@@ -46,7 +68,9 @@ def metrics_document(summary: dict[str, Any], rejected: dict[str, list[Any]]) ->
             "calibrated": bool(summary.get("calibrated", False)),
             "fdr": summary.get("fdr"),
             "counts": audit_counts(summary, rejected),
+            "reference_check": summary.get("reference_check"),
             "leakage": summary.get("leakage"),
+            "reference_overlap": summary.get("reference_overlap"),
             "power": summary.get("power"),
             "metrics": labelled.get("applied"),
             "cross_validated": labelled.get("cross_validated"),

@@ -80,18 +80,30 @@ def scored_images(session: Session, audit: Audit, grouping: Grouping, calibrated
     )
 
 
+def patients_calibrated(summary: dict[str, Any]) -> bool:
+    """Whether patients get p-values: a calibrated audit whose verdict is not inconclusive (a failed
+    reference check leaves every p-value, image or patient, uncalibrated)."""
+    leak = summary.get("leakage") or {}
+    return (
+        bool(summary.get("calibrated"))
+        and summary.get("fdr") is not None
+        and leak.get("verdict") != "inconclusive"
+    )
+
+
 def audit_patients(
     images: ScoredImages, aggregation: str, summary: dict[str, Any], threshold: float
 ) -> list[PatientResult]:
     """Per-patient rows. Calibrated audits: each candidate patient's aggregated score gets a conformal
     p-value against the reference patients' (all of whose images are known not used) and a BH q-value;
-    under the fdr rule BH at the audit's FDR decides `used`, under the others the image decisions do."""
+    under the fdr rule BH at the audit's FDR decides `used`, under the others the image decisions do.
+    Uncalibrated and inconclusive audits: no patient p-value, the image decisions decide."""
     from models.groups import aggregate_patients, calibrate_patients, reference_patients
 
     patients = aggregate_patients(
         images.ids, images.scores, images.used, images.groups, threshold, aggregation
     )
-    if not summary.get("calibrated") or summary.get("fdr") is None:
+    if not patients_calibrated(summary):
         return patients
     reference = reference_patients(images.ids, images.roles, images.groups)
     tested = calibrate_patients(patients, reference, float(summary["fdr"]))
@@ -121,7 +133,7 @@ def write_patients(
     metrics = repo.get_metrics(session, audit_id)
     summary = (metrics.metrics if metrics is not None else None) or {}
     threshold = float(metrics.threshold) if metrics is not None else float("nan")
-    images = scored_images(session, audit, grouping, bool(summary.get("calibrated")))
+    images = scored_images(session, audit, grouping, patients_calibrated(summary))
     patients = audit_patients(images, grouping.aggregation, summary, threshold)
     storage.ensure()
     fd, name = tempfile.mkstemp(dir=storage.root / "tmp", prefix="patients-", suffix=".csv")
