@@ -36,6 +36,9 @@ class AuditConfig:
     # "auto": the thumbnail view's search tolerates small shifts / rotations / scalings of copies when the
     # audit's own images show such copies (models/alignment.py); "off": never.
     alignment: str = "auto"
+    # Candidates that repeat a reference image (models/reference_overlap.py): False refuses the audit, True
+    # drops them from the candidates before every later stage (counted in overlap.json and the metrics).
+    drop_reference_duplicates: bool = False
 
     def __post_init__(self) -> None:
         if self.decision not in DECISION_RULES:

@@ -174,3 +174,18 @@ def read_labels_csv(path: str | Path) -> dict[str, int]:
             raise ValueError(f"{Path(path).name} line {line}: duplicate id {image_id!r}")
         labels[image_id] = _binary(cells[1], line, path)
     return labels
+
+
+class UnknownLabelsError(ValueError):
+    """Label ids that are not among the real images (the API refuses them at submission too)."""
+
+    def __init__(self, unknown: list[str]) -> None:
+        shown = ", ".join(unknown[:5]) + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else "")
+        super().__init__(f"labels: {len(unknown)} id(s) are not among the real images: {shown}")
+        self.unknown = unknown
+
+
+def unknown_labels_error(labels: dict[str, int], real_ids: Iterable[str]) -> UnknownLabelsError | None:
+    """The error for label ids that no real image has (None when every id is known)."""
+    unknown = sorted(set(labels) - set(real_ids))
+    return UnknownLabelsError(unknown) if unknown else None

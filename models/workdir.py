@@ -23,6 +23,7 @@ import numpy as np
 
 DECODED = "images.npz"  # decode: the uint8 image cache (real pool, then generated)
 REJECTED = "rejected.json"  # decode: files that could not be read, per role
+OVERLAP = "overlap.json"  # decode: duplicates between reference and candidates, and within each set
 PRETRAINED = "encoder.done"  # pretrain: written once every fitted encoder is on disk
 FEATURES = "features.npz"  # embed: `<encoder>/real`, `<encoder>/generated`
 NEIGHBOURS = "neighbours.npz"  # search: `<view>/{rg,rr,gr}_{sims,idx}`
@@ -73,6 +74,11 @@ class WorkDir:
     @property
     def rejected(self) -> Path:
         return self.path / REJECTED
+
+    @property
+    def overlap(self) -> Path:
+        """What models/reference_overlap.py found (and dropped) at decode."""
+        return self.path / OVERLAP
 
     @property
     def pretrained(self) -> Path:

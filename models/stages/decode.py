@@ -8,6 +8,8 @@ import numpy as np
 
 from models.config import AuditConfig
 from models.io import ImageSet, Rejected, load_images
+from models.reference_overlap import find_overlap, resolve_overlap
+from models.results import unknown_labels_error
 from models.stages.common import AuditInputs, Progress, _load_npz
 from models.workdir import (
     WorkDir,
@@ -23,24 +25,46 @@ def _rejected_dicts(items: list[Rejected]) -> list[dict[str, str]]:
 def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
     """Decode the image sets once into a uint8 cache. Reference images join the real pool (after the
     real ones, marked in `real_from_reference`), so that every later stage treats them exactly like
-    the candidates: same pool, same neighbours, exchangeable scores."""
+    the candidates: same pool, same neighbours, exchangeable scores.
+
+    Before any later stage: `--labels` ids not among the real images are refused, and so are candidates
+    that repeat a reference image (models/reference_overlap.py), unless the config drops them; what was
+    found is written to overlap.json."""
     parts = 3 if inputs.reference is not None else 2
     real = load_images(inputs.real, config.image_size, on_progress=lambda f: on_progress(f / parts))
     generated = load_images(
         inputs.generated, config.image_size, on_progress=lambda f: on_progress((1 + f) / parts)
     )
     rejected = {"real": _rejected_dicts(real.rejected), "generated": _rejected_dicts(generated.rejected)}
+    if inputs.labels:
+        error = unknown_labels_error(inputs.labels, real.ids)
+        if error is not None:
+            raise error
+    reference = (
+        load_images(inputs.reference, config.image_size, on_progress=lambda f: on_progress((2 + f) / 3))
+        if inputs.reference is not None
+        else None
+    )
+    overlap, repeats = find_overlap(
+        real.ids, real.images, reference.ids if reference else None, reference.images if reference else None
+    )
+    overlap = resolve_overlap(overlap, repeats, real.ids, config.drop_reference_duplicates)
+    if repeats.any():  # dropped from the candidates before every later stage
+        keep = ~repeats
+        real = ImageSet(
+            ids=[i for i, k in zip(real.ids, keep, strict=True) if k],
+            images=real.images[keep],
+            rejected=real.rejected,
+        )
     pool_ids, pool_images = list(real.ids), real.images
     from_reference = np.zeros(len(real.ids), dtype=bool)
-    if inputs.reference is not None:
-        reference = load_images(
-            inputs.reference, config.image_size, on_progress=lambda f: on_progress((2 + f) / 3)
-        )
+    if reference is not None:
         rejected["reference"] = _rejected_dicts(reference.rejected)
         pool_ids += reference.ids
         pool_images = np.concatenate([real.images, reference.images])
         from_reference = np.r_[from_reference, np.ones(len(reference.ids), dtype=bool)]
     atomic_write_json(WorkDir(workdir).rejected, rejected)
+    atomic_write_json(WorkDir(workdir).overlap, overlap.to_dict())
     atomic_save_npz(
         WorkDir(workdir).decoded,
         {
