@@ -112,6 +112,8 @@ def test_without_known_not_used_images_the_audit_is_uncalibrated(
     assert all(r["p_value"] == "" and r["q_value"] == "" for r in rows_of(csv_bytes))
     assert metrics["calibrated"] is False and metrics["leakage"] is None and metrics["fdr"] is None
     assert metrics["power"] is None and metrics["decision_rule"] == "prior"
+    assert metrics["reference_check"] is None and metrics["reference_overlap"] is None
+    assert metrics["counts"]["flagged"] is None and metrics["counts"]["not_flagged"] is None
     assert set(metrics) == {
         "method",
         "decision_rule",
@@ -119,7 +121,9 @@ def test_without_known_not_used_images_the_audit_is_uncalibrated(
         "calibrated",
         "fdr",
         "counts",
+        "reference_check",
         "leakage",
+        "reference_overlap",
         "power",
         "metrics",
         "cross_validated",
