@@ -16,7 +16,7 @@ import numpy as np
 from models import calibration, decide, metrics
 from models.config import AuditConfig
 from models.results import read_labels_csv
-from models.stages import STAGES, AuditInputs, run_audit
+from models.stages import STAGES, AuditInputs, load_decoded, run_audit
 
 # Columns of the printed table (the paper's Table 3 order, then ours).
 TABLE_COLUMNS = [
@@ -33,6 +33,7 @@ TABLE_COLUMNS = [
     "tpr_at_1pct_fpr",
     "tpr_at_0.1pct_fpr",
     "f1_median",
+    "blind_auc",
     *[f"t_{s}" for s in STAGES],
     "t_total",
 ]
@@ -44,6 +45,9 @@ CALIBRATED_COLUMNS = [
     "n_candidates",
     "leakage_p",
     "detected",
+    "check_p",
+    "check_passed",
+    "verdict",
     "flagged",
     "fdp",
     "tpr_at_fdr",
@@ -62,6 +66,9 @@ NULL_COLUMNS = [
     "n_candidates",
     "leakage_p",
     "detected",
+    "check_p",
+    "check_passed",
+    "verdict",
     "flagged",
     "fdp",
     "used_lower_bound",
@@ -73,6 +80,7 @@ CALIBRATION = (
     "5-fold stratified cross-validation: each image is decided by a threshold fitted on the other folds"
 )
 REFERENCE_SHARE = 0.4  # share of the not-used images drawn as the simulated reference (hold-out)
+BLIND_AUC_WARNING = 0.6  # blind baseline above this: the folder's split is told apart without the generator
 REDRAWS = 200  # extra seeded reference draws over the same scores, for mean FDP/TPR and the null detect rate
 CALIBRATED_NOTE = (
     "calibrated: reference = a seeded random {share:.0%} of the not-used images (seed = --seed), the other "
@@ -81,13 +89,26 @@ CALIBRATED_NOTE = (
     "rank test of the candidates against the reference (detected: p <= 0.05); flagged: Benjamini-Hochberg at "
     "FDR {fdr:g}; fdp: not-used flagged / flagged; tpr_at_fdr: used flagged / used candidates; "
     "used_lower_bound: 95 % lower bound on the used count (vs used_candidates, the truth); mean_fdp, mean_tpr "
-    "and detect_rate (the share detected at 0.05): over {redraws} other seeded reference draws of the same scores."
+    "and detect_rate (the share detected at 0.05): over {redraws} other seeded reference draws of the same scores. "
+    "check_p, check_passed: the blind reference check (models.reference_check.check_reference, level {level:g}) "
+    "of that drawn reference against the candidates, on the decoded real images, never the generated ones; "
+    "verdict: the product's leakage.verdict (inconclusive when the check fails, else detected / not_detected)."
 )
 NULL_NOTE = (
     "null pairing: real images the generator never saw (all not used) against its generated images; reference = "
     "a seeded random {share:.0%} of them, the others are the candidates, so every flag is false. detected at "
     "p <= 0.05; flagged: Benjamini-Hochberg at FDR {fdr:g}; detect_rate and mean_flagged: over {redraws} seeded "
-    "reference draws of the same scores (a valid test detects at a rate <= 0.05)."
+    "reference draws of the same scores (a valid test detects at a rate <= 0.05). check_p, check_passed, verdict: "
+    "the blind reference check (level {level:g}) of the drawn reference and the product's leakage.verdict."
+)
+BLIND_NOTE = (
+    "blind_auc: the blind baseline, how well used and not-used real images are told apart WITHOUT the generated "
+    "images (models.reference_check.blind_scores: the reference check's features, a 5-fold cross-fitted "
+    "classifier, AUC of its held-out scores; 0.5 = the split cannot be seen)."
+)
+SPLIT_BIAS_NOTE = (
+    "SPLIT BIAS: {folders}: blind_auc > {threshold:g}: used and not-used images differ without looking at the "
+    "generated images, so these figures measure how the split was drawn, not leakage."
 )
 
 
@@ -129,6 +150,56 @@ def score_run(ids: list[str], scores: np.ndarray, labels: dict[str, int], seed: 
     row["auc_ci"] = _fmt_ci(ci["auc"])
     row["f1_median"] = metrics.classification_metrics(y, median_pred, s)["f1"]
     return row
+
+
+def blind_baseline(images: np.ndarray, ids: list[str], labels: dict[str, int], seed: int = 0) -> float:
+    """The blind baseline AUC: the reference check's cross-fitted scores (models.reference_check.blind_scores)
+    of used (label 1) against not-used (label 0) real images, the generated images never looked at. Only
+    labelled images take part; NaN when one of the two kinds is missing."""
+    from models.reference_check import blind_scores
+
+    positions = np.array([i for i, image_id in enumerate(ids) if image_id in labels], dtype=np.int64)
+    if positions.size == 0:
+        return math.nan
+    used = np.array([int(labels[ids[i]]) for i in positions]) == 1
+    if used.all() or not used.any():
+        return math.nan
+    scores, _ = blind_scores(np.asarray(images)[positions], used, seed=seed)
+    return metrics.roc_auc(used.astype(int), scores)
+
+
+def reference_check_figures(
+    images: np.ndarray, ids: list[str], reference_ids: list[str], seed: int = 0
+) -> dict[str, Any]:
+    """The reference check an audit would run with `reference_ids` as its reference (all images of the run
+    are the pool; no known groups, as for a folder of PNGs): check_auc, check_p, check_passed, t_check."""
+    from models.reference_check import DEFAULT_CHECK_LEVEL, check_reference
+
+    started = time.perf_counter()
+    is_reference = np.isin(np.asarray(ids, dtype=object), np.asarray(list(reference_ids), dtype=object))
+    result, _ = check_reference(np.asarray(images), is_reference, level=DEFAULT_CHECK_LEVEL, seed=seed)
+    return {
+        "check_auc": result.statistic,
+        "check_p": result.p_value,
+        "check_passed": result.passed,
+        "check_units": result.units,
+        "check_level": result.level,
+        "t_check": time.perf_counter() - started,
+    }
+
+
+def product_verdict(detected: bool, check_passed: bool | None) -> str:
+    """leakage.verdict as the decide stage gives it (models.stages.decide.leakage_verdict)."""
+    if check_passed is False:
+        return "inconclusive"
+    return "detected" if detected else "not_detected"
+
+
+def _decoded_real(workdir: Path, ids: list[str]) -> np.ndarray:
+    """The audit's decoded real images (its image size), in the order of `ids`."""
+    pool, _ = load_decoded(workdir)
+    position = {image_id: i for i, image_id in enumerate(pool.ids)}
+    return np.asarray(pool.images)[[position[i] for i in ids]]
 
 
 def draw_reference(labels: dict[str, int], share: float = REFERENCE_SHARE, seed: int = 0) -> list[str]:
@@ -270,22 +341,32 @@ def run_bench(
             folder.check()
             labels = folder.labels
             reference = draw_reference(labels, reference_share, base_config.seed)
+            blind: dict[str, Any] | None = None  # label- and method-free: computed once per folder
             for method in methods:
                 config = replace(base_config, method=method)
+                workdir = root / f"{folder.path.name}-{method}"
                 ids, scores, audit_metrics, total = _audit(
                     folder.path / "real",
                     folder.path / "generated",
                     config,
-                    root / f"{folder.path.name}-{method}",
+                    workdir,
                     folder.path.name,
                     on_progress,
                 )
+                if blind is None:
+                    images = _decoded_real(workdir, ids)
+                    started = time.perf_counter()
+                    blind = {"blind_auc": blind_baseline(images, ids, labels, config.seed)}
+                    blind["t_blind"] = time.perf_counter() - started
+                    blind.update(reference_check_figures(images, ids, reference, config.seed))
                 row = {
                     "folder": folder.path.name,
                     "method": _method_label(config),
                     **score_run(ids, scores, labels, config.seed),
                 }
                 row.update(calibrated_figures(ids, scores, labels, reference, config.fdr))
+                row.update(blind)
+                row["verdict"] = product_verdict(row["detected"], row["check_passed"])
                 if redraws:
                     row.update(
                         redraw_figures(ids, scores, labels, config.fdr, config.seed, redraws, reference_share)
@@ -324,8 +405,9 @@ def run_null_bench(
             name = f"null:{null_real.name}+{folder.name}"
             for method in methods:
                 config = replace(base_config, method=method)
+                workdir = root / f"null-{folder.name}-{method}"
                 ids, scores, audit_metrics, total = _audit(
-                    real, generated, config, root / f"null-{folder.name}-{method}", name, on_progress
+                    real, generated, config, workdir, name, on_progress
                 )
                 labels = dict.fromkeys(ids, 0)
                 reference = draw_reference(labels, reference_share, config.seed)
@@ -334,6 +416,8 @@ def run_null_bench(
                     "method": _method_label(config),
                     **calibrated_figures(ids, scores, labels, reference, config.fdr),
                 }
+                row.update(reference_check_figures(_decoded_real(workdir, ids), ids, reference, config.seed))
+                row["verdict"] = product_verdict(row["detected"], row["check_passed"])
                 if redraws:
                     row.update(
                         redraw_figures(ids, scores, labels, config.fdr, config.seed, redraws, reference_share)
@@ -348,7 +432,29 @@ def run_null_bench(
 
 def _display(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for printing: p-values in scientific notation (3 decimals would print 0.000)."""
-    return [{**r, "leakage_p": f"{r['leakage_p']:.2g}"} if "leakage_p" in r else r for r in rows]
+    out = []
+    for r in rows:
+        r = dict(r)
+        for key in ("leakage_p", "check_p"):
+            if key in r:
+                r[key] = "-" if r[key] is None else f"{r[key]:.2g}"
+        if r.get("check_passed", False) is None:
+            r["check_passed"] = "not made"
+        out.append(r)
+    return out
+
+
+def split_bias_note(rows: list[dict[str, Any]], threshold: float = BLIND_AUC_WARNING) -> str:
+    """The footnote naming the folders whose blind baseline exceeds `threshold` ("" when none does)."""
+    biased: dict[str, float] = {}
+    for r in rows:
+        auc = r.get("blind_auc")
+        if auc is not None and not math.isnan(auc) and auc > threshold:
+            biased[str(r["folder"])] = float(auc)
+    if not biased:
+        return ""
+    folders = ", ".join(f"{name} (blind_auc {auc:.3f})" for name, auc in biased.items())
+    return SPLIT_BIAS_NOTE.format(folders=folders, threshold=threshold)
 
 
 def format_bench(
@@ -360,17 +466,23 @@ def format_bench(
 ) -> str:
     """The printed report of `run_bench` (two tables) or `run_null_bench` (one table), with their notes."""
     stages = ", ".join(STAGES)
-    values = {"share": reference_share, "fdr": fdr, "redraws": redraws}
+    from models.reference_check import DEFAULT_CHECK_LEVEL
+
+    values = {"share": reference_share, "fdr": fdr, "redraws": redraws, "level": DEFAULT_CHECK_LEVEL}
     if null:
         return (
             metrics.format_metrics_table(_display(rows), NULL_COLUMNS)
             + f"\n\n{NULL_NOTE.format(**values)} t_total: seconds."
         )
+    bias = split_bias_note(rows)
     return (
         metrics.format_metrics_table(rows, TABLE_COLUMNS)
         + f"\n\nthreshold: {CALIBRATION}; f1_median: label-free median split; tpr_at_0.1pct_fpr: with fewer "
         f"than 1,000 not-used images, the TPR at zero false positives; t_*: seconds per stage ({stages}); "
-        "CIs: bootstrap 95 %.\n\n"
+        f"CIs: bootstrap 95 %. {BLIND_NOTE}"
+        + (f"\n{bias}" if bias else "")
+        + "\n\n"
         + metrics.format_metrics_table(_display(rows), CALIBRATED_COLUMNS)
         + f"\n\n{CALIBRATED_NOTE.format(**values)}"
+        + (f"\n{bias}" if bias else "")
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from models import bench, calibration
 from models.config import AuditConfig
@@ -109,8 +110,14 @@ def test_bench_figures_equal_the_engine_verdict_with_reference_labels(tmp_path: 
     assert sum(labels[i] == 0 for i in flagged) == row["false_flags"]
     assert sum(labels[i] == 1 for i in flagged) == pytest.approx(row["tpr_at_fdr"] * 30)
     assert {r.id for r in outcome.rows if r.role == "reference"} == set(reference)
+    # The bench's reference check of the drawn reference is the one the audit ran, and so is the verdict.
+    check = outcome.metrics["reference_check"]
+    assert check["p_value"] == pytest.approx(row["check_p"]) and check["passed"] == row["check_passed"]
+    assert check["statistic"] == pytest.approx(row["check_auc"])
+    assert leak["verdict"] == row["verdict"] == bench.product_verdict(row["detected"], row["check_passed"])
     text = bench.format_bench([row], 0.1, redraws=5)
     assert "tpr_at_0.1pct_fpr" in text and "mean_fdp" in text and "SAME scores" in text
+    assert "blind_auc" in text and "check_p" in text and "verdict" in text
 
 
 def test_null_bench_pairs_other_real_images_with_a_generated_set(tmp_path: Path) -> None:
@@ -123,4 +130,48 @@ def test_null_bench_pairs_other_real_images_with_a_generated_set(tmp_path: Path)
     assert row["used_candidates"] == 0 and row["false_flags"] == row["flagged"]
     assert 0.0 <= row["detect_rate"] <= 1.0 and row["t_total"] > 0
     assert "tpr_at_fdr" not in row and "mean_tpr" not in row  # undefined without used images
+    assert row["check_passed"] in (True, None) and row["verdict"] in ("detected", "not_detected")
+    assert "check_p" in bench.format_bench([row], 0.1, null=True, redraws=20)
     assert "e" in bench._display([{"leakage_p": 1e-12}])[0]["leakage_p"]
+
+
+def test_product_verdict_is_inconclusive_only_when_the_check_fails() -> None:
+    assert bench.product_verdict(True, False) == bench.product_verdict(False, False) == "inconclusive"
+    assert bench.product_verdict(True, True) == bench.product_verdict(True, None) == "detected"
+    assert bench.product_verdict(False, True) == "not_detected"
+
+
+def _brighten_used(folder: Path, labels: dict[str, int]) -> None:
+    """Redraw the split: every used real image brighter and lower in contrast (an acquisition change)."""
+    for image_id, used in labels.items():
+        if used:
+            path = folder / "real" / f"{image_id}.png"
+            img = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+            Image.fromarray(np.clip(60.0 + 0.75 * img, 0, 255).astype(np.uint8)).save(path)
+
+
+def test_blind_baseline_sees_a_split_drawn_differently_and_not_a_random_one(tmp_path: Path) -> None:
+    config = AuditConfig(method="pixels", image_size=32, seed=0)
+    random_split = tmp_path / "random"
+    make_membership_set(random_split, n_used=100, n_unused=100, n_fresh_generated=20, size=32, seed=5)
+    biased = tmp_path / "brighter"
+    labels = make_membership_set(biased, n_used=100, n_unused=100, n_fresh_generated=20, size=32, seed=5)
+    _brighten_used(biased, labels)
+    rows = bench.run_bench([random_split, biased], ["pixels"], config, tmp_path / "work", redraws=0)
+    by_folder = {r["folder"]: r for r in rows}
+    assert abs(by_folder["random"]["blind_auc"] - 0.5) < 0.15  # 200 images: sd of a null AUC ~0.04
+    assert by_folder["brighter"]["blind_auc"] > 0.9
+    assert by_folder["random"]["check_passed"] is True  # the drawn reference is a random hold-out
+    text = bench.format_bench(rows, 0.1, redraws=0)
+    note = bench.split_bias_note(rows)
+    assert note.startswith("SPLIT BIAS") and "brighter (blind_auc" in note and "random (" not in note
+    assert note in text and "blind_auc" in text
+    assert bench.split_bias_note([by_folder["random"]]) == ""
+    assert "SPLIT BIAS" not in bench.format_bench([by_folder["random"]], 0.1, redraws=0)
+
+
+def test_blind_baseline_is_nan_without_both_kinds() -> None:
+    images = np.zeros((4, 8, 8), np.uint8)
+    ids = ["a", "b", "c", "d"]
+    assert math.isnan(bench.blind_baseline(images, ids, {"a": 1, "b": 1}))
+    assert math.isnan(bench.blind_baseline(images, ids, {}))
