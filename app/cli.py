@@ -175,8 +175,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for item in items:
             print(f"skipped {role} file {item['name']}: {item['reason']}", file=sys.stderr)
     print(
-        f"{m['n_real']} real images, {m['n_generated']} generated; method {m['method']}; "
-        f"{m['n_decided_used']} decided used (threshold {m['threshold']:.4f}, rule {m['decision_rule']})"
+        f"{m['n_real']} real images, {m['n_generated']} generated; method {m['method']}; {_decisions_text(m)}"
     )
     print(_verdict_line(m))
     print(f"wrote {args.out}")
@@ -194,6 +193,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 m["labelled"]["cross_validated"],
             )
     return 0
+
+
+def _decisions_text(m: dict) -> str:
+    """What the `used` column holds, in honest words: images flagged at the FDR in a calibrated audit,
+    else a rule's marks (a setting, not a finding: an unmarked image was not shown to be unused)."""
+    used, threshold, rule = m["n_decided_used"], m["threshold"], m["decision_rule"]
+    if m.get("calibrated") and rule == "fdr":
+        return f"{used} flagged at FDR {m['fdr']:g} (threshold {threshold:.4f}, rule fdr)"
+    return (
+        f"{used} marked used by the rule (threshold {threshold:.4f}, rule {rule}; a setting, not a finding)"
+    )
 
 
 def _verdict_line(m: dict) -> str:
