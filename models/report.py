@@ -606,7 +606,7 @@ def _patient_decision(p: PatientResult, by_fdr: bool) -> str:
     if p.role == "reference":
         return "reference (known not used)"
     if not by_fdr:
-        return f"rule: {'used' if p.used else 'not used'}"
+        return f"rule: {'used' if p.used else 'not marked used'}"
     return "flagged" if p.used else "not flagged"
 
 
