@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +26,10 @@ from models.calibration import leakage_test
 from models.reference_check import check_reference
 from models.stages import load_decoded
 from models.stages.decode import load_reference_mask
+
+
+def _f(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def audit(case: Path, work: Path) -> dict:
@@ -41,6 +46,7 @@ def audit(case: Path, work: Path) -> dict:
     if not (work / "m.json").exists() and "--drop-reference-duplicates" in proc.stderr:
         # near-identical slices on both sides (a slab-correlated split): the audit refuses them; drop them
         # from the candidates as the error message offers, and say so in the table
+        shutil.rmtree(work / "wd", ignore_errors=True)  # a work folder keeps its first configuration
         proc = subprocess.run([*cmd, "--drop-reference-duplicates"], capture_output=True, text=True)
         dropped = True
     total = time.perf_counter() - started
@@ -104,7 +110,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---|---|---:|---|---:|---:|")
     for r in [r for r in rows if "failed" not in r]:
         print(
-            f"| {r['case']}{' (duplicates dropped)' if r['dropped_duplicates'] else ''} | {r['n_ref']} | {r['n_cand']} | {r['units']} | {r['auc']:.3f} | {r['p']:.2g} | {r['passed']} | "
+            f"| {r['case']}{' (duplicates dropped)' if r['dropped_duplicates'] else ''} | {r['n_ref']} | {r['n_cand']} | {r['units']} | {_f(r['auc'], '.3f')} | {_f(r['p'], '.2g')} | {r['passed']} | "
             f"{r['verdict']} | {r['p_without_check']:.2g} | {r['verdict_without_check']} | {r['t_check']:.1f} | {r['t_audit']:.1f} |"
         )
     for r in rows:
