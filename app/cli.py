@@ -71,6 +71,7 @@ def _config_from_args(args: argparse.Namespace) -> AuditConfig:
         "weights": str(args.weights) if args.weights else None,
         "checkpoint": str(args.checkpoint) if args.checkpoint else None,
         "alignment": args.alignment,
+        "drop_reference_duplicates": bool(getattr(args, "drop_reference_duplicates", False)),
     }
     try:
         return AuditConfig.from_dict(values)
@@ -142,6 +143,8 @@ def _print_metrics(title: str, metrics_row: dict) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit a real set against a generated set and write the CSV."""
+    from models.reference_overlap import read_overlap
+    from models.reference_overlap import warnings as overlap_warnings
     from models.results import read_labels_csv, write_results_csv
     from models.stages import AuditInputs, run_audit
     from models.workdir import WorkDir
@@ -169,11 +172,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
             shutil.copyfile(WorkDir(workdir).mae_checkpoint, args.save_encoder)
         if args.report:
             _write_cli_report(args, workdir, labels)
+        overlap = read_overlap(workdir)
     write_results_csv(outcome.rows, args.out, fmt=args.format)
     m = outcome.metrics
     for role, items in outcome.rejected.items():
         for item in items:
             print(f"skipped {role} file {item['name']}: {item['reason']}", file=sys.stderr)
+    for line in overlap_warnings(overlap or {}):
+        print(f"warning: {line}", file=sys.stderr)
     print(
         f"{m['n_real']} real images, {m['n_generated']} generated; method {m['method']}; {_decisions_text(m)}"
     )
@@ -405,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-encoder", type=Path, default=None, help="keep the pretrained MAE (.safetensors)"
     )
     audit.add_argument("--report", type=Path, default=None, help="also write an HTML report (plots, gallery)")
+    audit.add_argument(
+        "--drop-reference-duplicates",
+        action="store_true",
+        help="drop real candidates that repeat --reference images (same or near-identical pixels) instead "
+        "of refusing the audit; they are counted in the metrics",
+    )
     _add_config_arguments(audit)
     audit.set_defaults(func=cmd_audit)
 

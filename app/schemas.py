@@ -104,6 +104,11 @@ class AuditConfigIn(BaseModel):
         description="auto (default): the default method's thumbnail search tolerates small shifts, rotations "
         "and scalings when the audit's own images show such copies; off: never",
     )
+    drop_reference_duplicates: bool | None = Field(
+        default=None,
+        description="false (default): an audit whose real candidates repeat reference images (same or "
+        "near-identical pixels) is refused; true: those candidates are dropped and counted in the metrics",
+    )
 
     def chosen(self) -> dict[str, Any]:
         """Only the settings the client set."""

@@ -175,6 +175,22 @@ def _check_datasets(session: Session, body: AuditCreate, tenant: str) -> None:
                 f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
             )
             raise Unprocessable(f"labels: not among the real dataset's image ids: {shown}")
+    if body.reference_dataset_id is not None and not body.config.drop_reference_duplicates:
+        _check_reference_overlap(session, body.real_dataset_id, body.reference_dataset_id)
+
+
+def _check_reference_overlap(session: Session, real_id: uuid.UUID, reference_id: uuid.UUID) -> None:
+    """422 when real images have the same bytes as reference images (the decode stage also finds the same
+    pixels and near-identical copies, and fails the audit with the same kind of message)."""
+    reference = {sha for _, sha in repo.image_hashes(session, reference_id)}
+    repeated = [name for name, sha in repo.image_hashes(session, real_id) if sha in reference]
+    if repeated:
+        shown = ", ".join(repeated[:5]) + (f" (and {len(repeated) - 5} more)" if len(repeated) > 5 else "")
+        raise Unprocessable(
+            f"reference_dataset_id: {len(repeated)} real candidate image(s) are also in the reference (same "
+            f"file bytes): {shown}; a reference image must not be a candidate: remove them from one of the "
+            "datasets, or set config drop_reference_duplicates to drop them from the candidates"
+        )
 
 
 def create_audit(

@@ -157,7 +157,7 @@ def test_decode_refuses_label_ids_not_among_the_real_images(tmp_path: Path) -> N
     labels = {"r0001": 0, "nope1": 0, "nope2": 1}
     with pytest.raises(ValueError, match=r"^labels: 2 id\(s\) are not among the real images: nope1, nope2$"):
         run_decode(
-            tmp_path / "w", AuditInputs(real, generated, labels), AuditConfig(image_size=32), lambda f: 0
+            tmp_path / "w", AuditInputs(real, generated, labels), AuditConfig(image_size=32), lambda f: None
         )
 
 
