@@ -124,7 +124,8 @@ def decide_images(
         if leakage["verdict"] != "inconclusive":
             p_values[candidates[:n_real]], q_values[candidates[:n_real]] = result.p_values, result.q_values
     calibrated = leakage is not None and leakage["verdict"] != "inconclusive"
-    rule = decision_rule_for(config, calibrated) if calibrated or config.decision != "fdr" else "prior"
+    inconclusive = leakage is not None and not calibrated
+    rule = "prior" if inconclusive and config.decision == "fdr" else decision_rule_for(config, calibrated)
     if rule == "fdr":
         used = (np.nan_to_num(q_values, nan=1.0) <= config.fdr).astype(np.int8)
         threshold = _fdr_threshold(scores, used.astype(bool))

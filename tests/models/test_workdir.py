@@ -49,6 +49,8 @@ def test_the_names_are_those_of_every_earlier_work_folder() -> None:
         w.results_csv: "results.csv",
         w.reference_csv: "reference.csv",
         w.metrics: "metrics.json",
+        w.overlap: "overlap.json",
+        w.reference_check: "reference_check.npz",
         w.config: "config.json",
         w.timings: "timings.json",
         w.mae_checkpoint: "encoder.safetensors",
@@ -116,9 +118,10 @@ def test_an_audit_writes_exactly_what_workdir_names(tmp_path: Path, loose_umask:
         work.results_csv,
         work.reference_csv,
         work.metrics,
+        work.overlap,
         work.config,
         work.timings,
-    }
+    } | ({work.reference_check} if work.reference_check.exists() else set())
     assert {_mode(p) for p in _files(work.path)} == {0o600}
     assert read_outcome(work.path).metrics["n_reference_set"] == 6
 
