@@ -146,7 +146,10 @@ def test_audit_with_a_reference_writes_p_values_and_the_metrics_json(bench_folde
         "used_share_ci",
     }
     assert leak["n_flagged"] == sum(r["used"] == "1" for r in rows)
-    assert "p = " in result.stdout and "at least" in result.stdout
+    assert "p = " in result.stdout
+    bound = "at least" if leak["used_count_lower_bound"] else "no lower bound above zero can be given"
+    assert bound in result.stdout
+    assert document["reference_check"] is not None and leak["verdict"] in {"detected", "not_detected"}
 
 
 def test_fdr_rule_without_reference_is_one_line_error(bench_folder, tmp_path: Path) -> None:
