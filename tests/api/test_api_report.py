@@ -57,10 +57,17 @@ def test_report_of_an_audit_renders_with_its_plots(
     assert len(images) >= 3 + min(12, n_candidates) * 2  # plots, gallery: candidates + nearest generated
     lead = re.search(r"<span class=lead id=leakage-sentence>(.*?)</span>", page).group(1)
     assert lead.startswith("Evidence of training-data leakage: p = ")  # 8 exact copies among the candidates
+    bound = leak["used_count_lower_bound"]
+    said = (
+        f"at least {bound:,} were used (95 % confidence)."
+        if bound
+        else "no lower bound above zero can be given on how many were used."
+    )
     assert (
         f"at a false discovery rate of 10 %, {leak['n_flagged']:,} of {n_candidates:,} candidate images are "
-        f"flagged; at least {leak['used_count_lower_bound']:,} were used (95 % confidence)."
+        f"flagged; {said}"
     ) in lead
+    assert "at least 0 " not in page
     assert "class='verdict risk'" in page
     assert client.get(report_url + "?aggregation=mean-score").status_code == 200
     assert client.get(report_url + "?aggregation=median").status_code == 422
