@@ -40,12 +40,11 @@ from models.report_data import (
     target_fdr,
 )
 from models.report_plots import (
-    BLUE,
-    RED,
     _figure_png,
     _new_figure,
     _score_bins,
     candidate_reference_plot,
+    density_histograms,
     p_value_histogram,
     roc_plot,
     score_histogram,
@@ -414,14 +413,7 @@ def blind_score_plot(reference: np.ndarray, candidates: np.ndarray) -> str:
     fig, ax = _new_figure(5.0, 3.4)
     n_bins = int(np.clip(2 * math.sqrt(len(candidates) + len(reference)), 10, 40))
     bins = _score_bins([candidates, reference], None, n_bins)
-    for values, label, colour in (
-        (reference, f"reference images ({len(reference):,})", BLUE),
-        (candidates, f"candidates ({len(candidates):,})", RED),
-    ):
-        values = values[np.isfinite(values)]
-        if values.size:
-            ax.hist(values, bins=bins, density=True, color=colour, alpha=0.45, label=label)
-            ax.hist(values, bins=bins, density=True, color=colour, histtype="step", linewidth=1.6)
+    density_histograms(ax, reference, candidates, bins, "reference images")
     ax.set_xlabel("blind score (higher = more like the reference), without the generated images")
     ax.set_ylabel("density (each set's area = 1)")
     ax.set_title("Reference check: reference vs candidate images")

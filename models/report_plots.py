@@ -94,6 +94,20 @@ def score_histogram(scores: np.ndarray, threshold: float, label_of: np.ndarray |
     )
 
 
+def density_histograms(
+    ax: Any, reference: np.ndarray, candidates: np.ndarray, bins: Any, reference_label: str
+) -> None:
+    """Reference (blue) and candidate (red) histograms on shared bins, each a density (area 1)."""
+    for values, label, colour in (
+        (reference, f"{reference_label} ({len(reference):,})", BLUE),
+        (candidates, f"candidates ({len(candidates):,})", RED),
+    ):
+        values = values[np.isfinite(values)]
+        if values.size:
+            ax.hist(values, bins=bins, density=True, color=colour, alpha=0.45, label=label)
+            ax.hist(values, bins=bins, density=True, color=colour, histtype="step", linewidth=1.6)
+
+
 def candidate_reference_plot(
     candidates: np.ndarray, reference: np.ndarray, threshold: float | None, threshold_label: str = "threshold"
 ) -> str:
@@ -102,14 +116,7 @@ def candidate_reference_plot(
     fig, ax = _new_figure(5.0, 3.4)
     n_bins = int(np.clip(2 * math.sqrt(len(candidates) + len(reference)), 10, 40))
     bins = _score_bins([candidates, reference], threshold, n_bins)
-    for values, label, colour in (
-        (reference, f"reference: known not used ({len(reference):,})", BLUE),
-        (candidates, f"candidates ({len(candidates):,})", RED),
-    ):
-        values = values[np.isfinite(values)]
-        if values.size:
-            ax.hist(values, bins=bins, density=True, color=colour, alpha=0.45, label=label)
-            ax.hist(values, bins=bins, density=True, color=colour, histtype="step", linewidth=1.6)
+    density_histograms(ax, reference, candidates, bins, "reference: known not used")
     return _score_plot_png(
         fig, ax, threshold, threshold_label, "density (each set's area = 1)", "Candidate vs reference scores"
     )
