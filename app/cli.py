@@ -255,7 +255,8 @@ def _verdict_line(m: dict) -> str:
         parts.append(f"reference check passed (p {_p_text(check['p_value'])})")
     elif check and check.get("passed") is None:
         parts.append(
-            f"reference check not made ({check.get('units')} independent units, too few): nothing checked "
+            f"reference check not made ({check.get('units')} independent units and {check.get('pairs') or 0} "
+            "near-duplicate pairs across the reference, too few): nothing checked "
             "that the reference is drawn like the candidates"
         )
     return "; ".join(parts)

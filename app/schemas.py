@@ -225,10 +225,14 @@ class MetricsOut(BaseModel):
     reference_check: dict[str, Any] | None = Field(
         default=None,
         description="null without a reference (uncalibrated); else the blind reference check, a two-sample "
-        "test of the reference images against the candidates that never looks at the generated images: test, "
-        "statistic (held-out AUC, 0.5 = alike), p_value, level, passed (false: the verdict is inconclusive; "
-        "null: too few independent units to test), units, grouping, n_reference, n_candidates, features, "
-        "corrected, effective_reference_size, message (one plain sentence)",
+        "test of the reference images against the candidates that never looks at the generated images: test "
+        "(the classifier test over independent units, or with fewer than 10 units the sign-flip test of "
+        "near-duplicate pairs across the reference), statistic (the classifier's held-out AUC, 0.5 = alike; "
+        "null for the paired test), p_value (the test made), level, passed (false: the verdict is "
+        "inconclusive; null: neither test could be made), units (independent units), classifier_p_value, "
+        "pairs (near-duplicate pairs with one image in the reference; null when not looked for), "
+        "paired_statistic, paired_p_value (null: fewer than 20 pairs), grouping, n_reference, n_candidates, "
+        "features, corrected, effective_reference_size, message (one plain sentence)",
     )
     leakage: dict[str, Any] | None = Field(
         default=None,

@@ -26,7 +26,14 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.reference_overlap import NEAR_DUPLICATE_COSINE, nearest_cosine, pixel_digests, thumbnails
+from models.reference_overlap import (
+    NEAR_DUPLICATE_COSINE,
+    SPACING_RATIO,
+    nearest_cosine,
+    pixel_digests,
+    stands_out,
+    thumbnails,
+)
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 MRICRON = Path("/usr/share/mricron/templates")
@@ -69,16 +76,18 @@ def noisy(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray
     return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).round().astype(np.uint8)
 
 
-def nearest_distinct(thumbs: np.ndarray, digests: list[bytes]) -> np.ndarray:
-    """Each image's highest cosine with an image of other pixels (blocks of 1,024 rows)."""
+def nearest_distinct(thumbs: np.ndarray, digests: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's highest and second-highest cosine with images of other pixels (blocks of 1,024 rows)."""
     codes = np.unique(np.array(digests), return_inverse=True)[1]
     best = np.full(len(thumbs), -1.0, dtype=np.float32)
+    second = np.full(len(thumbs), -1.0, dtype=np.float32)
     for start in range(0, len(thumbs), 1024):
         sims = thumbs[start : start + 1024] @ thumbs.T
         same = codes[start : start + 1024, None] == codes[None, :]
         sims[same] = -1.0
-        best[start : start + 1024] = sims.max(axis=1)
-    return best
+        top2 = -np.sort(-np.partition(sims, -2, axis=1)[:, -2:], axis=1)
+        best[start : start + 1024], second[start : start + 1024] = top2[:, 0], top2[:, 1]
+    return best, second
 
 
 def measure(kind: str, sources: list[np.ndarray], size: int) -> None:
@@ -87,12 +96,14 @@ def measure(kind: str, sources: list[np.ndarray], size: int) -> None:
     thumbs = thumbnails(images)
     digests = pixel_digests(images)
     exact = len(digests) - len(set(digests))
-    distinct = nearest_distinct(thumbs, digests)
+    distinct, second = nearest_distinct(thumbs, digests)
     qs = np.quantile(distinct, [0.5, 0.99, 0.999])
     print(
         f"{kind} @ {size}: {len(images)} images ({exact} exact repeats left out); nearest distinct cosine: "
         f"median {qs[0]:.4f}, 99% {qs[1]:.4f}, 99.9% {qs[2]:.4f}, max {distinct.max():.5f}; "
         + ", ".join(f">= {t}: {int((distinct >= t).sum())}" for t in (0.998, 0.999, NEAR_DUPLICATE_COSINE))
+        + f"; of those >= {NEAR_DUPLICATE_COSINE}, standing out from their next neighbour (ratio "
+        f"{SPACING_RATIO}): {int(((distinct >= NEAR_DUPLICATE_COSINE) & stands_out(distinct, second)).sum())}"
     )
     pick = rng.choice(len(sources), min(COPIES, len(sources)), replace=False)
     variants = {
@@ -108,9 +119,12 @@ def measure(kind: str, sources: list[np.ndarray], size: int) -> None:
     for name, make in variants.items():
         copies = thumbnails(np.stack([fit(make(sources[i]), size) for i in pick]))
         cos = (copies * thumbs[pick]).sum(axis=1)
+        others = copies @ thumbs.T
+        others[np.arange(len(pick)), pick] = -1.0  # the copy's nearest image other than its original
+        caught_rule = (cos >= NEAR_DUPLICATE_COSINE) & stands_out(cos, others.max(axis=1))
         parts.append(
             f"{name} min {cos.min():.5f} (1% {np.quantile(cos, 0.01):.5f}, caught "
-            f"{np.mean(cos >= NEAR_DUPLICATE_COSINE):.1%})"
+            f"{np.mean(cos >= NEAR_DUPLICATE_COSINE):.1%}, with the spacing rule {np.mean(caught_rule):.1%})"
         )
     print(f"  copies vs their originals: {'; '.join(parts)}")
     caught = (

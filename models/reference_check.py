@@ -18,6 +18,9 @@ measures is how the reference was drawn and never leakage:
    the cluster-robust variance of Obuchowski (1997), one-sided against AUC = 0.5 with a t reference
    distribution (units - 1 degrees of freedom). A random hold-out gives AUC near 0.5; a reference from
    another scanner, site or patient mix gives AUC above it.
+5. With fewer than MIN_UNITS units (a few slice stacks, each one chain), the paired test instead
+   (models/reference_pairs.py): near-duplicate pairs with one image on each side of the reference line,
+   whose acquisition statistics differ with a random sign when the reference was drawn at random.
 
 Null hypothesis: reference and candidate units are drawn alike, so held-out scores do not tell them
 apart. Its false-alarm rate on exchangeable splits, independent and slice-correlated, is checked by
@@ -35,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from models.reference_pairs import MIN_PAIRS, greedy_pairs, paired_differences, sign_flip_test
+
 DEFAULT_CHECK_LEVEL = 0.01
 FOLDS = 5  # cross-fitted blind scores (evidence, the benchmark's blind baseline)
 SPLITS = 5  # random halvings of the test
@@ -48,12 +53,16 @@ UNIT_NEIGHBOURS = 8  # near-duplicate links looked for per image (bounded memory
 STATS_SIDE = 128  # acquisition statistics on at most 128 x 128 (area-averaged)
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 SPECTRUM_BANDS = 8
+SHADING_SIDE = 32  # the smooth-surface fit of _shading runs on 32 x 32 copies
+ACQUISITION_COLUMNS = len(QUANTILES) + 13 + SPECTRUM_BANDS  # the features before the content thumbnail
 CHUNK = 256
 FEATURES = (
-    "intensity percentiles, mean, contrast, dark/bright shares, gradient and Laplacian energy, "
+    "intensity percentiles, mean, contrast, dark/bright shares, gradient and Laplacian energy, shading "
+    "(a smooth surface fitted to the foreground's log intensity), "
     f"radial power spectrum ({SPECTRUM_BANDS} bands), per-image-normalised {THUMB_SIDE}x{THUMB_SIDE} thumbnail"
 )
 TEST_NAME = "cross-fitted classifier AUC (clustered)"
+PAIRED_TEST_NAME = "sign-flip test of near-duplicate pairs across the reference"
 
 
 @dataclass(frozen=True)
@@ -62,10 +71,14 @@ class ReferenceCheck:
 
     test: str
     statistic: float | None  # held-out AUC, reference vs candidates (0.5: alike)
-    p_value: float | None
+    p_value: float | None  # the p-value of the test that was made
     level: float
     passed: bool | None
     units: int
+    classifier_p_value: float | None  # None: fewer than MIN_UNITS units
+    pairs: int | None  # near-duplicate pairs across the reference (None: not looked for)
+    paired_statistic: float | None  # root-mean-square sign-flip z score (about 1 when alike)
+    paired_p_value: float | None  # None: made only without the classifier test, and with MIN_PAIRS pairs
     grouping: str
     n_reference: int
     n_candidates: int
@@ -113,6 +126,31 @@ def _normalised_thumbnails(x: np.ndarray, side: int) -> np.ndarray:
     return t / (np.linalg.norm(t, axis=1, keepdims=True) + 1e-8)
 
 
+def _shading(x: np.ndarray, side: int = SHADING_SIDE) -> np.ndarray:
+    """How much of each image's log intensity over its foreground a smooth 2nd-order surface explains
+    (a bias field, uneven illumination), and what it leaves: [B, 3] = log trend variance, log residual
+    variance, foreground coefficient of variation. Foreground: above a tenth of the image's maximum."""
+    t = _area_resize(x, min(side, x.shape[1], x.shape[2]))
+    b, h, w = t.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    u, v = (xx.ravel() / max(w - 1, 1) - 0.5), (yy.ravel() / max(h - 1, 1) - 0.5)
+    basis = np.stack([np.ones_like(u), u, v, u * v, u**2, v**2], axis=1)  # [P, 6]
+    flat = t.reshape(b, -1).astype(np.float64)
+    mask = flat > 0.1 * flat.max(axis=1, keepdims=True)
+    mask[mask.sum(axis=1) < basis.shape[1] * 4] = True  # too little foreground: the whole image
+    wts = mask / mask.sum(axis=1, keepdims=True)
+    logi = np.log(flat + 0.02)
+    gram = np.einsum("bp,pi,pj->bij", wts, basis, basis) + 1e-6 * np.eye(basis.shape[1])
+    rhs = np.einsum("bp,pi,bp->bi", wts, basis, logi)
+    fit = np.linalg.solve(gram, rhs[..., None])[..., 0] @ basis.T  # [B, P]
+    mean = (wts * logi).sum(axis=1, keepdims=True)
+    trend = (wts * (fit - mean) ** 2).sum(axis=1)
+    resid = (wts * (logi - fit) ** 2).sum(axis=1)
+    fg_mean = (wts * flat).sum(axis=1)
+    fg_cv = np.sqrt((wts * (flat - fg_mean[:, None]) ** 2).sum(axis=1)) / (fg_mean + 1e-6)
+    return np.c_[np.log(trend + 1e-6), np.log(resid + 1e-6), fg_cv]
+
+
 def _chunk_features(x: np.ndarray) -> np.ndarray:
     side = min(STATS_SIDE, x.shape[1], x.shape[2])
     s = _area_resize(x, side) if x.shape[1:] != (side, side) else x
@@ -129,7 +167,9 @@ def _chunk_features(x: np.ndarray) -> np.ndarray:
     eps = 1e-4
     sharp = np.log(eps + np.c_[dx, dy, lap_energy]) - np.log(eps + std)  # contrast-free sharpness
     stats = np.c_[quant, mean, std, dark, bright, np.log(eps + np.c_[dx, dy, lap_energy]), sharp]
-    return np.c_[stats, _spectrum_bands(s), _normalised_thumbnails(s, THUMB_SIDE)].astype(np.float64)
+    return np.c_[stats, _shading(s), _spectrum_bands(s), _normalised_thumbnails(s, THUMB_SIDE)].astype(
+        np.float64
+    )
 
 
 def check_features(images: np.ndarray) -> np.ndarray:
@@ -160,35 +200,72 @@ def _union_find_labels(n: int, pairs: np.ndarray) -> np.ndarray:
     return np.unique(roots, return_inverse=True)[1]
 
 
-def near_duplicate_pairs(images: np.ndarray, threshold: float = NEAR_DUPLICATE_COSINE) -> np.ndarray:
-    """Pairs (i, j), i < j, whose normalised 16x16 thumbnails have cosine >= threshold (each image's
-    UNIT_NEIGHBOURS nearest only, in blocks: memory stays bounded)."""
+@dataclass(frozen=True)
+class Neighbours:
+    """Each image's nearest others by normalised 16x16 thumbnail: indices and cosines [N, k], best first."""
+
+    index: np.ndarray
+    cosine: np.ndarray
+
+
+def _rank_thumbnails(x: np.ndarray, side: int) -> np.ndarray:
+    """Normalised thumbnails of each image's intensity ranks (ties averaged, on a 2x finer grid first):
+    unchanged by any monotone change of intensity (gamma, contrast, brightness)."""
+    from scipy.stats import rankdata
+
+    fine = _area_resize(x, min(2 * side, x.shape[1], x.shape[2]))
+    ranks = rankdata(fine.reshape(fine.shape[0], -1), axis=1).reshape(fine.shape).astype(np.float32)
+    return _normalised_thumbnails(ranks, side)
+
+
+def thumbnail_neighbours(images: np.ndarray, k: int = UNIT_NEIGHBOURS, ranks: bool = False) -> Neighbours:
+    """The k nearest other images of each image by normalised 16x16 thumbnail (`ranks`: of the intensity
+    ranks, see _rank_thumbnails), in blocks: memory stays bounded."""
     imgs = np.asarray(images)
+    thumb = _rank_thumbnails if ranks else _normalised_thumbnails
     thumbs = np.concatenate(
         [
-            _normalised_thumbnails(imgs[i : i + CHUNK].astype(np.float32) / 255.0, UNIT_THUMB_SIDE)
+            thumb(imgs[i : i + CHUNK].astype(np.float32) / 255.0, UNIT_THUMB_SIDE)
             for i in range(0, len(imgs), CHUNK)
         ]
     ).astype(np.float32)
     n = thumbs.shape[0]
-    k = min(UNIT_NEIGHBOURS + 1, n)
-    found = []
+    k = max(1, min(k, n - 1))
+    index = np.zeros((n, k), dtype=np.int64)
+    cosine = np.full((n, k), -np.inf, dtype=np.float32)
+    if n < 2:
+        return Neighbours(index, cosine)
     for start in range(0, n, 1024):
         sims = thumbs[start : start + 1024] @ thumbs.T
         rows = np.arange(sims.shape[0])
         sims[rows, start + rows] = -np.inf
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         top_sims = np.take_along_axis(sims, top, axis=1)
-        r, c = np.nonzero(top_sims >= threshold)
-        found.append(np.c_[start + r, top[r, c]])
-    pairs = np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+        order = np.argsort(-top_sims, axis=1, kind="stable")
+        index[start : start + len(rows)] = np.take_along_axis(top, order, axis=1)
+        cosine[start : start + len(rows)] = np.take_along_axis(top_sims, order, axis=1)
+    return Neighbours(index, cosine)
+
+
+def near_duplicate_pairs(
+    images: np.ndarray, threshold: float = NEAR_DUPLICATE_COSINE, neighbours: Neighbours | None = None
+) -> np.ndarray:
+    """Pairs (i, j), i < j, whose normalised 16x16 thumbnails have cosine >= threshold (each image's
+    UNIT_NEIGHBOURS nearest only)."""
+    nb = thumbnail_neighbours(images) if neighbours is None else neighbours
+    r, c = np.nonzero(nb.cosine >= threshold)
+    if r.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.c_[r, nb.index[r, c]]
     return np.unique(np.sort(pairs, axis=1), axis=0).astype(np.int64)
 
 
-def check_units(images: np.ndarray, groups: list[str | None] | None = None) -> tuple[np.ndarray, str]:
+def check_units(
+    images: np.ndarray, groups: list[str | None] | None = None, neighbours: Neighbours | None = None
+) -> tuple[np.ndarray, str]:
     """(unit index per image, how units were formed): known groups joined with near-duplicate chains."""
     n = len(images)
-    pairs = [near_duplicate_pairs(images)]
+    pairs = [near_duplicate_pairs(images, neighbours=neighbours)]
     grouping = "near-duplicates"
     if groups is not None:
         first: dict[str, int] = {}
@@ -310,20 +387,40 @@ def format_p(p: float) -> str:
     return "< 1e-15" if p < 1e-15 else f"= {p:.2g}"
 
 
-def _message(passed: bool | None, p: float | None, auc: float | None, units: int) -> str:
+def describe_evidence(check: dict[str, Any]) -> str:
+    """What each test of a check (its metrics dict) saw, in words: "" when neither was made."""
+    parts = []
+    if check.get("classifier_p_value") is not None and check.get("statistic") is not None:
+        parts.append(
+            f"a classifier trained on part of the images told the rest apart with AUC {check['statistic']:.2f} "
+            f"(0.5 means alike; p {format_p(check['classifier_p_value'])}, {check.get('units', 0):,} independent "
+            f"units: {check.get('grouping', '')})"
+        )
+    if check.get("paired_p_value") is not None:
+        parts.append(
+            f"{check.get('pairs', 0):,} pairs of near-identical images, one in the reference and one among the "
+            f"candidates, differed in how they were acquired by {check.get('paired_statistic') or 0:.1f} "
+            f"standard errors on average (about 1 when alike; sign-flip p {format_p(check['paired_p_value'])})"
+        )
+    return "; ".join(parts)
+
+
+def _message(passed: bool | None, p: float | None, auc: float | None, units: int, pairs: int | None) -> str:
     if passed is None:
         return (
             f"The reference check could not be made: the images form only {units} independent units "
-            f"(at least {MIN_UNITS} are needed), so nothing checked that the reference is drawn like the candidates."
+            f"(at least {MIN_UNITS} are needed) and {pairs or 0} near-duplicate pairs across the reference "
+            f"(at least {MIN_PAIRS}), so nothing checked that the reference is drawn like the candidates."
         )
-    assert p is not None and auc is not None
+    assert p is not None
+    size = f", AUC {auc:.2f}" if auc is not None else ""
     if passed:
         return (
-            f"The reference images look like the candidates (p {format_p(p)}, AUC {auc:.2f}, without looking at "
+            f"The reference images look like the candidates (p {format_p(p)}{size}, without looking at "
             "the generated images)."
         )
     return (
-        f"The reference images differ from the candidates (p {format_p(p)}, AUC {auc:.2f}), found without looking "
+        f"The reference images differ from the candidates (p {format_p(p)}{size}), found without looking "
         "at the generated images: their scores cannot say whether the generator leaks."
     )
 
@@ -363,16 +460,20 @@ def check_reference(
     features: np.ndarray | None = None,
 ) -> tuple[ReferenceCheck, np.ndarray | None]:
     """The reference check of a calibrated audit over the real pool: `images` uint8 [N, H, W] (candidates
-    and reference), `is_reference` per image, optional known group per image (patient, volume). Returns
-    the result and each image's cross-fitted blind score (the report's evidence; None when not made)."""
+    and reference), `is_reference` per image, optional known group per image (patient, volume).
+
+    The classifier test (`split_test`) over independent units when there are at least MIN_UNITS of them;
+    otherwise (slice stacks: each a chain of near-duplicates, a unit) the paired test over near-duplicate
+    pairs across the reference (models/reference_pairs.py, at least MIN_PAIRS). Neither possible: not made.
+    Returns the result and each image's cross-fitted blind score (the report's evidence; None unless the
+    classifier test was made)."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
     ref = np.asarray(is_reference, dtype=bool)
     feats = check_features(images) if features is None else features
-    units, grouping = check_units(images, groups)
+    neighbours = thumbnail_neighbours(images)
+    units, grouping = check_units(images, groups, neighbours)
     n_units = int(units.max()) + 1
-    ref_units = np.unique(units[ref]).size
-    cand_units = np.unique(units[~ref]).size
     base = ReferenceCheck(
         test=TEST_NAME,
         statistic=None,
@@ -380,20 +481,46 @@ def check_reference(
         level=level,
         passed=None,
         units=n_units,
+        classifier_p_value=None,
+        pairs=None,
+        paired_statistic=None,
+        paired_p_value=None,
         grouping=grouping,
         n_reference=int(ref.sum()),
         n_candidates=int((~ref).sum()),
         features=FEATURES,
         corrected=False,
         effective_reference_size=None,
-        message=_message(None, None, None, n_units),
+        message="",
     )
-    if n_units < MIN_UNITS or min(ref_units, cand_units) < 2:
-        return base, None
-    auc, p = split_test(feats, ref, units, SPLITS, seed)
-    passed = bool(p > level)
-    result = replace(base, statistic=auc, p_value=p, passed=passed, message=_message(passed, p, auc, n_units))
-    return result, cross_fitted_scores(feats, ref, units, FOLDS, seed)
+    if n_units >= MIN_UNITS and min(np.unique(units[ref]).size, np.unique(units[~ref]).size) >= 2:
+        auc, p = split_test(feats, ref, units, SPLITS, seed)
+        passed = bool(p > level)
+        result = replace(
+            base,
+            statistic=auc,
+            p_value=p,
+            classifier_p_value=p,
+            passed=passed,
+            message=_message(passed, p, auc, n_units, None),
+        )
+        return result, cross_fitted_scores(feats, ref, units, FOLDS, seed)
+    by_rank = thumbnail_neighbours(images, ranks=True)  # pairs that a change of intensity does not part
+    pairs = greedy_pairs(by_rank.index, by_rank.cosine, NEAR_DUPLICATE_COSINE)
+    pairs = pairs[units[pairs[:, 0]] == units[pairs[:, 1]]]  # within one unit: no sign shared across units
+    paired = sign_flip_test(paired_differences(feats[:, :ACQUISITION_COLUMNS], pairs, ref), seed=seed)
+    passed_pairs = None if paired.p_value is None else bool(paired.p_value > level)
+    result = replace(
+        base,
+        test=TEST_NAME if paired.p_value is None else PAIRED_TEST_NAME,
+        p_value=paired.p_value,
+        passed=passed_pairs,
+        pairs=paired.pairs,
+        paired_statistic=paired.statistic,
+        paired_p_value=paired.p_value,
+        message=_message(passed_pairs, paired.p_value, None, n_units, paired.pairs),
+    )
+    return result, None
 
 
 def blind_scores(

@@ -7,7 +7,9 @@ stage's uint8 cache (pure numpy, bounded memory):
 - exact duplicates: the same pixels after decoding (sha256 of the decoded image; same bytes included);
 - near-duplicates: per-image-normalised 16x16 thumbnails with cosine >= NEAR_DUPLICATE_COSINE, measured
   in docs/design.md (record 11): re-encoded, JPEG'd or lightly noised copies lie above it, distinct
-  Fashion-MNIST images and neighbouring MRI slices below it.
+  Fashion-MNIST images below it; and closer to the reference image than to anything else by a wide margin
+  (`SPACING_RATIO`): thin neighbouring slices of a volume can lie above the cosine, but then so does the
+  slice on the other side, while a copy stands out against its own neighbours.
 
 Candidates that repeat a reference image are refused (`ReferenceOverlapError`) unless the audit asks to
 drop them (`drop_reference_duplicates`). Exact duplicates within the real set or within the reference are
@@ -28,6 +30,7 @@ from models.workdir import WorkDir
 
 THUMB_SIDE = 16
 NEAR_DUPLICATE_COSINE = 0.9995  # measured: docs/design.md, record 11
+SPACING_RATIO = 0.2  # a copy's cosine gap to the reference is at most this share of its next gap (record 11)
 CHUNK = 128  # images turned into thumbnails at a time
 BLOCK = 1024  # candidate thumbnails compared with the reference at a time
 EXAMPLES = 5  # ids named in a message or the artifact
@@ -119,6 +122,30 @@ def nearest_cosine(queries: np.ndarray, base: np.ndarray) -> np.ndarray:
     return best
 
 
+def stands_out(best: np.ndarray, next_best: np.ndarray, ratio: float = SPACING_RATIO) -> np.ndarray:
+    """A near-duplicate is a copy when its gap to the match, 1 - best, is at most `ratio` times its gap to
+    the nearest other image, 1 - next_best (a slice between two neighbours 1 mm apart is not)."""
+    return (1.0 - np.asarray(best)) <= ratio * (1.0 - np.asarray(next_best))
+
+
+def _next_best(
+    rows: np.ndarray, real_t: np.ndarray, ref_t: np.ndarray, real_codes: np.ndarray, ref_codes: np.ndarray
+) -> np.ndarray:
+    """For the real images `rows`: the highest cosine with any image other than their best reference match
+    and other than images of the same pixels (themselves included)."""
+    out = np.full(len(rows), -1.0, dtype=np.float32)
+    for start in range(0, len(rows), BLOCK):
+        r = rows[start : start + BLOCK]
+        q = real_t[r]
+        to_ref = q @ ref_t.T
+        to_ref[np.arange(len(r)), to_ref.argmax(axis=1)] = -1.0
+        to_ref[real_codes[r][:, None] == ref_codes[None, :]] = -1.0
+        to_real = q @ real_t.T
+        to_real[real_codes[r][:, None] == real_codes[None, :]] = -1.0
+        out[start : start + len(r)] = np.maximum(to_ref.max(axis=1), to_real.max(axis=1))
+    return out
+
+
 def _repeats(digests: list[bytes], ids: list[str]) -> list[str]:
     """Ids whose pixels repeat an earlier image of the same list."""
     seen: set[bytes] = set()
@@ -151,10 +178,15 @@ def find_overlap(
     within_ref = _repeats(ref_digests, reference_ids)
     ref_set = set(ref_digests)
     exact = np.array([d in ref_set for d in real_digests], dtype=bool)
+    near = np.zeros(len(real_ids), dtype=bool)
     if real.shape[1:] == reference.shape[1:]:
-        near = nearest_cosine(thumbnails(real), thumbnails(reference)) >= threshold
-    else:
-        near = np.zeros(len(real_ids), dtype=bool)
+        real_t, ref_t = thumbnails(real), thumbnails(reference)
+        best = nearest_cosine(real_t, ref_t)
+        rows = np.flatnonzero((best >= threshold) & ~exact)
+        if rows.size:
+            codes = np.unique(np.array(real_digests + ref_digests), return_inverse=True)[1]
+            real_codes, ref_codes = codes[: len(real_digests)], codes[len(real_digests) :]
+            near[rows] = stands_out(best[rows], _next_best(rows, real_t, ref_t, real_codes, ref_codes))
     mask = exact | near
     found = [i for i, hit in zip(real_ids, mask, strict=True) if hit]
     return Overlap(

@@ -27,6 +27,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from models.alignment import PROBE_ANGLES, PROBE_ZOOMS
 from models.groups import GroupKeys, PatientResult
+from models.reference_check import describe_evidence
 from models.report_data import (
     candidate_mask,
     flagged_mask,
@@ -141,8 +142,10 @@ class ReferenceCheck:
     auc: float | None
     level: float
     units: int
+    pairs: int  # near-duplicate pairs across the reference (the paired test)
     grouping: str
     features: str
+    evidence: str  # what each test saw, in words (models.reference_check.describe_evidence)
     message: str
 
 
@@ -388,8 +391,10 @@ def _reference_check(data: dict[str, Any]) -> ReferenceCheck | None:
         auc=check.get("statistic"),
         level=float(check.get("level", 0.01)),
         units=int(check.get("units", 0)),
+        pairs=int(check.get("pairs") or 0),
         grouping=str(check.get("grouping", "")),
         features=str(check.get("features", "")),
+        evidence=describe_evidence(check),
         message=str(check.get("message", "")),
     )
 

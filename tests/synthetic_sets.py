@@ -125,3 +125,16 @@ def make_misaligned_set(
         Image.fromarray(generated[j]).save(root / "generated" / f"g{n + 1:05d}.png")
     (root / "labels.csv").write_text("id,used\n" + "".join(f"{k},{v}\n" for k, v in sorted(labels.items())))
     return labels
+
+
+def slice_stack(rng: np.random.Generator, slices: int = 60, side: int = 32) -> np.ndarray:
+    """The slices of one smooth random volume [slices, side, side] in [0, 1]: neighbouring slices are
+    near-duplicates, as in a CT or MRI series."""
+    zz, yy, xx = np.mgrid[0:slices, 0:side, 0:side].astype(float)
+    vol = np.zeros((slices, side, side))
+    for _ in range(12):
+        c = rng.uniform([0, 4, 4], [slices, side - 4, side - 4])
+        s = rng.uniform([8, 3, 3], [20, side / 4, side / 4])
+        r2 = ((zz - c[0]) / s[0]) ** 2 + ((yy - c[1]) / s[1]) ** 2 + ((xx - c[2]) / s[2]) ** 2
+        vol += rng.uniform(0.3, 1.0) * np.exp(-r2 / 2)
+    return vol / vol.max() * rng.uniform(0.6, 1.0)

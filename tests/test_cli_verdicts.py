@@ -17,6 +17,10 @@ CHECK_FAILED = {
     "level": 0.01,
     "passed": False,
     "units": 400,
+    "classifier_p_value": 1.2e-08,
+    "pairs": 3,
+    "paired_statistic": None,
+    "paired_p_value": None,
     "grouping": "near-duplicates",
     "n_reference": 300,
     "n_candidates": 600,
@@ -25,7 +29,13 @@ CHECK_FAILED = {
     "effective_reference_size": None,
     "message": "The reference images differ from the candidates.",
 }
-CHECK_PASSED = {**CHECK_FAILED, "statistic": 0.51, "p_value": 0.41, "passed": True}
+CHECK_PASSED = {
+    **CHECK_FAILED,
+    "statistic": 0.51,
+    "p_value": 0.41,
+    "classifier_p_value": 0.41,
+    "passed": True,
+}
 
 
 def leakage(**changes: Any) -> dict[str, Any]:
@@ -125,10 +135,14 @@ def test_a_reference_too_small_names_the_size_needed() -> None:
         reference_too_small=True,
         min_reference_size=9,
     )
-    line = _verdict_line(summary(leak, {**CHECK_PASSED, "passed": None, "p_value": None, "units": 5}))
+    not_made = {**CHECK_PASSED, "passed": None, "p_value": None, "classifier_p_value": None, "units": 5}
+    line = _verdict_line(summary(leak, not_made))
     assert "with 3 reference images nothing can be flagged at FDR 0.1 (at least 9 are needed)" in line
     assert "0 of 100" not in line and "at least 0" not in line
-    assert "reference check not made (5 independent units, too few)" in line
+    assert (
+        "reference check not made (5 independent units and 3 near-duplicate pairs across the reference"
+        in line
+    )
 
 
 def test_uncalibrated_line_is_unchanged() -> None:

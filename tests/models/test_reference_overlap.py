@@ -163,3 +163,42 @@ def test_decode_refuses_label_ids_not_among_the_real_images(tmp_path: Path) -> N
 
 def test_read_overlap_of_an_older_work_folder_is_none(tmp_path: Path) -> None:
     assert read_overlap(tmp_path) is None
+
+
+def _thin_slices(n: int = 120, side: int = 64) -> np.ndarray:
+    """Thin slices through one smooth volume: neighbours lie above the cosine threshold."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    blobs = rng.uniform(0.1, 0.9, size=(10, 4))
+    out = []
+    for k in range(n):
+        z = k / (3.0 * n)
+        img = sum(
+            np.exp(
+                -((xx - b[0]) ** 2 + (yy - b[1]) ** 2 + (z - b[2] / 10) ** 2) / (2 * (0.05 + 0.1 * b[3]) ** 2)
+            )
+            for b in blobs
+        )
+        out.append(img)
+    stack = np.stack(out)
+    return (stack / stack.max() * 255).astype(np.uint8)
+
+
+def test_a_random_split_of_thin_slices_is_not_refused_but_a_copy_among_them_is() -> None:
+    slices = _thin_slices()
+    rng = np.random.default_rng(8)
+    ref = np.zeros(len(slices), dtype=bool)
+    ref[rng.choice(len(slices), 48, replace=False)] = True
+    ids = [f"s{i:03d}" for i in range(len(slices))]
+    real_ids = [i for i, r in zip(ids, ref, strict=True) if not r]
+    ref_ids = [i for i, r in zip(ids, ref, strict=True) if r]
+    real, reference = slices[~ref], slices[ref]
+    close = nearest_cosine(thumbnails(real), thumbnails(reference)) >= NEAR_DUPLICATE_COSINE
+    assert close.sum() > 10  # neighbours across the split lie above the cosine threshold ...
+    overlap, mask = find_overlap(real_ids, real, ref_ids, reference)
+    assert not mask.any() and overlap.duplicates_reference_candidates == 0  # ... but are not copies
+    copy = np.clip(reference[5].astype(int) + rng.integers(-1, 2, reference[5].shape), 0, 255).astype(
+        np.uint8
+    )
+    _, mask = find_overlap([*real_ids, "copy"], np.concatenate([real, copy[None]]), ref_ids, reference)
+    assert mask.tolist() == [False] * len(real_ids) + [True]

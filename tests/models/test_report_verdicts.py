@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic_sets import make_membership_set, random_image
+from synthetic_sets import make_membership_set, random_image, slice_stack
 
 from models.config import AuditConfig
 from models.report import render_report
@@ -247,3 +247,33 @@ def test_metrics_document_passes_the_new_records_through_json_safe(random_work: 
     uncalibrated = metrics_document({"threshold": 0.5, "n_real": 4, "n_decided_used": 2}, {})
     assert uncalibrated["reference_check"] is None and uncalibrated["reference_overlap"] is None
     assert uncalibrated["counts"]["flagged"] is None
+
+
+def test_slice_stacks_with_a_shifted_reference_are_inconclusive_by_the_paired_test(tmp_path: Path) -> None:
+    """Three slice stacks are three units, too few for the classifier: the paired test of near-duplicate
+    slices across the reference sees the other scanner's contrast, and the report says what it saw."""
+    rng = np.random.default_rng(5)
+    slices = np.concatenate([slice_stack(rng, 60, 32) for _ in range(3)])
+    ref = np.zeros(len(slices), dtype=bool)
+    ref[rng.choice(len(slices), 70, replace=False)] = True
+    for folder in ("real", "reference", "generated"):
+        (tmp_path / folder).mkdir()
+    for i, (img, is_ref) in enumerate(zip(slices, ref, strict=True)):
+        img = img**1.4 if is_ref else img
+        where = "reference" if is_ref else "real"
+        Image.fromarray((img * 255).astype(np.uint8)).save(tmp_path / where / f"s{i:03d}.png")
+    for j in range(20):
+        Image.fromarray(random_image(rng, 32)).save(tmp_path / "generated" / f"g{j:02d}.png")
+    work = tmp_path / "work"
+    run_audit(
+        AuditInputs(tmp_path / "real", tmp_path / "generated", reference=tmp_path / "reference"), CONFIG, work
+    )
+    check = metrics_of(work)["reference_check"]
+    assert check["units"] < 10 and check["classifier_p_value"] is None
+    assert check["pairs"] >= 20 and check["passed"] is False
+    assert metrics_of(work)["leakage"]["verdict"] == "inconclusive"
+    page = render_report(work)
+    assert (
+        "pairs of near-identical images, one in the reference and one among the candidates"
+        in verdict_text(page)
+    )
