@@ -221,6 +221,45 @@ def build_mri(out: Path, sources: Path, seed: int) -> None:
         )
 
 
+def build_mri_leak(out: Path, sources: Path, seed: int) -> None:
+    """MRI cases with a leaking stand-in generator: candidates = every slice of ch2better (used) and of
+    mni152 outside the reference; reference = a seeded 40 % of mni152's slices (shifted or not); generated =
+    noisy copies (sigma 3 grey levels) of a seeded half of ch2better's slices beside every inia19 slice, a
+    generator that memorised part of its training volume. No MRI generator was trained for this."""
+    import make_ct_bench
+
+    paths = make_ct_bench.fetch_sources(sources)
+    images, info = make_ct_bench.build_slices(paths, 128)
+    volume = np.array([r["volume"] for r in info])
+    ids = np.array([f"{r['volume']}-{r['axis']}{r['slice']:03d}" for r in info])
+    used, other = np.flatnonzero(volume == "ch2better"), np.flatnonzero(volume == "mni152")
+    rng = np.random.default_rng(seed + 500)
+    copied = rng.choice(used, size=len(used) // 2, replace=False)
+    noise = rng.normal(0, 3.0, size=(len(copied), *images.shape[1:]))
+    generated = np.concatenate(
+        [np.clip(images[copied] + noise, 0, 255).round().astype(np.uint8), images[volume == "inia19"]]
+    )
+    for k, kind in enumerate(("random", "bias", "scanner")):
+        rng = np.random.default_rng(seed + 600 + k)
+        is_ref = np.zeros(len(other), bool)
+        is_ref[rng.choice(len(other), size=int(SHARE * len(other)), replace=False)] = True
+        cand = np.r_[used, other[~is_ref]]
+        write_case(
+            out / f"mri-leak-{kind}",
+            images[cand],
+            list(ids[cand]),
+            np.r_[np.ones(len(used), int), np.zeros(int((~is_ref).sum()), int)],
+            shift(kind, images[other[is_ref]], seed + 700 + k),
+            generated,
+            {
+                "pairing": "leaking stand-in generator (noisy copies of half the used volume's slices)",
+                "shift": kind,
+                "seed": seed,
+                "size": 128,
+            },
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("bench-local/shift"))
@@ -231,6 +270,7 @@ def main() -> None:
     build_fmnist(args.out, args.seed)
     if args.mri:
         build_mri(args.out, args.sources, args.seed)
+        build_mri_leak(args.out, args.sources, args.seed)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ def audit(case: Path, work: Path) -> dict:
         "p": rc["p_value"],
         "passed": rc["passed"],
         "units": rc["units"],
+        "test": "classifier"
+        if rc.get("classifier_p_value") is not None
+        else (f"paired ({rc['pairs']} pairs)" if rc.get("paired_p_value") is not None else "not made"),
         "verdict": leak["verdict"],
         "p_without_check": no_check.p_value,
         "verdict_without_check": "detected" if no_check.detected else "not_detected",
@@ -105,12 +108,12 @@ def main() -> None:
         return
     rows = [audit(c, args.work / c.name) for c in args.cases if (c / "reference").is_dir()]
     print(
-        "| case | reference | candidates | units | check AUC | check p | passed | verdict | leakage p without the check | verdict without the check | check (s) | audit (s) |"
+        "| case | reference | candidates | units | test | check AUC | check p | passed | verdict | leakage p without the check | verdict without the check | check (s) | audit (s) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|---|---:|---|---:|---:|")
+    print("|---|---:|---:|---:|---|---:|---:|---|---|---:|---|---:|---:|")
     for r in [r for r in rows if "failed" not in r]:
         print(
-            f"| {r['case']}{' (duplicates dropped)' if r['dropped_duplicates'] else ''} | {r['n_ref']} | {r['n_cand']} | {r['units']} | {_f(r['auc'], '.3f')} | {_f(r['p'], '.2g')} | {r['passed']} | "
+            f"| {r['case']}{' (duplicates dropped)' if r['dropped_duplicates'] else ''} | {r['n_ref']} | {r['n_cand']} | {r['units']} | {r['test']} | {_f(r['auc'], '.3f')} | {_f(r['p'], '.2g')} | {r['passed']} | "
             f"{r['verdict']} | {r['p_without_check']:.2g} | {r['verdict_without_check']} | {r['t_check']:.1f} | {r['t_audit']:.1f} |"
         )
     for r in rows:

@@ -227,6 +227,7 @@ class Summary:
     seed: str
     skipped: tuple[int, int, int]  # files skipped: real, generated, reference
     alignment: str | None = None  # what the alignment gate of the thumbnail view did (None: no such view)
+    overlap: str | None = None  # duplicates across or within the sets, in words (None: none found)
 
 
 @dataclass(frozen=True)
@@ -501,7 +502,29 @@ def _summary(data: dict[str, Any], patients: list[PatientResult] | None) -> Summ
         seed=str(c.get("seed", "–")),
         skipped=(len(rej.get("real", [])), len(rej.get("generated", [])), len(rej.get("reference", []))),
         alignment=_alignment_text(m.get("alignment")),
+        overlap=_overlap_text(m.get("reference_overlap")),
     )
+
+
+def _overlap_text(overlap: dict[str, Any] | None) -> str | None:
+    """Duplicates the decode stage found (models/reference_overlap.py), counted, never named."""
+    if not overlap:
+        return None
+    parts = []
+    if overlap.get("dropped_candidates"):
+        parts.append(
+            f"{overlap['dropped_candidates']:,} candidate image(s) repeated reference images and were left out of "
+            "the audit (drop_reference_duplicates)"
+        )
+    if overlap.get("duplicates_within_real"):
+        parts.append(
+            f"{overlap['duplicates_within_real']:,} real image(s) repeat the pixels of another real image"
+        )
+    if overlap.get("duplicates_within_reference"):
+        parts.append(
+            f"{overlap['duplicates_within_reference']:,} reference image(s) repeat the pixels of another reference image"
+        )
+    return "; ".join(parts) or None
 
 
 def _alignment_text(record: dict[str, Any] | None) -> str | None:

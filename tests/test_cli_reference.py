@@ -15,6 +15,7 @@ from PIL import Image
 from synthetic_sets import random_image
 
 from app.cli import main
+from models.report import render_report
 
 FAST = ["--method", "pixels", "--image-size", "32", "--seed", "0"]
 
@@ -84,8 +85,10 @@ def test_dropped_duplicates_leave_a_null_audit_without_evidence(novel, tmp_path:
     assert overlap["dropped_candidates"] == 90 and overlap["duplicates_reference_candidates"] == 90
     document = json.loads(metrics.read_text())
     assert document["counts"]["candidates"] == 210
-    if document.get("reference_overlap") is not None:  # the decide stage's summary carries overlap.json
-        assert document["reference_overlap"]["dropped_candidates"] == 90
+    assert document["reference_overlap"]["dropped_candidates"] == 90  # the decide stage carries overlap.json
+    page = render_report(workdir)
+    assert "90 candidate image(s) repeated reference images and were left out of the audit" in page
+    assert "ref-" not in page  # counted, never named
 
 
 def test_exact_duplicates_within_the_real_set_are_a_warning(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ from models import decide, metrics
 from models.config import AuditConfig
 from models.decide import choose_threshold, label_metrics
 from models.methods import ScoreInputs, ScoreOutput, resolve_method_name
+from models.reference_overlap import read_overlap
 from models.results import ResultRow, write_results_csv
 from models.stages.common import AuditInputs, Progress, _load_npz, method_for
 from models.stages.decode import load_decoded, load_reference_mask
@@ -247,6 +248,7 @@ def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
         "calibrated": d.leakage is not None and d.leakage["verdict"] != "inconclusive",
         "fdr": config.fdr if d.leakage is not None else None,
         "reference_check": check,
+        "reference_overlap": read_overlap(workdir) if from_reference.any() else None,
         "n_real": n_real,
         "n_candidates": n_real - int((labels == 0).sum()),
         "n_reference": n_reference,
