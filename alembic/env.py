@@ -5,9 +5,9 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
-from app.core import tables  # noqa: F401  (registers the tables on Base.metadata)
-from app.core.config import get_settings
-from app.core.db import Base, make_engine, normalise_url
+from synthaudit.app.core import tables  # noqa: F401  (registers the tables on Base.metadata)
+from synthaudit.app.core.config import get_settings
+from synthaudit.app.core.db import Base, make_engine, normalise_url
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

@@ -19,12 +19,12 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.db import session_scope
-from app.core.tables import DEFAULT_TENANT
-from app.deps import Services
-from app.local_mode import refusal, served_over_loopback
-from app.problems import problem_response
-from app.services.keys import OPERATOR_TENANT, tenant_of
+from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.tables import DEFAULT_TENANT
+from synthaudit.app.deps import Services
+from synthaudit.app.local_mode import refusal, served_over_loopback
+from synthaudit.app.problems import problem_response
+from synthaudit.app.services.keys import OPERATOR_TENANT, tenant_of
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 DOCS_ASSETS = "/docs/assets"  # Swagger UI and ReDoc scripts and styles (app/main.py), public like the docs

@@ -5,51 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.config import ALIGNMENT_SETTINGS, DECISION_RULES, AuditConfig
+from synthaudit.models.config import ALIGNMENT_SETTINGS, DECISION_RULES, AuditConfig
+from synthaudit.models.progress import stage_bars
 
 if TYPE_CHECKING:
-    from models.stages import AuditOutcome
+    from synthaudit.models.stages import AuditOutcome
 
 
 class CliError(Exception):
     """A user error: printed as one line, exit code 2."""
-
-
-def _progress_bars() -> tuple[Callable[[str, float], None], Callable[[], None]]:
-    """A tqdm bar per stage, fed with (stage, fraction)."""
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def update(stage: str, fraction: float) -> None:
-        for name, other in bars.items():
-            if name != stage and other.n < 100:
-                other.update(100 - other.n)
-                other.close()
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(
-                total=100,
-                desc=f"{stage:>8}",
-                unit="%",
-                leave=True,
-                bar_format="{desc} {bar} {percentage:3.0f}% {elapsed}",
-            )
-        target = int(round(100 * min(max(fraction, 0.0), 1.0)))
-        if target > bar.n:
-            bar.update(target - bar.n)
-
-    def close() -> None:
-        for bar in bars.values():
-            if bar.n < 100:
-                bar.update(100 - bar.n)
-            bar.close()
-
-    return update, close
 
 
 def _config_from_args(args: argparse.Namespace) -> AuditConfig:
@@ -121,7 +88,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_metrics(title: str, metrics_row: dict) -> None:
-    from models.metrics import format_metrics_table
+    from synthaudit.models.metrics import format_metrics_table
 
     columns = [
         "n",
@@ -143,11 +110,11 @@ def _print_metrics(title: str, metrics_row: dict) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit a real set against a generated set and write the CSV."""
-    from models.reference_overlap import read_overlap
-    from models.reference_overlap import warnings as overlap_warnings
-    from models.results import read_labels_csv, write_results_csv
-    from models.stages import AuditInputs, run_audit
-    from models.workdir import WorkDir
+    from synthaudit.models.reference_overlap import read_overlap
+    from synthaudit.models.reference_overlap import warnings as overlap_warnings
+    from synthaudit.models.results import read_labels_csv, write_results_csv
+    from synthaudit.models.stages import AuditInputs, run_audit
+    from synthaudit.models.workdir import WorkDir
 
     for name in ("real", "generated", "reference"):
         if getattr(args, name) is not None and not getattr(args, name).exists():
@@ -158,7 +125,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise CliError(
             "--decision fdr needs images known not to be used: --labels with used=0 rows or --reference"
         )
-    update, close = _progress_bars()
+    update, close = stage_bars()
     with tempfile.TemporaryDirectory(prefix="synthaudit-") as tmp:
         workdir = args.workdir or Path(tmp)
         try:
@@ -271,7 +238,7 @@ def _write_metrics_json(outcome: AuditOutcome, path: Path) -> None:
     """The same JSON as GET /v1/audits/{id}/metrics (with audit_id null: no service holds this audit)."""
     import json
 
-    from models.summary import metrics_document
+    from synthaudit.models.summary import metrics_document
 
     document = {"audit_id": None, **metrics_document(outcome.metrics, outcome.rejected)}
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -281,8 +248,8 @@ def _write_cli_report(args: argparse.Namespace, workdir: Path, labels: dict[str,
     """The HTML report of the audit just run (patients grouped from DICOM tags when there are any)."""
     import os
 
-    from models.groups import read_groups
-    from models.report import write_report
+    from synthaudit.models.groups import read_groups
+    from synthaudit.models.report import write_report
 
     secret = os.environ.get("GROUP_KEY_SECRET", "")
     groups = read_groups(args.real, secret=secret) or None
@@ -302,8 +269,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a results CSV against labels."""
     import numpy as np
 
-    from models.metrics import classification_metrics
-    from models.results import read_labels_csv, read_results_csv
+    from synthaudit.models.metrics import classification_metrics
+    from synthaudit.models.results import read_labels_csv, read_results_csv
 
     rows = read_results_csv(args.pred)
     labels = read_labels_csv(args.labels)
@@ -327,7 +294,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run methods over benchmark folders (or null pairings) and print the comparison tables."""
-    from models.bench import format_bench, run_bench, run_null_bench
+    from synthaudit.models.bench import format_bench, run_bench, run_null_bench
 
     config = _config_from_args(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -339,7 +306,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         desc="bench",
         bar_format="{desc} {bar} {percentage:3.0f}% {elapsed} {postfix}",
     )
-    from models.stages import overall_progress
+    from synthaudit.models.stages import overall_progress
 
     state: dict[str, Any] = {"done": 0, "key": None, "last": 0.0}
 
@@ -375,7 +342,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_perf(args: argparse.Namespace) -> int:
     """Benchmark the stages' speed (models/perf.py; docs/performance.md)."""
-    from models.perf import main as perf_main
+    from synthaudit.models.perf import main as perf_main
 
     return perf_main(args.perf_args, prog="synthaudit perf")
 
@@ -462,11 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("perf_args", nargs=argparse.REMAINDER)
     perf.set_defaults(func=cmd_perf)
 
-    from app.cli_workflow import add_workflow_commands
+    from synthaudit.app.cli_workflow import add_workflow_commands
 
     add_workflow_commands(sub)
     try:
-        from app.cli_service import add_service_commands
+        from synthaudit.app.cli_service import add_service_commands
     except ImportError:  # the service layer is optional for the engine's commands
         pass
     else:

@@ -56,9 +56,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     keys may be skipped); the lifespan migrates (SQLite) or checks (other databases) the schema."""
     import uvicorn
 
-    from app.core.config import get_settings
-    from app.core.home import MissingSecret, prepare_home, resolve_group_key_secret
-    from app.core.migrations import SchemaOutOfDate, ensure_schema
+    from synthaudit.app.core.config import get_settings
+    from synthaudit.app.core.home import MissingSecret, prepare_home, resolve_group_key_secret
+    from synthaudit.app.core.migrations import SchemaOutOfDate, ensure_schema
 
     get_settings.cache_clear()
     settings = get_settings()
@@ -71,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"synthaudit: {exc}", file=sys.stderr)
         return 2
     config = uvicorn.Config(
-        "app.main:app_factory",
+        "synthaudit.app.main:app_factory",
         factory=True,
         host=args.host,
         port=args.port,
@@ -80,7 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     sock = config.bind_socket()
     bound = sock.getsockname()[:2]
-    from app.main import describe_auth
+    from synthaudit.app.main import describe_auth
 
     print(f"synthaudit serve: {describe_auth(settings, bound)}", flush=True)
     host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
@@ -91,9 +91,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """alembic upgrade head on DATABASE_URL."""
-    from app.core.config import get_settings, redact_url
-    from app.core.home import prepare_home
-    from app.core.migrations import upgrade_head
+    from synthaudit.app.core.config import get_settings, redact_url
+    from synthaudit.app.core.home import prepare_home
+    from synthaudit.app.core.migrations import upgrade_head
 
     settings = get_settings()
     prepare_home(settings)  # a SQLite file is created private
@@ -113,7 +113,7 @@ def worker_argv(args: argparse.Namespace, queue: str) -> list[str]:
         "-m",
         "celery",
         "-A",
-        "worker.celery_app",
+        "synthaudit.worker.celery_app",
         "worker",
         "--concurrency",
         str(args.concurrency),
@@ -128,7 +128,7 @@ def worker_argv(args: argparse.Namespace, queue: str) -> list[str]:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Replace this process with a Celery worker (so signals reach Celery directly)."""
-    from app.core.config import get_settings
+    from synthaudit.app.core.config import get_settings
 
     settings = get_settings()
     if settings.embedded:
@@ -147,10 +147,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _key_sessions():
     """A session factory on DATABASE_URL (the embedded SQLite is migrated first, as `serve` does)."""
-    from app.core.config import get_settings
-    from app.core.db import make_engine, make_session_factory
-    from app.core.home import prepare_home
-    from app.core.migrations import ensure_schema
+    from synthaudit.app.core.config import get_settings
+    from synthaudit.app.core.db import make_engine, make_session_factory
+    from synthaudit.app.core.home import prepare_home
+    from synthaudit.app.core.migrations import ensure_schema
 
     settings = get_settings()
     prepare_home(settings)
@@ -160,8 +160,8 @@ def _key_sessions():
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     """Print a new key for the tenant (only its hash is stored: it cannot be shown again)."""
-    from app.core.db import session_scope
-    from app.services.keys import KeyCommandError, create_key
+    from synthaudit.app.core.db import session_scope
+    from synthaudit.app.services.keys import KeyCommandError, create_key
 
     try:
         with session_scope(_key_sessions()) as session:
@@ -176,8 +176,8 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from app.core.db import session_scope
-    from app.services.keys import list_keys
+    from synthaudit.app.core.db import session_scope
+    from synthaudit.app.services.keys import list_keys
 
     with session_scope(_key_sessions()) as session:
         keys = list_keys(session, args.tenant)
@@ -193,8 +193,8 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from app.core.db import session_scope
-    from app.services.keys import KeyCommandError, revoke_key
+    from synthaudit.app.core.db import session_scope
+    from synthaudit.app.services.keys import KeyCommandError, revoke_key
 
     try:
         with session_scope(_key_sessions()) as session:

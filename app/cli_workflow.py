@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from models.config import AuditConfig
+from synthaudit.models.config import AuditConfig
 
 
 def add_workflow_commands(subparsers: Any) -> None:
@@ -93,7 +93,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     """Pretrain once; reuse with `synthaudit audit --checkpoint FILE` (or register it via the API)."""
     from tqdm import tqdm
 
-    from models.pretrained import EncoderSpec, pretrain_encoder
+    from synthaudit.models.pretrained import EncoderSpec, pretrain_encoder
 
     for source in args.images:
         if not source.exists():
@@ -133,7 +133,7 @@ def cmd_remote(args: argparse.Namespace) -> int:
     """The service through app/client.py."""
     import json
 
-    from app.client import ApiError, Client
+    from synthaudit.app.client import ApiError, Client
 
     api = Client(args.url, args.api_key)
     try:
@@ -182,7 +182,7 @@ def _write(path: Path, data: bytes) -> None:
 def _submit(api: Any, args: argparse.Namespace) -> int:
     import json
 
-    from models.results import read_labels_csv
+    from synthaudit.models.results import read_labels_csv
 
     config = json.loads(args.config) if args.config else {}
     for key in ("method", "image_size", "seed", "fdr"):

@@ -1,6 +1,6 @@
 """A small Python client of the synthaudit API (standard library only: urllib, streamed multipart uploads).
 
-from app.client import Client
+from synthaudit.app.client import Client
 api = Client("http://127.0.0.1:8000", api_key="sa_…")
 real = api.upload_dataset("real", ["scans/"])
 gen = api.upload_dataset("generated", ["samples.zip"])

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.config import Settings
-from app.core.jobs import CeleryDispatcher, Dispatcher
-from app.core.storage import Storage
+from synthaudit.app.core.config import Settings
+from synthaudit.app.core.jobs import CeleryDispatcher, Dispatcher
+from synthaudit.app.core.storage import Storage
 
 
 def make_dispatcher(settings: Settings, sessions: sessionmaker[Session], storage: Storage) -> Dispatcher:
     """Celery when CELERY_BROKER_URL is set, else the embedded runner."""
     if settings.embedded:
-        from worker.runner import EmbeddedDispatcher  # the embedded mode runs the workers' code in-process
+        from synthaudit.worker.runner import (
+            EmbeddedDispatcher,
+        )  # the embedded mode runs the workers' code in-process
 
         return EmbeddedDispatcher(settings, sessions, storage)
     return CeleryDispatcher(settings)

@@ -10,10 +10,10 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.config import Settings
-from app.core.db import session_scope
-from app.core.jobs import Dispatcher
-from app.core.storage import Storage
+from synthaudit.app.core.config import Settings
+from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.jobs import Dispatcher
+from synthaudit.app.core.storage import Storage
 
 
 @dataclass

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
-from app.core.config import is_loopback
-from app.problems import TYPE_PREFIX
+from synthaudit.app.core.config import is_loopback
+from synthaudit.app.problems import TYPE_PREFIX
 
 MISDIRECTED_TYPE = TYPE_PREFIX + "misdirected-request"
 CROSS_SITE_TYPE = TYPE_PREFIX + "cross-site-request"

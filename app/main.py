@@ -10,19 +10,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from app.auth import DOCS_ASSETS, ApiKeyAuth, is_public
-from app.composition import make_dispatcher
-from app.core.config import Settings, get_settings, is_loopback
-from app.core.db import make_engine, make_session_factory
-from app.core.home import prepare_home, resolve_group_key_secret
-from app.core.migrations import ensure_schema
-from app.core.storage import Storage
-from app.deps import Services
-from app.limits import UploadSizeLimit
-from app.observability import install_observability
-from app.problems import UnexpectedErrors, install_problem_handlers
-from app.rate_limits import TenantRateLimit
-from app.routes import audits, datasets, encoders, health, reports
+from synthaudit.app.auth import DOCS_ASSETS, ApiKeyAuth, is_public
+from synthaudit.app.composition import make_dispatcher
+from synthaudit.app.core.config import Settings, get_settings, is_loopback
+from synthaudit.app.core.db import make_engine, make_session_factory
+from synthaudit.app.core.home import prepare_home, resolve_group_key_secret
+from synthaudit.app.core.migrations import ensure_schema
+from synthaudit.app.core.storage import Storage
+from synthaudit.app.deps import Services
+from synthaudit.app.limits import UploadSizeLimit
+from synthaudit.app.observability import install_observability
+from synthaudit.app.problems import UnexpectedErrors, install_problem_handlers
+from synthaudit.app.rate_limits import TenantRateLimit
+from synthaudit.app.routes import audits, datasets, encoders, health, reports
 
 log = logging.getLogger("synthaudit")
 

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.logs import _VALID_ID, _request_id, configure_log_format
+from synthaudit.app.core.logs import _VALID_ID, _request_id, configure_log_format
 
 STAGE_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 3 * 3600, 12 * 3600)
 
@@ -56,7 +56,7 @@ class _JobCollector:
     def collect(self) -> Any:
         from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
-        from app.core import repository as repo
+        from synthaudit.app.core import repository as repo
 
         audits = GaugeMetricFamily("synthaudit_audits", "audits by status", labels=["status"])
         encoders = GaugeMetricFamily("synthaudit_encoders", "encoders by status", labels=["status"])

@@ -21,8 +21,8 @@ from typing import Any
 from anyio import to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.rate_limit_rules import parse_rate_limit, storage_url
-from app.problems import TYPE_PREFIX, problem_response
+from synthaudit.app.core.rate_limit_rules import parse_rate_limit, storage_url
+from synthaudit.app.problems import TYPE_PREFIX, problem_response
 
 log = logging.getLogger(__name__)
 WARN_EVERY_S = 60.0

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.schemas import MAX_PRETRAIN_IMAGES_SEEN, MAX_SEED
+from synthaudit.app.schemas import MAX_PRETRAIN_IMAGES_SEEN, MAX_SEED
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 

@@ -12,9 +12,9 @@ folders=("$@")
 $py - "${folders[0]}" <<'PY'
 import sys
 import numpy as np
-from models.ablation_weights import find_ablation_weights
-from models.encoders import create_encoder
-from models.io import load_images
+from synthaudit.models.ablation_weights import find_ablation_weights
+from synthaudit.models.encoders import create_encoder
+from synthaudit.models.io import load_images
 
 images = load_images(sys.argv[1].rstrip("/") + "/real", 64).images[:16]
 for name in ("mobilenetv2_100", "tf_efficientnet_lite0"):
@@ -25,6 +25,6 @@ for name in ("mobilenetv2_100", "tf_efficientnet_lite0"):
     print(f"{name}: mean cosine same image flipped {flips:.3f}, different images {others:.3f}")
 PY
 for name in mobilenetv2_100 tf_efficientnet_lite0; do
-    weights=$($py -c "from models.ablation_weights import find_ablation_weights as f; print(f('$name'))")
+    weights=$($py -c "from synthaudit.models.ablation_weights import find_ablation_weights as f; print(f('$name'))")
     .venv/bin/synthaudit bench "${folders[@]}" --methods similarity --encoder "$name" --weights "$weights"
 done

@@ -10,8 +10,8 @@ from bench_data import display_name, load_bench
 from bench_metrics import auc_tpr
 from whitened_recipe import pixel_features
 
-from models import score as S
-from models.alignment import GATE_RATIO, GATE_SHARE  # the product's gate, the same two numbers
+from synthaudit.models import score as S
+from synthaudit.models.alignment import GATE_RATIO, GATE_SHARE  # the product's gate, the same two numbers
 
 DETAILS = """\
 Per generated image: d_id = whitened distance to its nearest real thumbnail (the default's view), d_aug = the

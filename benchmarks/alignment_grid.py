@@ -10,7 +10,7 @@ from alignment_search import SIDE, add_folders_argument, parts_over
 from bench_data import display_name, load_bench
 from bench_metrics import auc_tpr
 
-from models import score as S
+from synthaudit.models import score as S
 
 DETAILS = """\
 Every variant is the default's score where each similarity involving a real image is the max over a set of

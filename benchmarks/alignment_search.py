@@ -14,7 +14,7 @@ from bench_data import DDPM_FOLDERS, SHARED_BENCH, load_bench
 from bench_metrics import auc_tpr
 from whitened_recipe import pixel_features, whiten
 
-from models import score as S
+from synthaudit.models import score as S
 
 DETAILS = """\
 Columns (AUC / TPR@1%FPR): the default (re-implemented from full similarity matrices: exact search);

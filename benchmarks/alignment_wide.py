@@ -9,8 +9,8 @@ from alignment_search import SIDE, add_folders_argument, default_parts, parts_ov
 from bench_data import display_name, load_bench
 from bench_metrics import auc_tpr
 
-from models import score as S
-from models.alignment import GATE_RATIO
+from synthaudit.models import score as S
+from synthaudit.models.alignment import GATE_RATIO
 
 DETAILS = """\
 Per folder: whether the product's gate (9 versions) fires; if it does not, the wide probe: d_id = whitened

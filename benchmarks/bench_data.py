@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.io import load_images
-from models.results import read_labels_csv
+from synthaudit.models.io import load_images
+from synthaudit.models.results import read_labels_csv
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_BENCH = REPO.parent / "shared" / "bench"  # ../shared/bench next to the repository

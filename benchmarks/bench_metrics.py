@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.metrics import roc_auc, tpr_at_fpr
+from synthaudit.models.metrics import roc_auc, tpr_at_fpr
 
 FOLDS = 5
 

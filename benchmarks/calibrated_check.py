@@ -24,8 +24,8 @@ import json
 import sys
 from pathlib import Path
 
-from models.bench import REFERENCE_SHARE, draw_reference
-from models.results import read_labels_csv, read_results_csv, write_labels_csv
+from synthaudit.models.bench import REFERENCE_SHARE, draw_reference
+from synthaudit.models.results import read_labels_csv, read_results_csv, write_labels_csv
 
 
 def cmd_ref(args: argparse.Namespace) -> int:

@@ -8,8 +8,8 @@ import numpy as np
 from bench_data import add_folder_arguments, folder_paths, load_bench
 from whitened_recipe import pixel_features, whiten
 
-from models.index import search
-from models.metrics import roc_auc
+from synthaudit.models.index import search
+from synthaudit.models.metrics import roc_auc
 
 DETAILS = """\
 In the default audit's feature space (whitened 32-px NCC thumbnails, cosine), per folder: the share of

@@ -17,9 +17,9 @@ print("torch", torch.__version__)
 print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
 PY
 start=$(date +%s.%N)
-python3 -m app.cli audit --real "$bench/real" --generated "$bench/generated" --out "$out/results.csv" \
+python3 -m synthaudit audit --real "$bench/real" --generated "$bench/generated" --out "$out/results.csv" \
     --device cuda --workdir "$work" "$@" 2>&1 | tee "$out/audit.log"
 end=$(date +%s.%N)
 cp "$work/timings.json" "$out/timings.json"
 python3 -c "print('end_to_end_seconds', round($end - $start, 2))" | tee -a "$out/timings.txt"
-python3 -m app.cli evaluate --pred "$out/results.csv" --labels "$bench/labels.csv" | tee "$out/evaluate.txt"
+python3 -m synthaudit evaluate --pred "$out/results.csv" --labels "$bench/labels.csv" | tee "$out/evaluate.txt"

@@ -12,10 +12,16 @@ from bench_data import LOCAL_BENCH, add_folder_arguments, folder_paths, load_ben
 from bench_metrics import evaluate
 from whitened_recipe import default_score, fused_score, neighbours, whiten
 
-from models import score as sc
-from models.index import search
-from models.mae import MaskedAutoencoder
-from models.pretrain import PretrainConfig, load_checkpoint, pretrain_mae, save_checkpoint, to_model_input
+from synthaudit.models import score as sc
+from synthaudit.models.index import search
+from synthaudit.models.mae import MaskedAutoencoder
+from synthaudit.models.pretrain import (
+    PretrainConfig,
+    load_checkpoint,
+    pretrain_mae,
+    save_checkpoint,
+    to_model_input,
+)
 
 DETAILS = """\
 Per folder the MAE (preset mae_tiny_patch8_64: 64 patches of 8x8 at 64 px, D = 192) is pretrained once on

@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import make_gan_bench
 
-from models.bench import draw_reference
-from models.results import read_labels_csv
+from synthaudit.models.bench import draw_reference
+from synthaudit.models.results import read_labels_csv
 
 DEV = Path("../shared/bench/fmnist-ddpm-dev")
 SHARE = 0.4

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.perf import main
+from synthaudit.models.perf import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,9 +11,9 @@ from bench_data import add_folder_arguments, folder_paths, load_bench
 from bench_metrics import evaluate
 from whitened_recipe import default_score, recipe_score
 
-from models import score as sc
-from models.encoders.vit_tokens import random_vit
-from models.pretrain import normalisation_stats, to_model_input
+from synthaudit.models import score as sc
+from synthaudit.models.encoders.vit_tokens import random_vit
+from synthaudit.models.pretrain import normalisation_stats, to_model_input
 
 DETAILS = """\
 Features: a randomly initialised `mae_tiny_patch8_64` encoder (no training step) per seed; its 64 patch

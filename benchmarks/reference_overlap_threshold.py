@@ -26,7 +26,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.reference_overlap import (
+from synthaudit.models.reference_overlap import (
     NEAR_DUPLICATE_COSINE,
     SPACING_RATIO,
     nearest_cosine,

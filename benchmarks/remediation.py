@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from bench_data import add_folder_arguments, folder_paths
 
-from models.config import AuditConfig
-from models.methods import View
-from models.metrics import roc_auc, tpr_at_fpr
-from models.results import read_labels_csv
-from models.stages import AuditInputs, load_neighbours, run_audit
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.methods import View
+from synthaudit.models.metrics import roc_auc, tpr_at_fpr
+from synthaudit.models.results import read_labels_csv
+from synthaudit.models.stages import AuditInputs, load_neighbours, run_audit
 
 DETAILS = """\
 Per folder: the shipped default audit without labels (the `prior` rule decides half the real images used),

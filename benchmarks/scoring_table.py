@@ -10,8 +10,8 @@ from bench_data import add_folder_arguments, folder_paths, load_bench
 from bench_metrics import evaluate, fmt
 from whitened_recipe import pixel_features, whiten
 
-from models import score as sc
-from models.index import search
+from synthaudit.models import score as sc
+from synthaudit.models.index import search
 
 DETAILS = """\
 Rows: pixels (NCC thumbnails, max cosine to generated), ncc-ratio (unwhitened, knn_log_ratio with

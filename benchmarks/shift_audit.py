@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.calibration import leakage_test
-from models.reference_check import check_reference
-from models.stages import load_decoded
-from models.stages.decode import load_reference_mask
+from synthaudit.models.calibration import leakage_test
+from synthaudit.models.reference_check import check_reference
+from synthaudit.models.stages import load_decoded
+from synthaudit.models.stages.decode import load_reference_mask
 
 
 def _f(value: float | None, spec: str) -> str:

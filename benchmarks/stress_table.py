@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.bench import run_bench
-from models.config import AuditConfig
-from models.stages import FITTED_ENCODER_FILES, read_alignment
+from synthaudit.models.bench import run_bench
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.stages import FITTED_ENCODER_FILES, read_alignment
 
 ORDER = (
     "identity",

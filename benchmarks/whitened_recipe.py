@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from models import score as sc
-from models.encoders import create_encoder
-from models.index import search
-from models.methods import Neighbours
-from models.stages import ATTRIBUTION_K
+from synthaudit.models import score as sc
+from synthaudit.models.encoders import create_encoder
+from synthaudit.models.index import search
+from synthaudit.models.methods import Neighbours
+from synthaudit.models.stages import ATTRIBUTION_K
 
 THUMBNAIL_SIDE = 32  # the side of the default's thumbnails
 

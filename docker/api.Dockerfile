@@ -11,6 +11,7 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY worker ./worker
 COPY models ./models
+COPY synthaudit ./synthaudit
 COPY alembic ./alembic
 COPY docker/entrypoint.sh /usr/local/bin/synthaudit-entrypoint
 RUN pip install -e . "torch==2.14.1" && chmod +x /usr/local/bin/synthaudit-entrypoint \

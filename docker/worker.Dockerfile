@@ -15,6 +15,7 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY worker ./worker
 COPY models ./models
+COPY synthaudit ./synthaudit
 COPY alembic ./alembic
 COPY docker/entrypoint.sh /usr/local/bin/synthaudit-entrypoint
 # FAISS GPU build: faiss-cpu (the default dependency) and the GPU wheel both provide the `faiss`

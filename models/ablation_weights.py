@@ -48,8 +48,8 @@ def timm_state_dict(name: str, path: str | Path | None = None) -> dict[str, torc
     """The ablation weights renamed to timm's keys for `name` (backbone only, classifier dropped)."""
     import timm
 
-    from models.encoders.registry import EncoderWeightsError
-    from models.encoders.timm_backbones import load_backbone_weights
+    from synthaudit.models.encoders.registry import EncoderWeightsError
+    from synthaudit.models.encoders.timm_backbones import load_backbone_weights
 
     path = Path(path) if path is not None else find_ablation_weights(name)
     if path is None:

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from models import calibration, decide, metrics
-from models.config import AuditConfig
-from models.results import read_labels_csv
-from models.stages import STAGES, AuditInputs, load_decoded, run_audit
+from synthaudit.models import calibration, decide, metrics
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.results import read_labels_csv
+from synthaudit.models.stages import STAGES, AuditInputs, load_decoded, run_audit
 
 # Columns of the printed table (the paper's Table 3 order, then ours).
 TABLE_COLUMNS = [
@@ -156,7 +156,7 @@ def blind_baseline(images: np.ndarray, ids: list[str], labels: dict[str, int], s
     """The blind baseline AUC: the reference check's cross-fitted scores (models.reference_check.blind_scores)
     of used (label 1) against not-used (label 0) real images, the generated images never looked at. Only
     labelled images take part; NaN when one of the two kinds is missing."""
-    from models.reference_check import blind_scores
+    from synthaudit.models.reference_check import blind_scores
 
     positions = np.array([i for i, image_id in enumerate(ids) if image_id in labels], dtype=np.int64)
     if positions.size == 0:
@@ -173,7 +173,7 @@ def reference_check_figures(
 ) -> dict[str, Any]:
     """The reference check an audit would run with `reference_ids` as its reference (all images of the run
     are the pool; no known groups, as for a folder of PNGs): check_auc, check_p, check_passed, t_check."""
-    from models.reference_check import DEFAULT_CHECK_LEVEL, check_reference
+    from synthaudit.models.reference_check import DEFAULT_CHECK_LEVEL, check_reference
 
     started = time.perf_counter()
     is_reference = np.isin(np.asarray(ids, dtype=object), np.asarray(list(reference_ids), dtype=object))
@@ -466,7 +466,7 @@ def format_bench(
 ) -> str:
     """The printed report of `run_bench` (two tables) or `run_null_bench` (one table), with their notes."""
     stages = ", ".join(STAGES)
-    from models.reference_check import DEFAULT_CHECK_LEVEL
+    from synthaudit.models.reference_check import DEFAULT_CHECK_LEVEL
 
     values = {"share": reference_share, "fdr": fdr, "redraws": redraws, "level": DEFAULT_CHECK_LEVEL}
     if null:

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from models import metrics
-from models.config import AuditConfig
+from synthaudit.models import metrics
+from synthaudit.models.config import AuditConfig
 
 CV_FOLDS = 5
 

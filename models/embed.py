@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.device import auto_batch_size, autocast_context, configure_cuda, resolve_device
+from synthaudit.models.device import auto_batch_size, autocast_context, configure_cuda, resolve_device
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 GPU_MAX_BATCH = 4096

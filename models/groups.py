@@ -107,7 +107,7 @@ def keys_from_bytes(data: bytes, secret: str = "") -> GroupKeys | None:
 
 def keys_from_file(path: str | Path, secret: str = "") -> GroupKeys | None:
     """Group keys of a DICOM file (only its header is read); None for other images or no tags."""
-    from models.io import DICOM_SUFFIXES
+    from synthaudit.models.io import DICOM_SUFFIXES
 
     path = Path(path)
     try:
@@ -129,7 +129,7 @@ _META_BYTES = 64 * 1024  # the file-meta group (transfer syntax) sits at the sta
 def _is_deflated(head: bytes) -> bool:
     """True when the file meta names a deflated transfer syntax, or cannot be read from `head`
     (a broken or over-long meta group: the file is left out rather than handed to pydicom)."""
-    from models.dicom import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, DicomRejected, transfer_syntax
+    from synthaudit.models.dicom import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, DicomRejected, transfer_syntax
 
     try:
         return transfer_syntax(head) == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
@@ -151,7 +151,7 @@ def _keys_from_header(fp: str | BinaryIO, secret: str, force: bool = False) -> G
 
 def read_groups(source: str | Path, secret: str = "") -> dict[str, GroupKeys]:
     """Group keys of every DICOM file in a folder (image id -> keys, ids as `models.io.load_images` gives)."""
-    from models.io import _file_head, _walk_folder, _wants, image_ids
+    from synthaudit.models.io import _file_head, _walk_folder, _wants, image_ids
 
     root = Path(source)
     if not root.is_dir():
@@ -239,7 +239,7 @@ def calibrate_patients(patients: list[PatientResult], reference: set[str], fdr: 
     many images each has, since the score aggregates them); images of one patient need not be
     independent. Without reference patients the input is returned unchanged (uncalibrated).
     """
-    from models.calibration import benjamini_hochberg, conformal_p_values
+    from synthaudit.models.calibration import benjamini_hochberg, conformal_p_values
 
     ref_scores = [r.score for r in patients if r.patient in reference]
     candidates = [r for r in patients if r.patient not in reference]
@@ -282,7 +282,7 @@ def _fmt(value: float) -> str:
 
 def patients_csv_lines(rows: Iterable[PatientResult]) -> list[list[str]]:
     """The rows of patients.csv, header first (text cells formula-guarded: models/csv_safety.py)."""
-    from models.csv_safety import text_cell
+    from synthaudit.models.csv_safety import text_cell
 
     return [PATIENTS_HEADER] + [
         [
@@ -305,6 +305,6 @@ def patients_csv_lines(rows: Iterable[PatientResult]) -> list[list[str]]:
 
 def write_patients_csv(rows: Iterable[PatientResult], path: str | Path) -> Path:
     """Write patients.csv atomically (models/csv_safety.py: the one CSV writer)."""
-    from models.csv_safety import write_csv_atomic
+    from synthaudit.models.csv_safety import write_csv_atomic
 
     return write_csv_atomic(patients_csv_lines(rows), path)

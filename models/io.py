@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from models.archives import (
+from synthaudit.models.archives import (
     ARCHIVE_SUFFIXES,
     DEFAULT_LIMITS,
     ArchiveError,
@@ -36,7 +36,7 @@ from models.archives import (
     is_archive_name,
     read_archive,
 )
-from models.dicom import DicomRejected, has_preamble, read_dicom
+from synthaudit.models.dicom import DicomRejected, has_preamble, read_dicom
 
 if TYPE_CHECKING:  # pydicom itself is imported where it is used
     from pydicom.dataset import Dataset

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models import score as scoring
-from models.config import DEFAULT_METHOD, AuditConfig
+from synthaudit.models import score as scoring
+from synthaudit.models.config import DEFAULT_METHOD, AuditConfig
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.config import AuditConfig
-from models.device import autocast_context, resolve_device
-from models.workdir import DECODED, REJECTED, WorkDir
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.device import autocast_context, resolve_device
+from synthaudit.models.workdir import DECODED, REJECTED, WorkDir
 
 STAGE_NAMES = ("decode", "pretrain", "embed", "search", "decide")
 CEILING_STEPS = 10
@@ -86,7 +86,7 @@ SHIFT_DIRECTIONS = 16  # copies are shifted along one of these directions, drawn
 
 def shifted(images: np.ndarray, pixels: float, rng: np.random.Generator) -> np.ndarray:
     """Each image moved by `pixels` along a random one of SHIFT_DIRECTIONS directions (bilinear)."""
-    from models.alignment import warp
+    from synthaudit.models.alignment import warp
 
     out = images.copy()
     direction = rng.integers(0, SHIFT_DIRECTIONS, len(images))
@@ -157,7 +157,7 @@ def _timed_loop(step: Any, device: torch.device, steps: int, warmup: int = CEILI
 
 def pretrain_ceiling(preset: str, batch: int, device: torch.device, mask_ratio: float, steps: int) -> float:
     """Images/s of a bare MAE forward + backward + AdamW step on random tensors of the training shape."""
-    from models.mae import MAE_PRESETS, create_mae
+    from synthaudit.models.mae import MAE_PRESETS, create_mae
 
     cfg = MAE_PRESETS[preset]
     model = create_mae(cfg).to(device).train()
@@ -177,7 +177,7 @@ def pretrain_ceiling(preset: str, batch: int, device: torch.device, mask_ratio: 
 
 def embed_ceiling(preset: str, batch: int, device: torch.device, steps: int) -> float:
     """Images/s of a bare MAE encoder forward (global features) on random tensors of the input shape."""
-    from models.mae import MAE_PRESETS, create_mae
+    from synthaudit.models.mae import MAE_PRESETS, create_mae
 
     cfg = MAE_PRESETS[preset]
     model = create_mae(cfg).to(device).eval()
@@ -207,7 +207,7 @@ def search_ceiling(n_real: int, n_generated: int, dim: int, device: torch.device
 def ivf_recall(real: np.ndarray, generated: np.ndarray, k: int) -> dict[str, Any] | None:
     """recall@k of the IVF index (nlist ~ sqrt(M)) against exact search, at the default nprobe (through
     models.index.search) and at a sweep of nprobe values (FAISS alone); with timings. Needs faiss."""
-    from models import index
+    from synthaudit.models import index
 
     if index.faiss is None:
         return None
@@ -281,8 +281,8 @@ def run_method(
     args: Any,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """All five stages of one method; per-stage rows and extras (IVF recall, pretraining figures)."""
-    from models.pretrain import read_checkpoint_metadata
-    from models.stages import AuditInputs, _load_npz, read_alignment, run_stage
+    from synthaudit.models.pretrain import read_checkpoint_metadata
+    from synthaudit.models.stages import AuditInputs, _load_npz, read_alignment, run_stage
 
     config = replace(base, method=method)
     device = resolve_device(config.device)
@@ -367,8 +367,8 @@ def _embed_batch(config: AuditConfig, device: torch.device, checkpoint: Path) ->
     """The batch the embed stage used: the configured one on CPU, the memory-derived one on CUDA."""
     if device.type != "cuda":
         return config.batch_size
-    from models.embed import _cuda_batch
-    from models.encoders.mae import MAEEncoder
+    from synthaudit.models.embed import _cuda_batch
+    from synthaudit.models.encoders.mae import MAEEncoder
 
     encoder = MAEEncoder(checkpoint, device=str(device))
     probe = np.zeros((32, config.image_size, config.image_size), np.uint8)

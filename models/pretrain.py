@@ -17,8 +17,14 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from models.device import auto_batch_size, autocast_context, configure_cuda, maybe_compile, resolve_device
-from models.mae import MAE_PRESETS, MAEConfig, MaskedAutoencoder, create_mae
+from synthaudit.models.device import (
+    auto_batch_size,
+    autocast_context,
+    configure_cuda,
+    maybe_compile,
+    resolve_device,
+)
+from synthaudit.models.mae import MAE_PRESETS, MAEConfig, MaskedAutoencoder, create_mae
 
 ProgressFn = Callable[[float], None] | None
 CHECKPOINT_FORMAT = "synthaudit-mae/1"

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from models.config import AuditConfig
+from synthaudit.models.config import AuditConfig
 
 ProgressFn = Callable[[float], None]
 DECODE_SHARE = 0.1  # of the progress bar
@@ -60,7 +60,7 @@ def load_training_images(
     sources: Sequence[str | Path], image_size: int, on_progress: ProgressFn | None = None
 ) -> np.ndarray:
     """Decode every source (folder or archive) and stack them in order: uint8 [N, S, S]."""
-    from models.io import load_images
+    from synthaudit.models.io import load_images
 
     if not sources:
         raise ValueError("pretraining needs at least one image source")
@@ -93,7 +93,7 @@ def pretrain_on_images(
     images: np.ndarray, out: str | Path, spec: EncoderSpec, on_progress: ProgressFn | None = None
 ) -> EncoderInfo:
     """Pretrain on decoded images with the settings of the audit's pretrain stage, then save."""
-    from models.pretrain import PretrainConfig, pretrain_mae, save_checkpoint
+    from synthaudit.models.pretrain import PretrainConfig, pretrain_mae, save_checkpoint
 
     pconfig = PretrainConfig(
         preset=spec.mae_preset, images_seen=spec.pretrain_images_seen, seed=spec.seed, device=spec.device
@@ -119,7 +119,7 @@ def pretrain_on_images(
 
 def describe_encoder(path: str | Path) -> dict[str, Any]:
     """The provenance stored in an encoder file (raises CheckpointError for anything else)."""
-    from models.pretrain import read_checkpoint_metadata
+    from synthaudit.models.pretrain import read_checkpoint_metadata
 
     meta = read_checkpoint_metadata(path)
     return {

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from models.reference_pairs import MIN_PAIRS, greedy_pairs, paired_differences, sign_flip_test
+from synthaudit.models.reference_pairs import MIN_PAIRS, greedy_pairs, paired_differences, sign_flip_test
 
 DEFAULT_CHECK_LEVEL = 0.01
 FOLDS = 5  # cross-fitted blind scores (evidence, the benchmark's blind baseline)

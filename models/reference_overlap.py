@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from models.workdir import WorkDir
+from synthaudit.models.workdir import WorkDir
 
 THUMB_SIDE = 16
 NEAR_DUPLICATE_COSINE = 0.9995  # measured: docs/design.md, record 11

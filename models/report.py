@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from models.alignment import PROBE_ANGLES, PROBE_ZOOMS
-from models.groups import GroupKeys, PatientResult
-from models.reference_check import describe_evidence
-from models.report_data import (
+from synthaudit.models.alignment import PROBE_ANGLES, PROBE_ZOOMS
+from synthaudit.models.groups import GroupKeys, PatientResult
+from synthaudit.models.reference_check import describe_evidence
+from synthaudit.models.report_data import (
     candidate_mask,
     flagged_mask,
     inconclusive_of,
@@ -40,7 +40,7 @@ from models.report_data import (
     reference_scores,
     target_fdr,
 )
-from models.report_plots import (
+from synthaudit.models.report_plots import (
     _figure_png,
     _new_figure,
     _score_bins,
@@ -51,7 +51,7 @@ from models.report_plots import (
     score_histogram,
     thumbnail,
 )
-from models.workdir import atomic_write_bytes
+from synthaudit.models.workdir import atomic_write_bytes
 
 GALLERY_ROWS = 12
 GALLERY_NEIGHBOURS = 4
@@ -372,7 +372,7 @@ def _min_reference_size(leak: Mapping[str, Any], fdr: float, n_candidates: int) 
     """The reference size Benjamini-Hochberg needs to flag anything (metrics.json's, else computed)."""
     if leak.get("min_reference_size") is not None:
         return int(leak["min_reference_size"])
-    from models.calibration import min_reference_size
+    from synthaudit.models.calibration import min_reference_size
 
     try:
         return min_reference_size(fdr, n_candidates, n_candidates)
@@ -609,7 +609,7 @@ def _labelled_patients(
     patients: list[PatientResult], patient_labels: Mapping[str, int] | None
 ) -> LabelledPatients | None:
     """The patient decisions' metrics on the labelled candidate patients; None when none is labelled."""
-    from models.metrics import classification_metrics
+    from synthaudit.models.metrics import classification_metrics
 
     known = [p for p in patients if patient_labels and p.patient in patient_labels and p.role != "reference"]
     if not patient_labels or not known:
@@ -776,7 +776,7 @@ def report_context(
 # --- rendering --------------------------------------------------------------------------------------
 
 _ENV = Environment(
-    loader=PackageLoader("models", "templates"),
+    loader=PackageLoader("synthaudit.models", "templates"),
     autoescape=True,
     undefined=StrictUndefined,
     trim_blocks=True,

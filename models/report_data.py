@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from models.groups import (
+from synthaudit.models.groups import (
     GroupKeys,
     PatientResult,
     aggregate_patients,
     calibrate_patients,
     reference_patients,
 )
-from models.workdir import WorkDir
+from synthaudit.models.workdir import WorkDir
 
 
 def _read_json(path: Path, default: Any = None) -> Any:
@@ -41,8 +41,8 @@ def load_report_data(workdir: str | Path) -> dict[str, Any]:
     """Everything the report shows, read from a finished work folder. `real_*` cover the real images
     only (not the reference set, whose ids may even repeat real ones); `reference_set_*` the reference
     set's images (known not used, scored like the real ones)."""
-    from models.results import read_results_csv
-    from models.stages import load_decoded, load_reference_mask, read_evidence
+    from synthaudit.models.results import read_results_csv
+    from synthaudit.models.stages import load_decoded, load_reference_mask, read_evidence
 
     workdir = Path(workdir)
     folder = WorkDir(workdir)

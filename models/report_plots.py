@@ -160,7 +160,7 @@ def p_value_histogram(p_values: np.ndarray, n_reference: int, fdr_cutoff: float 
 def roc_plot(y: np.ndarray, scores: np.ndarray, decisions: np.ndarray | None) -> str:
     """ROC curve on the labelled images, with the operating point of the applied decisions (none for a
     calibrated audit: its known-not-used images are the reference, never decided)."""
-    from models.metrics import roc_auc, roc_curve
+    from synthaudit.models.metrics import roc_auc, roc_curve
 
     fpr, tpr, _ = roc_curve(y, scores)
     auc = roc_auc(y, scores)

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from models.csv_safety import read_text_cell, text_cell, write_csv_atomic
-from models.io import IMAGE_SUFFIXES
+from synthaudit.models.csv_safety import read_text_cell, text_cell, write_csv_atomic
+from synthaudit.models.io import IMAGE_SUFFIXES
 
 RESULT_FORMATS = ("synthaudit", "imageclef")
 SYNTHAUDIT_HEADER = ["id", "used", "score", "nearest_generated", "similarity", "p_value", "q_value", "role"]

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.config import AuditConfig
-from models.stages import (
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.stages import (
     ATTRIBUTION_K,
     _load_npz,
     _record_timing,
@@ -37,7 +37,7 @@ from models.stages import (
     stored_versions,
     version_features,
 )
-from models.workdir import WorkDir, atomic_save_npz, atomic_write_bytes
+from synthaudit.models.workdir import WorkDir, atomic_save_npz, atomic_write_bytes
 
 Progress = Callable[[float], None]
 
@@ -186,7 +186,7 @@ def run_real(workdir: Path, config: AuditConfig, on_progress: Progress = _noop) 
 def run_shard(workdir: Path, config: AuditConfig, index: int, on_progress: Progress = _noop) -> None:
     """Embed generated shard `index`; per view search real -> shard top-k, and shard -> real (its rows of
     the generated -> real neighbours): shards/shard-<index>.npz."""
-    from models.index import SearchOptions, search
+    from synthaudit.models.index import SearchOptions, search
 
     path = _shard_path(workdir, index)
     if path.exists() or stage_done("search", workdir):

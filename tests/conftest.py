@@ -89,7 +89,7 @@ def drop_database(url: str) -> None:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh Postgres database for this test run, migrated to head with Alembic; dropped at the end."""
-    from app.core.migrations import upgrade_head
+    from synthaudit.app.core.migrations import upgrade_head
 
     url = create_database()
     try:
@@ -219,8 +219,8 @@ def memory_rise(pid: int) -> Iterator[MemoryRise]:
 
 def create_api_key(database_url: str, tenant: str) -> str:
     """A new API key for the tenant, written straight into the database (as `synthaudit keys create`)."""
-    from app.core.db import make_engine, make_session_factory, session_scope
-    from app.services.keys import create_key
+    from synthaudit.app.core.db import make_engine, make_session_factory, session_scope
+    from synthaudit.app.services.keys import create_key
 
     engine = make_engine(database_url)
     try:
@@ -243,7 +243,7 @@ def start_server(env: dict[str, str], log: Path, storage: Path) -> Server:
         "-m",
         "uvicorn",
         "--factory",
-        "app.main:app_factory",
+        "synthaudit.app.main:app_factory",
         "--host",
         "127.0.0.1",
         "--port",
@@ -294,7 +294,7 @@ def celery_worker(
         "-m",
         "celery",
         "-A",
-        "worker.celery_app",
+        "synthaudit.worker.celery_app",
         "worker",
         "--pool",
         "solo",
@@ -417,7 +417,7 @@ class ApiHelpers:
     @staticmethod
     def pseudonym(raw: str, tenant: str = "default", kind: str = "patient") -> str:
         """The pseudonym a test server gives a raw DICOM identifier of this tenant (app.services.pseudonyms)."""
-        from models.groups import pseudonym, tenant_key
+        from synthaudit.models.groups import pseudonym, tenant_key
 
         return pseudonym(kind, raw, tenant_key(TEST_GROUP_KEY_SECRET, tenant))
 
@@ -479,7 +479,7 @@ class ApiHelpers:
         import io
         import json
 
-        from app.cli import main
+        from synthaudit.app.cli import main
 
         folder.mkdir(parents=True, exist_ok=True)
         out, metrics = folder / "cli.csv", folder / "cli-metrics.json"

@@ -101,7 +101,7 @@ def make_misaligned_set(
     (`copies="misaligned"`, cycling through MISALIGNMENTS), twice as much (`"far"`, FAR_MISALIGNMENTS: what
     only the probe sees), exact (`"exact"`) or none at all (`"none"`: every
     generated image is novel), plus fresh images. Writes root/real, root/generated, root/labels.csv."""
-    from models.alignment import warp
+    from synthaudit.models.alignment import warp
 
     rng = np.random.default_rng(seed)
     (root / "real").mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from synthetic_sets import make_membership_set
 
-CLI = [sys.executable, "-m", "app.cli"]
+CLI = [sys.executable, "-m", "synthaudit.app.cli"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -219,7 +219,7 @@ def test_empty_set_is_one_line_error(tmp_path: Path) -> None:
 def test_alignment_is_a_config_argument() -> None:
     import argparse
 
-    from app.cli import _add_config_arguments, _config_from_args
+    from synthaudit.app.cli import _add_config_arguments, _config_from_args
 
     parser = argparse.ArgumentParser()
     _add_config_arguments(parser)

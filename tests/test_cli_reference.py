@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from synthetic_sets import random_image
 
-from app.cli import main
-from models.report import render_report
+from synthaudit.app.cli import main
+from synthaudit.models.report import render_report
 
 FAST = ["--method", "pixels", "--image-size", "32", "--seed", "0"]
 

@@ -22,7 +22,7 @@ def test_audit_writes_a_report(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "app.cli",
+            "synthaudit.app.cli",
             "audit",
             "--real",
             str(root / "real"),
@@ -75,7 +75,7 @@ def test_audit_writes_a_report(tmp_path: Path) -> None:
 
 
 def test_report_of_a_reference_set_audit_shows_only_the_real_images(tmp_path: Path) -> None:
-    from app.cli import main
+    from synthaudit.app.cli import main
 
     root = tmp_path / "set"
     labels = make_membership_set(root, n_used=6, n_unused=16, n_fresh_generated=10, seed=8)
@@ -113,8 +113,8 @@ def test_report_of_a_reference_set_audit_shows_only_the_real_images(tmp_path: Pa
 def test_report_of_dicom_studies_counts_patients(tmp_path: Path, capsys) -> None:
     from dicom_sets import LAYOUT, make_dicom_set
 
-    from app.cli import main
-    from models.groups import pseudonym
+    from synthaudit.app.cli import main
+    from synthaudit.models.groups import pseudonym
 
     data = make_dicom_set(tmp_path / "dicom")
     report = tmp_path / "report.html"

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from app.cli import _verdict_line
+from synthaudit.app.cli import _verdict_line
 
 CHECK_FAILED = {
     "test": "cross-fitted classifier AUC (clustered)",
@@ -151,8 +151,8 @@ def test_uncalibrated_line_is_unchanged() -> None:
 
 def test_the_http_model_keeps_the_cli_document_as_it_is() -> None:
     """GET /v1/audits/{id}/metrics is MetricsOut(audit_id, **metrics_document(...)): nothing dropped."""
-    from app.schemas import MetricsOut
-    from models.summary import metrics_document
+    from synthaudit.app.schemas import MetricsOut
+    from synthaudit.models.summary import metrics_document
 
     for leak, check in ((INCONCLUSIVE, CHECK_FAILED), (leakage(), CHECK_PASSED), (None, None)):
         s = summary(leak, check)
@@ -164,8 +164,8 @@ def test_the_http_model_keeps_the_cli_document_as_it_is() -> None:
 
 
 def test_the_openapi_document_describes_the_new_keys(tmp_path: Path) -> None:
-    from app.core.config import Settings
-    from app.main import create_app
+    from synthaudit.app.core.config import Settings
+    from synthaudit.app.main import create_app
 
     schema = create_app(Settings(synthaudit_home=tmp_path)).openapi()
     props = schema["components"]["schemas"]["MetricsOut"]["properties"]
@@ -176,7 +176,7 @@ def test_the_openapi_document_describes_the_new_keys(tmp_path: Path) -> None:
 
 
 def test_patients_of_an_inconclusive_audit_are_not_calibrated() -> None:
-    from app.services.patients import ScoredImages, audit_patients, patients_calibrated
+    from synthaudit.app.services.patients import ScoredImages, audit_patients, patients_calibrated
 
     ids = [f"c{i}" for i in range(6)] + [f"\0reference/r{i}" for i in range(30)]
     images = ScoredImages(

@@ -18,15 +18,21 @@ PACKAGES = ("app", "worker", "models")
 WEB_STACK = ("fastapi", "starlette", "uvicorn", "fastapi_offline", "python_multipart", "multipart")
 DATABASE_AND_QUEUE = ("sqlalchemy", "alembic", "celery", "kombu", "redis", "psycopg")
 # The composition roots: they may see the workers (the embedded mode runs them in-process).
-COMPOSITION_ROOTS = ("app.composition", "app.cli", "app.cli_service", "app.cli_workflow")
+COMPOSITION_ROOTS = (
+    "synthaudit.app.composition",
+    "synthaudit.app.cli",
+    "synthaudit.app.cli_service",
+    "synthaudit.app.cli_workflow",
+)
 
 
 def module_name(path: Path) -> str:
+    """The installed name: app/x.py is synthaudit.app.x (synthaudit/ links the three folders)."""
     rel = path.relative_to(ROOT).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts.pop()
-    return ".".join(parts)
+    return ".".join(["synthaudit", *parts])
 
 
 def imports_of(path: Path) -> list[str]:
@@ -80,37 +86,43 @@ def violations(rule: str, sources: list[str], forbidden: tuple[str, ...]) -> lis
 def test_models_never_import_the_service_tiers_or_the_web_stack() -> None:
     bad = violations(
         "models",
-        [m for m in MODULES if starts(m, "models")],
-        ("app", "worker", *WEB_STACK, *DATABASE_AND_QUEUE),
+        [m for m in MODULES if starts(m, "synthaudit.models")],
+        ("synthaudit.app", "synthaudit.worker", *WEB_STACK, *DATABASE_AND_QUEUE),
     )
     assert not bad, "\n".join(bad)
 
 
 def test_core_stands_on_models_only() -> None:
-    core = [m for m in MODULES if starts(m, "app.core")]
+    core = [m for m in MODULES if starts(m, "synthaudit.app.core")]
     assert core, "app/core is missing"
     upward = [
-        f"app.core: {src} imports {imp}"
+        f"synthaudit.app.core: {src} imports {imp}"
         for src in core
         for imp in imports_of(MODULES[src])
-        if (starts(imp, "app") and not starts(imp, "app.core")) or starts(imp, "worker", *WEB_STACK)
+        if (starts(imp, "synthaudit.app") and not starts(imp, "synthaudit.app.core"))
+        or starts(imp, "synthaudit.worker", *WEB_STACK)
     ]
     assert not upward, "\n".join(upward)
 
 
 def test_web_tier_never_imports_the_workers_or_celery() -> None:
-    web = [m for m in MODULES if starts(m, "app") and not starts(m, "app.core", *COMPOSITION_ROOTS)]
-    bad = violations("web tier", web, ("worker", "celery", "kombu"))
+    web = [
+        m
+        for m in MODULES
+        if starts(m, "synthaudit.app") and not starts(m, "synthaudit.app.core", *COMPOSITION_ROOTS)
+    ]
+    bad = violations("web tier", web, ("synthaudit.worker", "celery", "kombu"))
     assert not bad, "\n".join(bad)
 
 
 def test_workers_never_import_the_web_tier() -> None:
-    workers = [m for m in MODULES if starts(m, "worker")]
+    workers = [m for m in MODULES if starts(m, "synthaudit.worker")]
     upward = [
         f"worker: {src} imports {imp}"
         for src in workers
         for imp in imports_of(MODULES[src])
-        if (starts(imp, "app") and not starts(imp, "app.core")) or starts(imp, *WEB_STACK)
+        if (starts(imp, "synthaudit.app") and not starts(imp, "synthaudit.app.core"))
+        or starts(imp, *WEB_STACK)
     ]
     assert not upward, "\n".join(upward)
 
@@ -166,8 +178,8 @@ def test_the_checker_sees_a_circle_and_an_upward_import(tmp_path: Path) -> None:
     """The rules above can fail: a made-up circle is found, and a planted import is read."""
     assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
     planted = tmp_path / "planted.py"
-    planted.write_text("def f():\n    from worker.pipeline import WorkerContext\n")
-    assert "worker.pipeline" in list(ast_imports(planted))
+    planted.write_text("def f():\n    from synthaudit.worker.pipeline import WorkerContext\n")
+    assert "synthaudit.worker.pipeline" in list(ast_imports(planted))
 
 
 def ast_imports(path: Path) -> list[str]:
@@ -185,12 +197,12 @@ def test_the_api_process_imports_the_workers_only_in_the_embedded_mode(
     code = (
         "import sys\n"
         "from fastapi.testclient import TestClient\n"
-        "from app.core.config import Settings\n"
-        "from app.main import create_app\n"
+        "from synthaudit.app.core.config import Settings\n"
+        "from synthaudit.app.main import create_app\n"
         f"s = Settings(celery_broker_url={env_broker!r}, synthaudit_home={str(tmp_path)!r}, group_key_secret='x' * 32)\n"
         "app = create_app(s)\n"
         "print(TestClient(app).get('/healthz').status_code)\n"
-        "print(sorted(m for m in sys.modules if m == 'worker' or m.startswith('worker.')))\n"
+        "print(sorted(m for m in sys.modules if m == 'synthaudit.worker' or m.startswith('synthaudit.worker.')))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
@@ -198,6 +210,6 @@ def test_the_api_process_imports_the_workers_only_in_the_embedded_mode(
     assert out[0] == "200"
     loaded = ast.literal_eval(out[1])
     if embedded:
-        assert "worker.runner" in loaded
+        assert "synthaudit.worker.runner" in loaded
     else:
         assert loaded == []

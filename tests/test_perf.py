@@ -30,8 +30,8 @@ BLOCKED = (
 RUN = (
     "import runpy, sys\n"
     f"for name in {BLOCKED!r}: sys.modules[name] = None\n"
-    "sys.argv = ['models.perf', *sys.argv[1:]]\n"
-    "runpy.run_module('models.perf', run_name='__main__')\n"
+    "sys.argv = ['synthaudit.models.perf', *sys.argv[1:]]\n"
+    "runpy.run_module('synthaudit.models.perf', run_name='__main__')\n"
 )
 
 
@@ -84,9 +84,9 @@ def test_the_shifted_workload_is_the_one_that_opens_the_alignment_gate(
     tmp_path: Path, shift: float, fired: bool
 ) -> None:
     """`--shifted-copies` measures the default when its alignment gate fires; without it the gate stays shut."""
-    from models.config import AuditConfig
-    from models.perf import make_workload, write_pngs
-    from models.stages import AuditInputs, read_alignment, run_audit
+    from synthaudit.models.config import AuditConfig
+    from synthaudit.models.perf import make_workload, write_pngs
+    from synthaudit.models.stages import AuditInputs, read_alignment, run_audit
 
     real, generated = make_workload(60, 100, 64, seed=0, shift=shift)
     write_pngs(real, tmp_path / "real", "r")

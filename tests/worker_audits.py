@@ -7,16 +7,16 @@ import uuid
 import numpy as np
 from PIL import Image
 
-from app.core import repository as repo
-from app.core.db import session_scope
-from app.core.tables import Audit, Dataset
-from worker.context import WorkerContext
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.tables import Audit, Dataset
+from synthaudit.worker.context import WorkerContext
 
 
 def make_audit(ctx: WorkerContext, images: dict[str, int] | None = None, status: str = "queued") -> uuid.UUID:
     """Two datasets (with `images[role]` 16x16 PNGs on disk, 3 each by default; a `reference` count adds a
     reference dataset) and a pixels audit over them in `status` (a running one stands in the embed stage)."""
-    from models.config import AuditConfig
+    from synthaudit.models.config import AuditConfig
 
     ids = {}
     with session_scope(ctx.sessions) as session:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from app.core import repository as repo
-from app.core.db import session_scope
-from app.core.webhooks import notify_finished
-from worker.context import WorkerContext
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.webhooks import notify_finished
+from synthaudit.worker.context import WorkerContext
 
 
 def fail(ctx: WorkerContext, audit_id: uuid.UUID, message: str) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 from celery import Task
 from celery.exceptions import TimeLimitExceeded
 
-from app.core.config import get_settings
-from worker.audit_failure import fail
-from worker.context import WorkerContext
-from worker.errors import TRANSIENT_ERRORS
+from synthaudit.app.core.config import get_settings
+from synthaudit.worker.audit_failure import fail
+from synthaudit.worker.context import WorkerContext
+from synthaudit.worker.errors import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 _context: WorkerContext | None = None

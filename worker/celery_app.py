@@ -10,10 +10,10 @@ import logging
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_ready
 
-from app.core.config import Settings, get_settings
-from app.core.jobs import PURGE_TASK, broker_options
-from app.core.logs import configure_log_format
-from worker.recovery import install
+from synthaudit.app.core.config import Settings, get_settings
+from synthaudit.app.core.jobs import PURGE_TASK, broker_options
+from synthaudit.app.core.logs import configure_log_format
+from synthaudit.worker.recovery import install
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def create_celery(settings: Settings) -> Celery:
     celery = Celery(
         "synthaudit",
         broker=settings.celery_broker_url or "memory://",
-        include=["worker.tasks", "worker.encoder_tasks", "worker.sharding"],
+        include=["synthaudit.worker.tasks", "synthaudit.worker.encoder_tasks", "synthaudit.worker.sharding"],
     )
     celery.conf.update(
         **broker_options(settings),
@@ -73,7 +73,9 @@ app = celery_app  # `celery -A worker.celery_app` finds either name
 @worker_init.connect
 def _check_schema(**_: object) -> None:
     """Refuse to start a worker against a database that is not migrated to head."""
-    from app.core.migrations import ensure_schema  # alembic loads in the worker that checks, not on import
+    from synthaudit.app.core.migrations import (
+        ensure_schema,
+    )  # alembic loads in the worker that checks, not on import
 
     settings = get_settings()
     ensure_schema(settings.database_url, auto_upgrade=settings.is_sqlite)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.config import Settings
-from app.core.db import make_engine, make_session_factory
-from app.core.storage import Storage
+from synthaudit.app.core.config import Settings
+from synthaudit.app.core.db import make_engine, make_session_factory
+from synthaudit.app.core.storage import Storage
 
 
 @dataclass

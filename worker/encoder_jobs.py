@@ -15,13 +15,13 @@ import logging
 import time
 import uuid
 
-from app.core import repository as repo
-from app.core.db import session_scope
-from app.core.logs import log_unexpected
-from app.core.tables import ACTIVE_STATUSES, utcnow
-from worker.context import WorkerContext
-from worker.errors import TRANSIENT_ERRORS, EncoderStopped
-from worker.heartbeat import EncoderHeartbeat, JobTimeLimit
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.logs import log_unexpected
+from synthaudit.app.core.tables import ACTIVE_STATUSES, utcnow
+from synthaudit.worker.context import WorkerContext
+from synthaudit.worker.errors import TRANSIENT_ERRORS, EncoderStopped
+from synthaudit.worker.heartbeat import EncoderHeartbeat, JobTimeLimit
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,10 @@ def _set(ctx: WorkerContext, encoder_id: uuid.UUID, only_active: bool = True, **
 
 def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
     """Pretrain one registered encoder; returns its final status (or 'stopped')."""
-    from models.pretrained import EncoderSpec, pretrain_encoder  # the ML core loads where a job runs
+    from synthaudit.models.pretrained import (
+        EncoderSpec,
+        pretrain_encoder,
+    )  # the ML core loads where a job runs
 
     with session_scope(ctx.sessions) as session:
         encoder = repo.get_encoder(session, encoder_id)

@@ -6,10 +6,10 @@ import uuid
 
 from celery import Task
 
-from app.core.jobs import ENCODER_TASK
-from worker.base import RetriedTask, context
-from worker.celery_app import celery_app
-from worker.encoder_jobs import run_encoder_job
+from synthaudit.app.core.jobs import ENCODER_TASK
+from synthaudit.worker.base import RetriedTask, context
+from synthaudit.worker.celery_app import celery_app
+from synthaudit.worker.encoder_jobs import run_encoder_job
 
 
 @celery_app.task(name=ENCODER_TASK, base=RetriedTask, bind=True)

@@ -19,11 +19,11 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import ClassVar, Self
 
-from app.core import repository as repo
-from app.core.db import session_scope
-from worker.audit_failure import fail
-from worker.context import WorkerContext
-from worker.errors import AuditStopped, EncoderStopped
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.db import session_scope
+from synthaudit.worker.audit_failure import fail
+from synthaudit.worker.context import WorkerContext
+from synthaudit.worker.errors import AuditStopped, EncoderStopped
 
 log = logging.getLogger(__name__)
 

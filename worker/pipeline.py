@@ -17,23 +17,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.core import repository as repo
-from app.core.db import session_scope
-from app.core.encoder_refs import resolve_checkpoint
-from app.core.logs import log_unexpected
-from app.core.tables import ACTIVE_STATUSES
-from app.core.webhooks import notify_finished
-from worker.audit_failure import fail
-from worker.context import WorkerContext
-from worker.errors import TRANSIENT_ERRORS, AuditStopped
-from worker.heartbeat import AuditHeartbeat
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.encoder_refs import resolve_checkpoint
+from synthaudit.app.core.logs import log_unexpected
+from synthaudit.app.core.tables import ACTIVE_STATUSES
+from synthaudit.app.core.webhooks import notify_finished
+from synthaudit.worker.audit_failure import fail
+from synthaudit.worker.context import WorkerContext
+from synthaudit.worker.errors import TRANSIENT_ERRORS, AuditStopped
+from synthaudit.worker.heartbeat import AuditHeartbeat
 
 # The ML core (models.*) is imported inside the functions that run it: it loads where a stage runs, not
 # in every process that imports the worker (the API process in the embedded mode).
 
 if TYPE_CHECKING:
-    from models.results import ResultRow
-    from models.stages import AuditInputs
+    from synthaudit.models.results import ResultRow
+    from synthaudit.models.stages import AuditInputs
 
 log = logging.getLogger(__name__)
 MAX_CRASHED_ATTEMPTS = 3
@@ -86,7 +86,7 @@ class ProgressReporter:
         self.write(fraction)
 
     def write(self, fraction: float) -> None:
-        from models.stages import overall_progress
+        from synthaudit.models.stages import overall_progress
 
         progress = min(overall_progress(self.stage, fraction), 99.9)
         try:
@@ -104,7 +104,7 @@ def _begin(
 ) -> _Job | None:
     """Mark the audit running at this stage; None when it is gone, cancelled or finished, or when the
     task belongs to an older dispatch attempt (worker/recovery.py re-dispatched the audit since)."""
-    from models.stages import overall_progress
+    from synthaudit.models.stages import overall_progress
 
     with session_scope(ctx.sessions) as session:
         audit = repo.get_audit(session, audit_id)
@@ -135,7 +135,7 @@ def _created_with_reference(audit: Any) -> bool:
 
 def _inputs(ctx: WorkerContext, job: _Job) -> AuditInputs | None:
     """The engine's AuditInputs of a job; None when one of its datasets was deleted."""
-    from models.stages import AuditInputs
+    from synthaudit.models.stages import AuditInputs
 
     if job.real_dataset_id is None or job.generated_dataset_id is None:
         return None
@@ -182,8 +182,8 @@ def _execute(
     part: StagePart | None = None,
 ) -> Outcome:
     """execute_stage without the clean-up."""
-    from models.config import AuditConfig
-    from models.stages import overall_progress, run_stage
+    from synthaudit.models.config import AuditConfig
+    from synthaudit.models.stages import overall_progress, run_stage
 
     job = _begin(ctx, audit_id, stage, attempt, part.start if part is not None else 0.0)
     if job is None:
@@ -260,7 +260,7 @@ def _execute(
 
 
 def _attempt_marker(workdir: Path, stage: str) -> Path:
-    from models.workdir import WorkDir
+    from synthaudit.models.workdir import WorkDir
 
     return WorkDir(workdir).attempt_marker(stage)
 
@@ -294,7 +294,7 @@ def _result_dicts(
     rows: list[ResultRow], evidence: dict[str, list[tuple[str, float]]], source: str, start: int = 0
 ) -> list[dict[str, Any]]:
     """`audit_results` rows of engine ResultRows: positions from `start`, all k nearest generated ids."""
-    from models.summary import finite
+    from synthaudit.models.summary import finite
 
     out = []
     for position, row in enumerate(rows, start=start):
@@ -320,8 +320,8 @@ def outcome_rows(workdir: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Result rows (the real images, then the reference set's images) and the metrics row of a finished
     work folder. The metrics row keeps the decide summary as written: GET /metrics rebuilds the CLI's
     metrics document from it (models.summary.metrics_document)."""
-    from models.stages import read_evidence, read_outcome
-    from models.summary import audit_counts, finite
+    from synthaudit.models.stages import read_evidence, read_outcome
+    from synthaudit.models.summary import audit_counts, finite
 
     outcome = read_outcome(workdir)
     rows = _result_dicts(outcome.rows, read_evidence(workdir), "real")

@@ -36,14 +36,14 @@ import redis
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from app.core import repository as repo
-from app.core.config import get_settings
-from app.core.db import make_session_factory, normalise_url, session_scope
-from app.core.jobs import send_chain, send_encoder_task
-from app.core.storage import Storage
-from app.core.tables import Audit, Encoder, utcnow
-from app.core.webhooks import resend_stalled
-from worker.context import WorkerContext
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.config import get_settings
+from synthaudit.app.core.db import make_session_factory, normalise_url, session_scope
+from synthaudit.app.core.jobs import send_chain, send_encoder_task
+from synthaudit.app.core.storage import Storage
+from synthaudit.app.core.tables import Audit, Encoder, utcnow
+from synthaudit.app.core.webhooks import resend_stalled
+from synthaudit.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,9 @@ def sweep(ctx: Any, resend: Resend, waiting: Callable[[], bytes | None]) -> list
     bytes of the queued messages, or None when the broker cannot be inspected: then only running
     audits with a stale heartbeat are taken (a queued one may be waiting its turn).
     """
-    from models.stages import STAGES  # the ML core loads where it is used, not in every worker import
+    from synthaudit.models.stages import (
+        STAGES,
+    )  # the ML core loads where it is used, not in every worker import
 
     orphans, _ = _orphans(ctx, Audit, waiting, Audit.stage, Audit.attempt)
     recovered: list[uuid.UUID] = []

@@ -20,19 +20,19 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core import repository as repo
-from app.core import retention
-from app.core.config import Settings
-from app.core.db import session_scope
-from app.core.logs import log_unexpected
-from app.core.storage import Storage
-from app.core.tables import ACTIVE_STATUSES
-from worker.audit_failure import fail
-from worker.context import WorkerContext
-from worker.encoder_jobs import run_encoder_job
-from worker.errors import TRANSIENT_ERRORS
-from worker.pipeline import Outcome, execute_stage
-from worker.recovery import resend_stalled_webhooks
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core import retention
+from synthaudit.app.core.config import Settings
+from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.logs import log_unexpected
+from synthaudit.app.core.storage import Storage
+from synthaudit.app.core.tables import ACTIVE_STATUSES
+from synthaudit.worker.audit_failure import fail
+from synthaudit.worker.context import WorkerContext
+from synthaudit.worker.encoder_jobs import run_encoder_job
+from synthaudit.worker.errors import TRANSIENT_ERRORS
+from synthaudit.worker.pipeline import Outcome, execute_stage
+from synthaudit.worker.recovery import resend_stalled_webhooks
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -124,7 +124,9 @@ class EmbeddedRunner:
 
     def run(self, audit_id: uuid.UUID) -> None:
         """Every stage of one audit, in order, until one does not finish."""
-        from models.stages import STAGES  # the ML core loads when an audit runs, not with the API process
+        from synthaudit.models.stages import (
+            STAGES,
+        )  # the ML core loads when an audit runs, not with the API process
 
         for stage in STAGES:
             if self._run_stage(audit_id, stage) is not Outcome.DONE:

@@ -21,14 +21,14 @@ from typing import Any
 from celery import Task, chord
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.core import repository as repo
-from app.core.config import Settings
-from app.core.db import session_scope
-from app.core.jobs import stage_priority
-from worker.base import StageTask, context
-from worker.celery_app import celery_app, result_backend
-from worker.context import WorkerContext
-from worker.pipeline import Outcome, StagePart, execute_stage
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.config import Settings
+from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.jobs import stage_priority
+from synthaudit.worker.base import StageTask, context
+from synthaudit.worker.celery_app import celery_app, result_backend
+from synthaudit.worker.context import WorkerContext
+from synthaudit.worker.pipeline import Outcome, StagePart, execute_stage
 
 # The ML core (models.*) is imported inside the functions that run it: it loads where a stage runs, not
 # in the worker's main process.
@@ -53,7 +53,7 @@ def _span(on_progress: Any, start: float, end: float) -> Any:
 
 def _fractions(workdir: Path, index: int) -> tuple[float, float]:
     """The embed stage's progress before and after a shard: the real set and the finished shards first."""
-    from models.shards import read_plan, shard_done
+    from synthaudit.models.shards import read_plan, shard_done
 
     try:
         ranges = read_plan(workdir)
@@ -67,17 +67,17 @@ def _fractions(workdir: Path, index: int) -> tuple[float, float]:
 
 
 def _real_count(workdir: Path) -> int:
-    from models.shards import _count_rows
-    from models.workdir import WorkDir
+    from synthaudit.models.shards import _count_rows
+    from synthaudit.models.workdir import WorkDir
 
     return _count_rows(WorkDir(workdir).decoded, "real_ids")
 
 
 def fan_out(task: Task, audit_id: str, attempt: int | None) -> str | None:
     """The sharded embed stage, or None when this audit is embedded in one piece (the usual task runs)."""
-    from models.shards import generated_count, read_plan, run_real, write_plan
-    from models.stages import STAGES
-    from models.workdir import WorkDir
+    from synthaudit.models.shards import generated_count, read_plan, run_real, write_plan
+    from synthaudit.models.stages import STAGES
+    from synthaudit.models.workdir import WorkDir
 
     ctx = context()
     workdir = ctx.storage.audit_workdir(uuid.UUID(audit_id))
@@ -126,7 +126,7 @@ def fan_out(task: Task, audit_id: str, attempt: int | None) -> str | None:
 @celery_app.task(name=SHARD_TASK, base=StageTask, bind=True, ignore_result=False)
 def embed_shard(self: Task, audit_id: str, attempt: int | None, index: int) -> str:
     """One shard: embed its slice of the generated set, search real -> slice (models.shards.run_shard)."""
-    from models.shards import run_shard
+    from synthaudit.models.shards import run_shard
 
     ctx = context()
     start, end = _fractions(ctx.storage.audit_workdir(uuid.UUID(audit_id)), index)
@@ -149,7 +149,7 @@ def embed_shard(self: Task, audit_id: str, attempt: int | None, index: int) -> s
 @celery_app.task(name=MERGE_TASK, base=StageTask, bind=True)
 def embed_merge(self: Task, audit_id: str, attempt: int | None) -> str:
     """After every shard: merge into features.npz and neighbours.npz (models.shards.run_merge)."""
-    from models.shards import run_merge
+    from synthaudit.models.shards import run_merge
 
     def run(workdir: Path, inputs: Any, config: Any, on_progress: Any) -> None:
         run_merge(workdir, config, on_progress)
@@ -167,7 +167,7 @@ def embed_merge(self: Task, audit_id: str, attempt: int | None) -> str:
 
 def _record_embed_timing(ctx: WorkerContext, audit_id: uuid.UUID) -> None:
     """The embed stage's time: the real set plus every shard's embedding (worker-seconds, summed)."""
-    from models.workdir import WorkDir
+    from synthaudit.models.workdir import WorkDir
 
     path = WorkDir(ctx.storage.audit_workdir(audit_id)).timings
     seconds = json.loads(path.read_text()).get("embed") if path.exists() else None

@@ -7,13 +7,13 @@ import uuid
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.core.jobs import PURGE_TASK, RECOVER_TASK, task_name
-from app.core.retention import purge_expired
-from worker.base import StageTask, context
-from worker.celery_app import celery_app
-from worker.pipeline import Outcome, execute_stage
-from worker.recovery import celery_sweep
-from worker.sharding import fan_out
+from synthaudit.app.core.jobs import PURGE_TASK, RECOVER_TASK, task_name
+from synthaudit.app.core.retention import purge_expired
+from synthaudit.worker.base import StageTask, context
+from synthaudit.worker.celery_app import celery_app
+from synthaudit.worker.pipeline import Outcome, execute_stage
+from synthaudit.worker.recovery import celery_sweep
+from synthaudit.worker.sharding import fan_out
 
 
 def _stage_task(stage: str) -> Task:

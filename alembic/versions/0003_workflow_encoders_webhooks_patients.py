@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from alembic import op
-from app.core.migration_ops import sqlite_foreign_keys_off
+from synthaudit.app.core.migration_ops import sqlite_foreign_keys_off
 
 revision: str = "0003"
 down_revision: str | None = "0002"

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from alembic import op
-from app.core.migration_ops import sqlite_foreign_keys_off
+from synthaudit.app.core.migration_ops import sqlite_foreign_keys_off
 
 revision: str = "0007"
 down_revision: str | None = "0006"

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.archives import DEFAULT_LIMITS
+from synthaudit.models.archives import DEFAULT_LIMITS
 
 GIB = 1024**3
 MIB = 1024**2
@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     @field_validator("webhook_allowed_hosts")
     @classmethod
     def _check_allowed_hosts(cls, value: str) -> str:
-        from app.core.net_guard import parse_allowlist
+        from synthaudit.app.core.net_guard import parse_allowlist
 
         parse_allowlist(value)  # a bad entry stops the process at start, not at the first delivery
         return value
@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     @field_validator("rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
-        from app.core.rate_limit_rules import parse_rate_limit
+        from synthaudit.app.core.rate_limit_rules import parse_rate_limit
 
         parse_rate_limit(value)  # a bad value stops the process at start
         return value

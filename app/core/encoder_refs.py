@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from app.core.storage import Storage
+from synthaudit.app.core.storage import Storage
 
 CHECKPOINT_REF = "encoder:"
 

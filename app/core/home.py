@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.core.config import Settings
+    from synthaudit.app.core.config import Settings
 
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 SECRET_FILE = "group_key_secret"

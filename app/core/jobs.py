@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Protocol
 
-from app.core.config import Settings
+from synthaudit.app.core.config import Settings
 
 ENCODER_TASK = "synthaudit.pretrain_encoder"
 RECOVER_TASK = "synthaudit.recover"
@@ -39,7 +39,7 @@ class Dispatcher(Protocol):
 
 def stages() -> list[str]:
     """The audit's stages in order (models/stages/)."""
-    from models.stages import STAGES
+    from synthaudit.models.stages import STAGES
 
     return list(STAGES)
 

@@ -11,9 +11,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from alembic import command
-from app.core.db import make_engine, normalise_url
+from synthaudit.app.core.db import make_engine, normalise_url
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# synthaudit/alembic: the repository's alembic/ folder (a link in the source tree, a copy once installed)
+PACKAGE_ROOT = Path(__file__).parents[2]
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -21,8 +22,8 @@ class SchemaOutOfDate(RuntimeError):
 
 
 def script_location() -> Path:
-    """The alembic/ folder: $SYNTHAUDIT_ALEMBIC_DIR, else the one next to the app package."""
-    location = Path(os.environ.get("SYNTHAUDIT_ALEMBIC_DIR") or REPO_ROOT / "alembic")
+    """The alembic/ folder: $SYNTHAUDIT_ALEMBIC_DIR, else the one the synthaudit package carries."""
+    location = Path(os.environ.get("SYNTHAUDIT_ALEMBIC_DIR") or PACKAGE_ROOT / "alembic")
     if not (location / "env.py").exists():
         raise FileNotFoundError(
             f"no Alembic scripts at {location}: "

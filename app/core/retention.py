@@ -17,10 +17,10 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core import repository as repo
-from app.core.db import session_scope
-from app.core.storage import Storage
-from app.core.tables import utcnow
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.storage import Storage
+from synthaudit.app.core.tables import utcnow
 
 log = logging.getLogger(__name__)
 STALE_TMP_S = 24 * 3600.0

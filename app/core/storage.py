@@ -11,7 +11,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from app.core.home import private_dir, private_tree
+from synthaudit.app.core.home import private_dir, private_tree
 
 
 class Storage:

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base
+from synthaudit.app.core.db import Base
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 ROLES = ("real", "generated", "reference")  # reference: real images known not used

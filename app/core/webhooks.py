@@ -37,13 +37,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core import net_guard
-from app.core import repository as repo
-from app.core.db import session_scope
-from app.core.logs import log_unexpected
-from app.core.tables import Audit, AuditMetrics, utcnow
-from app.core.webhook_pool import DeliveryPool, delivery_pool
-from app.core.webhook_signing import signed_headers
+from synthaudit.app.core import net_guard
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.logs import log_unexpected
+from synthaudit.app.core.tables import Audit, AuditMetrics, utcnow
+from synthaudit.app.core.webhook_pool import DeliveryPool, delivery_pool
+from synthaudit.app.core.webhook_signing import signed_headers
 
 log = logging.getLogger(__name__)
 EVENT = "audit.finished"
@@ -245,7 +245,7 @@ def notify_finished(
         log.warning("audit %s: webhook not started (%s)", audit_id, type(exc).__name__)
         return False
     if settings is None:
-        from app.core.config import get_settings
+        from synthaudit.app.core.config import get_settings
 
         settings = get_settings()
 

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from app.auth import TenantDep
-from app.deps import DispatcherDep, SessionDep, SettingsDep, StorageDep
-from app.routes.common import problems
-from app.routes.listing import ListingDep
-from app.schemas import AuditCreate, AuditOut, AuditPage, MetricsOut, ResultsFormat, Status
-from app.services import audits as service
+from synthaudit.app.auth import TenantDep
+from synthaudit.app.deps import DispatcherDep, SessionDep, SettingsDep, StorageDep
+from synthaudit.app.routes.common import problems
+from synthaudit.app.routes.listing import ListingDep
+from synthaudit.app.schemas import AuditCreate, AuditOut, AuditPage, MetricsOut, ResultsFormat, Status
+from synthaudit.app.services import audits as service
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 

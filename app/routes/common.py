@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.schemas import Problem
+from synthaudit.app.schemas import Problem
 
 # The largest offset a query may ask for: below every database's integer range (SQLite and Postgres
 # BIGINT overflow at 2^63, and an offset of 10^20 was a 500), and above any real dataset's image count.

@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
-from app.auth import TenantDep
-from app.deps import SessionDep, SettingsDep, StorageDep
-from app.routes.common import MAX_OFFSET, problems
-from app.routes.listing import ListingDep
-from app.schemas import DatasetOut, DatasetPage, ImagePage, Role
-from app.services import datasets as service
+from synthaudit.app.auth import TenantDep
+from synthaudit.app.deps import SessionDep, SettingsDep, StorageDep
+from synthaudit.app.routes.common import MAX_OFFSET, problems
+from synthaudit.app.routes.listing import ListingDep
+from synthaudit.app.schemas import DatasetOut, DatasetPage, ImagePage, Role
+from synthaudit.app.services import datasets as service
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

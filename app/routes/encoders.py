@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 
-from app.auth import TenantDep
-from app.deps import DispatcherDep, SessionDep, StorageDep
-from app.routes.common import problems
-from app.routes.listing import ListingDep
-from app.schemas_workflow import EncoderCreate, EncoderOut, EncoderPage, JobStatus
-from app.services import encoders as service
+from synthaudit.app.auth import TenantDep
+from synthaudit.app.deps import DispatcherDep, SessionDep, StorageDep
+from synthaudit.app.routes.common import problems
+from synthaudit.app.routes.listing import ListingDep
+from synthaudit.app.schemas_workflow import EncoderCreate, EncoderOut, EncoderPage, JobStatus
+from synthaudit.app.services import encoders as service
 
 router = APIRouter(prefix="/v1/encoders", tags=["encoders"])
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.deps import ServicesDep
-from app.problems import problem_response
-from app.routes.common import problems
-from app.schemas import Health, Readiness
-from app.services.health import readiness
+from synthaudit.app.deps import ServicesDep
+from synthaudit.app.problems import problem_response
+from synthaudit.app.routes.common import problems
+from synthaudit.app.schemas import Health, Readiness
+from synthaudit.app.services.health import readiness
 
 router = APIRouter(tags=["health"])
 

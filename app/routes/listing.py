@@ -7,7 +7,13 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from app.services.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_CURSOR_CHARS, MAX_LIMIT, ListingParams
+from synthaudit.app.services.listing import (
+    CURSOR_PATTERN,
+    DEFAULT_LIMIT,
+    MAX_CURSOR_CHARS,
+    MAX_LIMIT,
+    ListingParams,
+)
 
 
 def listing_params(

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from app.auth import TenantDep
-from app.deps import SessionDep, StorageDep
-from app.routes.common import problems
-from app.services import reports as service
+from synthaudit.app.auth import TenantDep
+from synthaudit.app.deps import SessionDep, StorageDep
+from synthaudit.app.routes.common import problems
+from synthaudit.app.services import reports as service
 
 router = APIRouter(prefix="/v1/audits", tags=["reports"])
 Aggregation = Literal["any", "mean-score"]
@@ -63,7 +63,7 @@ def get_patients(
     ] = None,
 ) -> FileResponse:
     """Per-patient decisions: `patient,images,images_used,used,score,max_score,mean_score,studies,series`."""
-    from app.services.patients import write_patients
+    from synthaudit.app.services.patients import write_patients
 
     path = write_patients(session, storage, audit_id, aggregation, tenant=tenant)
     return FileResponse(

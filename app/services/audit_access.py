@@ -6,9 +6,9 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from app.core import repository as repo
-from app.core.tables import Audit
-from app.problems import NotFound, NotReady
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.tables import Audit
+from synthaudit.app.problems import NotFound, NotReady
 
 
 def owned_audit(session: Session, audit_id: uuid.UUID, tenant: str) -> Audit:

@@ -17,20 +17,20 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core import repository as repo
-from app.core.db import make_session_factory
-from app.core.jobs import Dispatcher
-from app.core.storage import Storage
-from app.core.tables import ACTIVE_STATUSES, Audit, AuditResult
-from app.core.webhooks import notify_finished
-from app.problems import Conflict, NotReady, ProblemError, QueueUnavailable, Unprocessable
-from app.schemas import AuditCreate, AuditLinks, AuditOut, AuditPage, MetricsOut
-from app.services.audit_access import finished_audit, owned_audit
-from app.services.listing import ListingParams, tenant_page
-from app.services.workflow import audit_fields, audit_trail
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.db import make_session_factory
+from synthaudit.app.core.jobs import Dispatcher
+from synthaudit.app.core.storage import Storage
+from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, AuditResult
+from synthaudit.app.core.webhooks import notify_finished
+from synthaudit.app.problems import Conflict, NotReady, ProblemError, QueueUnavailable, Unprocessable
+from synthaudit.app.schemas import AuditCreate, AuditLinks, AuditOut, AuditPage, MetricsOut
+from synthaudit.app.services.audit_access import finished_audit, owned_audit
+from synthaudit.app.services.listing import ListingParams, tenant_page
+from synthaudit.app.services.workflow import audit_fields, audit_trail
 
 if TYPE_CHECKING:
-    from models.results import ResultRow
+    from synthaudit.models.results import ResultRow
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,8 @@ API_ENCODERS = ("mae", "pixels", "pixels_whitened", "vit_tokens_whitened")
 
 def _resolve_config(body: AuditCreate) -> dict[str, Any]:
     """The full engine config: engine defaults overridden by the client's choices, validated."""
-    from models.config import AuditConfig
-    from models.methods import get_method
+    from synthaudit.models.config import AuditConfig
+    from synthaudit.models.methods import get_method
 
     try:
         config = AuditConfig.from_dict({**AuditConfig().to_dict(), **body.config.chosen()})
@@ -311,7 +311,7 @@ def delete_audit(
 def write_results(session: Session, storage: Storage, audit_id: uuid.UUID, fmt: str, *, tenant: str) -> Path:
     """The results CSV (synthaudit or imageclef format) in a temporary file the caller deletes: the rows
     of the real images only (the reference set's images are never in it)."""
-    from models.results import write_results_csv
+    from synthaudit.models.results import write_results_csv
 
     finished_audit(session, audit_id, tenant)
     rows = [result_row(r) for r in repo.get_results(session, audit_id, source="real")]
@@ -329,7 +329,7 @@ def write_results(session: Session, storage: Storage, audit_id: uuid.UUID, fmt: 
 
 def result_row(r: AuditResult) -> ResultRow:
     """A stored result row as the engine's ResultRow (closest generated image as the evidence)."""
-    from models.results import ResultRow
+    from synthaudit.models.results import ResultRow
 
     return ResultRow(
         id=r.image_name,
@@ -349,7 +349,7 @@ def _float(value: float | None) -> float:
 
 def get_metrics(session: Session, audit_id: uuid.UUID, *, tenant: str) -> MetricsOut:
     """The metrics document of the CLI's `--metrics` file, rebuilt from the decide stage's summary."""
-    from models.summary import metrics_document
+    from synthaudit.models.summary import metrics_document
 
     finished_audit(session, audit_id, tenant)
     row = repo.get_metrics(session, audit_id)

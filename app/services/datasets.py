@@ -10,15 +10,15 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
-from app.core import repository as repo
-from app.core.config import Settings
-from app.core.storage import Storage
-from app.core.tables import Dataset
-from app.problems import Conflict, NotFound, ProblemError, Unprocessable
-from app.schemas import DatasetOut, DatasetPage, ImageOut, ImagePage, RejectedFile
-from app.services.ingest import NoImagesError, UploadLimits, ingest_uploads
-from app.services.listing import ListingParams, tenant_page
-from app.services.pseudonyms import group_secret, image_rows
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.config import Settings
+from synthaudit.app.core.storage import Storage
+from synthaudit.app.core.tables import Dataset
+from synthaudit.app.problems import Conflict, NotFound, ProblemError, Unprocessable
+from synthaudit.app.schemas import DatasetOut, DatasetPage, ImageOut, ImagePage, RejectedFile
+from synthaudit.app.services.ingest import NoImagesError, UploadLimits, ingest_uploads
+from synthaudit.app.services.listing import ListingParams, tenant_page
+from synthaudit.app.services.pseudonyms import group_secret, image_rows
 
 log = logging.getLogger(__name__)
 

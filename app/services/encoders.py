@@ -14,14 +14,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.core import repository as repo
-from app.core.encoder_refs import CHECKPOINT_REF
-from app.core.jobs import Dispatcher
-from app.core.storage import Storage
-from app.core.tables import Encoder
-from app.problems import Conflict, Gone, NotFound, NotReady, QueueUnavailable, Unprocessable
-from app.schemas_workflow import EncoderCreate, EncoderLinks, EncoderOut, EncoderPage
-from app.services.listing import ListingParams, tenant_page
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.encoder_refs import CHECKPOINT_REF
+from synthaudit.app.core.jobs import Dispatcher
+from synthaudit.app.core.storage import Storage
+from synthaudit.app.core.tables import Encoder
+from synthaudit.app.problems import Conflict, Gone, NotFound, NotReady, QueueUnavailable, Unprocessable
+from synthaudit.app.schemas_workflow import EncoderCreate, EncoderLinks, EncoderOut, EncoderPage
+from synthaudit.app.services.listing import ListingParams, tenant_page
 
 log = logging.getLogger(__name__)
 _PURGED = "the weights of encoder {encoder_id} were purged (retention); register a new encoder"
@@ -49,8 +49,8 @@ def to_schema(encoder: Encoder) -> EncoderOut:
 
 
 def _resolve_spec(body: EncoderCreate) -> dict[str, Any]:
-    from models.mae import MAE_PRESETS
-    from models.pretrained import EncoderSpec
+    from synthaudit.models.mae import MAE_PRESETS
+    from synthaudit.models.pretrained import EncoderSpec
 
     spec = {**EncoderSpec().to_dict(), **body.config.chosen()}
     spec.pop("device", None)  # a server-side choice
@@ -147,8 +147,8 @@ def audit_encoder(
 ) -> dict[str, Any]:
     """The audit config that reuses a registered encoder: its checkpoint reference, its image size and
     preset (unless chosen otherwise); 422 when the encoder is not ready or the method uses no MAE."""
-    from models.config import AuditConfig
-    from models.methods import get_method
+    from synthaudit.models.config import AuditConfig
+    from synthaudit.models.methods import get_method
 
     encoder = repo.get_encoder(session, encoder_id, tenant)
     if encoder is None:

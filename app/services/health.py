@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.core import repository as repo
-from app.deps import Services
+from synthaudit.app.core import repository as repo
+from synthaudit.app.deps import Services
 
 
 def readiness(services: Services) -> dict[str, str]:

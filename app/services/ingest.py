@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from models.archives import (
+from synthaudit.models.archives import (
     ArchiveError,
     ArchiveLimits,
     Budget,
@@ -212,7 +212,7 @@ class _Stager:
 
 def _check_file(path: Path, relpath: str, max_pixels: int = 64_000_000) -> tuple[str | None, str | None]:
     """Decode one staged file: (suffix to add so the engine's loader picks it up, or None; error or None)."""
-    from models.io import IMAGE_SUFFIXES, ImageReadError, decode_image
+    from synthaudit.models.io import IMAGE_SUFFIXES, ImageReadError, decode_image
 
     data = path.read_bytes()
     try:
@@ -240,7 +240,7 @@ def _validate(stager: _Stager) -> list[StoredImage]:
     Afterwards every kept file has an image suffix and decodes, so the engine's folder loader sees
     exactly these files and derives exactly the ids stored here.
     """
-    from models.io import image_ids
+    from synthaudit.models.io import image_ids
 
     relpaths = list(stager.files)
     with ThreadPoolExecutor(max_workers=DECODE_WORKERS, thread_name_prefix="synthaudit-ingest") as pool:

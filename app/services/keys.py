@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from app.core import repository as repo
-from app.core.tables import ApiKey, utcnow
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.tables import ApiKey, utcnow
 
 TOKEN_PREFIX = "sa_"
 OPERATOR_TENANT = "(operator)"  # the owner of operator keys: no tenant can be named so (TENANT_PATTERN)

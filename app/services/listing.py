@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from app.core.repository import Window
-from app.problems import Unprocessable
+from synthaudit.app.core.repository import Window
+from synthaudit.app.problems import Unprocessable
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
 MAX_CURSOR_CHARS = 256  # a cursor this service issues is about 110 characters

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from app.core import repository as repo
-from app.core.storage import Storage
-from app.core.tables import Audit
-from app.problems import Conflict
-from app.services.audit_access import finished_audit
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.storage import Storage
+from synthaudit.app.core.tables import Audit
+from synthaudit.app.problems import Conflict
+from synthaudit.app.services.audit_access import finished_audit
 
 if TYPE_CHECKING:
-    from models.groups import PatientResult
+    from synthaudit.models.groups import PatientResult
 
 
 @dataclass
@@ -98,7 +98,7 @@ def audit_patients(
     p-value against the reference patients' (all of whose images are known not used) and a BH q-value;
     under the fdr rule BH at the audit's FDR decides `used`, under the others the image decisions do.
     Uncalibrated and inconclusive audits: no patient p-value, the image decisions decide."""
-    from models.groups import aggregate_patients, calibrate_patients, reference_patients
+    from synthaudit.models.groups import aggregate_patients, calibrate_patients, reference_patients
 
     patients = aggregate_patients(
         images.ids, images.scores, images.used, images.groups, threshold, aggregation
@@ -122,7 +122,7 @@ def write_patients(
     tenant: str,
 ) -> Path:
     """patients.csv of a succeeded audit in a temporary file the caller deletes."""
-    from models.groups import write_patients_csv
+    from synthaudit.models.groups import write_patients_csv
 
     audit = finished_audit(session, audit_id, tenant)
     grouping = audit_grouping(session, audit, aggregation)

@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from app.core.config import Settings
+    from synthaudit.app.core.config import Settings
 
 
 def group_secret(tenant: str, settings: Settings | None = None) -> str:
     """The key of a tenant's patient/study/series pseudonyms: HMAC(GROUP_KEY_SECRET, tenant), so that
     pseudonyms differ between tenants (app/core/home.py says where the secret comes from)."""
-    from app.core.config import get_settings
-    from app.core.home import group_key_secret
-    from models.groups import tenant_key
+    from synthaudit.app.core.config import get_settings
+    from synthaudit.app.core.home import group_key_secret
+    from synthaudit.models.groups import tenant_key
 
     secret = group_key_secret(settings or get_settings())
     return tenant_key(secret, tenant)
@@ -22,7 +22,7 @@ def group_secret(tenant: str, settings: Settings | None = None) -> str:
 
 def image_rows(images_dir: Path, images: list[Any], secret: str) -> list[dict[str, Any]]:
     """The `images` rows of an upload, with the pseudonymous patient/study/series keys of DICOM files."""
-    from models.groups import keys_from_file
+    from synthaudit.models.groups import keys_from_file
 
     rows = []
     for image in images:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from app.core.storage import Storage
-from app.problems import Conflict
-from app.services import patients
-from app.services.audit_access import finished_audit
+from synthaudit.app.core.storage import Storage
+from synthaudit.app.problems import Conflict
+from synthaudit.app.services import patients
+from synthaudit.app.services.audit_access import finished_audit
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,8 @@ def audit_report(
     tenant: str,
 ) -> Path:
     """The report file of a succeeded audit (rendered once per aggregation rule, then served from disk)."""
-    from models.report import write_report
-    from models.workdir import WorkDir
+    from synthaudit.models.report import write_report
+    from synthaudit.models.workdir import WorkDir
 
     audit = finished_audit(session, audit_id, tenant)
     workdir = storage.audit_workdir(audit_id)

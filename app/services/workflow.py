@@ -10,13 +10,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.core import net_guard
-from app.core import repository as repo
-from app.core.webhook_signing import new_secret
-from app.problems import Unprocessable
-from app.schemas import AuditCreate
-from app.services.encoders import audit_encoder
-from app.services.pseudonyms import group_secret
+from synthaudit.app.core import net_guard
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.webhook_signing import new_secret
+from synthaudit.app.problems import Unprocessable
+from synthaudit.app.schemas import AuditCreate
+from synthaudit.app.services.encoders import audit_encoder
+from synthaudit.app.services.pseudonyms import group_secret
 
 
 def audit_fields(session: Session, body: AuditCreate, config: dict[str, Any], tenant: str) -> dict[str, Any]:
@@ -132,8 +132,8 @@ def check_webhook_url(url: str) -> str:
     """An absolute http(s) URL without credentials, to a destination the SSRF guard accepts without DNS
     (port 80/443, no literal private address, no `localhost`) unless WEBHOOK_ALLOWED_HOSTS lists it;
     422 otherwise. The delivery resolves and checks it again (app/core/net_guard.py)."""
-    from app.core.config import get_settings
-    from app.core.webhooks import allowlist_of
+    from synthaudit.app.core.config import get_settings
+    from synthaudit.app.core.webhooks import allowlist_of
 
     try:
         net_guard.check_url(url.strip(), allowlist_of(get_settings()))
@@ -146,7 +146,7 @@ def _patient_labels(
     session: Session, body: AuditCreate, tenant: str
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Patient labels keyed by pseudonym (raw PatientIDs are hashed at once) and the image labels they imply."""
-    from models.groups import is_pseudonym, pseudonym
+    from synthaudit.models.groups import is_pseudonym, pseudonym
 
     rows = repo.image_patients(session, body.real_dataset_id)
     known = {key for _, key in rows if key}

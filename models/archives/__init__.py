@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from models.archives.limits import (
+from synthaudit.models.archives.limits import (
     ARCHIVE_SUFFIXES,
     CHUNK,
     DEFAULT_LIMITS,
@@ -30,8 +30,8 @@ from models.archives.limits import (
     is_hidden,
     safe_relpath,
 )
-from models.archives.tarread import tar_members
-from models.archives.zipread import zip_members
+from synthaudit.models.archives.tarread import tar_members
+from synthaudit.models.archives.zipread import zip_members
 
 __all__ = [
     "ARCHIVE_SUFFIXES",

@@ -13,7 +13,7 @@ import lzma
 import zlib
 from typing import Any, BinaryIO, Protocol
 
-from models.archives.limits import CHUNK, ArchiveError, Budget, MemberError
+from synthaudit.models.archives.limits import CHUNK, ArchiveError, Budget, MemberError
 
 STORED, DEFLATED, BZIP2, LZMA = 0, 8, 12, 14
 TAR_CORRUPT = "not a readable tar archive (truncated or corrupt); later members skipped"

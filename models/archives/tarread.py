@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from models.archives.limits import ArchiveError, Budget, Member, Skipped, screen
-from models.archives.streams import TAR_CORRUPT, TarStream
+from synthaudit.models.archives.limits import ArchiveError, Budget, Member, Skipped, screen
+from synthaudit.models.archives.streams import TAR_CORRUPT, TarStream
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)

@@ -16,8 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from models.archives.limits import ArchiveError, Budget, Member, MemberError, Skipped, screen
-from models.archives.streams import ZipMemberStream
+from synthaudit.models.archives.limits import ArchiveError, Budget, Member, MemberError, Skipped, screen
+from synthaudit.models.archives.streams import ZipMemberStream
 
 _EOCD = struct.Struct(
     "<4sHHHHIIH"

@@ -8,10 +8,10 @@ families import only models.encoders.registry (and pixels), never this package's
 
 from __future__ import annotations
 
-from models.encoders import mae, pixels, timm_backbones, vit_tokens, whitened  # noqa: F401  (they register)
-from models.encoders.mae import MAEEncoder
-from models.encoders.pixels import PixelsEncoder
-from models.encoders.registry import (
+from synthaudit.models.encoders import mae, pixels, timm_backbones, vit_tokens, whitened  # noqa: F401  (they register)
+from synthaudit.models.encoders.mae import MAEEncoder
+from synthaudit.models.encoders.pixels import PixelsEncoder
+from synthaudit.models.encoders.registry import (
     Encoder,
     EncoderError,
     EncoderFactory,
@@ -22,7 +22,7 @@ from models.encoders.registry import (
     encoder_factory,
     register_encoder,
 )
-from models.encoders.timm_backbones import (
+from synthaudit.models.encoders.timm_backbones import (
     MIN_MATCHED_FRACTION,
     TIMM_BACKBONES,
     TimmEncoder,

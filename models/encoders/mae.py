@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.device import resolve_device
-from models.embed import embed_images
-from models.encoders.registry import (
+from synthaudit.models.device import resolve_device
+from synthaudit.models.embed import embed_images
+from synthaudit.models.encoders.registry import (
     Encoder,
     EncoderError,
     EncoderWeightsError,
@@ -26,7 +26,7 @@ class MAEEncoder:
     def __init__(
         self, checkpoint: str | Path, device: str = "auto", pooling: str = "mean", name: str = "mae"
     ):
-        from models.pretrain import load_checkpoint  # local: keeps the registry import light
+        from synthaudit.models.pretrain import load_checkpoint  # local: keeps the registry import light
 
         if pooling not in ("mean", "cls"):
             raise EncoderError(f"mae pooling must be 'mean' or 'cls', not {pooling!r}")
@@ -37,7 +37,7 @@ class MAEEncoder:
         self.std = float(self.model.normalisation["std"])
 
     def _features(self, batch: torch.Tensor) -> torch.Tensor:
-        from models.pretrain import to_model_input
+        from synthaudit.models.pretrain import to_model_input
 
         x = to_model_input(batch, self.model.config.img_size, self.mean, self.std)
         if self.pooling == "cls":

@@ -9,9 +9,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.device import resolve_device
-from models.embed import embed_images
-from models.encoders.registry import Encoder, EncoderError, ProgressFn, refuse_options, register_encoder
+from synthaudit.models.device import resolve_device
+from synthaudit.models.embed import embed_images
+from synthaudit.models.encoders.registry import (
+    Encoder,
+    EncoderError,
+    ProgressFn,
+    refuse_options,
+    register_encoder,
+)
 
 
 class PixelsEncoder:

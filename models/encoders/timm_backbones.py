@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.device import resolve_device
-from models.embed import embed_images
-from models.encoders.registry import (
+from synthaudit.models.device import resolve_device
+from synthaudit.models.embed import embed_images
+from synthaudit.models.encoders.registry import (
     Encoder,
     EncoderFactory,
     EncoderWeightsError,

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.embed import embed_images
-from models.encoders.registry import EncoderWeightsError, register_encoder
-from models.score import Whitening, apply_whitening, fit_whitening
+from synthaudit.models.embed import embed_images
+from synthaudit.models.encoders.registry import EncoderWeightsError, register_encoder
+from synthaudit.models.score import Whitening, apply_whitening, fit_whitening
 
 if TYPE_CHECKING:  # models.mae (timm) is imported where it is used
-    from models.mae import MaskedAutoencoder
+    from synthaudit.models.mae import MaskedAutoencoder
 
 PRESET = "mae_tiny_patch8_64"
 PROJECTED_DIM = 2048
@@ -33,7 +33,7 @@ PROJECTION_SEED_OFFSET = 7919  # the projection's seed is the audit's seed + thi
 
 def random_vit(seed: int, preset: str = PRESET) -> MaskedAutoencoder:
     """The untrained ViT of a seed (the global RNG state is left as it was)."""
-    from models.mae import create_mae
+    from synthaudit.models.mae import create_mae
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -63,7 +63,7 @@ class TokenProjector:
         self._projection = torch.from_numpy(projection_matrix(n_patches * width, self.seed)).to(self.device)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        from models.pretrain import to_model_input
+        from synthaudit.models.pretrain import to_model_input
 
         x = to_model_input(batch, self.model.config.img_size, self.mean, self.std)
         tokens = F.normalize(self.model.patch_features(x).float(), dim=-1)  # [B, L, D], one norm per patch
@@ -87,8 +87,8 @@ class FittedVitTokens:
 
 def fit_vit_tokens(images: np.ndarray, seed: int, device: str = "auto", on_progress=None) -> FittedVitTokens:
     """Build the seeded ViT and fit the whitening on the projected tokens of real + generated images."""
-    from models.device import resolve_device
-    from models.pretrain import normalisation_stats
+    from synthaudit.models.device import resolve_device
+    from synthaudit.models.pretrain import normalisation_stats
 
     stats = normalisation_stats(images)
     model = random_vit(seed)
@@ -121,7 +121,7 @@ def load_vit_tokens(path: Path) -> FittedVitTokens:
     """The fitted state stored by save_vit_tokens."""
     from safetensors import safe_open
 
-    from models.mae import create_mae
+    from synthaudit.models.mae import create_mae
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
@@ -143,7 +143,7 @@ class VitTokensEncoder:
     """Projected ViT tokens through the whitening fitted on the audit's images."""
 
     def __init__(self, fitted: FittedVitTokens, device: str = "auto", name: str = "vit_tokens_whitened"):
-        from models.device import resolve_device
+        from synthaudit.models.device import resolve_device
 
         self.name, self.fitted = name, fitted
         self.projector = TokenProjector(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.encoders.pixels import PixelsEncoder
-from models.encoders.registry import EncoderWeightsError, register_encoder
-from models.score import Whitening, apply_whitening, fit_whitening
+from synthaudit.models.encoders.pixels import PixelsEncoder
+from synthaudit.models.encoders.registry import EncoderWeightsError, register_encoder
+from synthaudit.models.score import Whitening, apply_whitening, fit_whitening
 
 THUMBNAIL_SIDE = 32  # CPU-friendly: the whitening fit costs O(min(N, side^2)^3)
 

@@ -4,7 +4,7 @@ One module per stage (decode, pretrain, embed, search, decide), each `(workdir, 
 on_progress) -> None` with its artifacts named in `models/workdir.py`; `running` runs them in order.
 """
 
-from models.stages.common import (
+from synthaudit.models.stages.common import (
     ARTIFACTS,
     STAGE_WEIGHTS,
     STAGES,
@@ -16,12 +16,18 @@ from models.stages.common import (
     method_for,
     stage_done,
 )
-from models.stages.decide import Decisions, decide_images, decision_rule_for, read_evidence, run_decide
-from models.stages.decode import load_decoded, load_reference_mask, run_decode
-from models.stages.embed import embed_features, run_embed
-from models.stages.pretrain import fitted_encoder_path, mae_checkpoint_path, run_pretrain
-from models.stages.running import _RUNNERS, overall_progress, read_outcome, run_audit, run_stage
-from models.stages.search import (
+from synthaudit.models.stages.decide import (
+    Decisions,
+    decide_images,
+    decision_rule_for,
+    read_evidence,
+    run_decide,
+)
+from synthaudit.models.stages.decode import load_decoded, load_reference_mask, run_decode
+from synthaudit.models.stages.embed import embed_features, run_embed
+from synthaudit.models.stages.pretrain import fitted_encoder_path, mae_checkpoint_path, run_pretrain
+from synthaudit.models.stages.running import _RUNNERS, overall_progress, read_outcome, run_audit, run_stage
+from synthaudit.models.stages.search import (
     ATTRIBUTION_K,
     WARP_CHUNK,
     aligned_gr,

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from models.config import AuditConfig
-from models.methods import Method, get_method
-from models.results import ResultRow
-from models.workdir import (
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.methods import Method, get_method
+from synthaudit.models.results import ResultRow
+from synthaudit.models.workdir import (
     STAGE_ARTIFACTS,
     WorkDir,
     atomic_write_json,

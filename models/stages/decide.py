@@ -8,16 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from models import decide, metrics
-from models.config import AuditConfig
-from models.decide import choose_threshold, label_metrics
-from models.methods import ScoreInputs, ScoreOutput, resolve_method_name
-from models.reference_overlap import read_overlap
-from models.results import ResultRow, write_results_csv
-from models.stages.common import AuditInputs, Progress, _load_npz, method_for
-from models.stages.decode import load_decoded, load_reference_mask
-from models.stages.search import load_neighbours, read_alignment
-from models.workdir import (
+from synthaudit.models import decide, metrics
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.decide import choose_threshold, label_metrics
+from synthaudit.models.methods import ScoreInputs, ScoreOutput, resolve_method_name
+from synthaudit.models.reference_overlap import read_overlap
+from synthaudit.models.results import ResultRow, write_results_csv
+from synthaudit.models.stages.common import AuditInputs, Progress, _load_npz, method_for
+from synthaudit.models.stages.decode import load_decoded, load_reference_mask
+from synthaudit.models.stages.search import load_neighbours, read_alignment
+from synthaudit.models.workdir import (
     WorkDir,
     atomic_save_npz,
     atomic_write_json,
@@ -68,7 +68,7 @@ def leakage_verdict(leakage: dict[str, Any], check: dict[str, Any] | None) -> di
     """The leakage test's record with its verdict: `detected` / `not_detected`, or `inconclusive` when the
     reference check failed (then no p-value, flag count or bound is kept as a finding: all null). Also says
     whether the reference is too small for BH to flag anything and what size would be needed."""
-    from models.calibration import min_reference_size
+    from synthaudit.models.calibration import min_reference_size
 
     m, n, fdr = int(leakage["n_candidates"]), int(leakage["n_reference"]), float(leakage["fdr"])
     out = {
@@ -109,7 +109,7 @@ def decide_images(
     (models/reference_check.py): when it failed, the verdict is inconclusive, no p-value is offered and
     the images are decided as in an uncalibrated audit.
     """
-    from models import calibration
+    from synthaudit.models import calibration
 
     n_real = int((~from_reference).sum())
     scores = pool_scores[:n_real]
@@ -141,7 +141,7 @@ def run_reference_check(
 ) -> dict[str, Any] | None:
     """The blind reference check (models/reference_check.py) of a calibrated audit: None without a
     reference or without candidates; writes the blind scores for the report."""
-    from models.reference_check import check_reference
+    from synthaudit.models.reference_check import check_reference
 
     if not is_reference.any() or is_reference.all():
         return None
@@ -157,7 +157,7 @@ def run_reference_check(
 
 def _pool_groups(inputs: AuditInputs, workdir: Path) -> list[str | None] | None:
     """Known group (DICOM patient) per image of the real pool, or None when no image has one."""
-    from models.groups import read_groups
+    from synthaudit.models.groups import read_groups
 
     pool, _ = load_decoded(workdir)
     from_reference = load_reference_mask(workdir)

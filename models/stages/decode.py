@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.config import AuditConfig
-from models.io import ImageSet, Rejected, load_images
-from models.reference_overlap import find_overlap, resolve_overlap
-from models.results import unknown_labels_error
-from models.stages.common import AuditInputs, Progress, _load_npz
-from models.workdir import (
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.io import ImageSet, Rejected, load_images
+from synthaudit.models.reference_overlap import find_overlap, resolve_overlap
+from synthaudit.models.results import unknown_labels_error
+from synthaudit.models.stages.common import AuditInputs, Progress, _load_npz
+from synthaudit.models.workdir import (
     WorkDir,
     atomic_save_npz,
     atomic_write_json,

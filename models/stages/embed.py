@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from models.config import AuditConfig
-from models.stages.common import AuditInputs, Progress, _part, method_for
-from models.stages.decode import load_decoded
-from models.stages.pretrain import fitted_encoder_path
-from models.workdir import (
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.stages.common import AuditInputs, Progress, _part, method_for
+from synthaudit.models.stages.decode import load_decoded
+from synthaudit.models.stages.pretrain import fitted_encoder_path
+from synthaudit.models.workdir import (
     WorkDir,
     atomic_save_npz,
 )
@@ -20,7 +20,7 @@ def embed_features(
     workdir: Path, config: AuditConfig, images: np.ndarray, on_progress: Progress
 ) -> dict[str, np.ndarray]:
     """Features of images with every encoder the method's views need, keyed by encoder name."""
-    from models.encoders.registry import create_encoder
+    from synthaudit.models.encoders.registry import create_encoder
 
     names = sorted({view.encoder for view in method_for(config).views(config)})
     out: dict[str, np.ndarray] = {}

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models.config import AuditConfig
-from models.stages.common import AuditInputs, Progress, _part, method_for
-from models.stages.decode import load_decoded
-from models.workdir import (
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.stages.common import AuditInputs, Progress, _part, method_for
+from synthaudit.models.stages.decode import load_decoded
+from synthaudit.models.workdir import (
     FITTED_ENCODER_FILES,
     WorkDir,
     atomic_write_bytes,
@@ -34,7 +34,7 @@ def fitted_encoder_path(workdir: Path, encoder: str, config: AuditConfig) -> Pat
 
 
 def _pretrain_mae(workdir: Path, images: np.ndarray, config: AuditConfig, on_progress: Progress) -> None:
-    from models.pretrain import PretrainConfig, pretrain_mae, save_checkpoint
+    from synthaudit.models.pretrain import PretrainConfig, pretrain_mae, save_checkpoint
 
     pconfig = PretrainConfig(
         preset=config.mae_preset,
@@ -57,7 +57,7 @@ def _pretrain_mae(workdir: Path, images: np.ndarray, config: AuditConfig, on_pro
 
 
 def _fit_whitening(workdir: Path, images: np.ndarray, config: AuditConfig, on_progress: Progress) -> None:
-    from models.encoders.whitened import fit_pixel_whitening, save_whitening, thumbnail_side
+    from synthaudit.models.encoders.whitened import fit_pixel_whitening, save_whitening, thumbnail_side
 
     whitening = fit_pixel_whitening(images, config.image_size, device=config.device)
     save_whitening(
@@ -67,7 +67,7 @@ def _fit_whitening(workdir: Path, images: np.ndarray, config: AuditConfig, on_pr
 
 
 def _fit_vit_tokens(workdir: Path, images: np.ndarray, config: AuditConfig, on_progress: Progress) -> None:
-    from models.encoders.vit_tokens import fit_vit_tokens, save_vit_tokens
+    from synthaudit.models.encoders.vit_tokens import fit_vit_tokens, save_vit_tokens
 
     fitted = fit_vit_tokens(images, config.seed, device=config.device, on_progress=on_progress)
     save_vit_tokens(fitted, workdir / FITTED_ENCODER_FILES["vit_tokens_whitened"])

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from models.config import AuditConfig
-from models.stages.common import (
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.stages.common import (
     STAGE_WEIGHTS,
     STAGES,
     AuditInputs,
@@ -20,12 +20,12 @@ from models.stages.common import (
     method_for,
     stage_done,
 )
-from models.stages.decide import run_decide
-from models.stages.decode import run_decode
-from models.stages.embed import run_embed
-from models.stages.pretrain import run_pretrain
-from models.stages.search import run_search
-from models.workdir import (
+from synthaudit.models.stages.decide import run_decide
+from synthaudit.models.stages.decode import run_decode
+from synthaudit.models.stages.embed import run_embed
+from synthaudit.models.stages.pretrain import run_pretrain
+from synthaudit.models.stages.search import run_search
+from synthaudit.models.workdir import (
     WorkDir,
     atomic_write_json,
 )
@@ -69,7 +69,7 @@ def run_stage(
 
 def read_outcome(workdir: Path) -> AuditOutcome:
     """Results, metrics and rejected files of a finished work folder."""
-    from models.results import read_results_csv
+    from synthaudit.models.results import read_results_csv
 
     workdir = Path(workdir)
     folder = WorkDir(workdir)

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from models.config import AuditConfig
-from models.methods import Neighbours, View
-from models.stages.common import AuditInputs, Progress, _load_npz, method_for
-from models.stages.pretrain import fitted_encoder_path
-from models.workdir import (
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.methods import Neighbours, View
+from synthaudit.models.stages.common import AuditInputs, Progress, _load_npz, method_for
+from synthaudit.models.stages.pretrain import fitted_encoder_path
+from synthaudit.models.workdir import (
     WorkDir,
     atomic_save_npz,
     atomic_write_json,
@@ -25,7 +25,7 @@ WARP_CHUNK = 4096  # real images warped at once for the alignment search's versi
 
 def neighbourhood_size(n_real: int, config: AuditConfig) -> int:
     """Neighbours kept per real image: the evidence k, or the density ratio's k if larger."""
-    from models.score import default_k
+    from synthaudit.models.score import default_k
 
     return max(config.k, default_k(n_real))
 
@@ -33,7 +33,7 @@ def neighbourhood_size(n_real: int, config: AuditConfig) -> int:
 def aligned_view(view: View, config: AuditConfig) -> bool:
     """True when the view's search may be aligned (models/alignment.py): the setting is "auto" and the view
     is the thumbnail view, compared by cosine."""
-    from models.alignment import ALIGNED_ENCODERS
+    from synthaudit.models.alignment import ALIGNED_ENCODERS
 
     return config.alignment == "auto" and view.encoder in ALIGNED_ENCODERS and view.metric == "cosine"
 
@@ -43,9 +43,9 @@ def version_features(
 ) -> list[np.ndarray]:
     """Features of one kind of non-identity geometric versions of the real images (models/alignment.py
     `version_set`: the gate's 8 by default), with the encoder fitted on the un-augmented images."""
-    from models.alignment import version_set, warp
-    from models.encoders.registry import create_encoder
-    from models.encoders.whitened import thumbnail_side
+    from synthaudit.models.alignment import version_set, warp
+    from synthaudit.models.encoders.registry import create_encoder
+    from synthaudit.models.encoders.whitened import thumbnail_side
 
     model = create_encoder(
         encoder,
@@ -81,8 +81,8 @@ def aligned_rg(
     options: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """real -> generated top-k of the max over versions of each real image (identity's top-k given)."""
-    from models.alignment import merge_versions
-    from models.index import search
+    from synthaudit.models.alignment import merge_versions
+    from synthaudit.models.index import search
 
     parts = [identity] + [search(v, generated, k, **options) for v in real_versions]
     return merge_versions(parts, min(k, len(generated)))
@@ -95,8 +95,8 @@ def aligned_gr(
     options: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """generated -> real nearest two over every version of every real image (identity's given)."""
-    from models.alignment import merge_versions
-    from models.index import search
+    from synthaudit.models.alignment import merge_versions
+    from synthaudit.models.index import search
 
     parts = [identity] + [search(generated, v, ATTRIBUTION_K, **options) for v in real_versions]
     n_real = len(real_versions[0]) if real_versions else identity[1].shape[1]
@@ -111,8 +111,8 @@ def _aligned_rr(
     options: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """real -> other real top-k of the max over versions of the query image (its own index excluded)."""
-    from models.alignment import merge_versions
-    from models.index import search
+    from synthaudit.models.alignment import merge_versions
+    from synthaudit.models.index import search
 
     parts = [identity] + [search(v, real, k + 1, **options) for v in real_versions]
     return merge_versions(parts, min(k, len(real) - 1), exclude=np.arange(len(real)))
@@ -135,7 +135,7 @@ def _aligned_neighbours(
     runs over the gate's, the probe's and the wide versions (33). Neither: the plain neighbours, untouched.
     Returns (rg, rr, gr) and the view's record for alignment.json.
     """
-    from models.alignment import gate, probe_rows
+    from synthaudit.models.alignment import gate, probe_rows
 
     rg, rr, gr = plain
     share, fired = gate(gr[0][:, 0], gr_aug[0][:, 0])
@@ -176,8 +176,8 @@ def run_search(
     `_aligned_neighbours`); when one fires, the view's neighbours are those of its aligned search. What they
     found, and how many versions were searched, go to alignment.json (methods with the thumbnail view only).
     """
-    from models.alignment import ALIGNED_ENCODERS, GATE_RATIO, GATE_SHARE
-    from models.index import SearchOptions, search
+    from synthaudit.models.alignment import ALIGNED_ENCODERS, GATE_RATIO, GATE_SHARE
+    from synthaudit.models.index import SearchOptions, search
 
     done = precomputed or {}
 

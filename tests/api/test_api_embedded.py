@@ -90,7 +90,7 @@ def test_synthaudit_serve_runs_the_embedded_default(proc_tools, tmp_path: Path) 
     argv = [
         sys.executable,
         "-c",
-        "from app.cli import main; raise SystemExit(main())",
+        "from synthaudit.app.cli import main; raise SystemExit(main())",
         "serve",
         "--port",
         str(port),

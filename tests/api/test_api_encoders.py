@@ -107,8 +107,8 @@ def test_a_registered_encoder_is_reused_with_the_same_result(
 
 def test_cli_pretrain_then_audit_with_the_checkpoint(tiny_set, tmp_path: Path, capsys) -> None:
     """`synthaudit pretrain` on [real, generated] = the encoder `synthaudit audit` would pretrain itself."""
-    from app.cli import main
-    from models.pretrained import describe_encoder
+    from synthaudit.app.cli import main
+    from synthaudit.models.pretrained import describe_encoder
 
     enc = tmp_path / "enc.safetensors"
     assert (

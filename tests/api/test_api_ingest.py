@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.services.ingest import NoImagesError, UploadLimits, ingest_uploads, safe_relpath
-from models.io import load_images
+from synthaudit.app.services.ingest import NoImagesError, UploadLimits, ingest_uploads, safe_relpath
+from synthaudit.models.io import load_images
 
 LIMITS = UploadLimits(max_image_bytes=1_000_000, max_archive_members=100, max_extracted_bytes=10_000_000)
 

@@ -153,9 +153,9 @@ def test_webhooks_fire_once_per_finished_audit_signed_and_retried(
 
 
 def test_deliver_gives_up_after_the_bounded_attempts() -> None:
-    from app.core.net_guard import parse_allowlist
-    from app.core.webhook_signing import new_secret
-    from app.core.webhooks import deliver
+    from synthaudit.app.core.net_guard import parse_allowlist
+    from synthaudit.app.core.webhook_signing import new_secret
+    from synthaudit.app.core.webhooks import deliver
 
     waits: list[float] = []
     result = deliver(
@@ -175,7 +175,7 @@ def test_deliver_gives_up_after_the_bounded_attempts() -> None:
 def test_remote_submit_prints_the_webhook_secret_once(hooked_api, receiver, membership_set, capsys) -> None:
     """`synthaudit remote submit --webhook-url` shows the secret the service shows only once; it verifies
     the delivery that follows."""
-    from app.cli import main
+    from synthaudit.app.cli import main
 
     root, _ = membership_set
     argv = ["remote", "--url", hooked_api.url, "submit", "--real", str(root / "real")]
@@ -230,7 +230,7 @@ def test_a_celery_worker_signs_with_the_audits_secret_and_keeps_to_the_allowlist
         "WEBHOOK_ALLOWED_HOSTS": receiver.allowed,
         "WEBHOOK_BACKOFF_S": "0.2",
     }
-    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "solo"]
+    argv = [sys.executable, "-m", "celery", "-A", "synthaudit.worker.celery_app", "worker", "--pool", "solo"]
     argv += ["-Q", env["CELERY_QUEUE"], "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
     argv += ["-n", f"hooks-{uuid.uuid4().hex[:6]}@%h"]
     worker = Proc("celery worker", argv, env, tmp_path / "celery.log")

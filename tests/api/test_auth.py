@@ -13,13 +13,13 @@ from collections.abc import Iterator
 import pytest
 from route_matrix import fill, route_list
 
-from app.auth import PUBLIC_PATHS
+from synthaudit.app.auth import PUBLIC_PATHS
 
 PROBLEM = "application/problem+json"
 
 
 def cli(proc_tools, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    argv = [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", *args]
+    argv = [sys.executable, "-c", "from synthaudit.app.cli import main; raise SystemExit(main())", *args]
     return subprocess.run(
         argv, env=env, cwd=proc_tools.repo, capture_output=True, text=True, timeout=120, check=False
     )
@@ -27,8 +27,8 @@ def cli(proc_tools, env: dict[str, str], *args: str) -> subprocess.CompletedProc
 
 def app_routes(pg_url: str, redis_url: str) -> list[tuple[str, str]]:
     """(method, path) of every route of the app, as the server builds it."""
-    from app.core.config import Settings
-    from app.main import create_app
+    from synthaudit.app.core.config import Settings
+    from synthaudit.app.main import create_app
 
     routes = route_list(create_app(Settings(database_url=pg_url, celery_broker_url=redis_url)))
     assert ("GET", "/v1/audits/{audit_id}") in routes and ("POST", "/v1/datasets") in routes
@@ -166,8 +166,8 @@ def test_keys_cli_create_list_revoke(api, pg_url, proc_tools) -> None:  # type: 
     # The same service functions refuse bad input; only the hash is stored.
     from sqlalchemy import text
 
-    from app.core.db import make_engine, make_session_factory, session_scope
-    from app.services.keys import KeyCommandError, create_key, list_keys, revoke_key
+    from synthaudit.app.core.db import make_engine, make_session_factory, session_scope
+    from synthaudit.app.services.keys import KeyCommandError, create_key, list_keys, revoke_key
 
     engine = make_engine(pg_url)
     try:
@@ -202,7 +202,7 @@ def test_embedded_mode_skips_keys_only_on_localhost(proc_tools, tmp_path) -> Non
     argv = [
         sys.executable,
         "-c",
-        "from app.cli import main; raise SystemExit(main())",
+        "from synthaudit.app.cli import main; raise SystemExit(main())",
         "serve",
         "--port",
         str(port),
@@ -229,7 +229,7 @@ def test_embedded_mode_skips_keys_only_on_localhost(proc_tools, tmp_path) -> Non
     ],
 )
 def test_when_keys_may_be_skipped(settings: dict, keyless: bool, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from app.core.config import Settings
+    from synthaudit.app.core.config import Settings
 
     assert Settings(synthaudit_home=tmp_path, **settings).keyless_local is keyless
 

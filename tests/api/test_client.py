@@ -9,7 +9,7 @@ import pytest
 
 
 def test_remote_submit_wait_results_report(embedded_api, membership_set, tmp_path: Path, capsys) -> None:
-    from app.cli import main
+    from synthaudit.app.cli import main
 
     root, _ = membership_set
     remote = ["remote", "--url", embedded_api.url]
@@ -40,7 +40,7 @@ def test_remote_submit_with_a_reference_set(
 ) -> None:
     """`--reference` uploads a reference dataset and audits against it, `--fdr` sets the target FDR: the
     CSV is the local CLI's for the same arguments."""
-    from app.cli import main
+    from synthaudit.app.cli import main
 
     root, _ = membership_set
     inputs = ["--real", str(root / "real"), "--generated", str(root / "generated")]
@@ -55,7 +55,7 @@ def test_remote_submit_with_a_reference_set(
     assert main(["audit", *inputs, "--out", str(local)]) == 0
     assert out.read_text() == local.read_text()
 
-    from app.client import Client
+    from synthaudit.app.client import Client
 
     api = Client(embedded_api.url)
     audit, metrics = api.audit(audit_id), api.metrics(audit_id)
@@ -64,7 +64,7 @@ def test_remote_submit_with_a_reference_set(
 
 
 def test_client_api(embedded_api, membership_set) -> None:
-    from app.client import ApiError, Client
+    from synthaudit.app.client import ApiError, Client
 
     api = Client(embedded_api.url)
     root, truth = membership_set
@@ -137,7 +137,7 @@ def test_client_never_sends_the_key_to_another_origin() -> None:
     127.0.0.1) is refused and the other server never sees the key; a same-origin redirect still works."""
     import json
 
-    from app.client import ApiError, Client
+    from synthaudit.app.client import ApiError, Client
 
     elsewhere = _Recorder(lambda path: (200, {"Content-Type": "application/json"}, b'{"status": "queued"}'))
     targets = {

@@ -18,7 +18,7 @@ from dicom_sets import dicom_file
 from PIL import Image
 from synthetic_sets import near_copy, random_image
 
-from models.csv_safety import FORMULA_TRIGGERS
+from synthaudit.models.csv_safety import FORMULA_TRIGGERS
 
 HOSTILE = ["=cmd|' /C calc'!A0", "@SUM(1+1)", "+3+4", "-2+3", "\uff1d1+1", "\uff20SUM(A1)"]
 HOSTILE_GENERATED = ["+gen_1", "=gen_2", "-gen_3"]
@@ -88,7 +88,7 @@ def _check_results(results: bytes, imageclef: bytes) -> None:
     for row in rows[1:]:
         float(row[2]), float(row[4])  # numeric cells stay numbers (a negative score gets no quote)
     clef = _rows(imageclef)
-    from models.csv_safety import text_cell
+    from synthaudit.models.csv_safety import text_cell
 
     stems = {text_cell(name.rsplit("/", 1)[-1]) for name in HOSTILE + HOSTILE_DICOM}  # no folders there
     assert stems <= {r[0] for r in clef}
@@ -133,7 +133,7 @@ def test_hostile_file_names_are_quoted_in_every_csv_over_http(
 def test_hostile_file_names_are_quoted_by_the_cli_and_evaluate_matches_raw_labels(
     hostile_set: Path, tmp_path: Path
 ) -> None:
-    from app.cli import main
+    from synthaudit.app.cli import main
 
     out, clef = tmp_path / "results.csv", tmp_path / "clef.csv"
     common = [

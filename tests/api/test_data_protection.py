@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from app.core.db import make_engine, make_session_factory
-from app.core.storage import Storage
-from app.core.tables import Audit, Dataset, utcnow
+from synthaudit.app.core.db import make_engine, make_session_factory
+from synthaudit.app.core.storage import Storage
+from synthaudit.app.core.tables import Audit, Dataset, utcnow
 
 FAST = {"method": "pixels", "image_size": 32, "seed": 0}
 PATIENT_ID, PATIENT_NAME = "PID-7f3e9a-SECRET", "Roe^Secretia"
@@ -36,7 +36,7 @@ def backdate(pg_url: str, days: int, audits: list[str], datasets: list[str]) -> 
 
 
 def purge(pg_url: str, storage: Path, days: int) -> tuple[int, int]:
-    from app.core.retention import purge_expired
+    from synthaudit.app.core.retention import purge_expired
 
     engine = make_engine(pg_url)
     try:
@@ -150,7 +150,7 @@ def test_no_patient_data_in_logs_or_errors(embedded_client, embedded_api, helper
 
 
 def test_unexpected_errors_are_logged_without_their_message(caplog) -> None:
-    from app.core.logs import log_unexpected
+    from synthaudit.app.core.logs import log_unexpected
 
     try:
         raise ValueError(f"cannot read {PATIENT_ID}.dcm")
@@ -161,7 +161,7 @@ def test_unexpected_errors_are_logged_without_their_message(caplog) -> None:
 
 
 def test_checkpoints_are_read_from_safetensors_only(client, tmp_path) -> None:
-    from models.pretrain import CheckpointError, load_checkpoint
+    from synthaudit.models.pretrain import CheckpointError, load_checkpoint
 
     evil = tmp_path / "encoder.safetensors"
     evil.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))  # a pickle wearing the right suffix
@@ -288,11 +288,11 @@ def test_outside_the_embedded_mode_group_key_secret_is_required(
         )
         port = str(proc_tools.free_port())
         for argv in (
-            [sys.executable, "-m", "uvicorn", "--factory", "app.main:app_factory", "--port", port],
+            [sys.executable, "-m", "uvicorn", "--factory", "synthaudit.app.main:app_factory", "--port", port],
             [
                 sys.executable,
                 "-c",
-                "from app.cli import main; raise SystemExit(main())",
+                "from synthaudit.app.cli import main; raise SystemExit(main())",
                 "serve",
                 "--port",
                 port,
@@ -323,7 +323,7 @@ def test_the_embedded_mode_keeps_its_own_secret(proc_tools, tmp_path) -> None:
     import dicom_sets
     import httpx
 
-    from models.groups import pseudonym, tenant_key
+    from synthaudit.models.groups import pseudonym, tenant_key
 
     home = tmp_path / "home"
     pixels = np.random.default_rng(1).integers(0, 255, (32, 32), dtype=np.uint8)

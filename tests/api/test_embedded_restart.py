@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import update
 from synthetic_sets import make_membership_set
 
-from app.core.db import make_engine, make_session_factory
-from app.core.storage import Storage
-from app.core.tables import Audit, Encoder, utcnow
+from synthaudit.app.core.db import make_engine, make_session_factory
+from synthaudit.app.core.storage import Storage
+from synthaudit.app.core.tables import Audit, Encoder, utcnow
 
 TINY_ENCODER = {"image_size": 32, "pretrain_images_seen": 64, "seed": 5}
 SLOW_AUDIT = {"method": "paper", "image_size": 32, "pretrain_images_seen": 50_000_000}
@@ -97,7 +97,7 @@ def kill(server: Any) -> None:
 
 def database(home: Path):  # type: ignore[no-untyped-def]
     """An engine on the embedded server's database (the URL the settings derive from its home)."""
-    from app.core.config import Settings
+    from synthaudit.app.core.config import Settings
 
     return make_engine(Settings(synthaudit_home=home).database_url)
 
@@ -151,7 +151,7 @@ def test_a_webhook_whose_sender_died_is_sent_again_after_restart(
         assert second["status"] == "succeeded" and second["audit_id"] == audit_id
 
         # A claim younger than the delivery window belongs to a live sender: it is left alone.
-        from app.core.webhooks import resend_stalled
+        from synthaudit.app.core.webhooks import resend_stalled
 
         with engine.begin() as conn:
             conn.execute(
@@ -193,7 +193,7 @@ def test_a_queued_encoder_job_runs_after_a_restart_and_retention_purges_its_weig
         assert weights.exists() and client.get(f"{url}/weights").status_code == 200
 
         # Retention: the weights are derived patient data; the row stays as provenance.
-        from app.core.retention import purge_expired
+        from synthaudit.app.core.retention import purge_expired
 
         engine = database(tmp_path)
         try:

@@ -127,8 +127,8 @@ def test_a_listed_dataset_counts_its_rejected_files(embedded_client, helpers, tm
 def test_audits_listed_by_status_and_time_through_http_client_and_cli(
     embedded_api, embedded_client, membership_set, helpers
 ) -> None:  # type: ignore[no-untyped-def]
-    from app.cli import main
-    from app.client import ApiError, Client
+    from synthaudit.app.cli import main
+    from synthaudit.app.client import ApiError, Client
 
     client = embedded_client
     real, generated = helpers.upload_set(client, membership_set[0])

@@ -119,7 +119,7 @@ def test_keys_are_skipped_only_on_a_socket_bound_to_loopback(proc_tools, tmp_pat
             "-m",
             "uvicorn",
             "--factory",
-            "app.main:app_factory",
+            "synthaudit.app.main:app_factory",
             *host_args,
             "--port",
             str(port),
@@ -134,7 +134,7 @@ def test_keys_are_skipped_only_on_a_socket_bound_to_loopback(proc_tools, tmp_pat
             proc.stop()
     # `synthaudit serve --host 0.0.0.0` says so at start and requires keys too.
     port = proc_tools.free_port()
-    argv = [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", "serve"]
+    argv = [sys.executable, "-c", "from synthaudit.app.cli import main; raise SystemExit(main())", "serve"]
     env = proc_tools.clean_env(SYNTHAUDIT_HOME=str(tmp_path / "serve"), BIND_HOST="127.0.0.1")
     proc = proc_tools.Proc(
         "serve", [*argv, "--host", "0.0.0.0", "--port", str(port)], env, tmp_path / "serve.log"
@@ -155,7 +155,7 @@ def test_with_a_key_the_guards_do_not_apply(proc_tools, tmp_path) -> None:  # ty
     env = proc_tools.clean_env(SYNTHAUDIT_HOME=str(home), AUTH_REQUIRED="true")
     server = proc_tools.start_server(env, tmp_path / "keyed.log", home / "storage")
     try:
-        from app.core.config import Settings
+        from synthaudit.app.core.config import Settings
 
         key = proc_tools.create_api_key(Settings(synthaudit_home=home).database_url, "site-a")
         missing = f"/v1/datasets/{uuid.uuid4()}"

@@ -10,8 +10,8 @@ import uuid
 
 def operator_key(database_url: str) -> str:
     """A new operator key, written into the database as `synthaudit keys create --operator` does."""
-    from app.core.db import make_engine, make_session_factory, session_scope
-    from app.services.keys import create_key
+    from synthaudit.app.core.db import make_engine, make_session_factory, session_scope
+    from synthaudit.app.services.keys import create_key
 
     engine = make_engine(database_url)
     try:
@@ -22,7 +22,7 @@ def operator_key(database_url: str) -> str:
 
 
 def test_metrics_and_request_ids(embedded_client, embedded_api) -> None:
-    from app.core.config import Settings
+    from synthaudit.app.core.config import Settings
 
     client = embedded_client
     operator = operator_key(Settings(synthaudit_home=embedded_api.storage.parent).database_url)
@@ -46,11 +46,17 @@ def test_metrics_and_request_ids(embedded_client, embedded_api) -> None:
 
 
 def test_json_log_lines_carry_request_and_audit_ids() -> None:
-    from app.core.logs import JsonFormatter, RequestIdFilter, _request_id
+    from synthaudit.app.core.logs import JsonFormatter, RequestIdFilter, _request_id
 
     audit_id = uuid.uuid4()
     record = logging.LogRecord(
-        "worker.pipeline", logging.INFO, __file__, 1, "audit %s: queued (%s)", (audit_id, "embedded"), None
+        "synthaudit.worker.pipeline",
+        logging.INFO,
+        __file__,
+        1,
+        "audit %s: queued (%s)",
+        (audit_id, "embedded"),
+        None,
     )
     token = _request_id.set("req-1")
     try:
@@ -60,7 +66,11 @@ def test_json_log_lines_carry_request_and_audit_ids() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == f"audit {audit_id}: queued (embedded)"
     assert line["request_id"] == "req-1" and line["audit_id"] == str(audit_id)
-    assert line["level"] == "INFO" and line["logger"] == "worker.pipeline" and line["ts"].endswith("+00:00")
+    assert (
+        line["level"] == "INFO"
+        and line["logger"] == "synthaudit.worker.pipeline"
+        and line["ts"].endswith("+00:00")
+    )
 
 
 def test_metrics_are_for_operator_keys_only(api, client, pg_url, proc_tools) -> None:  # type: ignore[no-untyped-def]
@@ -72,7 +82,13 @@ def test_metrics_are_for_operator_keys_only(api, client, pg_url, proc_tools) -> 
     import httpx
 
     def keys(*args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", "keys", *args]
+        argv = [
+            sys.executable,
+            "-c",
+            "from synthaudit.app.cli import main; raise SystemExit(main())",
+            "keys",
+            *args,
+        ]
         env = proc_tools.clean_env(DATABASE_URL=pg_url)
         return subprocess.run(argv, env=env, cwd=proc_tools.repo, capture_output=True, text=True, timeout=120)
 

@@ -92,7 +92,7 @@ def test_every_query_parameter_is_bounded(request, helpers, membership_set, depl
 def test_pretraining_budget_and_seed_are_bounded(request, helpers, membership_set, deployment: str) -> None:
     """Issue 14 #15: pretrain_images_seen above 50 M (10^30 was queued, a job that never ends) and seeds
     past what torch takes are 422s at POST /v1/audits and POST /v1/encoders; the bound itself is fine."""
-    from app.schemas import MAX_PRETRAIN_IMAGES_SEEN, MAX_SEED
+    from synthaudit.app.schemas import MAX_PRETRAIN_IMAGES_SEEN, MAX_SEED
 
     client = request.getfixturevalue("embedded_client" if deployment == "embedded" else "client")
     real = _dataset(client, helpers, membership_set)

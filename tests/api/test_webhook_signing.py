@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from app.core.webhook_signing import new_secret, sign, signed_headers, verify
+from synthaudit.app.core.webhook_signing import new_secret, sign, signed_headers, verify
 
 REPO = Path(__file__).resolve().parents[2]
 # The example of the reference implementation's test suite (standard-webhooks, libraries/*/tests).
@@ -103,8 +103,8 @@ def docs_snippet() -> Any:
 
 
 def test_the_documented_receiver_check_accepts_a_real_delivery_and_nothing_else() -> None:
-    from app.core.net_guard import parse_allowlist
-    from app.core.webhooks import deliver
+    from synthaudit.app.core.net_guard import parse_allowlist
+    from synthaudit.app.core.webhooks import deliver
 
     verify_webhook = docs_snippet()
     secret = new_secret()
@@ -123,8 +123,8 @@ def test_the_documented_receiver_check_accepts_a_real_delivery_and_nothing_else(
 
 def test_a_webhook_without_a_secret_is_not_sent() -> None:
     """No unsigned delivery, ever (an audit created before per-webhook secrets has none)."""
-    from app.core.net_guard import parse_allowlist
-    from app.core.webhooks import deliver
+    from synthaudit.app.core.net_guard import parse_allowlist
+    from synthaudit.app.core.webhooks import deliver
 
     receiver = _Receiver(lambda headers, body: True)
     try:

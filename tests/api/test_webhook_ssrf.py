@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import update
 from webhook_receiver import Receiver
 
-from app.core.db import make_engine
-from app.core.tables import Audit
+from synthaudit.app.core.db import make_engine
+from synthaudit.app.core.tables import Audit
 
 PIXELS = {"method": "pixels", "image_size": 32}
 BLOCKER = {"method": "paper", "image_size": 32, "pretrain_images_seen": 5_000_000}  # cancelled early
@@ -145,9 +145,9 @@ def test_a_delivery_checks_its_destination_again(plain_api, receiver, membership
 def test_names_resolving_to_loopback_are_refused_at_delivery(receiver) -> None:
     """`localhost` (and any name the resolver maps to an internal address) is refused when the sender
     resolves it, even on port 80/443, and a name is not an allowlisted address it resolves to."""
-    from app.core.net_guard import parse_allowlist
-    from app.core.webhook_signing import new_secret
-    from app.core.webhooks import deliver
+    from synthaudit.app.core.net_guard import parse_allowlist
+    from synthaudit.app.core.webhook_signing import new_secret
+    from synthaudit.app.core.webhooks import deliver
 
     before = len(receiver.calls)
     for url, allowlist in (
@@ -167,8 +167,8 @@ def test_names_resolving_to_loopback_are_refused_at_delivery(receiver) -> None:
 def test_a_delivery_connects_to_the_checked_address_and_names_the_host(receiver) -> None:
     """No second resolution between check and connection: the socket goes to the checked address, the
     request carries the URL's name (here one that resolves nowhere) as its Host."""
-    from app.core.net_guard import parse_target
-    from app.core.webhooks import post_once
+    from synthaudit.app.core.net_guard import parse_target
+    from synthaudit.app.core.webhooks import post_once
 
     target = parse_target(f"http://hooks.invalid:{receiver.port}/pinned?x=1")
     before = len(receiver.calls)
@@ -178,9 +178,9 @@ def test_a_delivery_connects_to_the_checked_address_and_names_the_host(receiver)
 
 
 def test_redirects_are_not_followed() -> None:
-    from app.core.net_guard import parse_allowlist
-    from app.core.webhook_signing import new_secret
-    from app.core.webhooks import deliver
+    from synthaudit.app.core.net_guard import parse_allowlist
+    from synthaudit.app.core.webhook_signing import new_secret
+    from synthaudit.app.core.webhooks import deliver
 
     inner = Receiver()
     outer = Receiver(status=307, location=inner.url)
@@ -198,8 +198,8 @@ def test_redirects_are_not_followed() -> None:
 
 def test_an_attempt_ends_at_its_timeout_however_slowly_the_receiver_answers() -> None:
     """A receiver that drips its answer one header line at a time cannot hold a sender thread."""
-    from app.core.net_guard import parse_target
-    from app.core.webhooks import post_once
+    from synthaudit.app.core.net_guard import parse_target
+    from synthaudit.app.core.webhooks import post_once
 
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
@@ -287,8 +287,8 @@ def test_many_finishing_audits_share_a_bounded_delivery_pool(
 @pytest.fixture(params=["sqlite", "postgres"])
 def webhook_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """Sessions on a freshly migrated database of each kind."""
-    from app.core.db import make_session_factory
-    from app.core.migrations import upgrade_head
+    from synthaudit.app.core.db import make_session_factory
+    from synthaudit.app.core.migrations import upgrade_head
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'pool.db'}"
@@ -302,8 +302,8 @@ def webhook_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 
 def finished_audit(sessions: Any, url: str) -> uuid.UUID:
     """A cancelled audit row with a webhook to `url` and its secret."""
-    from app.core.tables import utcnow
-    from app.core.webhook_signing import new_secret
+    from synthaudit.app.core.tables import utcnow
+    from synthaudit.app.core.webhook_signing import new_secret
 
     audit_id = uuid.uuid4()
     with sessions.begin() as session:
@@ -337,8 +337,8 @@ def test_the_pool_renews_the_claim_and_a_full_pool_leaves_the_delivery_to_the_sw
     not lost: it stays `sending` without a claim time, and the next stalled-webhook sweep sends it."""
     from types import SimpleNamespace
 
-    from app.core.webhook_pool import DeliveryPool
-    from app.core.webhooks import notify_finished, resend_stalled
+    from synthaudit.app.core.webhook_pool import DeliveryPool
+    from synthaudit.app.core.webhooks import notify_finished, resend_stalled
 
     settings = SimpleNamespace(
         webhook_max_attempts=1,

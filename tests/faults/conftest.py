@@ -274,8 +274,8 @@ def _create_database(admin_url: str) -> str:
 
 
 def _api_key(database_url: str, tenant: str) -> str:
-    from app.core.db import make_engine, make_session_factory, session_scope
-    from app.services.keys import create_key
+    from synthaudit.app.core.db import make_engine, make_session_factory, session_scope
+    from synthaudit.app.services.keys import create_key
 
     engine = make_engine(database_url)
     try:
@@ -290,7 +290,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultEnv]:
     """Private Postgres + Redis + the API (uvicorn) on them; workers are started by the tests."""
     import httpx
 
-    from app.core.migrations import upgrade_head
+    from synthaudit.app.core.migrations import upgrade_head
 
     root = tmp_path_factory.mktemp("faults")
     logs = root / "logs"
@@ -332,7 +332,15 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultEnv]:
         )
         fault_env = FaultEnv(env, redis_server, postgres, database_url, storage, hold_dir, logs)
         port = _free_port()
-        argv = [sys.executable, "-m", "uvicorn", "--factory", "app.main:app_factory", "--host", "127.0.0.1"]
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "synthaudit.app.main:app_factory",
+            "--host",
+            "127.0.0.1",
+        ]
         api = Child("uvicorn", [*argv, "--port", str(port), "--log-level", "warning"], env, logs / "api.log")
         fault_env.api_url = f"http://127.0.0.1:{port}"
         _wait(lambda: httpx.get(f"{fault_env.api_url}/readyz", timeout=2).status_code == 200, 60, "API ready")

@@ -45,7 +45,7 @@ def _held(stage: str, run, hold_dir: Path):  # type: ignore[no-untyped-def]
 
 def install() -> None:
     hold_dir = Path(os.environ["SYNTHAUDIT_TEST_HOLD_DIR"])
-    from models import stages
+    from synthaudit.models import stages
 
     for stage, run in list(stages._RUNNERS.items()):
         stages._RUNNERS[stage] = _held(stage, run, hold_dir)
@@ -56,5 +56,5 @@ if __name__ == "__main__":
     install()
     from celery.__main__ import main
 
-    sys.argv = ["celery", "-A", "worker.celery_app", "worker", *sys.argv[1:]]
+    sys.argv = ["celery", "-A", "synthaudit.worker.celery_app", "worker", *sys.argv[1:]]
     sys.exit(main())

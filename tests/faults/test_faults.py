@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from models.stages import STAGES
+from synthaudit.models.stages import STAGES
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -291,6 +291,6 @@ def test_a_stuck_stage_fails_with_a_clear_error(faults, fault_client, datasets) 
 
 
 def _artifact(stage: str) -> str:
-    from models.stages import ARTIFACTS
+    from synthaudit.models.stages import ARTIFACTS
 
     return ARTIFACTS[stage]

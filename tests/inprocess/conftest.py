@@ -14,11 +14,11 @@ from inprocess_app import GROUP_KEY_SECRET, InProcess
 @pytest.fixture(scope="module")
 def inproc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     """create_app() on a fresh SQLite home with keys required, and keys for tenants a and b."""
-    from app.core.config import Settings
-    from app.core.db import make_engine, make_session_factory, session_scope
-    from app.core.migrations import ensure_schema
-    from app.main import create_app
-    from app.services.keys import create_key
+    from synthaudit.app.core.config import Settings
+    from synthaudit.app.core.db import make_engine, make_session_factory, session_scope
+    from synthaudit.app.core.migrations import ensure_schema
+    from synthaudit.app.main import create_app
+    from synthaudit.app.services.keys import create_key
 
     home: Path = tmp_path_factory.mktemp("inprocess-home")
     settings = Settings(synthaudit_home=home, auth_required=True, group_key_secret=GROUP_KEY_SECRET)

@@ -36,7 +36,7 @@ def upload(inproc: InProcess, role: str, folder: Path) -> str:
 
 
 def test_an_inconclusive_audit_is_the_same_over_http_and_the_cli(inproc: InProcess, tmp_path: Path) -> None:
-    from app.cli import main
+    from synthaudit.app.cli import main
 
     make_membership_set(tmp_path, n_used=10, n_unused=10, n_fresh_generated=20, seed=3, exact_copies=True)
     reference = shifted_reference(tmp_path / "reference")

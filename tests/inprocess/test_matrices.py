@@ -12,7 +12,7 @@ import pytest
 from inprocess_app import upload_pngs
 from route_matrix import fill, route_list
 
-from app.auth import PUBLIC_PATHS
+from synthaudit.app.auth import PUBLIC_PATHS
 
 PROBLEM = "application/problem+json"
 

@@ -9,11 +9,19 @@ import numpy as np
 import pytest
 from synthetic_sets import make_misaligned_set
 
-from models.alignment import GATE_SHARE, distance_ratios, fine_versions, gate, merge_versions, versions, warp
-from models.config import AuditConfig
-from models.metrics import roc_auc, tpr_at_fpr
-from models.report import render_report
-from models.stages import AuditInputs, _load_npz, run_audit, run_stage
+from synthaudit.models.alignment import (
+    GATE_SHARE,
+    distance_ratios,
+    fine_versions,
+    gate,
+    merge_versions,
+    versions,
+    warp,
+)
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.metrics import roc_auc, tpr_at_fpr
+from synthaudit.models.report import render_report
+from synthaudit.models.stages import AuditInputs, _load_npz, run_audit, run_stage
 
 CONFIG = AuditConfig(image_size=16, batch_size=64)
 

@@ -1,4 +1,4 @@
-"""models.archives: the one archive reader of the CLI and the API, on good and on hostile archives."""
+"""synthaudit.models.archives: the one archive reader of the CLI and the API, on good and on hostile archives."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from hostile_inputs import (
     zip_of_raw,
 )
 
-from models.archives import (
+from synthaudit.models.archives import (
     ArchiveError,
     ArchiveLimits,
     Budget,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models import bench, calibration
-from models.config import AuditConfig
-from models.stages import AuditInputs, run_audit
+from synthaudit.models import bench, calibration
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.stages import AuditInputs, run_audit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from synthetic_sets import make_membership_set

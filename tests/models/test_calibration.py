@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from models import calibration as cal
+from synthaudit.models import calibration as cal
 
 DRAWS = 3000
 

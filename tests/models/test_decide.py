@@ -1,11 +1,11 @@
-"""models.decide: thresholds from labels, priors and a Gaussian mixture; cross-validated decisions."""
+"""synthaudit.models.decide: thresholds from labels, priors and a Gaussian mixture; cross-validated decisions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models.decide import (
+from synthaudit.models.decide import (
     _stratified_folds,
     apply_threshold,
     cross_validated_decisions,
@@ -13,7 +13,7 @@ from models.decide import (
     mixture_threshold,
     prior_threshold,
 )
-from models.metrics import classification_metrics
+from synthaudit.models.metrics import classification_metrics
 
 
 def test_apply_threshold_is_inclusive_int8() -> None:

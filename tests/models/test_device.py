@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from models.config import AuditConfig
-from models.device import auto_batch_size, batch_from_memory, resolve_device
-from models.mae import create_mae
-from models.pretrain import CPU_BATCH, PretrainConfig, train_batch_size
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.device import auto_batch_size, batch_from_memory, resolve_device
+from synthaudit.models.mae import create_mae
+from synthaudit.models.pretrain import CPU_BATCH, PretrainConfig, train_batch_size
 
 
 def test_batch_from_memory_is_the_largest_fitting_power_of_two() -> None:

@@ -11,15 +11,15 @@ import torch
 from _fixtures_ml import blob_images
 from safetensors.torch import save_file
 
-from models.device import resolve_device
-from models.encoders.registry import (
+from synthaudit.models.device import resolve_device
+from synthaudit.models.encoders.registry import (
     EncoderError,
     EncoderWeightsError,
     available_encoders,
     create_encoder,
     register_encoder,
 )
-from models.pretrain import PretrainConfig, pretrain_mae, save_checkpoint
+from synthaudit.models.pretrain import PretrainConfig, pretrain_mae, save_checkpoint
 
 BACKBONES = [
     "vgg16",

@@ -1,11 +1,11 @@
-"""models.index: exact FAISS neighbours, 'higher = closer' for every metric, exclude_self."""
+"""synthaudit.models.index: exact FAISS neighbours, 'higher = closer' for every metric, exclude_self."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models.index import SIMILARITY_METRICS, search
+from synthaudit.models.index import SIMILARITY_METRICS, search
 
 
 def brute_force(queries: np.ndarray, base: np.ndarray, metric: str) -> np.ndarray:
@@ -95,7 +95,7 @@ def test_errors() -> None:
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "manhattan"])
 def test_torch_fallback_matches_faiss(metric: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Hosts without faiss (GPU images) search with torch and must get the same neighbours."""
-    import models.index as index_module
+    import synthaudit.models.index as index_module
 
     rng = np.random.default_rng(7)
     queries, base = rng.normal(size=(40, 16)).astype(np.float32), rng.normal(size=(90, 16)).astype(np.float32)

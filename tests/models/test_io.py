@@ -1,4 +1,4 @@
-"""models.io: folders, files and archives of PNG/JPEG/TIFF/BMP/DICOM -> uint8 [N, S, S]."""
+"""synthaudit.models.io: folders, files and archives of PNG/JPEG/TIFF/BMP/DICOM -> uint8 [N, S, S]."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.io import (
+from synthaudit.models.io import (
     IMAGE_SUFFIXES,
     DuplicateIdError,
     EmptySetError,
@@ -313,7 +313,7 @@ def test_many_small_pngs_decode_fast(tmp_path: Path, build, rng: np.random.Gener
 
 def test_archives_are_read_with_the_apis_reader_and_limits(tmp_path: Path, build) -> None:
     """One reader, one set of limits: the CLI's refusals read word for word as the API's."""
-    from models.archives import ArchiveLimits
+    from synthaudit.models.archives import ArchiveLimits
 
     members = {f"m{i}.png": build.png_bytes(gray(i)) for i in range(6)}
     archive = _zip(tmp_path / "set.zip", members)
@@ -340,7 +340,7 @@ def _hostile(tmp_path: Path, kind: str) -> tuple[Path, dict]:
     """A hostile source for the CLI and the limits it is read under (the defaults, unless too slow)."""
     import hostile_inputs as h
 
-    from models.archives import ArchiveLimits
+    from synthaudit.models.archives import ArchiveLimits
 
     if kind in ("gnu-long-name", "pax"):
         data, name = (
@@ -400,7 +400,7 @@ def test_one_dicom_size_check_with_or_without_the_preamble(preamble: bool) -> No
 def test_the_decoded_bytes_are_limited_too() -> None:
     from pydicom.dataset import Dataset
 
-    from models.dicom import DicomRejected, check_image_size
+    from synthaudit.models.dicom import DicomRejected, check_image_size
 
     ds = Dataset()
     ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated = 50, 50, 3, 32  # 2,500 px, 30,000 bytes

@@ -1,12 +1,12 @@
-"""models.index: the approximate IVF index above a size threshold; exact search stays the default."""
+"""synthaudit.models.index: the approximate IVF index above a size threshold; exact search stays the default."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models.config import AuditConfig
-from models.index import ivf_params, search
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.index import ivf_params, search
 
 
 def clustered(n: int, d: int = 32, centres: int = 40, seed: int = 0) -> np.ndarray:

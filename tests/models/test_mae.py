@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.mae import MAE_PRESETS, MAEConfig, MaskedAutoencoder, create_mae, sincos_pos_embed_2d
+from synthaudit.models.mae import MAE_PRESETS, MAEConfig, MaskedAutoencoder, create_mae, sincos_pos_embed_2d
 
 SMALL = MAEConfig(
     img_size=32,

@@ -1,4 +1,4 @@
-"""models.metrics: hand-computed confusion matrices, AUC and TPR@FPR."""
+"""synthaudit.models.metrics: hand-computed confusion matrices, AUC and TPR@FPR."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from models.metrics import (
+from synthaudit.models.metrics import (
     bootstrap_ci,
     classification_metrics,
     confusion_counts,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.groups import GroupKeys, aggregate_patients, calibrate_patients, reference_patients
+from synthaudit.models.groups import GroupKeys, aggregate_patients, calibrate_patients, reference_patients
 
 
 def _patients(rng: np.random.Generator, n_patients: int, slices: int, shift_of, offset: int = 0):
@@ -86,7 +86,7 @@ def test_group_keys_of_a_deflated_dicom_are_not_read(tmp_path, proc_tools) -> No
     from hostile_inputs import deflated_dicom
     from synthetic_sets import random_image
 
-    from models.groups import keys_from_file, read_groups
+    from synthaudit.models.groups import keys_from_file, read_groups
 
     (tmp_path / "bomb.dcm").write_bytes(deflated_dicom(768 * 1024 * 1024))
     (tmp_path / "ok.dcm").write_bytes(

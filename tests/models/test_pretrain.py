@@ -11,7 +11,7 @@ import torch
 from _fixtures_ml import blob_images
 from safetensors.torch import save_file
 
-from models.pretrain import (
+from synthaudit.models.pretrain import (
     CheckpointError,
     PretrainConfig,
     _PlateauStopper,
@@ -130,7 +130,7 @@ def test_default_budget() -> None:
     assert default_images_seen(4_000, "cpu") == 40_000  # capped to keep a CPU audit within minutes
     assert default_images_seen(4_000, "cuda") >= 100 * 4_000
     cfg = PretrainConfig(epochs=3)
-    from models.pretrain import budget_images
+    from synthaudit.models.pretrain import budget_images
 
     assert budget_images(cfg, 50, "cpu") == 150
     assert budget_images(PretrainConfig(epochs=3, images_seen=10), 50, "cpu") == 10

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from models import reference_check as rc
-from models.stages.decide import leakage_verdict
+from synthaudit.models import reference_check as rc
+from synthaudit.models.stages.decide import leakage_verdict
 
 SIMS = 200
 LEVEL = 0.05

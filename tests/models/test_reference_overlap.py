@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from synthetic_sets import random_image, textured_image
 
-from models.config import AuditConfig
-from models.reference_overlap import (
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.reference_overlap import (
     NEAR_DUPLICATE_COSINE,
     ReferenceOverlapError,
     find_overlap,
@@ -22,9 +22,9 @@ from models.reference_overlap import (
     thumbnails,
     warnings,
 )
-from models.stages import AuditInputs
-from models.stages.decode import load_decoded, load_reference_mask, run_decode
-from models.workdir import WorkDir
+from synthaudit.models.stages import AuditInputs
+from synthaudit.models.stages.decode import load_decoded, load_reference_mask, run_decode
+from synthaudit.models.workdir import WorkDir
 
 
 def _images(seed: int, n: int, size: int = 64, textured: bool = False) -> np.ndarray:
@@ -99,7 +99,7 @@ def test_exact_duplicates_within_each_set_are_counted_not_refused() -> None:
 
 
 def test_comparison_in_blocks_keeps_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    import models.reference_overlap as ro
+    import synthaudit.models.reference_overlap as ro
 
     real, reference = _images(8, 30), _images(9, 7)
     whole = nearest_cosine(thumbnails(real), thumbnails(reference))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from synthetic_sets import slice_stack
 
-from models import reference_check as rc
-from models.reference_pairs import MIN_PAIRS, greedy_pairs, paired_differences, sign_flip_test
+from synthaudit.models import reference_check as rc
+from synthaudit.models.reference_pairs import MIN_PAIRS, greedy_pairs, paired_differences, sign_flip_test
 
 SIMS = 200
 LEVEL = 0.05

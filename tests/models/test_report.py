@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 from synthetic_sets import make_membership_set, near_copy, random_image
 
-from models.config import AuditConfig
-from models.report import render_report
-from models.stages import AuditInputs, run_audit
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.report import render_report
+from synthaudit.models.stages import AuditInputs, run_audit
 
 CONFIG = AuditConfig(method="pixels", image_size=32)
 HOSTILE_REAL = "x'><img src=x onerror=alert(1)>"
@@ -114,7 +114,7 @@ def test_calibrated_report_shows_the_distributions_and_the_p_value_histogram(ref
 
 
 def test_reference_set_images_stay_out_of_the_gallery(reference_audit) -> None:
-    from models.report_data import load_report_data, reference_scores
+    from synthaudit.models.report_data import load_report_data, reference_scores
 
     work, labels, reference_ids = reference_audit
     page = render_report(work, gallery_rows=100)
@@ -233,8 +233,8 @@ def test_no_evidence_says_what_it_does_not_prove(null_audit) -> None:
 def test_calibrated_patients_get_p_values_against_reference_patients(tmp_path: Path) -> None:
     from dicom_sets import dicom_file, make_dicom_set
 
-    from models.groups import read_groups
-    from models.results import read_results_csv
+    from synthaudit.models.groups import read_groups
+    from synthaudit.models.results import read_results_csv
 
     data = make_dicom_set(tmp_path / "dicom")
     reference = tmp_path / "reference"
@@ -276,7 +276,7 @@ def test_without_reference_patients_the_patients_are_not_calibrated(tmp_path: Pa
     """The CLI path: groups of the real images only, the reference set's absent."""
     from dicom_sets import make_dicom_set
 
-    from models.groups import read_groups
+    from synthaudit.models.groups import read_groups
 
     data = make_dicom_set(tmp_path / "dicom")
     reference = tmp_path / "reference"

@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 from synthetic_sets import make_membership_set, random_image, slice_stack
 
-from models.config import AuditConfig
-from models.report import render_report
-from models.stages import AuditInputs, run_audit
-from models.summary import metrics_document
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.report import render_report
+from synthaudit.models.stages import AuditInputs, run_audit
+from synthaudit.models.summary import metrics_document
 
 CONFIG = AuditConfig(method="pixels", image_size=32)
 HOSTILE = "x'><img src=x onerror=alert(1)>"
@@ -200,7 +200,7 @@ def test_a_reference_too_small_says_so_with_the_size_needed(small_work: Path) ->
 
 
 def test_inconclusive_patients_get_no_p_values(shifted_work: Path) -> None:
-    from models.report_data import load_report_data, patient_results
+    from synthaudit.models.report_data import load_report_data, patient_results
 
     data = load_report_data(shifted_work)
     groups = {image_id: {"patient": f"P{n // 2}"} for n, image_id in enumerate(data["real_ids"])}

@@ -1,4 +1,4 @@
-"""models.results: the synthaudit and ImageCLEF CSV formats, and labels files."""
+"""synthaudit.models.results: the synthaudit and ImageCLEF CSV formats, and labels files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.results import ResultRow, read_labels_csv, read_results_csv, write_results_csv
+from synthaudit.models.results import ResultRow, read_labels_csv, read_results_csv, write_results_csv
 
 ROWS = [
     ResultRow("img_001", 1, 0.91234567, "gen_17", 0.987654321),
@@ -149,7 +149,7 @@ def test_formula_cells_get_a_quote_and_read_back(tmp_path: Path) -> None:
 
 
 def test_labels_match_quoted_and_raw_ids(tmp_path: Path) -> None:
-    from models.results import write_labels_csv
+    from synthaudit.models.results import write_labels_csv
 
     raw = tmp_path / "raw.csv"
     raw.write_text("id,used\n=cmd|' /C calc'!A0.png,1\n-2+3,0\n")
@@ -164,7 +164,7 @@ def test_labels_match_quoted_and_raw_ids(tmp_path: Path) -> None:
 
 
 def test_patients_csv_text_cells_are_guarded() -> None:
-    from models.groups import PatientResult, patients_csv_lines
+    from synthaudit.models.groups import PatientResult, patients_csv_lines
 
     lines = patients_csv_lines([PatientResult("=HYPERLINK(1)", 2, 1, 1, -0.5, -0.1, -0.3, 1, 1)])
     assert lines[1][0] == "'=HYPERLINK(1)"
@@ -176,7 +176,7 @@ def test_csv_writer_quotes_like_the_csv_module_and_quotes_bare_cr(tmp_path: Path
     import io
     import random
 
-    from models.csv_safety import write_csv_atomic
+    from synthaudit.models.csv_safety import write_csv_atomic
 
     rng = random.Random(14)
     alphabet = "ab ,\"\n\t;'x\u00e9"

@@ -1,11 +1,11 @@
-"""models.score: membership scores from neighbour similarities, whitening, rank fusion, shift-tolerant NCC."""
+"""synthaudit.models.score: membership scores from neighbour similarities, whitening, rank fusion, shift-tolerant NCC."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models import score as sc
+from synthaudit.models import score as sc
 
 
 def dense_neighbours(q: np.ndarray, b: np.ndarray, k: int, exclude_self: bool = False):

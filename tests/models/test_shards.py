@@ -1,4 +1,4 @@
-"""models.shards: shard ranges, the exact top-k merge, and sharded embed + search = unsharded, bit for bit."""
+"""synthaudit.models.shards: shard ranges, the exact top-k merge, and sharded embed + search = unsharded, bit for bit."""
 
 from __future__ import annotations
 
@@ -10,11 +10,19 @@ import numpy as np
 import pytest
 from synthetic_sets import make_membership_set, make_misaligned_set
 
-from models.config import AuditConfig
-from models.index import SIMILARITY_METRICS, search
-from models.shards import merge_topk, read_rows, run_real, run_shard, run_sharded, shard_ranges, write_plan
-from models.stages import AuditInputs, _load_npz, run_audit, run_stage
-from models.workdir import WorkDir
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.index import SIMILARITY_METRICS, search
+from synthaudit.models.shards import (
+    merge_topk,
+    read_rows,
+    run_real,
+    run_shard,
+    run_sharded,
+    shard_ranges,
+    write_plan,
+)
+from synthaudit.models.stages import AuditInputs, _load_npz, run_audit, run_stage
+from synthaudit.models.workdir import WorkDir
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from synthetic_sets import make_membership_set
 
-from models.config import AuditConfig
-from models.stages import STAGES, AuditInputs, overall_progress, run_audit, run_stage, stage_done
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.stages import STAGES, AuditInputs, overall_progress, run_audit, run_stage, stage_done
 
 
 @pytest.fixture()
@@ -185,7 +185,7 @@ def test_unknown_method_is_named(membership_set, tmp_path: Path) -> None:
 def test_models_imports_no_web_stack() -> None:
     code = (
         "import sys, models, models.stages, models.bench, models.methods, models.encoders, models.index;"
-        "bad = [m for m in ('fastapi', 'sqlalchemy', 'celery', 'redis', 'starlette', 'app', 'worker') if m in sys.modules];"
+        "bad = [m for m in ('fastapi', 'sqlalchemy', 'celery', 'redis', 'starlette', 'synthaudit.app', 'synthaudit.worker') if m in sys.modules];"
         "print(','.join(bad)); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

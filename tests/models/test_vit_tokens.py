@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from synthetic_sets import make_membership_set
 
-from models.config import AuditConfig
-from models.encoders.vit_tokens import (
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.encoders.vit_tokens import (
     VitTokensEncoder,
     fit_vit_tokens,
     load_vit_tokens,
     random_vit,
     save_vit_tokens,
 )
-from models.stages import AuditInputs, run_audit
+from synthaudit.models.stages import AuditInputs, run_audit
 
 
 @pytest.fixture()

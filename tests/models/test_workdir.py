@@ -1,4 +1,4 @@
-"""models.workdir: the names on disk are those the stages write (and those of earlier work folders); writers are
+"""synthaudit.models.workdir: the names on disk are those the stages write (and those of earlier work folders); writers are
 atomic (no partial file, no temp file left after a failure) and private (0600)."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from synthetic_sets import make_membership_set
 
-from models.config import AuditConfig
-from models.shards import run_real, run_shard, write_plan
-from models.stages import STAGES, AuditInputs, read_outcome, run_audit, run_stage
-from models.workdir import WorkDir, atomic_save_npz, atomic_write_bytes, atomic_write_json
+from synthaudit.models.config import AuditConfig
+from synthaudit.models.shards import run_real, run_shard, write_plan
+from synthaudit.models.stages import STAGES, AuditInputs, read_outcome, run_audit, run_stage
+from synthaudit.models.workdir import WorkDir, atomic_save_npz, atomic_write_bytes, atomic_write_json
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from worker.heartbeat import _Interrupter, starting_a_thread
+from synthaudit.worker.heartbeat import _Interrupter, starting_a_thread
 
 
 class Stop(Exception):

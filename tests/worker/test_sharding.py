@@ -37,7 +37,7 @@ def sharding_deployment(
             "-m",
             "celery",
             "-A",
-            "worker.celery_app",
+            "synthaudit.worker.celery_app",
             "worker",
             "--pool",
             "solo",
@@ -69,9 +69,9 @@ def test_sharded_audit_on_two_workers_gives_the_unsharded_csv(
 ) -> None:
     import httpx
 
-    from models.config import AuditConfig
-    from models.results import write_results_csv
-    from models.stages import AuditInputs, run_audit
+    from synthaudit.models.config import AuditConfig
+    from synthaudit.models.results import write_results_csv
+    from synthaudit.models.stages import AuditInputs, run_audit
 
     server, workers = sharding_deployment["server"], sharding_deployment["workers"]
     root, truth = membership_set

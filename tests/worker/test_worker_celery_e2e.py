@@ -24,7 +24,7 @@ def rows_of(text: str) -> list[dict[str, str]]:
 
 
 def count_rows(pg_url: str, table, audit_id: str) -> int:  # type: ignore[no-untyped-def]
-    from app.core.db import make_engine
+    from synthaudit.app.core.db import make_engine
 
     engine = make_engine(pg_url)
     try:
@@ -58,11 +58,11 @@ def client_module(api, celery_worker):  # type: ignore[no-untyped-def]
 def test_audit_succeeds_with_the_engines_csv(
     client_module, uploaded, membership_set, api, pg_url, helpers, tmp_path: Path
 ) -> None:
-    from app.core.tables import AuditMetrics, AuditResult
-    from models.config import AuditConfig
-    from models.results import write_results_csv
-    from models.stages import AuditInputs, run_audit
-    from models.summary import metrics_document
+    from synthaudit.app.core.tables import AuditMetrics, AuditResult
+    from synthaudit.models.config import AuditConfig
+    from synthaudit.models.results import write_results_csv
+    from synthaudit.models.stages import AuditInputs, run_audit
+    from synthaudit.models.summary import metrics_document
 
     client, (real, generated), (root, truth) = client_module, uploaded, membership_set
     labels = dict(sorted(truth.items())[:12])
@@ -141,7 +141,7 @@ def test_a_reference_dataset_audit_gives_the_clis_csv_and_metrics(
 ) -> None:
     """Postgres (JSONB) + Celery: the same results.csv bytes and metrics document as `synthaudit audit
     --reference … --metrics …`; the reference set's images are stored (for patients.csv) but not listed."""
-    from app.core.tables import AuditResult
+    from synthaudit.app.core.tables import AuditResult
 
     client, (real, generated), (root, truth) = client_module, uploaded, membership_set
     response = helpers.upload(client, "reference", sorted(reference_set.glob("*.png")))

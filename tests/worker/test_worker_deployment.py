@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from app.core.config import Settings
+from synthaudit.app.core.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("migrate", "api", "worker", "beat")
@@ -41,7 +41,7 @@ def test_services_and_their_order(compose: dict) -> None:
 
 
 def test_commands_match_the_cli(compose: dict) -> None:
-    from app.cli import build_parser
+    from synthaudit.app.cli import build_parser
 
     parser = build_parser()
     services = compose["services"]
@@ -110,8 +110,8 @@ def test_dockerfiles_exist_and_copy_what_the_app_needs(compose: dict) -> None:
 
 
 def test_celery_configuration() -> None:
-    from models.stages import STAGES
-    from worker.celery_app import create_celery
+    from synthaudit.models.stages import STAGES
+    from synthaudit.worker.celery_app import create_celery
 
     settings = Settings(celery_broker_url="redis://127.0.0.1:6379/13")
     app = create_celery(settings)
@@ -122,8 +122,8 @@ def test_celery_configuration() -> None:
         conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit > conf.task_soft_time_limit
     )
     assert conf.task_ignore_result
-    import worker.tasks  # noqa: F401  (registers the tasks on the module-level app)
-    from worker.celery_app import celery_app
+    import synthaudit.worker.tasks  # noqa: F401  (registers the tasks on the module-level app)
+    from synthaudit.worker.celery_app import celery_app
 
     for stage in STAGES:
         task = celery_app.tasks[f"synthaudit.{stage}"]
@@ -132,13 +132,13 @@ def test_celery_configuration() -> None:
 
 
 def test_service_commands_are_registered() -> None:
-    from app.cli import build_parser
-    from app.cli_service import worker_argv
+    from synthaudit.app.cli import build_parser
+    from synthaudit.app.cli_service import worker_argv
 
     parser = build_parser()
     serve = parser.parse_args(["serve"])
     assert (serve.host, serve.port) == ("127.0.0.1", 8000)
     worker = parser.parse_args(["worker"])
     argv = worker_argv(worker, "audits")
-    assert argv[1:6] == ["-m", "celery", "-A", "worker.celery_app", "worker"]
+    assert argv[1:6] == ["-m", "celery", "-A", "synthaudit.worker.celery_app", "worker"]
     assert argv[argv.index("--concurrency") + 1] == "1" and argv[argv.index("-Q") + 1] == "audits"

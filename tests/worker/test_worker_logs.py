@@ -16,7 +16,7 @@ def test_a_worker_with_log_format_json_writes_json_lines(
     distributed_env: dict[str, str], proc_tools: Any, tmp_path: Path
 ) -> None:
     env = {**distributed_env, "LOG_FORMAT": "json", "CELERY_QUEUE": f"logs-{uuid.uuid4().hex[:8]}"}
-    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "solo"]
+    argv = [sys.executable, "-m", "celery", "-A", "synthaudit.worker.celery_app", "worker", "--pool", "solo"]
     argv += ["-Q", env["CELERY_QUEUE"], "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
     argv += ["-n", f"logs-{uuid.uuid4().hex[:6]}@%h"]
     proc = proc_tools.Proc("celery worker", argv, env, tmp_path / "worker.log")
@@ -30,7 +30,7 @@ def test_a_worker_with_log_format_json_writes_json_lines(
             entries.append(json.loads(line))
     by_message = {e["message"]: e for e in entries}
     mode = next(e for m, e in by_message.items() if m.startswith("synthaudit worker: distributed"))
-    assert mode["level"] == "INFO" and mode["logger"] == "worker.celery_app" and mode["ts"]
+    assert mode["level"] == "INFO" and mode["logger"] == "synthaudit.worker.celery_app" and mode["ts"]
     assert any(m.endswith(" ready.") for m in by_message)  # Celery's own lines too
     assert not any(" ready." in line and not line.startswith("{") for line in proc.output().splitlines())
 
@@ -105,10 +105,10 @@ def test_the_embedded_runner_logs_crashed_jobs_and_purges_without_messages(
     import logging
     import threading
 
-    from app.core.config import Settings
-    from app.core.migrations import ensure_schema
-    from worker.context import WorkerContext
-    from worker.runner import EmbeddedRunner
+    from synthaudit.app.core.config import Settings
+    from synthaudit.app.core.migrations import ensure_schema
+    from synthaudit.worker.context import WorkerContext
+    from synthaudit.worker.runner import EmbeddedRunner
 
     settings = Settings(synthaudit_home=tmp_path, heartbeat_interval_s=0.1, orphan_after_s=5.0)
     ensure_schema(settings.database_url, auto_upgrade=True)
@@ -147,7 +147,7 @@ def test_any_logged_exception_shows_its_type_not_its_message(capsys: Any) -> Non
     import json
     import logging
 
-    from app.core.logs import configure_log_format
+    from synthaudit.app.core.logs import configure_log_format
 
     for fmt in ("text", "json"):
         buffer = io.StringIO()

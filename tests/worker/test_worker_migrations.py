@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from app.core.db import Base, make_engine
-from app.core.migrations import (
+from synthaudit.app.core.db import Base, make_engine
+from synthaudit.app.core.migrations import (
     SchemaOutOfDate,
     current_revision,
     downgrade,
@@ -74,7 +74,7 @@ def test_alembic_cli_and_synthaudit_migrate(empty_pg_url: str, proc_tools) -> No
     assert current_revision(empty_pg_url) == head_revision()
     subprocess.run([*alembic, "downgrade", "base"], cwd=repo, env=env, check=True, capture_output=True)
     run = subprocess.run(
-        [sys.executable, "-c", "from app.cli import main; raise SystemExit(main(['migrate']))"],
+        [sys.executable, "-c", "from synthaudit.app.cli import main; raise SystemExit(main(['migrate']))"],
         cwd=repo,
         env=env,
         capture_output=True,
@@ -90,7 +90,15 @@ def test_api_refuses_to_start_on_an_unmigrated_postgres(
 ) -> None:
     env = proc_tools.clean_env(DATABASE_URL=empty_pg_url, CELERY_BROKER_URL=redis_url)
     port = proc_tools.free_port()
-    argv = [sys.executable, "-m", "uvicorn", "--factory", "app.main:app_factory", "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "synthaudit.app.main:app_factory",
+        "--port",
+        str(port),
+    ]
     run = subprocess.run(argv, cwd=proc_tools.repo, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert "synthaudit migrate" in run.stderr
@@ -166,7 +174,7 @@ def test_sqlite_upgrade_keeps_every_stored_row(tmp_path: Path) -> None:
     """SQLite rebuilds tables to alter them; with foreign keys enforced that used to cascade and delete
     results (0003) or images (0005). An embedded database upgraded in place loses nothing."""
     from alembic import command
-    from app.core.migrations import alembic_config
+    from synthaudit.app.core.migrations import alembic_config
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     command.upgrade(alembic_config(url), "0002")

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from worker_audits import audit_row, make_audit
 
-from app.core import repository as repo
-from app.core.config import Settings
-from app.core.db import session_scope
-from app.core.migrations import ensure_schema
-from worker.context import WorkerContext
-from worker.errors import AuditStopped
-from worker.pipeline import Outcome, ProgressReporter, execute_stage
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.config import Settings
+from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.migrations import ensure_schema
+from synthaudit.worker.context import WorkerContext
+from synthaudit.worker.errors import AuditStopped
+from synthaudit.worker.pipeline import Outcome, ProgressReporter, execute_stage
 
 
 @pytest.fixture()
@@ -53,7 +53,7 @@ def test_cancelled_or_deleted_audits_do_no_work(ctx: WorkerContext) -> None:
 
 
 def test_stages_run_in_order_and_skip_finished_work(ctx: WorkerContext) -> None:
-    from models.stages import STAGES
+    from synthaudit.models.stages import STAGES
 
     audit_id = make_audit(ctx, {"real": 3, "generated": 4})
     for stage in STAGES:
@@ -70,7 +70,7 @@ def test_stages_run_in_order_and_skip_finished_work(ctx: WorkerContext) -> None:
 def test_reference_images_are_stored_after_the_real_ones(ctx: WorkerContext) -> None:
     """A reference set's images are scored and stored (source 'reference', positions after the real
     rows, p-values empty) but are not among the real rows; the real rows carry p- and q-values."""
-    from models.stages import STAGES
+    from synthaudit.models.stages import STAGES
 
     audit_id = make_audit(ctx, {"real": 3, "generated": 4, "reference": 5})
     for stage in STAGES:
@@ -113,8 +113,8 @@ def test_user_data_problems_fail_the_audit_with_a_message(ctx: WorkerContext) ->
 def test_retention_purges_old_finished_audits_and_unused_datasets(ctx: WorkerContext) -> None:
     from datetime import timedelta
 
-    from app.core.retention import purge_expired
-    from app.core.tables import utcnow
+    from synthaudit.app.core.retention import purge_expired
+    from synthaudit.app.core.tables import utcnow
 
     audit_id = make_audit(ctx, {"real": 1, "generated": 1, "reference": 1})
     ctx.storage.audit_workdir(audit_id).mkdir(parents=True)
@@ -145,7 +145,7 @@ def test_failure_messages_of_tasks() -> None:
     from celery.exceptions import TimeLimitExceeded
     from sqlalchemy.exc import OperationalError
 
-    from worker.base import failure_message
+    from synthaudit.worker.base import failure_message
 
     assert "hard time limit" in failure_message("pretrain", TimeLimitExceeded(10))
     assert "could not reach the database" in failure_message("embed", OperationalError("x", {}, Exception()))

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from worker_audits import audit_row, make_audit
 
-from app.core import repository as repo
-from app.core.config import Settings
-from app.core.db import session_scope
-from app.core.migrations import ensure_schema
-from app.core.tables import utcnow
-from worker.context import WorkerContext
-from worker.heartbeat import AuditHeartbeat as Heartbeat
-from worker.pipeline import Outcome, execute_stage
-from worker.recovery import sweep
+from synthaudit.app.core import repository as repo
+from synthaudit.app.core.config import Settings
+from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.migrations import ensure_schema
+from synthaudit.app.core.tables import utcnow
+from synthaudit.worker.context import WorkerContext
+from synthaudit.worker.heartbeat import AuditHeartbeat as Heartbeat
+from synthaudit.worker.pipeline import Outcome, execute_stage
+from synthaudit.worker.recovery import sweep
 
 
 @pytest.fixture()
@@ -98,7 +98,7 @@ def test_the_heartbeat_notices_a_cancel_and_refreshes_otherwise(ctx: WorkerConte
 
 def test_a_cancel_interrupts_the_stage_between_progress_reports(ctx: WorkerContext) -> None:
     """The stage's thread gets AuditStopped within a heartbeat or two, even in a long step."""
-    from worker.errors import AuditStopped
+    from synthaudit.worker.errors import AuditStopped
 
     audit_id = make_audit(ctx, status="running")
     started = time.monotonic()
@@ -125,7 +125,7 @@ def test_the_watchdog_fails_a_stage_past_its_time_limit(ctx: WorkerContext) -> N
 
 
 def make_encoder(ctx: WorkerContext, status: str, seconds_since_sign_of_life: float) -> uuid.UUID:
-    from app.core.tables import Encoder
+    from synthaudit.app.core.tables import Encoder
 
     then = utcnow() - timedelta(seconds=seconds_since_sign_of_life)
     with session_scope(ctx.sessions) as session:
@@ -137,7 +137,7 @@ def make_encoder(ctx: WorkerContext, status: str, seconds_since_sign_of_life: fl
 
 
 def test_the_sweep_resends_exactly_the_orphaned_encoder_jobs_once(ctx: WorkerContext) -> None:
-    from worker.recovery import sweep_encoders
+    from synthaudit.worker.recovery import sweep_encoders
 
     dead_running = make_encoder(ctx, "running", 60)
     fresh_running = make_encoder(ctx, "running", 1)

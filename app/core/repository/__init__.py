@@ -1,14 +1,14 @@
 """Every database query of the service and the workers: one module per domain, all re-exported here
-(`from app.core import repository as repo; repo.get_audit(...)`)."""
+(`from synthaudit.app.core import repository as repo; repo.get_audit(...)`)."""
 
-from app.core.repository.audit_progress import (
+from synthaudit.app.core.repository.audit_progress import (
     fail_audit,
     record_stage_timing,
     set_progress,
     start_stage,
     store_outcome,
 )
-from app.core.repository.audits import (
+from synthaudit.app.core.repository.audits import (
     add_audit,
     audits_in_status,
     cancel_audit,
@@ -22,7 +22,7 @@ from app.core.repository.audits import (
     lock_audit_creation,
     reread_audit,
 )
-from app.core.repository.datasets import (
+from synthaudit.app.core.repository.datasets import (
     add_dataset,
     audits_using,
     count_active_audits_using,
@@ -36,7 +36,7 @@ from app.core.repository.datasets import (
     list_images,
     tenant_stored_bytes,
 )
-from app.core.repository.encoders import (
+from synthaudit.app.core.repository.encoders import (
     add_encoder,
     count_active_audits_with_encoder,
     delete_encoder,
@@ -44,18 +44,23 @@ from app.core.repository.encoders import (
     list_encoders,
     unfinished_encoders,
 )
-from app.core.repository.health import ping
-from app.core.repository.job_liveness import (
+from synthaudit.app.core.repository.health import ping
+from synthaudit.app.core.repository.job_liveness import (
     active_jobs,
     beat_audit,
     beat_encoder,
     claim_orphaned_audit,
     claim_orphaned_encoder,
 )
-from app.core.repository.keys import add_key, key_by_hash, keys_of, keys_with_id_prefix, touch_key
-from app.core.repository.listing import Window
-from app.core.repository.metrics import audit_counts, encoder_counts, recent_stage_timings, webhook_counts
-from app.core.repository.retention import (
+from synthaudit.app.core.repository.keys import add_key, key_by_hash, keys_of, keys_with_id_prefix, touch_key
+from synthaudit.app.core.repository.listing import Window
+from synthaudit.app.core.repository.metrics import (
+    audit_counts,
+    encoder_counts,
+    recent_stage_timings,
+    webhook_counts,
+)
+from synthaudit.app.core.repository.retention import (
     expired_audits,
     expired_datasets,
     expired_encoders,
@@ -63,7 +68,7 @@ from app.core.repository.retention import (
     mark_dataset_purged,
     mark_encoder_purged,
 )
-from app.core.repository.webhooks import (
+from synthaudit.app.core.repository.webhooks import (
     FINAL_STATUSES,
     claim_webhook,
     record_webhook,

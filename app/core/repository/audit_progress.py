@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import delete, insert, update
 from sqlalchemy.orm import Session
 
-from app.core.repository.rows import rows_affected
-from app.core.tables import ACTIVE_STATUSES, Audit, AuditMetrics, AuditResult, utcnow
+from synthaudit.app.core.repository.rows import rows_affected
+from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, AuditMetrics, AuditResult, utcnow
 
 
 def start_stage(session: Session, audit_id: uuid.UUID, stage: str, progress: float) -> bool:

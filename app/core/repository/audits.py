@@ -8,9 +8,16 @@ from collections.abc import Sequence
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from app.core.repository.listing import Window, in_window
-from app.core.repository.rows import rows_affected
-from app.core.tables import ACTIVE_STATUSES, DEFAULT_TENANT, Audit, AuditMetrics, AuditResult, utcnow
+from synthaudit.app.core.repository.listing import Window, in_window
+from synthaudit.app.core.repository.rows import rows_affected
+from synthaudit.app.core.tables import (
+    ACTIVE_STATUSES,
+    DEFAULT_TENANT,
+    Audit,
+    AuditMetrics,
+    AuditResult,
+    utcnow,
+)
 
 
 def list_audits(session: Session, window: Window, status: str | None = None) -> list[Audit]:

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select
 from sqlalchemy.orm import Session, defer
 
-from app.core.repository.listing import Window, in_window
-from app.core.tables import ACTIVE_STATUSES, Audit, Dataset, Image
+from synthaudit.app.core.repository.listing import Window, in_window
+from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, Dataset, Image
 
 
 def list_datasets(session: Session, window: Window, role: str | None = None) -> list[tuple[Dataset, int]]:

@@ -7,8 +7,8 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.core.repository.listing import Window, in_window
-from app.core.tables import ACTIVE_STATUSES, Audit, Encoder
+from synthaudit.app.core.repository.listing import Window, in_window
+from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, Encoder
 
 
 def list_encoders(session: Session, window: Window, status: str | None = None) -> list[Encoder]:

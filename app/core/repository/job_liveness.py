@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Row, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.core.repository.rows import rows_affected
-from app.core.tables import ACTIVE_STATUSES, Audit, Encoder, utcnow
+from synthaudit.app.core.repository.rows import rows_affected
+from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, Encoder, utcnow
 
 
 def active_jobs(session: Session, table: type[Audit] | type[Encoder], *columns: Any) -> list[Row[Any]]:

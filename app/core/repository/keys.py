@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.core.tables import ApiKey
+from synthaudit.app.core.tables import ApiKey
 
 
 def add_key(session: Session, key: ApiKey) -> None:

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from sqlalchemy import Select, tuple_
 
-from app.core.tables import Audit, Dataset, Encoder
+from synthaudit.app.core.tables import Audit, Dataset, Encoder
 
 
 @dataclass(frozen=True)

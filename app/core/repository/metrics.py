@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.core.tables import Audit, Encoder
+from synthaudit.app.core.tables import Audit, Encoder
 
 
 def audit_counts(session: Session) -> list[tuple[str, int]]:

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app.core.tables import ACTIVE_STATUSES, Audit, Dataset, Encoder, Image, utcnow
+from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, Dataset, Encoder, Image, utcnow
 
 
 def expired_audits(session: Session, before: datetime) -> list[uuid.UUID]:

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.core.repository.rows import rows_affected
-from app.core.tables import Audit, utcnow
+from synthaudit.app.core.repository.rows import rows_affected
+from synthaudit.app.core.tables import Audit, utcnow
 
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
