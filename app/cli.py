@@ -429,8 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("perf_args", nargs=argparse.REMAINDER)
     perf.set_defaults(func=cmd_perf)
 
+    from synthaudit.app.cli_compare import add_compare_command
     from synthaudit.app.cli_workflow import add_workflow_commands
 
+    add_compare_command(sub, _add_config_arguments, _config_from_args)
     add_workflow_commands(sub)
     try:
         from synthaudit.app.cli_service import add_service_commands

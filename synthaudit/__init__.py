@@ -15,6 +15,15 @@ try:
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-from synthaudit.api import Audit, AuditConfigError, AuditError, AuditInputError, audit
+from synthaudit.api import Audit, AuditConfigError, AuditError, AuditInputError, Series, audit, compare
 
-__all__ = ["Audit", "AuditConfigError", "AuditError", "AuditInputError", "__version__", "audit"]
+__all__ = [
+    "Audit",
+    "AuditConfigError",
+    "AuditError",
+    "AuditInputError",
+    "Series",
+    "__version__",
+    "audit",
+    "compare",
+]

@@ -235,6 +235,156 @@ def audit(
     return Audit(outcome.rows, outcome.metrics, outcome.rejected, outcome.workdir, tmp)
 
 
+@dataclass
+class Series:
+    """A comparison of checkpoints: the table in checkpoint order, and each checkpoint's `Audit`."""
+
+    comparison: Any  # synthaudit.models.compare.Comparison
+    audits: dict[str, Audit]
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @property
+    def rows(self) -> list[Any]:
+        """One ComparisonRow per checkpoint: verdict, leakage p, Holm-adjusted p, evidence, flags, bound."""
+        return list(self.comparison.rows)
+
+    @property
+    def summary(self) -> str:
+        """Which checkpoints show evidence of leakage after Holm, in one sentence."""
+        from synthaudit.models.compare import summary_sentence
+
+        return summary_sentence(self.comparison)
+
+    def write(self, out: str | Path) -> Path:
+        """The CLI's output folder: comparison.csv, comparison.html, <checkpoint>/{results.csv, metrics.json}."""
+        from synthaudit.models.compare_report import write_comparison_folder
+
+        return write_comparison_folder(self.comparison, out)
+
+    def close(self) -> None:
+        """Delete the temporary work folders (when the comparison made them)."""
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _repr_html_(self) -> str:
+        from synthaudit.models.compare_report import render_comparison
+
+        page = render_comparison(self.comparison)
+        return page[page.index("<body>") + len("<body>") : page.rindex("</body>")]
+
+
+def compare(
+    real: ImageSource,
+    generated: Sequence[str | Path] | Mapping[str, ImageSource],
+    *,
+    reference: ImageSource | None = None,
+    labels: Mapping[str, int] | str | Path | None = None,
+    level: float = 0.05,
+    method: str = "default",
+    fdr: float = 0.1,
+    seed: int = 0,
+    device: str = "auto",
+    workdir: str | Path | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> Series:
+    """Audit several generated sets (checkpoints of one generator) against the same real images, decoded
+    once: each gets its full verdict; across the series the leakage p-values are Holm-adjusted, so
+    "evidence of leakage" for any checkpoint holds at `level` for the whole series.
+
+    generated: folders or archives (named after them), or {name: folder, archive, file list or uint8
+    array}. Checkpoints are ordered by the last number in their names (epoch or step).
+
+    >>> series = synthaudit.compare("real/", ["ckpt-010/", "ckpt-020/", "ckpt-040/"], reference="holdout/")
+    >>> series.summary
+    """
+    from synthaudit.models.compare import named_checkpoints, run_comparison
+    from synthaudit.models.methods import get_method
+
+    try:
+        config = AuditConfig.from_dict(
+            {"method": method, "fdr": fdr, "seed": seed, "device": device, **options}
+        )
+        get_method(config.method)
+    except (TypeError, ValueError) as exc:
+        raise AuditConfigError(str(exc)) from exc
+    tmp = tempfile.TemporaryDirectory(prefix="synthaudit-compare-") if workdir is None else None
+    work = Path(tmp.name) if tmp is not None else Path(workdir)  # type: ignore[arg-type]
+    staging = Path(tempfile.mkdtemp(prefix="synthaudit-inputs-"))
+    try:
+        if isinstance(generated, Mapping):
+            pairs = [
+                (str(name), _stage(src, staging / "generated" / str(name), "g"))
+                for name, src in generated.items()
+            ]
+        else:
+            pairs = [
+                (
+                    Path(src).name.split(".")[0] if Path(src).is_file() else Path(src).name,
+                    _stage(src, staging, "g"),
+                )
+                for src in generated
+            ]
+        checkpoints = named_checkpoints(pairs)
+        comparison = _run_series(
+            run_comparison,
+            _stage(real, staging / "real", "r"),
+            checkpoints,
+            config,
+            work,
+            None if reference is None else _stage(reference, staging / "reference", "q"),
+            _labels(labels),
+            level,
+            progress,
+        )
+    except AuditError:
+        if tmp is not None:
+            tmp.cleanup()
+        raise
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        if tmp is not None:
+            tmp.cleanup()
+        raise AuditInputError(str(exc)) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    audits = {
+        name: Audit(o.rows, o.metrics, o.rejected, o.workdir, None) for name, o in comparison.outcomes.items()
+    }
+    return Series(comparison, audits, tmp)
+
+
+def _run_series(
+    run: Any,
+    real: Path,
+    checkpoints: Any,
+    config: AuditConfig,
+    work: Path,
+    reference: Path | None,
+    labels: dict[str, int] | None,
+    level: float,
+    progress: bool,
+) -> Any:
+    if not progress:
+        return run(real, checkpoints, config, work, reference=reference, labels=labels, level=level)
+    from synthaudit.models.progress import stage_bars
+
+    update, close = stage_bars()
+    try:
+        return run(
+            real,
+            checkpoints,
+            config,
+            work,
+            reference=reference,
+            labels=labels,
+            level=level,
+            on_progress=update,
+        )
+    finally:
+        close()
+
+
 def _labels(labels: Mapping[str, int] | str | Path | None) -> dict[str, int] | None:
     if labels is None:
         return None

@@ -213,3 +213,20 @@ def test_the_api_process_imports_the_workers_only_in_the_embedded_mode(
         assert "synthaudit.worker.runner" in loaded
     else:
         assert loaded == []
+
+
+def test_project_code_is_imported_by_its_one_name() -> None:
+    """Every import of our code says synthaudit.app / .models / .worker: a bare `app`, `models` or
+    `worker` would load a second copy from the working directory (or a user's own package)."""
+    files = [
+        *MODULES.values(),
+        *sorted((ROOT / "tests").rglob("*.py")),
+        *sorted((ROOT / "benchmarks").rglob("*.py")),
+    ]
+    bad = [
+        f"{path.relative_to(ROOT)} imports {imp}"
+        for path in files
+        for imp in imports_of(path)
+        if starts(imp, *PACKAGES)
+    ]
+    assert not bad, "\n".join(bad)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,26 +24,34 @@ def _rejected_dicts(items: list[Rejected]) -> list[dict[str, str]]:
     return [{"name": r.name, "reason": r.reason} for r in items]
 
 
-def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
-    """Decode the image sets once into a uint8 cache. Reference images join the real pool (after the
-    real ones, marked in `real_from_reference`), so that every later stage treats them exactly like
+@dataclass(frozen=True)
+class DecodedPool:
+    """The real pool as the decode stage leaves it: real images, then any reference images, with what
+    was rejected and what the overlap check found (the same for every generated set audited against it)."""
+
+    ids: list[str]
+    images: np.ndarray
+    from_reference: np.ndarray
+    rejected: dict[str, list[dict[str, str]]]
+    overlap: dict[str, Any]
+
+
+def decode_pool(inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> DecodedPool:
+    """Decode the real images and the reference into the pool. Reference images join the real pool
+    (after the real ones, marked in `from_reference`), so that every later stage treats them exactly like
     the candidates: same pool, same neighbours, exchangeable scores.
 
     Before any later stage: `--labels` ids not among the real images are refused, and so are candidates
-    that repeat a reference image (models/reference_overlap.py), unless the config drops them; what was
-    found is written to overlap.json."""
-    parts = 3 if inputs.reference is not None else 2
+    that repeat a reference image (models/reference_overlap.py), unless the config drops them."""
+    parts = 2 if inputs.reference is not None else 1
     real = load_images(inputs.real, config.image_size, on_progress=lambda f: on_progress(f / parts))
-    generated = load_images(
-        inputs.generated, config.image_size, on_progress=lambda f: on_progress((1 + f) / parts)
-    )
-    rejected = {"real": _rejected_dicts(real.rejected), "generated": _rejected_dicts(generated.rejected)}
+    rejected = {"real": _rejected_dicts(real.rejected)}
     if inputs.labels:
         error = unknown_labels_error(inputs.labels, real.ids)
         if error is not None:
             raise error
     reference = (
-        load_images(inputs.reference, config.image_size, on_progress=lambda f: on_progress((2 + f) / 3))
+        load_images(inputs.reference, config.image_size, on_progress=lambda f: on_progress((1 + f) / 2))
         if inputs.reference is not None
         else None
     )
@@ -63,18 +73,37 @@ def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
         pool_ids += reference.ids
         pool_images = np.concatenate([real.images, reference.images])
         from_reference = np.r_[from_reference, np.ones(len(reference.ids), dtype=bool)]
+    return DecodedPool(pool_ids, pool_images, from_reference, rejected, overlap.to_dict())
+
+
+def write_decoded(workdir: Path, pool: DecodedPool, generated: ImageSet) -> None:
+    """The decode stage's artifacts for one generated set against a decoded pool."""
+    rejected = {"real": pool.rejected["real"], "generated": _rejected_dicts(generated.rejected)}
+    if "reference" in pool.rejected:
+        rejected["reference"] = pool.rejected["reference"]
     atomic_write_json(WorkDir(workdir).rejected, rejected)
-    atomic_write_json(WorkDir(workdir).overlap, overlap.to_dict())
+    atomic_write_json(WorkDir(workdir).overlap, pool.overlap)
     atomic_save_npz(
         WorkDir(workdir).decoded,
         {
-            "real_ids": np.array(pool_ids, dtype=str),
-            "real": pool_images,
-            "real_from_reference": from_reference,
+            "real_ids": np.array(pool.ids, dtype=str),
+            "real": pool.images,
+            "real_from_reference": pool.from_reference,
             "generated_ids": np.array(generated.ids, dtype=str),
             "generated": generated.images,
         },
     )
+
+
+def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> None:
+    """Decode the image sets once into a uint8 cache: the real pool (`decode_pool`), then the generated
+    set; what the overlap check found is written to overlap.json."""
+    parts = 3 if inputs.reference is not None else 2
+    pool = decode_pool(inputs, config, lambda f: on_progress(f * (parts - 1) / parts))
+    generated = load_images(
+        inputs.generated, config.image_size, on_progress=lambda f: on_progress((parts - 1 + f) / parts)
+    )
+    write_decoded(workdir, pool, generated)
 
 
 def load_decoded(workdir: Path) -> tuple[ImageSet, ImageSet]:

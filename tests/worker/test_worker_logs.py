@@ -121,7 +121,7 @@ def test_the_embedded_runner_logs_crashed_jobs_and_purges_without_messages(
     def purge_fails(*_: object) -> None:
         raise PermissionError(13, "Permission denied", str(stored))
 
-    monkeypatch.setattr("app.core.retention.purge_expired", purge_fails)
+    monkeypatch.setattr("synthaudit.app.core.retention.purge_expired", purge_fails)
     caplog.set_level(logging.INFO)
     runner = EmbeddedRunner(ctx)
     runner.start()
