@@ -98,6 +98,18 @@ def test_errors_are_the_clis_messages_as_typed_exceptions(data: Path, tmp_path: 
         synthaudit.audit(tmp_path / "empty", data / "generated", progress=False)
 
 
+def test_to_pandas_gives_the_rows_as_a_data_frame(data: Path) -> None:
+    import pandas
+
+    result = synthaudit.audit(data / "real", data / "generated", progress=False, **FAST)
+    try:
+        frame = result.to_pandas()
+        assert isinstance(frame, pandas.DataFrame) and len(frame) == len(result.rows)
+        assert list(frame["id"]) == [r.id for r in result.rows] and "score" in frame.columns
+    finally:
+        result.close()
+
+
 def test_to_pandas_names_the_optional_extra_when_pandas_is_missing(data: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     result = synthaudit.audit(data / "real", data / "generated", progress=False, **FAST)
     try:
