@@ -76,7 +76,7 @@ def render_comparison(comparison: Comparison, title: str = "Checkpoint compariso
         f"audit would give them. Across the {len(rows)} checkpoints the leakage p-values are adjusted by "
         "Holm's step-down method, so the chance that any checkpoint is reported as leaking when none leaks "
         f"is at most {comparison.level:g}, whatever the dependence between the checkpoints. Each checkpoint's "
-        "own report and results.csv are in its folder.</p>"
+        "results.csv and metrics.json are in its folder.</p>"
     )
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"

@@ -70,6 +70,10 @@ def test_nothing_is_installed_as_app_models_or_worker(installed: tuple[Path, Pat
     )
     result = _run([str(python), "-c", code], user)
     assert result.stdout.strip() == "['synthaudit']", result.stdout + result.stderr
+    show = _run([str(python), "-m", "pip", "show", "-f", "synthaudit"], user)
+    files = [line.strip() for line in show.stdout.split("Files:", 1)[1].splitlines() if line.strip()]
+    tops = {f.split("/", 1)[0] for f in files if not f.startswith("..")}
+    assert "synthaudit" in tops and not tops & {"app", "models", "worker"}, tops
 
 
 @pytest.mark.slow
