@@ -8,12 +8,13 @@ arrays [N, H, W]; arrays and lists are staged as files in a private temporary fo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
 import importlib
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,20 +197,10 @@ def audit(
     >>> result = synthaudit.audit("real/", "generated/", reference="holdout/")
     >>> result.verdict, result.leakage["p_value"]
     """
-    from synthaudit.models.methods import get_method
     from synthaudit.models.stages import AuditInputs, run_audit
 
-    try:
-        config = AuditConfig.from_dict(
-            {"method": method, "fdr": fdr, "seed": seed, "device": device, **options}
-        )
-        get_method(config.method)  # an unknown method is a configuration error, before any image is read
-    except (TypeError, ValueError) as exc:
-        raise AuditConfigError(str(exc)) from exc
-    tmp = tempfile.TemporaryDirectory(prefix="synthaudit-") if workdir is None else None
-    work = Path(tmp.name) if tmp is not None else Path(workdir)  # type: ignore[arg-type]
-    staging = Path(tempfile.mkdtemp(prefix="synthaudit-inputs-"))
-    try:
+    config = _config(method, fdr, seed, device, options)
+    with _session(workdir, "synthaudit-") as (work, staging, tmp):
         label_map = _labels(labels)
         if config.decision == "fdr" and reference is None and 0 not in (label_map or {}).values():
             raise AuditConfigError(
@@ -221,17 +212,9 @@ def audit(
             label_map,
             reference=None if reference is None else _stage(reference, staging / "reference", "q"),
         )
-        outcome = _run(run_audit, inputs, config, work / "work" if tmp is not None else work, progress)
-    except AuditError:
-        if tmp is not None:
-            tmp.cleanup()
-        raise
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        if tmp is not None:
-            tmp.cleanup()
-        raise AuditInputError(str(exc)) from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        outcome = _with_progress(
+            progress, run_audit, inputs, config, work / "work" if tmp is not None else work
+        )
     return Audit(outcome.rows, outcome.metrics, outcome.rejected, outcome.workdir, tmp)
 
 
@@ -300,89 +283,30 @@ def compare(
     >>> series.summary
     """
     from synthaudit.models.compare import named_checkpoints, run_comparison
-    from synthaudit.models.methods import get_method
 
-    try:
-        config = AuditConfig.from_dict(
-            {"method": method, "fdr": fdr, "seed": seed, "device": device, **options}
-        )
-        get_method(config.method)
-    except (TypeError, ValueError) as exc:
-        raise AuditConfigError(str(exc)) from exc
-    tmp = tempfile.TemporaryDirectory(prefix="synthaudit-compare-") if workdir is None else None
-    work = Path(tmp.name) if tmp is not None else Path(workdir)  # type: ignore[arg-type]
-    staging = Path(tempfile.mkdtemp(prefix="synthaudit-inputs-"))
-    try:
+    config = _config(method, fdr, seed, device, options)
+    with _session(workdir, "synthaudit-compare-") as (work, staging, tmp):
         if isinstance(generated, Mapping):
             pairs = [
-                (str(name), _stage(src, staging / "generated" / str(name), "g"))
-                for name, src in generated.items()
+                (str(n), _stage(src, staging / "generated" / str(n), "g")) for n, src in generated.items()
             ]
         else:
-            pairs = [
-                (
-                    Path(src).name.split(".")[0] if Path(src).is_file() else Path(src).name,
-                    _stage(src, staging, "g"),
-                )
-                for src in generated
-            ]
-        checkpoints = named_checkpoints(pairs)
-        comparison = _run_series(
+            pairs = [(_set_name(Path(src)), _stage(src, staging, "g")) for src in generated]
+        comparison = _with_progress(
+            progress,
             run_comparison,
             _stage(real, staging / "real", "r"),
-            checkpoints,
+            named_checkpoints(pairs),
             config,
             work,
-            None if reference is None else _stage(reference, staging / "reference", "q"),
-            _labels(labels),
-            level,
-            progress,
+            reference=None if reference is None else _stage(reference, staging / "reference", "q"),
+            labels=_labels(labels),
+            level=level,
         )
-    except AuditError:
-        if tmp is not None:
-            tmp.cleanup()
-        raise
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        if tmp is not None:
-            tmp.cleanup()
-        raise AuditInputError(str(exc)) from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     audits = {
         name: Audit(o.rows, o.metrics, o.rejected, o.workdir, None) for name, o in comparison.outcomes.items()
     }
     return Series(comparison, audits, tmp)
-
-
-def _run_series(
-    run: Any,
-    real: Path,
-    checkpoints: Any,
-    config: AuditConfig,
-    work: Path,
-    reference: Path | None,
-    labels: dict[str, int] | None,
-    level: float,
-    progress: bool,
-) -> Any:
-    if not progress:
-        return run(real, checkpoints, config, work, reference=reference, labels=labels, level=level)
-    from synthaudit.models.progress import stage_bars
-
-    update, close = stage_bars()
-    try:
-        return run(
-            real,
-            checkpoints,
-            config,
-            work,
-            reference=reference,
-            labels=labels,
-            level=level,
-            on_progress=update,
-        )
-    finally:
-        close()
 
 
 def _labels(labels: Mapping[str, int] | str | Path | None) -> dict[str, int] | None:
@@ -393,13 +317,57 @@ def _labels(labels: Mapping[str, int] | str | Path | None) -> dict[str, int] | N
     return {str(k): int(v) for k, v in labels.items()}
 
 
-def _run(run_audit: Any, inputs: Any, config: AuditConfig, work: Path, progress: bool) -> Any:
+def _set_name(path: Path) -> str:
+    """A generated set's name: its folder's name, or an archive's without the suffixes."""
+    return path.name.split(".")[0] if path.is_file() else path.name
+
+
+def _config(method: str, fdr: float, seed: int, device: str, options: dict[str, Any]) -> AuditConfig:
+    """The engine's config, with an unknown method or a bad value as AuditConfigError before any image is read."""
+    from synthaudit.models.methods import get_method
+
+    try:
+        config = AuditConfig.from_dict(
+            {"method": method, "fdr": fdr, "seed": seed, "device": device, **options}
+        )
+        get_method(config.method)
+    except (TypeError, ValueError) as exc:
+        raise AuditConfigError(str(exc)) from exc
+    return config
+
+
+@contextlib.contextmanager
+def _session(
+    workdir: str | Path | None, prefix: str
+) -> Iterator[tuple[Path, Path, tempfile.TemporaryDirectory[str] | None]]:
+    """(work folder, private staging folder for arrays and file lists, the temporary work folder or None):
+    the staging folder is removed at the end, the temporary work folder only on error (the result keeps
+    it); the engine's errors become AuditInputError."""
+    tmp = tempfile.TemporaryDirectory(prefix=prefix) if workdir is None else None
+    work = Path(tmp.name) if tmp is not None else Path(workdir)  # type: ignore[arg-type]
+    staging = Path(tempfile.mkdtemp(prefix="synthaudit-inputs-"))
+    try:
+        yield work, staging, tmp
+    except AuditError:
+        if tmp is not None:
+            tmp.cleanup()
+        raise
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        if tmp is not None:
+            tmp.cleanup()
+        raise AuditInputError(str(exc)) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _with_progress(progress: bool, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """run(*args, **kwargs), with stage bars fed through `on_progress` when asked for."""
     if not progress:
-        return run_audit(inputs, config, work)
+        return run(*args, **kwargs)
     from synthaudit.models.progress import stage_bars
 
     update, close = stage_bars()
     try:
-        return run_audit(inputs, config, work, update)
+        return run(*args, **kwargs, on_progress=update)
     finally:
         close()
