@@ -7,8 +7,9 @@ measures is how the reference was drawn and never leakage:
 
 1. Features that see how an image was *acquired* as well as what it shows (`check_features`): intensity
    percentiles, contrast, gradient and Laplacian energy (sharpness, noise), the radial power spectrum in
-   bands (blur, noise, resampling), and a per-image-normalised 8x8 thumbnail (content, patient mix).
-2. Units (`check_units`): images that are not independent are tested together. Known groups (DICOM
+   bands (blur, noise, resampling), and a per-image-normalised 8x8 thumbnail (content, patient mix);
+   models/reference_features.py.
+2. Units (`check_units`, models/reference_units.py): images that are not independent are tested together. Known groups (DICOM
    patients, volumes) are units; images whose normalised thumbnails are near-duplicates (neighbouring
    slices of one volume) are joined into one unit as well, so correlated slices never count as many
    independent pieces of evidence.
@@ -31,14 +32,20 @@ differences its features and a linear model can see, with the power measured in 
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from synthaudit.models.reference_features import ACQUISITION_COLUMNS, FEATURES, check_features
 from synthaudit.models.reference_pairs import MIN_PAIRS, greedy_pairs, paired_differences, sign_flip_test
+from synthaudit.models.reference_units import (
+    NEAR_DUPLICATE_COSINE,
+    Neighbours,
+    check_units,
+    thumbnail_neighbours,
+)
 
 DEFAULT_CHECK_LEVEL = 0.01
 FOLDS = 5  # cross-fitted blind scores (evidence, the benchmark's blind baseline)
@@ -46,21 +53,16 @@ SPLITS = 5  # random halvings of the test
 MIN_UNITS = 10  # fewer independent units than this: the check cannot be made
 RIDGE = 1.0  # L2 penalty of the logistic regression (features are standardised)
 NEWTON_STEPS = 25
-THUMB_SIDE = 8  # content thumbnail of the classifier's features
-UNIT_THUMB_SIDE = 16  # thumbnails whose cosine links near-duplicates into one unit
-NEAR_DUPLICATE_COSINE = 0.97  # measured: docs/design.md, "the reference check"
-UNIT_NEIGHBOURS = 8  # near-duplicate links looked for per image (bounded memory)
-STATS_SIDE = 128  # acquisition statistics on at most 128 x 128 (area-averaged)
-QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-SPECTRUM_BANDS = 8
-SHADING_SIDE = 32  # the smooth-surface fit of _shading runs on 32 x 32 copies
-ACQUISITION_COLUMNS = len(QUANTILES) + 13 + SPECTRUM_BANDS  # the features before the content thumbnail
-CHUNK = 256
-FEATURES = (
-    "intensity percentiles, mean, contrast, dark/bright shares, gradient and Laplacian energy, shading "
-    "(a smooth surface fitted to the foreground's log intensity), "
-    f"radial power spectrum ({SPECTRUM_BANDS} bands), per-image-normalised {THUMB_SIDE}x{THUMB_SIDE} thumbnail"
-)
+__all__ = [  # the features and units live in their own modules; the check's callers find them here too
+    "ACQUISITION_COLUMNS",
+    "FEATURES",
+    "NEAR_DUPLICATE_COSINE",
+    "Neighbours",
+    "check_features",
+    "check_reference",
+    "check_units",
+    "thumbnail_neighbours",
+]
 TEST_NAME = "cross-fitted classifier AUC (clustered)"
 PAIRED_TEST_NAME = "sign-flip test of near-duplicate pairs across the reference"
 
@@ -89,194 +91,6 @@ class ReferenceCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _area_resize(x: np.ndarray, side: int) -> np.ndarray:
-    """[B, H, W] float -> [B, side, side] by area averaging (bilinear when not an integer ratio)."""
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(x).unsqueeze(1)
-    if t.shape[-1] == side and t.shape[-2] == side:
-        return x
-    return F.adaptive_avg_pool2d(t, side).squeeze(1).numpy()
-
-
-def _spectrum_bands(x: np.ndarray) -> np.ndarray:
-    """Share of the (mean-removed) power in log-spaced radial frequency bands, as logs: [B, bands]."""
-    b, h, w = x.shape
-    power = np.abs(np.fft.rfft2(x - x.mean(axis=(1, 2), keepdims=True))) ** 2
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    radius = np.sqrt(fy**2 + fx**2) / 0.5  # 1 = Nyquist along an axis
-    edges = np.geomspace(1.0 / min(h, w), math.sqrt(2.0), SPECTRUM_BANDS + 1)
-    edges[0] = 1e-9
-    total = power.reshape(b, -1).sum(axis=1) + 1e-12
-    bands = []
-    for lo, hi in itertools.pairwise(edges):
-        mask = (radius > lo) & (radius <= hi)
-        bands.append(power[:, mask].sum(axis=1) / total)
-    return np.log(np.stack(bands, axis=1) + 1e-9)
-
-
-def _normalised_thumbnails(x: np.ndarray, side: int) -> np.ndarray:
-    """Per-image zero-mean, unit-norm thumbnails: [B, side*side]."""
-    t = _area_resize(x, side).reshape(x.shape[0], -1)
-    t = t - t.mean(axis=1, keepdims=True)
-    return t / (np.linalg.norm(t, axis=1, keepdims=True) + 1e-8)
-
-
-def _shading(x: np.ndarray, side: int = SHADING_SIDE) -> np.ndarray:
-    """How much of each image's log intensity over its foreground a smooth 2nd-order surface explains
-    (a bias field, uneven illumination), and what it leaves: [B, 3] = log trend variance, log residual
-    variance, foreground coefficient of variation. Foreground: above a tenth of the image's maximum."""
-    t = _area_resize(x, min(side, x.shape[1], x.shape[2]))
-    b, h, w = t.shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    u, v = (xx.ravel() / max(w - 1, 1) - 0.5), (yy.ravel() / max(h - 1, 1) - 0.5)
-    basis = np.stack([np.ones_like(u), u, v, u * v, u**2, v**2], axis=1)  # [P, 6]
-    flat = t.reshape(b, -1).astype(np.float64)
-    mask = flat > 0.1 * flat.max(axis=1, keepdims=True)
-    mask[mask.sum(axis=1) < basis.shape[1] * 4] = True  # too little foreground: the whole image
-    wts = mask / mask.sum(axis=1, keepdims=True)
-    logi = np.log(flat + 0.02)
-    gram = np.einsum("bp,pi,pj->bij", wts, basis, basis) + 1e-6 * np.eye(basis.shape[1])
-    rhs = np.einsum("bp,pi,bp->bi", wts, basis, logi)
-    fit = np.linalg.solve(gram, rhs[..., None])[..., 0] @ basis.T  # [B, P]
-    mean = (wts * logi).sum(axis=1, keepdims=True)
-    trend = (wts * (fit - mean) ** 2).sum(axis=1)
-    resid = (wts * (logi - fit) ** 2).sum(axis=1)
-    fg_mean = (wts * flat).sum(axis=1)
-    fg_cv = np.sqrt((wts * (flat - fg_mean[:, None]) ** 2).sum(axis=1)) / (fg_mean + 1e-6)
-    return np.c_[np.log(trend + 1e-6), np.log(resid + 1e-6), fg_cv]
-
-
-def _chunk_features(x: np.ndarray) -> np.ndarray:
-    side = min(STATS_SIDE, x.shape[1], x.shape[2])
-    s = _area_resize(x, side) if x.shape[1:] != (side, side) else x
-    flat = s.reshape(s.shape[0], -1)
-    quant = np.quantile(flat, QUANTILES, axis=1).T
-    mean = flat.mean(axis=1, keepdims=True)
-    std = flat.std(axis=1, keepdims=True)
-    dark = (flat < 2.0 / 255.0).mean(axis=1, keepdims=True)
-    bright = (flat > 253.0 / 255.0).mean(axis=1, keepdims=True)
-    dx = np.abs(np.diff(s, axis=2)).mean(axis=(1, 2))[:, None]
-    dy = np.abs(np.diff(s, axis=1)).mean(axis=(1, 2))[:, None]
-    lap = np.abs(4 * s[:, 1:-1, 1:-1] - s[:, :-2, 1:-1] - s[:, 2:, 1:-1] - s[:, 1:-1, :-2] - s[:, 1:-1, 2:])
-    lap_energy = lap.mean(axis=(1, 2))[:, None]
-    eps = 1e-4
-    sharp = np.log(eps + np.c_[dx, dy, lap_energy]) - np.log(eps + std)  # contrast-free sharpness
-    stats = np.c_[quant, mean, std, dark, bright, np.log(eps + np.c_[dx, dy, lap_energy]), sharp]
-    return np.c_[stats, _shading(s), _spectrum_bands(s), _normalised_thumbnails(s, THUMB_SIDE)].astype(
-        np.float64
-    )
-
-
-def check_features(images: np.ndarray) -> np.ndarray:
-    """The check's features of uint8 images [N, H, W]: acquisition statistics and a content thumbnail."""
-    imgs = np.asarray(images)
-    if imgs.ndim != 3 or imgs.shape[0] == 0:
-        raise ValueError("check_features needs a non-empty stack of 2-D images")
-    parts = [
-        _chunk_features(imgs[i : i + CHUNK].astype(np.float32) / 255.0) for i in range(0, len(imgs), CHUNK)
-    ]
-    return np.concatenate(parts)
-
-
-def _union_find_labels(n: int, pairs: np.ndarray) -> np.ndarray:
-    parent = np.arange(n)
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = int(parent[i])
-        return i
-
-    for a, b in pairs.tolist():
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    roots = np.array([root(i) for i in range(n)])
-    return np.unique(roots, return_inverse=True)[1]
-
-
-@dataclass(frozen=True)
-class Neighbours:
-    """Each image's nearest others by normalised 16x16 thumbnail: indices and cosines [N, k], best first."""
-
-    index: np.ndarray
-    cosine: np.ndarray
-
-
-def _rank_thumbnails(x: np.ndarray, side: int) -> np.ndarray:
-    """Normalised thumbnails of each image's intensity ranks (ties averaged, on a 2x finer grid first):
-    unchanged by any monotone change of intensity (gamma, contrast, brightness)."""
-    from scipy.stats import rankdata
-
-    fine = _area_resize(x, min(2 * side, x.shape[1], x.shape[2]))
-    ranks = rankdata(fine.reshape(fine.shape[0], -1), axis=1).reshape(fine.shape).astype(np.float32)
-    return _normalised_thumbnails(ranks, side)
-
-
-def thumbnail_neighbours(images: np.ndarray, k: int = UNIT_NEIGHBOURS, ranks: bool = False) -> Neighbours:
-    """The k nearest other images of each image by normalised 16x16 thumbnail (`ranks`: of the intensity
-    ranks, see _rank_thumbnails), in blocks: memory stays bounded."""
-    imgs = np.asarray(images)
-    thumb = _rank_thumbnails if ranks else _normalised_thumbnails
-    thumbs = np.concatenate(
-        [
-            thumb(imgs[i : i + CHUNK].astype(np.float32) / 255.0, UNIT_THUMB_SIDE)
-            for i in range(0, len(imgs), CHUNK)
-        ]
-    ).astype(np.float32)
-    n = thumbs.shape[0]
-    k = max(1, min(k, n - 1))
-    index = np.zeros((n, k), dtype=np.int64)
-    cosine = np.full((n, k), -np.inf, dtype=np.float32)
-    if n < 2:
-        return Neighbours(index, cosine)
-    for start in range(0, n, 1024):
-        sims = thumbs[start : start + 1024] @ thumbs.T
-        rows = np.arange(sims.shape[0])
-        sims[rows, start + rows] = -np.inf
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        top_sims = np.take_along_axis(sims, top, axis=1)
-        order = np.argsort(-top_sims, axis=1, kind="stable")
-        index[start : start + len(rows)] = np.take_along_axis(top, order, axis=1)
-        cosine[start : start + len(rows)] = np.take_along_axis(top_sims, order, axis=1)
-    return Neighbours(index, cosine)
-
-
-def near_duplicate_pairs(
-    images: np.ndarray, threshold: float = NEAR_DUPLICATE_COSINE, neighbours: Neighbours | None = None
-) -> np.ndarray:
-    """Pairs (i, j), i < j, whose normalised 16x16 thumbnails have cosine >= threshold (each image's
-    UNIT_NEIGHBOURS nearest only)."""
-    nb = thumbnail_neighbours(images) if neighbours is None else neighbours
-    r, c = np.nonzero(nb.cosine >= threshold)
-    if r.size == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.c_[r, nb.index[r, c]]
-    return np.unique(np.sort(pairs, axis=1), axis=0).astype(np.int64)
-
-
-def check_units(
-    images: np.ndarray, groups: list[str | None] | None = None, neighbours: Neighbours | None = None
-) -> tuple[np.ndarray, str]:
-    """(unit index per image, how units were formed): known groups joined with near-duplicate chains."""
-    n = len(images)
-    pairs = [near_duplicate_pairs(images, neighbours=neighbours)]
-    grouping = "near-duplicates"
-    if groups is not None:
-        first: dict[str, int] = {}
-        linked = []
-        for i, g in enumerate(groups):
-            if g:
-                linked.append((first.setdefault(g, i), i))
-        if linked:
-            pairs.append(np.array(linked, dtype=np.int64))
-            grouping = "known groups and near-duplicates"
-    return _union_find_labels(n, np.concatenate(pairs)), grouping
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
