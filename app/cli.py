@@ -352,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="synthaudit", description="Audit synthetic images for training-data leakage."
     )
+    from synthaudit import __version__
+
+    parser.add_argument("--version", action="version", version=f"synthaudit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     audit = sub.add_parser("audit", help="audit real images against generated ones and write a CSV")

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from synthaudit import __version__
 from synthaudit.app.auth import DOCS_ASSETS, ApiKeyAuth, is_public
 from synthaudit.app.composition import make_dispatcher
 from synthaudit.app.core.config import Settings, get_settings, is_loopback
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         static_url=DOCS_ASSETS,
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
         title="synthaudit",
-        version="1.0.0",
+        version=__version__,  # the package metadata: the same as `synthaudit --version` and /healthz
         summary="Audit synthetic medical images for training-data leakage.",
         lifespan=lifespan,
         form_limits={"max_files": settings.max_files_per_upload, "max_fields": 20},

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+
+from synthaudit import __version__
+
+
+def as_utc(value: datetime) -> datetime:
+    """A timestamp in UTC; a naive one (SQLite gives them back so) is read as the UTC it was stored as."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def rfc3339(value: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`: the one form of every timestamp the API returns, on every backend."""
+    return as_utc(value).isoformat().replace("+00:00", "Z")
+
+
+# every *_at field of a response: stored naive or aware, written "2026-12-07T16:30:00.123456Z"
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc), PlainSerializer(rfc3339, return_type=str)]
 
 # Upper bounds of the numbers a client chooses (issue 14 #15): a pretraining budget of 50 M images is
 # about 1,000 epochs of a 50,000-image set (hours on one GPU); seeds as torch takes them.
@@ -34,8 +50,8 @@ class DatasetOut(BaseModel):
     image_count: int
     total_bytes: int
     rejected: list[RejectedFile] = []
-    created_at: datetime
-    purged_at: datetime | None = Field(
+    created_at: UtcDatetime
+    purged_at: UtcDatetime | None = Field(
         default=None, description="when retention removed its images (the summary stays)"
     )
     rejected_count: int = Field(
@@ -173,9 +189,9 @@ class AuditOut(BaseModel):
     config: dict[str, Any]
     labelled_images: int
     stage_timings: dict[str, float] = {}
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
     links: AuditLinks
     encoder_id: uuid.UUID | None = None
     webhook_status: str | None = Field(default=None, description="sending, delivered or failed")
@@ -265,6 +281,7 @@ class MetricsOut(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+    version: str = Field(default_factory=lambda: __version__, description="the synthaudit package's version")
 
 
 class Readiness(BaseModel):

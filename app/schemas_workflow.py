@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from synthaudit.app.schemas import MAX_PRETRAIN_IMAGES_SEEN, MAX_SEED
+from synthaudit.app.schemas import MAX_PRETRAIN_IMAGES_SEEN, MAX_SEED, UtcDatetime
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -72,10 +71,10 @@ class EncoderOut(BaseModel):
     data_hash: str | None = Field(default=None, description="sha256 of the decoded training images")
     n_images: int | None = None
     final_loss: float | None = None
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    purged_at: datetime | None = Field(
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    purged_at: UtcDatetime | None = Field(
         default=None, description="when retention removed its weights (the provenance stays)"
     )
     links: EncoderLinks

@@ -8,14 +8,18 @@ In a notebook: `result = synthaudit.audit("real/", "generated/", reference="hold
 `result.verdict`, `result.leakage`, `result.write_csv("results.csv")`, `result.report("audit.html")`.
 """
 
+from __future__ import annotations
+
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("synthaudit")
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-from synthaudit.api import Audit, AuditConfigError, AuditError, AuditInputError, Series, audit, compare
+if TYPE_CHECKING:
+    from synthaudit.api import Audit, AuditConfigError, AuditError, AuditInputError, Series, audit, compare
 
 __all__ = [
     "Audit",
@@ -27,3 +31,13 @@ __all__ = [
     "audit",
     "compare",
 ]
+_API = frozenset(__all__) - {"__version__"}
+
+
+def __getattr__(name: str) -> Any:
+    """The Python API, imported on first use: `import synthaudit.worker...` stays light."""
+    if name in _API:
+        from synthaudit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'synthaudit' has no attribute {name!r}")

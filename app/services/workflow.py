@@ -14,7 +14,7 @@ from synthaudit.app.core import net_guard
 from synthaudit.app.core import repository as repo
 from synthaudit.app.core.webhook_signing import new_secret
 from synthaudit.app.problems import Unprocessable
-from synthaudit.app.schemas import AuditCreate
+from synthaudit.app.schemas import AuditCreate, rfc3339
 from synthaudit.app.services.encoders import audit_encoder
 from synthaudit.app.services.pseudonyms import group_secret
 
@@ -121,9 +121,9 @@ def audit_trail(audit: Any) -> dict[str, Any] | None:
     return {
         **audit.trail,
         "timings": audit.stage_timings or {},
-        "created_at": audit.created_at.isoformat() if audit.created_at else None,
-        "started_at": audit.started_at.isoformat() if audit.started_at else None,
-        "finished_at": audit.finished_at.isoformat() if audit.finished_at else None,
+        "created_at": rfc3339(audit.created_at) if audit.created_at else None,
+        "started_at": rfc3339(audit.started_at) if audit.started_at else None,
+        "finished_at": rfc3339(audit.finished_at) if audit.finished_at else None,
         "status": audit.status,
     }
 
