@@ -155,6 +155,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.metrics:
         _write_metrics_json(outcome, args.metrics)
         print(f"wrote {args.metrics}")
+    if args.report:
+        print(f"wrote {args.report}")
     if m.get("labelled"):
         _print_metrics(
             "labelled images, threshold as applied (calibrated on these same labels):",
@@ -262,7 +264,6 @@ def _write_cli_report(args: argparse.Namespace, workdir: Path, labels: dict[str,
         reference_groups=reference_groups,
         subtitle=f"real: {args.real}, generated: {args.generated}",
     )
-    print(f"wrote {args.report}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -1,12 +1,39 @@
-"""Progress bars on long CLI and notebook work: one tqdm bar per audit stage, fed with (stage, fraction)."""
+"""Progress on long CLI and notebook work, fed with (stage, fraction): one tqdm bar per audit stage on a
+terminal; on a pipe or a log file (no cursor codes there) one plain line per finished stage."""
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
+from typing import TextIO
 
 
-def stage_bars() -> tuple[Callable[[str, float], None], Callable[[], None]]:
-    """A tqdm bar per stage, fed with (stage, fraction)."""
+def stage_lines(stream: TextIO) -> tuple[Callable[[str, float], None], Callable[[], None]]:
+    """For logs: "decode: done in 1.2 s", a line per stage as it finishes."""
+    state: dict[str, float] = {}
+    current: list[str] = []
+
+    def finish() -> None:
+        if current:
+            stream.write(f"{current[0]}: done in {time.perf_counter() - state[current[0]]:.1f} s\n")
+            stream.flush()
+            current.clear()
+
+    def update(stage: str, fraction: float) -> None:
+        if not current or current[0] != stage:
+            finish()
+            current.append(stage)
+            state[stage] = time.perf_counter()
+
+    return update, finish
+
+
+def stage_bars(stream: TextIO | None = None) -> tuple[Callable[[str, float], None], Callable[[], None]]:
+    """A tqdm bar per stage on a terminal (stderr by default), else `stage_lines`."""
+    out = sys.stderr if stream is None else stream
+    if not (hasattr(out, "isatty") and out.isatty()):
+        return stage_lines(out)
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
@@ -20,6 +47,7 @@ def stage_bars() -> tuple[Callable[[str, float], None], Callable[[], None]]:
         if bar is None:
             bar = bars[stage] = tqdm(
                 total=100,
+                file=out,
                 desc=f"{stage:>8}",
                 unit="%",
                 leave=True,

@@ -227,3 +227,42 @@ def test_alignment_is_a_config_argument() -> None:
     assert _config_from_args(parser.parse_args(["--alignment", "off"])).alignment == "off"
     with pytest.raises(SystemExit):
         parser.parse_args(["--alignment", "sideways"])
+
+
+@pytest.mark.slow
+def test_output_fit_for_logs_on_a_pipe(bench_folder, tmp_path: Path) -> None:
+    """Redirected, the progress is one plain line per stage (no cursor codes), and the summary and the
+    verdict come before the "wrote ..." lines, the report's included."""
+    root, _ = bench_folder
+    result = run_cli(
+        "audit", "--real", str(root / "real"), "--generated", str(root / "generated"),
+        "--out", str(tmp_path / "r.csv"), "--report", str(tmp_path / "r.html"),
+        "--method", "pixels", "--image-size", "32",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "\x1b[" not in result.stderr and "\r" not in result.stderr
+    stages = [line.split(":")[0] for line in result.stderr.splitlines() if ": done in " in line]
+    assert stages[0] == "decode" and stages[-1] == "decide" and len(set(stages)) == len(stages) >= 3
+    lines = result.stdout.splitlines()
+    wrote = [i for i, line in enumerate(lines) if line.startswith("wrote ")]
+    assert [lines[i] for i in wrote] == [f"wrote {tmp_path / 'r.csv'}", f"wrote {tmp_path / 'r.html'}"]
+    assert lines[0].startswith("20 real images") and wrote[0] > 1  # the summary and verdict first
+
+
+def test_the_stage_bars_draw_on_a_terminal_only() -> None:
+    import io
+
+    from synthaudit.models.progress import stage_bars
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, bar in ((Terminal(), True), (io.StringIO(), False)):
+        update, close = stage_bars(stream)
+        update("decode", 0.5)
+        update("embed", 1.0)
+        close()
+        text = stream.getvalue()
+        assert ("%" in text and "\r" in text) is bar
+        assert ("decode: done in" in text and "embed: done in" in text) is not bar
