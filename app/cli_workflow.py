@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from synthaudit.app.cli_verdict import verdict_line
 from synthaudit.models.config import AuditConfig
 
 
@@ -169,8 +170,24 @@ def _list(api: Any, args: argparse.Namespace) -> int:
         if not cursor:
             return 0
         if not args.all:
-            print(f"more: synthaudit remote list --cursor {cursor}", file=sys.stderr)
+            print(f"more: {_next_page_command(args, cursor)}", file=sys.stderr)
             return 0
+
+
+def _next_page_command(args: argparse.Namespace, cursor: str) -> str:
+    """The command for the next page: the same service (--url) and filters, with the cursor."""
+    import shlex
+
+    words = ["synthaudit", "remote"]
+    if args.url:
+        words += ["--url", args.url]
+    words.append("list")
+    for option, value in (("--status", args.status), ("--since", args.since), ("--until", args.until)):
+        if value:
+            words += [option, value]
+    if args.limit != 50:
+        words += ["--limit", str(args.limit)]
+    return shlex.join([*words, "--cursor", cursor])
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -216,6 +233,7 @@ def _submit(api: Any, args: argparse.Namespace) -> int:
     print(f"audit {audit['id']} {audit['status']}" + (f": {audit['error']}" if audit.get("error") else ""))
     if audit["status"] != "succeeded":
         return 1
+    print(verdict_line(api.metrics(audit["id"])))
     if args.out:
         _write(args.out, api.results_csv(audit["id"]))
     if args.report:

@@ -20,11 +20,18 @@ def test_remote_submit_wait_results_report(embedded_api, membership_set, tmp_pat
     printed = capsys.readouterr().out
     audit_id = printed.split("audit ", 1)[1].split()[0]
     assert "succeeded" in printed and report.read_text().startswith("<!DOCTYPE html>")
+    lines = printed.splitlines()
+    done = next(i for i, line in enumerate(lines) if line == f"audit {audit_id} succeeded")
+    verdict = lines[done + 1]  # the verdict line, as the local CLI prints it (below)
 
     # The service's CSV is the local engine's CSV for the same inputs and config.
     local = tmp_path / "local.csv"
     assert main(["audit", *inputs, "--out", str(local)]) == 0
     assert out.read_text() == local.read_text()
+    assert (
+        verdict.startswith("evidence of training-data leakage")
+        and verdict in capsys.readouterr().out.splitlines()
+    )
 
     again = tmp_path / "again.csv"
     assert main([*remote, "results", audit_id, "--out", str(again), "--format", "imageclef"]) == 0

@@ -173,7 +173,8 @@ def test_audits_listed_by_status_and_time_through_http_client_and_cli(
 
     code, out, err = remote("--since", since, "--limit", "2")
     assert code == 0 and [line.split()[0] for line in out.splitlines()] == [a["id"] for a in listed[:2]]
-    assert "more: synthaudit remote list --cursor " in err
+    hint = f"more: synthaudit remote --url {embedded_api.url} list --since {since} --limit 2 --cursor "
+    assert hint in err  # the same service and filters: the hint runs as printed
     code, out, _ = remote("--since", since, "--cursor", err.split("--cursor ")[1].strip())
     assert code == 0 and [line.split()[0] for line in out.splitlines()] == [a["id"] for a in listed[2:]]
     code, out, err = remote("--since", since, "--limit", "1", "--all", "--status", "cancelled")
