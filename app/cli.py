@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from synthaudit.models.stages import AuditOutcome
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help shows its default, unless there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class CliError(Exception):
     """A user error: printed as one line, exit code 2."""
 
@@ -49,13 +58,30 @@ def _config_from_args(args: argparse.Namespace) -> AuditConfig:
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = AuditConfig()
+    from synthaudit.models.methods import available_methods, methods_text
+
     parser.add_argument(
-        "--method", default=defaults.method, help="membership method (default: the benchmark winner)"
+        "--method",
+        default=defaults.method,
+        choices=available_methods(),
+        metavar="METHOD",
+        help=f"membership method: {methods_text()}",
     )
     parser.add_argument("--encoder", default=defaults.encoder, help="encoder for --method similarity")
-    parser.add_argument("--metric", default=defaults.metric, choices=["cosine", "euclidean", "manhattan"])
+    parser.add_argument(
+        "--metric",
+        default=defaults.metric,
+        choices=["cosine", "euclidean", "manhattan"],
+        help="similarity of the nearest-neighbour search",
+    )
     parser.add_argument("--k", type=int, default=defaults.k, help="nearest generated images kept as evidence")
-    parser.add_argument("--decision", default=defaults.decision, choices=DECISION_RULES)
+    parser.add_argument(
+        "--decision",
+        default=defaults.decision,
+        choices=DECISION_RULES,
+        help="how the used column is decided: auto = fdr (flags at --fdr) when images known not to be used "
+        "are given (a reference or used=0 labels), else prior (the --used-fraction share)",
+    )
     parser.add_argument(
         "--used-fraction",
         type=float,
@@ -69,12 +95,17 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.fdr,
         help="target false discovery rate of --decision fdr (the default with known-not-used images)",
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds every random choice")
     parser.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
-    parser.add_argument("--image-size", type=int, default=defaults.image_size)
-    parser.add_argument("--mae-preset", default=defaults.mae_preset)
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=defaults.image_size,
+        help="side (px) the images are resized to first",
+    )
+    parser.add_argument("--mae-preset", default=defaults.mae_preset, help="MAE size for --method paper")
     parser.add_argument("--pretrain-images-seen", type=int, default=None, help="MAE pretraining budget")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per batch")
     parser.add_argument("--weights", type=Path, default=None, help="local weights file for a timm backbone")
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="a pretrained MAE (.safetensors) to reuse"
@@ -117,7 +148,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from synthaudit.models.stages import AuditInputs, run_audit
     from synthaudit.models.workdir import WorkDir
 
-    for name in ("real", "generated", "reference"):
+    for name in ("real", "generated", "reference", "labels"):
         if getattr(args, name) is not None and not getattr(args, name).exists():
             raise CliError(f"--{name} {getattr(args, name)} does not exist")
     config = _config_from_args(args)
@@ -297,17 +328,25 @@ def cmd_perf(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
-        prog="synthaudit", description="Audit synthetic images for training-data leakage."
+        prog="synthaudit",
+        description="Audit synthetic images for training-data leakage.",
+        formatter_class=_HelpFormatter,
     )
     from synthaudit import __version__
 
     parser.add_argument("--version", action="version", version=f"synthaudit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_parser = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:  # every command shows its defaults
+        return _add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     audit = sub.add_parser("audit", help="audit real images against generated ones and write a CSV")
     audit.add_argument("--real", type=Path, required=True, help="folder or archive of real candidate images")
     audit.add_argument("--generated", type=Path, required=True, help="folder or archive of generated images")
-    audit.add_argument("--out", type=Path, default=Path("results.csv"))
+    audit.add_argument("--out", type=Path, default=Path("results.csv"), help="the results CSV")
     audit.add_argument(
         "--labels",
         type=Path,
@@ -323,7 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--metrics", type=Path, default=None, help="also write the metrics JSON (as the API's)"
     )
-    audit.add_argument("--format", choices=["synthaudit", "imageclef"], default="synthaudit")
+    audit.add_argument(
+        "--format",
+        choices=["synthaudit", "imageclef"],
+        default="synthaudit",
+        help="synthaudit: every column; imageclef: id,label lines with no header",
+    )
     audit.add_argument("--workdir", type=Path, default=None, help="keep the stage artifacts here (resumable)")
     audit.add_argument(
         "--save-encoder", type=Path, default=None, help="keep the pretrained MAE (.safetensors)"
@@ -344,9 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     bench = sub.add_parser("bench", help="compare methods on folders with real/, generated/, labels.csv")
-    bench.add_argument("folders", type=Path, nargs="+")
+    bench.add_argument("folders", type=Path, nargs="+", help="folders with real/, generated/ and labels.csv")
     bench.add_argument("--methods", default="pixels,paper,default", help="comma-separated method names")
-    bench.add_argument("--workdir", type=Path, default=None)
+    bench.add_argument("--workdir", type=Path, default=None, help="keep the stage artifacts here (resumable)")
     bench.add_argument("--output", type=Path, default=None, help="also write the rows as JSON")
     bench.add_argument(
         "--null-real",

@@ -28,12 +28,14 @@ def verdict_line(m: dict) -> str:
         )
     detected = leak.get("verdict", "detected" if leak.get("detected") else "not_detected") == "detected"
     found = "evidence of training-data leakage" if detected else "no evidence of training-data leakage"
-    parts = [f"{found} (p = {leak['p_value']:.3g}, {leak['test']}, {leak['n_reference']} reference images)"]
+    parts = [
+        f"{found} (p = {leak['p_value']:.3g}, {leak['test']}, {_count(leak['n_reference'], 'reference image')})"
+    ]
     fdr = m.get("fdr") if m.get("fdr") is not None else leak.get("fdr")
     if leak.get("reference_too_small"):
         needed = leak.get("min_reference_size")
         parts.append(
-            f"with {leak['n_reference']} reference images nothing can be flagged at FDR {fdr:g}"
+            f"with {_count(leak['n_reference'], 'reference image')} nothing can be flagged at FDR {fdr:g}"
             + (f" (at least {needed} are needed)" if needed is not None else "")
         )
     else:
@@ -57,3 +59,8 @@ def verdict_line(m: dict) -> str:
 def _p_text(p: float) -> str:
     """A p-value after "p": "= 0.41", "= 1.2e-08", "< 1e-15" below what doubles resolve."""
     return "< 1e-15" if p < 1e-15 else f"= {p:.2g}"
+
+
+def _count(n: int, noun: str) -> str:
+    """ "1 reference image", "12 reference images"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

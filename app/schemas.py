@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from synthaudit import __version__
+from synthaudit.models.methods import methods_text
 
 
 def as_utc(value: datetime) -> datetime:
@@ -91,7 +92,7 @@ class AuditConfigIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: str | None = Field(
-        default=None, examples=["default"], description="default, pixels, paper, similarity"
+        default=None, examples=["default"], description=f"the membership method: {methods_text()}"
     )
     encoder: str | None = Field(
         default=None, examples=["mae"], description="encoder of the `similarity` method"

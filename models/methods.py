@@ -79,6 +79,12 @@ def available_methods() -> list[str]:
     return sorted([*_METHODS, DEFAULT_METHOD])
 
 
+def methods_text() -> str:
+    """The accepted method names in one line, for the CLI's help and the API's schema (one registry)."""
+    names = [n for n in available_methods() if n != DEFAULT_METHOD]
+    return f"{DEFAULT_METHOD} (= {DEFAULT_METHOD_TARGET}), " + ", ".join(names)
+
+
 def resolve_method_name(name: str) -> str:
     """Map `default` to the method it currently stands for."""
     return DEFAULT_METHOD_TARGET if name == DEFAULT_METHOD else name

@@ -196,3 +196,12 @@ def test_patients_of_an_inconclusive_audit_are_not_calibrated() -> None:
     assert not patients_calibrated(inconclusive)
     patients = audit_patients(images, "any", inconclusive, 0.5)
     assert patients and all(p.p_value is None and p.q_value is None for p in patients)
+
+
+def test_counts_are_grammatical() -> None:
+    from synthaudit.app.cli_verdict import _count
+
+    assert (
+        _count(1, "reference image") == "1 reference image"
+        and _count(2, "reference image") == "2 reference images"
+    )
