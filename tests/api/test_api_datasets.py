@@ -73,7 +73,9 @@ def test_unknown_routes_and_ids_are_problems(client) -> None:
 
 
 def test_health_readiness_and_openapi(client) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
+    from importlib.metadata import version
+
+    assert client.get("/healthz").json() == {"status": "ok", "version": version("synthaudit")}
     ready = client.get("/readyz").json()
     assert ready == {"status": "ok", "checks": {"database": "ok", "broker": "ok", "storage": "ok"}}
     assert client.get("/docs").status_code == 200
