@@ -96,13 +96,22 @@ class Rejected:
     reason: str
 
 
+@dataclass(frozen=True)
+class Ignored:
+    """A file that is not an image at all (by name and first bytes): left out, and said so."""
+
+    name: str
+
+
 @dataclass
 class ImageSet:
-    """Decoded images: ``images[i]`` (uint8 [S, S]) belongs to ``ids[i]``; ids are sorted."""
+    """Decoded images: ``images[i]`` (uint8 [S, S]) belongs to ``ids[i]``; ids are sorted. ``ignored``:
+    the files that are not images at all (named to the user, not counted as rejected)."""
 
     ids: list[str]
     images: np.ndarray
     rejected: list[Rejected] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -338,7 +347,7 @@ def _decode_entry(entry: _Entry, size: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- sources
 
-Item = tuple[_Entry | Rejected, float]
+Item = tuple[_Entry | Rejected | Ignored, float]
 
 
 def _read_file(path: Path) -> Callable[[], bytes]:
@@ -372,8 +381,7 @@ def _folder_items(root: Path, max_bytes: int) -> Iterator[Item]:
         if not stat.S_ISREG(st.st_mode):
             continue
         item = _checked_item(rel, st.st_size, partial(_file_head, path), _read_file(path), max_bytes)
-        if item is not None:
-            yield item, fraction
+        yield (Ignored(rel) if item is None else item), fraction
 
 
 def _checked_item(
@@ -406,13 +414,12 @@ def _archive_items(path: Path, budget: Budget) -> Iterator[Item]:
                 yield Rejected(item.name, item.reason), item.fraction
                 continue
             entry = _archive_entry(item)
-            if entry is not None:
-                yield entry, item.fraction
+            yield (Ignored(item.relpath) if entry is None else entry), item.fraction
     except ArchiveError as exc:
         yield Rejected(path.name, exc.reason), 1.0
 
 
-def _archive_entry(member: Member) -> _Entry | Rejected | None:
+def _archive_entry(member: Member) -> _Entry | Rejected | None:  # None: not an image
     """A wanted member's bytes (read now: a tar member cannot be read later), else None."""
     stream = member.open()
     try:
@@ -433,8 +440,7 @@ def _single_file_items(path: Path, max_bytes: int) -> Iterator[Item]:
     item = _checked_item(
         path.name, path.stat().st_size, lambda: _file_head(path), _read_file(path), max_bytes
     )
-    if item is not None:
-        yield item, 1.0
+    yield (Ignored(path.name) if item is None else item), 1.0
 
 
 def _source_items(source: Path, limits: ArchiveLimits) -> Iterator[Item]:
@@ -502,9 +508,10 @@ class _Progress:
 
 
 def _decode_all(
-    items: Iterator[Item], size: int, progress: _Progress
+    items: Iterator[Item], size: int, progress: _Progress, ignored: list[str] | None = None
 ) -> tuple[dict[str, np.ndarray], list[str], list[Rejected]]:
-    """Decode entries on a small thread pool with a bounded number of files in flight."""
+    """Decode entries on a small thread pool with a bounded number of files in flight (the names of
+    files that are not images go to `ignored`)."""
     decoded: dict[str, np.ndarray] = {}
     candidates: list[str] = []
     rejected: list[Rejected] = []
@@ -526,6 +533,10 @@ def _decode_all(
         for item, fraction in items:
             if isinstance(item, Rejected):
                 rejected.append(item)
+                continue
+            if isinstance(item, Ignored):
+                if ignored is not None:
+                    ignored.append(item.name)
                 continue
             candidates.append(item.name)
             pending.append((item.name, pool.submit(_decode_entry, item, size), item.nbytes))
@@ -555,10 +566,12 @@ def load_images(
         raise ValueError(f"size must be positive, got {size}")
     src = Path(source)
     progress = _Progress(on_progress)
-    decoded, candidates, rejected = _decode_all(_source_items(src, limits), size, progress)
+    ignored: list[str] = []
+    decoded, candidates, rejected = _decode_all(_source_items(src, limits), size, progress, ignored)
     rejected.sort(key=lambda r: r.name)
+    ignored.sort()
     if not decoded:
-        raise EmptySetError(f"no readable images in {src.name or str(src)}")
+        raise EmptySetError(_empty_message(src, rejected, ignored))
     id_of = image_ids(candidates)
     dups = _duplicates([id_of[name] for name in decoded])
     if dups:
@@ -566,4 +579,23 @@ def load_images(
     pairs = sorted(((id_of[name], arr) for name, arr in decoded.items()), key=lambda p: p[0])
     images = np.stack([arr for _, arr in pairs]).astype(np.uint8, copy=False)
     progress(1.0, force=True)
-    return ImageSet(ids=[i for i, _ in pairs], images=images, rejected=rejected)
+    return ImageSet(ids=[i for i, _ in pairs], images=images, rejected=rejected, ignored=ignored)
+
+
+def _empty_message(src: Path, rejected: list[Rejected], ignored: list[str]) -> str:
+    """What an empty set saw: how many files, a few names, and why none is a usable image."""
+    where = src.name or str(src)
+    if not rejected and not ignored:
+        return f"no readable images in {where}: it holds no files"
+    parts = []
+    if rejected:
+        shown = "; ".join(f"{r.name}: {r.reason}" for r in rejected[:3])
+        parts.append(
+            f"{len(rejected)} image file(s) could not be read ({shown}{'; ...' if len(rejected) > 3 else ''})"
+        )
+    if ignored:
+        shown = ", ".join(ignored[:3]) + (", ..." if len(ignored) > 3 else "")
+        parts.append(
+            f"{len(ignored)} file(s) are not images ({shown}; read are PNG, JPEG, TIFF, BMP and DICOM)"
+        )
+    return f"no readable images in {where}: " + "; ".join(parts)

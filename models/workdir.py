@@ -24,6 +24,7 @@ import numpy as np
 DECODED = "images.npz"  # decode: the uint8 image cache (real pool, then generated)
 REJECTED = "rejected.json"  # decode: files that could not be read, per role
 OVERLAP = "overlap.json"  # decode: duplicates between reference and candidates, and within each set
+IGNORED = "ignored.json"  # decode: files of each set that are not images at all (names only)
 PRETRAINED = "encoder.done"  # pretrain: written once every fitted encoder is on disk
 FEATURES = "features.npz"  # embed: `<encoder>/real`, `<encoder>/generated`
 NEIGHBOURS = "neighbours.npz"  # search: `<view>/{rg,rr,gr}_{sims,idx}`
@@ -79,6 +80,11 @@ class WorkDir:
     def overlap(self) -> Path:
         """What models/reference_overlap.py found (and dropped) at decode."""
         return self.path / OVERLAP
+
+    @property
+    def ignored(self) -> Path:
+        """The files of each set that are not images at all, as the decode stage left them out."""
+        return self.path / IGNORED
 
     @property
     def pretrained(self) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -266,3 +267,32 @@ def test_the_stage_bars_draw_on_a_terminal_only() -> None:
         text = stream.getvalue()
         assert ("%" in text and "\r" in text) is bar
         assert ("decode: done in" in text and "embed: done in" in text) is not bar
+
+
+def test_files_that_are_not_images_are_named(bench_folder, tmp_path: Path) -> None:
+    """A set of only non-images says what it saw; a text file among images is named as skipped."""
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    for name in ("a.txt", "b.txt", "notes.md"):
+        (texts / name).write_text("not an image")
+    root, _ = bench_folder
+    empty = run_cli(
+        "audit",
+        "--real",
+        str(texts),
+        "--generated",
+        str(root / "generated"),
+        "--out",
+        str(tmp_path / "x.csv"),
+    )
+    assert empty.returncode == 2 and len(empty.stderr.strip().splitlines()) == 1
+    assert "no readable images in texts: 3 file(s) are not images (a.txt, b.txt, notes.md;" in empty.stderr
+    mixed = tmp_path / "mixed"
+    shutil.copytree(root / "real", mixed)
+    (mixed / "notes.txt").write_text("a note")
+    result = run_cli(
+        "audit", "--real", str(mixed), "--generated", str(root / "generated"), "--out", str(tmp_path / "r.csv"),
+        "--method", "pixels", "--image-size", "32",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "skipped real file notes.txt: not an image file" in result.stderr

@@ -34,6 +34,7 @@ class DecodedPool:
     from_reference: np.ndarray
     rejected: dict[str, list[dict[str, str]]]
     overlap: dict[str, Any]
+    ignored: dict[str, list[str]]  # files that are not images at all, by set
 
 
 def decode_pool(inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> DecodedPool:
@@ -73,7 +74,8 @@ def decode_pool(inputs: AuditInputs, config: AuditConfig, on_progress: Progress)
         pool_ids += reference.ids
         pool_images = np.concatenate([real.images, reference.images])
         from_reference = np.r_[from_reference, np.ones(len(reference.ids), dtype=bool)]
-    return DecodedPool(pool_ids, pool_images, from_reference, rejected, overlap.to_dict())
+    ignored = {"real": list(real.ignored), **({"reference": list(reference.ignored)} if reference else {})}
+    return DecodedPool(pool_ids, pool_images, from_reference, rejected, overlap.to_dict(), ignored)
 
 
 def write_decoded(workdir: Path, pool: DecodedPool, generated: ImageSet) -> None:
@@ -83,6 +85,7 @@ def write_decoded(workdir: Path, pool: DecodedPool, generated: ImageSet) -> None
         rejected["reference"] = pool.rejected["reference"]
     atomic_write_json(WorkDir(workdir).rejected, rejected)
     atomic_write_json(WorkDir(workdir).overlap, pool.overlap)
+    atomic_write_json(WorkDir(workdir).ignored, {**pool.ignored, "generated": list(generated.ignored)})
     atomic_save_npz(
         WorkDir(workdir).decoded,
         {
@@ -104,6 +107,14 @@ def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
         inputs.generated, config.image_size, on_progress=lambda f: on_progress((parts - 1 + f) / parts)
     )
     write_decoded(workdir, pool, generated)
+
+
+def read_ignored(workdir: Path) -> dict[str, list[str]]:
+    """The decode stage's ignored.json ({} for a work folder of an older version)."""
+    import json
+
+    path = WorkDir(workdir).ignored
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def load_decoded(workdir: Path) -> tuple[ImageSet, ImageSet]:
