@@ -248,6 +248,19 @@ def _write_cli_report(args: argparse.Namespace, workdir: Path, labels: dict[str,
     )
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Write the demo set and say how to audit it."""
+    from synthaudit.models.demo import write_demo
+
+    counts = write_demo(args.out)
+    print(", ".join(f"{n} {name}" for name, n in counts.items()) + f" images in {args.out}/; now run:")
+    print(
+        f"synthaudit audit --real {args.out}/real --generated {args.out}/generated --reference {args.out}/holdout "
+        f"--out {args.out}/results.csv --report {args.out}/report.html"
+    )
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a results CSV against labels."""
     import numpy as np
@@ -419,6 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_arguments(bench)
     bench.set_defaults(func=cmd_bench)
+
+    demo = sub.add_parser("demo", help="write a tiny demo set (real, generated, holdout) to try an audit on")
+    demo.add_argument("out", type=Path, nargs="?", default=Path("demo"), help="the folder to write")
+    demo.set_defaults(func=cmd_demo)
 
     perf = sub.add_parser(  # options parsed by models/perf.py (imports torch only when it runs)
         "perf",

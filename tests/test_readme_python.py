@@ -32,3 +32,34 @@ def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
     result = scope["result"]
     assert result.verdict == "detected"  # type: ignore[attr-defined]
     assert (tmp_path / "results.csv").exists() and (tmp_path / "audit.html").exists()
+
+
+def first_audit_commands() -> list[list[str]]:
+    """The `synthaudit` commands of the README's "A first audit" block, continuation lines joined."""
+    import shlex
+
+    section = README.read_text().split("## A first audit", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block, "the README has no first-audit block"
+    text = block.group(1).replace("\\\n", " ")
+    return [shlex.split(line, comments=True) for line in text.splitlines() if line.strip()]
+
+
+def test_the_readme_first_audit_runs_and_finds_the_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    from synthaudit.app.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    commands = first_audit_commands()
+    assert [c[0] for c in commands] == [".venv/bin/synthaudit"] * 2
+    for command in commands:
+        assert main(command[1:]) == 0
+    printed = capsys.readouterr().out
+    assert "evidence of training-data leakage" in printed and "reference check passed" in printed
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "demo" / "results.csv").open()))
+    flagged = {r["id"] for r in rows if r["used"] == "1"}
+    assert flagged and flagged <= {f"r{i:03d}" for i in range(20)}  # only images the generator copied
+    assert (tmp_path / "demo" / "report.html").exists()
