@@ -185,7 +185,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for line in overlap_warnings(overlap or {}):
         print(f"warning: {line}", file=sys.stderr)
     print(
-        f"{m['n_real']} real images, {m['n_generated']} generated; method {m['method']}; {_decisions_text(m)}"
+        f"{m['n_real']} real images, {m['n_generated']} generated; method {_method_text(config.method, m['method'])}; "
+        f"{_decisions_text(m)}"
     )
     print(_verdict_line(m))
     print(f"wrote {args.out}")
@@ -205,6 +206,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 m["labelled"]["cross_validated"],
             )
     return 0
+
+
+def _method_text(chosen: str, resolved: str) -> str:
+    """The method under the name the user gave: "default (= density_attribution)"."""
+    return chosen if chosen == resolved else f"{chosen} (= {resolved})"
 
 
 def _decisions_text(m: dict) -> str:
