@@ -57,7 +57,9 @@ def test_the_readme_first_audit_runs_and_finds_the_copies(
         assert main(command[1:]) == 0
     printed = capsys.readouterr().out
     assert "evidence of training-data leakage" in printed and "reference check passed" in printed
-    assert "method default (= density_attribution)" in printed  # the name the user gave, and what it stands for
+    assert (
+        "method default (= density_attribution)" in printed
+    )  # the name the user gave, and what it stands for
     import csv
 
     rows = list(csv.DictReader((tmp_path / "demo" / "results.csv").open()))

@@ -26,9 +26,10 @@ def readme_block() -> str:
 
 
 def run_block(
-    membership_set, tmp_path: Path, api_url: str, key: str | None
+    membership_set, tmp_path: Path, api_url: str, key: str | None, elsewhere: bool = False
 ) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    """Run the block in a folder holding real/ and generated/ (as the README assumes), under bash -e."""
+    """Run the block under bash -e in a folder holding real/ and generated/, or (`elsewhere`) from another
+    folder with REAL_DIR and GEN_DIR pointing at them."""
     if shutil.which("zip") is None:
         pytest.fail("the README's workflow needs `zip` (apt-get install zip)")
     work = tmp_path / "workflow"
@@ -40,9 +41,14 @@ def run_block(
     env["API"] = api_url
     if key is not None:
         env["SYNTHAUDIT_API_KEY"] = key
+    cwd = work
+    if elsewhere:
+        env["REAL_DIR"], env["GEN_DIR"] = str(work / "real"), str(work / "generated")
+        cwd = tmp_path / "elsewhere"
+        cwd.mkdir()
     return subprocess.run(
         ["bash", "-e", "-o", "pipefail", str(script)],
-        cwd=work,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -71,3 +77,17 @@ def test_the_readme_workflow_in_both_modes_and_without_a_key(
     assert missing.returncode != 0
     assert "synthaudit: 401 an API key is required" in missing.stderr, missing.stderr[-2000:]
     assert "KeyError" not in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_the_readme_workflow_from_another_folder_and_against_nothing(
+    embedded_api, membership_set, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Paths are variables: from another folder it works with REAL_DIR/GEN_DIR; against a port where nothing
+    listens it stops at the first call with one line, not a Python traceback, and its JSON is indented."""
+    run = run_block(membership_set, tmp_path / "a", embedded_api.url, key=None, elsewhere=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "a" / "elsewhere" / "results.csv").read_text().startswith("id,used,score")
+    assert '\n    "status": "succeeded"' in run.stdout  # json.tool's indented output
+    nothing = run_block(membership_set, tmp_path / "b", "http://127.0.0.1:9", key=None)
+    assert nothing.returncode != 0 and "Traceback" not in nothing.stderr
+    assert "synthaudit: no JSON answer from http://127.0.0.1:9" in nothing.stderr, nothing.stderr
