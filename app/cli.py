@@ -146,7 +146,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from synthaudit.models.reference_overlap import warnings as overlap_warnings
     from synthaudit.models.results import read_labels_csv, write_results_csv
     from synthaudit.models.stages import AuditInputs, run_audit
-    from synthaudit.models.stages.decode import read_ignored
+    from synthaudit.models.stages.decode import read_input_notes
     from synthaudit.models.workdir import WorkDir
 
     for name in ("real", "generated", "reference", "labels"):
@@ -173,15 +173,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if args.report:
             _write_cli_report(args, workdir, labels)
         overlap = read_overlap(workdir)
-        ignored = read_ignored(workdir)
+        notes = read_input_notes(workdir)
     write_results_csv(outcome.rows, args.out, fmt=args.format)
     m = outcome.metrics
     for role, items in outcome.rejected.items():
         for item in items:
             print(f"skipped {role} file {item['name']}: {item['reason']}", file=sys.stderr)
-    for role, names in ignored.items():
+    for role, names in notes["ignored"].items():
         for name in names:
             print(f"skipped {role} file {name}: not an image file", file=sys.stderr)
+    for role, sentence in notes["resized"].items():
+        print(f"note: {role}: {sentence}", file=sys.stderr)
     for line in overlap_warnings(overlap or {}):
         print(f"warning: {line}", file=sys.stderr)
     print(

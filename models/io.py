@@ -112,6 +112,9 @@ class ImageSet:
     images: np.ndarray
     rejected: list[Rejected] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    resized: str | None = (
+        None  # how images of other sizes or shapes were brought to size x size (None: all were)
+    )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -338,11 +341,29 @@ def _fit(arr: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
-def _decode_entry(entry: _Entry, size: int) -> np.ndarray:
+def _decode_entry(entry: _Entry, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image at size x size, and its height and width as decoded."""
     data = entry.read()
     if not data:
         raise ImageReadError(entry.name, "empty file")
-    return _fit(_decode(data, entry.name), size)
+    arr = _decode(data, entry.name)
+    return _fit(arr, size), (int(arr.shape[0]), int(arr.shape[1]))
+
+
+def resize_note(shapes: list[tuple[int, int]], size: int) -> str | None:
+    """One sentence on how the set's images were brought to size x size, when any was not already."""
+    if not shapes or all(s == (size, size) for s in shapes):
+        return None
+    distinct = sorted(set(shapes))
+    non_square = sum(1 for h, w in shapes if h != w)
+    sizes = ", ".join(f"{w}x{h}" for h, w in distinct[:3]) + (", ..." if len(distinct) > 3 else "")
+    text = (
+        f"{sum(1 for s in shapes if s != (size, size))} of {len(shapes)} images were resized to {size}x{size} "
+        f"(bilinear; {len(distinct)} size(s): {sizes})"
+    )
+    if non_square:
+        text += f"; {non_square} are not square and were stretched (their aspect ratio is not kept)"
+    return text
 
 
 # --------------------------------------------------------------------------- sources
@@ -509,21 +530,22 @@ class _Progress:
 
 def _decode_all(
     items: Iterator[Item], size: int, progress: _Progress, ignored: list[str] | None = None
-) -> tuple[dict[str, np.ndarray], list[str], list[Rejected]]:
+) -> tuple[dict[str, np.ndarray], list[str], list[Rejected], dict[str, tuple[int, int]]]:
     """Decode entries on a small thread pool with a bounded number of files in flight (the names of
     files that are not images go to `ignored`)."""
     decoded: dict[str, np.ndarray] = {}
     candidates: list[str] = []
     rejected: list[Rejected] = []
+    shapes: dict[str, tuple[int, int]] = {}
     workers = max(1, min(_MAX_WORKERS, os.cpu_count() or 1))
-    pending: deque[tuple[str, Future[np.ndarray], int]] = deque()
+    pending: deque[tuple[str, Future[tuple[np.ndarray, tuple[int, int]]], int]] = deque()
     held = [0]  # bytes of archive members waiting in `pending`
 
     def collect() -> None:
         name, fut, nbytes = pending.popleft()
         held[0] -= nbytes
         try:
-            decoded[name] = fut.result()
+            decoded[name], shapes[name] = fut.result()
         except ImageReadError as exc:
             rejected.append(Rejected(name, exc.reason))
         except OSError:
@@ -546,7 +568,7 @@ def _decode_all(
             progress(fraction * 0.99)
         while pending:
             collect()
-    return decoded, candidates, rejected
+    return decoded, candidates, rejected, shapes
 
 
 def load_images(
@@ -567,7 +589,7 @@ def load_images(
     src = Path(source)
     progress = _Progress(on_progress)
     ignored: list[str] = []
-    decoded, candidates, rejected = _decode_all(_source_items(src, limits), size, progress, ignored)
+    decoded, candidates, rejected, shapes = _decode_all(_source_items(src, limits), size, progress, ignored)
     rejected.sort(key=lambda r: r.name)
     ignored.sort()
     if not decoded:
@@ -579,7 +601,10 @@ def load_images(
     pairs = sorted(((id_of[name], arr) for name, arr in decoded.items()), key=lambda p: p[0])
     images = np.stack([arr for _, arr in pairs]).astype(np.uint8, copy=False)
     progress(1.0, force=True)
-    return ImageSet(ids=[i for i, _ in pairs], images=images, rejected=rejected, ignored=ignored)
+    note = resize_note([shapes[name] for name in decoded], size)
+    return ImageSet(
+        ids=[i for i, _ in pairs], images=images, rejected=rejected, ignored=ignored, resized=note
+    )
 
 
 def _empty_message(src: Path, rejected: list[Rejected], ignored: list[str]) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 DECODED = "images.npz"  # decode: the uint8 image cache (real pool, then generated)
 REJECTED = "rejected.json"  # decode: files that could not be read, per role
 OVERLAP = "overlap.json"  # decode: duplicates between reference and candidates, and within each set
-IGNORED = "ignored.json"  # decode: files of each set that are not images at all (names only)
+INPUT_NOTES = "inputs.json"  # decode: per set, files that are not images (names) and how images were resized
 PRETRAINED = "encoder.done"  # pretrain: written once every fitted encoder is on disk
 FEATURES = "features.npz"  # embed: `<encoder>/real`, `<encoder>/generated`
 NEIGHBOURS = "neighbours.npz"  # search: `<view>/{rg,rr,gr}_{sims,idx}`
@@ -82,9 +82,9 @@ class WorkDir:
         return self.path / OVERLAP
 
     @property
-    def ignored(self) -> Path:
-        """The files of each set that are not images at all, as the decode stage left them out."""
-        return self.path / IGNORED
+    def input_notes(self) -> Path:
+        """What the decode stage tells the user about each set: files left out, images resized."""
+        return self.path / INPUT_NOTES
 
     @property
     def pretrained(self) -> Path:

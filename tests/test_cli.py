@@ -296,3 +296,32 @@ def test_files_that_are_not_images_are_named(bench_folder, tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "skipped real file notes.txt: not an image file" in result.stderr
+
+
+def test_images_of_other_sizes_and_shapes_are_reported_once(bench_folder, tmp_path: Path) -> None:
+    from PIL import Image
+
+    root, _ = bench_folder
+    odd = tmp_path / "odd"
+    shutil.copytree(root / "real", odd)
+    Image.new("L", (17, 40), 128).save(odd / "tall.png")
+    Image.new("L", (50, 20), 64).save(odd / "wide.png")
+    result = run_cli(
+        "audit", "--real", str(odd), "--generated", str(root / "generated"), "--out", str(tmp_path / "r.csv"),
+        "--method", "pixels", "--image-size", "16",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: real:")]
+    assert len(notes) == 1, result.stderr
+    assert "22 of 22 images were resized to 16x16" in notes[0]
+    assert "2 are not square and were stretched" in notes[0] and "17x40" in notes[0]
+
+
+def test_resize_note_is_silent_when_nothing_was_resized() -> None:
+    from synthaudit.models.io import resize_note
+
+    assert resize_note([(32, 32)] * 3, 32) is None
+    assert (
+        resize_note([(32, 32), (64, 64)], 32)
+        == "1 of 2 images were resized to 32x32 (bilinear; 2 size(s): 32x32, 64x64)"
+    )

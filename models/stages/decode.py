@@ -35,6 +35,7 @@ class DecodedPool:
     rejected: dict[str, list[dict[str, str]]]
     overlap: dict[str, Any]
     ignored: dict[str, list[str]]  # files that are not images at all, by set
+    resized: dict[str, str]  # how each set's images were resized, where any was
 
 
 def decode_pool(inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> DecodedPool:
@@ -74,8 +75,10 @@ def decode_pool(inputs: AuditInputs, config: AuditConfig, on_progress: Progress)
         pool_ids += reference.ids
         pool_images = np.concatenate([real.images, reference.images])
         from_reference = np.r_[from_reference, np.ones(len(reference.ids), dtype=bool)]
-    ignored = {"real": list(real.ignored), **({"reference": list(reference.ignored)} if reference else {})}
-    return DecodedPool(pool_ids, pool_images, from_reference, rejected, overlap.to_dict(), ignored)
+    sets = {"real": real, **({"reference": reference} if reference else {})}
+    ignored = {role: list(images.ignored) for role, images in sets.items()}
+    resized = {role: images.resized for role, images in sets.items() if images.resized}
+    return DecodedPool(pool_ids, pool_images, from_reference, rejected, overlap.to_dict(), ignored, resized)
 
 
 def write_decoded(workdir: Path, pool: DecodedPool, generated: ImageSet) -> None:
@@ -85,7 +88,9 @@ def write_decoded(workdir: Path, pool: DecodedPool, generated: ImageSet) -> None
         rejected["reference"] = pool.rejected["reference"]
     atomic_write_json(WorkDir(workdir).rejected, rejected)
     atomic_write_json(WorkDir(workdir).overlap, pool.overlap)
-    atomic_write_json(WorkDir(workdir).ignored, {**pool.ignored, "generated": list(generated.ignored)})
+    resized = {**pool.resized, **({"generated": generated.resized} if generated.resized else {})}
+    notes = {"ignored": {**pool.ignored, "generated": list(generated.ignored)}, "resized": resized}
+    atomic_write_json(WorkDir(workdir).input_notes, notes)
     atomic_save_npz(
         WorkDir(workdir).decoded,
         {
@@ -109,12 +114,14 @@ def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
     write_decoded(workdir, pool, generated)
 
 
-def read_ignored(workdir: Path) -> dict[str, list[str]]:
-    """The decode stage's ignored.json ({} for a work folder of an older version)."""
+def read_input_notes(workdir: Path) -> dict[str, Any]:
+    """The decode stage's inputs.json: {"ignored": {set: [names]}, "resized": {set: sentence}} (empty
+    for a work folder of an older version)."""
     import json
 
-    path = WorkDir(workdir).ignored
-    return json.loads(path.read_text()) if path.exists() else {}
+    path = WorkDir(workdir).input_notes
+    data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    return {"ignored": data.get("ignored", {}), "resized": data.get("resized", {})}
 
 
 def load_decoded(workdir: Path) -> tuple[ImageSet, ImageSet]:

@@ -119,7 +119,7 @@ def test_an_audit_writes_exactly_what_workdir_names(tmp_path: Path, loose_umask:
         work.reference_csv,
         work.metrics,
         work.overlap,
-        work.ignored,
+        work.input_notes,
         work.config,
         work.timings,
     } | ({work.reference_check} if work.reference_check.exists() else set())
