@@ -475,7 +475,9 @@ def _verdict(data: dict[str, Any], leak: Leakage | None, patients: list[PatientR
         check=check,
         n_real=len(data["real_ids"]),
         n_generated=len(data["generated_ids"]),
-        method=str(m.get("method", "?")),
+        method=_method_label(
+            str(data["config"].get("method") or m.get("method", "?")), str(m.get("method", "?"))
+        ),
         rule=rule,
         rule_text=_RULES[rule].format(frac=frac) if rule in _RULES else None,
         power=(
@@ -494,7 +496,7 @@ def _summary(data: dict[str, Any], patients: list[PatientResult] | None) -> Summ
         n_patients=None if patients is None else len(patients),
         n_reference_set=len(data["reference_set_ids"]),
         n_labelled_reference=int((~candidate_mask(data)).sum()),
-        method=str(m.get("method", c.get("method", "?"))),
+        method=_method_label(str(c.get("method") or m.get("method", "?")), str(m.get("method", "?"))),
         metric=str(c.get("metric", "cosine")),
         rule=str(m.get("decision_rule", "?")),
         threshold=m.get("threshold"),
@@ -504,6 +506,11 @@ def _summary(data: dict[str, Any], patients: list[PatientResult] | None) -> Summ
         alignment=_alignment_text(m.get("alignment")),
         overlap=_overlap_text(m.get("reference_overlap")),
     )
+
+
+def _method_label(chosen: str, resolved: str) -> str:
+    """The method under the name the audit was given: "default (= density_attribution)", as the CLI says."""
+    return chosen if chosen == resolved or resolved == "?" else f"{chosen} (= {resolved})"
 
 
 def _overlap_text(overlap: dict[str, Any] | None) -> str | None:

@@ -65,4 +65,5 @@ def test_the_readme_first_audit_runs_and_finds_the_copies(
     rows = list(csv.DictReader((tmp_path / "demo" / "results.csv").open()))
     flagged = {r["id"] for r in rows if r["used"] == "1"}
     assert flagged and flagged <= {f"r{i:03d}" for i in range(20)}  # only images the generator copied
-    assert (tmp_path / "demo" / "report.html").exists()
+    page = (tmp_path / "demo" / "report.html").read_text()
+    assert "default (= density_attribution)" in page  # the report names the method as the CLI does
