@@ -142,6 +142,7 @@ def _print_metrics(title: str, metrics_row: dict) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit a real set against a generated set and write the CSV."""
+    from synthaudit.models.methods import method_label
     from synthaudit.models.reference_overlap import read_overlap
     from synthaudit.models.reference_overlap import warnings as overlap_warnings
     from synthaudit.models.results import read_labels_csv, write_results_csv
@@ -187,7 +188,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for line in overlap_warnings(overlap or {}):
         print(f"warning: {line}", file=sys.stderr)
     print(
-        f"{m['n_real']} real images, {m['n_generated']} generated; method {_method_text(config.method, m['method'])}; "
+        f"{m['n_real']} real images, {m['n_generated']} generated; method {method_label(config.method, m['method'])}; "
         f"{_decisions_text(m)}"
     )
     print(_verdict_line(m))
@@ -208,11 +209,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 m["labelled"]["cross_validated"],
             )
     return 0
-
-
-def _method_text(chosen: str, resolved: str) -> str:
-    """The method under the name the user gave: "default (= density_attribution)"."""
-    return chosen if chosen == resolved else f"{chosen} (= {resolved})"
 
 
 def _decisions_text(m: dict) -> str:

@@ -85,6 +85,12 @@ def methods_text() -> str:
     return f"{DEFAULT_METHOD} (= {DEFAULT_METHOD_TARGET}), " + ", ".join(names)
 
 
+def method_label(chosen: str, resolved: str) -> str:
+    """A method under the name the audit was given, and what ran when that differs: "default (=
+    density_attribution)" (the CLI's line and the report say it the same way)."""
+    return chosen if chosen == resolved or resolved == "?" else f"{chosen} (= {resolved})"
+
+
 def resolve_method_name(name: str) -> str:
     """Map `default` to the method it currently stands for."""
     return DEFAULT_METHOD_TARGET if name == DEFAULT_METHOD else name

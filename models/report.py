@@ -27,6 +27,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from synthaudit.models.alignment import PROBE_ANGLES, PROBE_ZOOMS
 from synthaudit.models.groups import GroupKeys, PatientResult
+from synthaudit.models.methods import method_label
 from synthaudit.models.reference_check import describe_evidence
 from synthaudit.models.report_data import (
     candidate_mask,
@@ -475,9 +476,7 @@ def _verdict(data: dict[str, Any], leak: Leakage | None, patients: list[PatientR
         check=check,
         n_real=len(data["real_ids"]),
         n_generated=len(data["generated_ids"]),
-        method=_method_label(
-            str(data["config"].get("method") or m.get("method", "?")), str(m.get("method", "?"))
-        ),
+        method=_method_of(data),
         rule=rule,
         rule_text=_RULES[rule].format(frac=frac) if rule in _RULES else None,
         power=(
@@ -496,7 +495,7 @@ def _summary(data: dict[str, Any], patients: list[PatientResult] | None) -> Summ
         n_patients=None if patients is None else len(patients),
         n_reference_set=len(data["reference_set_ids"]),
         n_labelled_reference=int((~candidate_mask(data)).sum()),
-        method=_method_label(str(c.get("method") or m.get("method", "?")), str(m.get("method", "?"))),
+        method=_method_of(data),
         metric=str(c.get("metric", "cosine")),
         rule=str(m.get("decision_rule", "?")),
         threshold=m.get("threshold"),
@@ -508,9 +507,10 @@ def _summary(data: dict[str, Any], patients: list[PatientResult] | None) -> Summ
     )
 
 
-def _method_label(chosen: str, resolved: str) -> str:
-    """The method under the name the audit was given: "default (= density_attribution)", as the CLI says."""
-    return chosen if chosen == resolved or resolved == "?" else f"{chosen} (= {resolved})"
+def _method_of(data: dict[str, Any]) -> str:
+    """The method as the audit was given it, and what ran (models.methods.method_label)."""
+    ran = str(data["metrics"].get("method", "?"))
+    return method_label(str(data["config"].get("method") or ran), ran)
 
 
 def _overlap_text(overlap: dict[str, Any] | None) -> str | None:
