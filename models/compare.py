@@ -93,10 +93,15 @@ def named_checkpoints(pairs: Sequence[tuple[str, Path]]) -> list[Checkpoint]:
     return sorted(out, key=lambda c: (checkpoint_step(c.name) is None, checkpoint_step(c.name) or 0, c.name))
 
 
+def set_name(path: str | Path) -> str:
+    """A generated set's name: its folder's name, or an archive's without the suffixes."""
+    path = Path(path)
+    return path.name.split(".")[0] if path.is_file() else path.name
+
+
 def checkpoints_of(sources: Sequence[str | Path]) -> list[Checkpoint]:
     """Checkpoints named after their folders (or archives, without the suffix)."""
-    paths = [Path(s) for s in sources]
-    return named_checkpoints([(p.name.split(".")[0] if p.is_file() else p.name, p) for p in paths])
+    return named_checkpoints([(set_name(s), Path(s)) for s in sources])
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -282,7 +282,7 @@ def compare(
     >>> series = synthaudit.compare("real/", ["ckpt-010/", "ckpt-020/", "ckpt-040/"], reference="holdout/")
     >>> series.summary
     """
-    from synthaudit.models.compare import named_checkpoints, run_comparison
+    from synthaudit.models.compare import named_checkpoints, run_comparison, set_name
 
     config = _config(method, fdr, seed, device, options)
     with _session(workdir, "synthaudit-compare-") as (work, staging, tmp):
@@ -291,7 +291,7 @@ def compare(
                 (str(n), _stage(src, staging / "generated" / str(n), "g")) for n, src in generated.items()
             ]
         else:
-            pairs = [(_set_name(Path(src)), _stage(src, staging, "g")) for src in generated]
+            pairs = [(set_name(src), _stage(src, staging, "g")) for src in generated]
         comparison = _with_progress(
             progress,
             run_comparison,
@@ -315,11 +315,6 @@ def _labels(labels: Mapping[str, int] | str | Path | None) -> dict[str, int] | N
     if isinstance(labels, str | Path):
         return read_labels_csv(labels)
     return {str(k): int(v) for k, v in labels.items()}
-
-
-def _set_name(path: Path) -> str:
-    """A generated set's name: its folder's name, or an archive's without the suffixes."""
-    return path.name.split(".")[0] if path.is_file() else path.name
 
 
 def _config(method: str, fdr: float, seed: int, device: str, options: dict[str, Any]) -> AuditConfig:
