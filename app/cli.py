@@ -25,6 +25,14 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """The CLI's parser: its subcommands (argparse makes them of the parser's class) all show defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 class CliError(Exception):
     """A user error: printed as one line, exit code 2."""
 
@@ -349,21 +357,13 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="synthaudit",
-        description="Audit synthetic images for training-data leakage.",
-        formatter_class=_HelpFormatter,
-    )
+    parser = _Parser(prog="synthaudit", description="Audit synthetic images for training-data leakage.")
     from synthaudit import __version__
 
     parser.add_argument("--version", action="version", version=f"synthaudit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_parser = sub.add_parser
-
-    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:  # every command shows its defaults
-        return _add_parser(name, formatter_class=_HelpFormatter, **kwargs)
-
-    sub.add_parser = add_parser  # type: ignore[method-assign]
+    sub = parser.add_subparsers(
+        dest="command", required=True
+    )  # commands are _Parser too (argparse's default)
 
     audit = sub.add_parser("audit", help="audit real images against generated ones and write a CSV")
     audit.add_argument("--real", type=Path, required=True, help="folder or archive of real candidate images")

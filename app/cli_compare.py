@@ -41,7 +41,7 @@ def add_compare_command(
         "--level",
         type=float,
         default=0.05,
-        help="family-wise level of 'evidence of leakage' across the series (Holm; default 0.05)",
+        help="family-wise level of 'evidence of leakage' across the series (Holm)",
     )
     compare.add_argument(
         "--workdir", type=Path, default=None, help="keep the stage artifacts here (resumable)"

@@ -85,7 +85,7 @@ def _add_list_command(actions: Any) -> None:
     listing.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     listing.add_argument("--since", default=None, help="created at or after this time (ISO 8601, UTC)")
     listing.add_argument("--until", default=None, help="created before this time (ISO 8601, UTC)")
-    listing.add_argument("--limit", type=int, default=50, help="audits per page, 1-200 (default 50)")
+    listing.add_argument("--limit", type=int, default=50, help="audits per page, 1-200")
     listing.add_argument("--cursor", default=None, help="continue where a previous page ended")
     listing.add_argument("--all", action="store_true", help="every page, not just the first")
 

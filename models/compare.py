@@ -67,7 +67,6 @@ class Comparison:
     rows: list[ComparisonRow]
     outcomes: dict[str, AuditOutcome]
     level: float
-    pool_decode_seconds: float
 
 
 def checkpoint_step(name: str) -> int | None:
@@ -132,13 +131,11 @@ def run_comparison(
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
     workdir = Path(workdir)
     report = on_progress or (lambda _stage, _f: None)
-    started = time.perf_counter()
     pool = decode_pool(
         AuditInputs(real, checkpoints[0].generated, labels, reference=reference),
         config,
         lambda f: report("decode real", f),
     )
-    pool_seconds = time.perf_counter() - started
     outcomes: dict[str, AuditOutcome] = {}
     for k, ckpt in enumerate(checkpoints):
         wd = workdir / ckpt.name
@@ -153,7 +150,7 @@ def run_comparison(
             progress = _named(on_progress, f"{k + 1}/{len(checkpoints)} {stage}") if on_progress else _noop
             run_stage(stage, wd, inputs, config, progress)
         outcomes[ckpt.name] = read_outcome(wd)
-    return Comparison(_table(checkpoints, outcomes, level), outcomes, level, pool_seconds)
+    return Comparison(_table(checkpoints, outcomes, level), outcomes, level)
 
 
 def _table(

@@ -529,13 +529,14 @@ class _Progress:
 
 
 def _decode_all(
-    items: Iterator[Item], size: int, progress: _Progress, ignored: list[str] | None = None
-) -> tuple[dict[str, np.ndarray], list[str], list[Rejected], dict[str, tuple[int, int]]]:
-    """Decode entries on a small thread pool with a bounded number of files in flight (the names of
-    files that are not images go to `ignored`)."""
+    items: Iterator[Item], size: int, progress: _Progress
+) -> tuple[dict[str, np.ndarray], list[str], list[Rejected], list[str], dict[str, tuple[int, int]]]:
+    """Decode entries on a small thread pool with a bounded number of files in flight: (images by name,
+    candidate names, rejected files, names of files that are not images, decoded height and width)."""
     decoded: dict[str, np.ndarray] = {}
     candidates: list[str] = []
     rejected: list[Rejected] = []
+    ignored: list[str] = []
     shapes: dict[str, tuple[int, int]] = {}
     workers = max(1, min(_MAX_WORKERS, os.cpu_count() or 1))
     pending: deque[tuple[str, Future[tuple[np.ndarray, tuple[int, int]]], int]] = deque()
@@ -557,8 +558,7 @@ def _decode_all(
                 rejected.append(item)
                 continue
             if isinstance(item, Ignored):
-                if ignored is not None:
-                    ignored.append(item.name)
+                ignored.append(item.name)
                 continue
             candidates.append(item.name)
             pending.append((item.name, pool.submit(_decode_entry, item, size), item.nbytes))
@@ -568,7 +568,7 @@ def _decode_all(
             progress(fraction * 0.99)
         while pending:
             collect()
-    return decoded, candidates, rejected, shapes
+    return decoded, candidates, rejected, ignored, shapes
 
 
 def load_images(
@@ -588,8 +588,7 @@ def load_images(
         raise ValueError(f"size must be positive, got {size}")
     src = Path(source)
     progress = _Progress(on_progress)
-    ignored: list[str] = []
-    decoded, candidates, rejected, shapes = _decode_all(_source_items(src, limits), size, progress, ignored)
+    decoded, candidates, rejected, ignored, shapes = _decode_all(_source_items(src, limits), size, progress)
     rejected.sort(key=lambda r: r.name)
     ignored.sort()
     if not decoded:

@@ -11,20 +11,18 @@ from typing import TextIO
 
 def stage_lines(stream: TextIO) -> tuple[Callable[[str, float], None], Callable[[], None]]:
     """For logs: "decode: done in 1.2 s", a line per stage as it finishes."""
-    state: dict[str, float] = {}
-    current: list[str] = []
+    current: list[tuple[str, float]] = []  # the stage under way and when it began
 
     def finish() -> None:
         if current:
-            stream.write(f"{current[0]}: done in {time.perf_counter() - state[current[0]]:.1f} s\n")
+            stage, began = current.pop()
+            stream.write(f"{stage}: done in {time.perf_counter() - began:.1f} s\n")
             stream.flush()
-            current.clear()
 
     def update(stage: str, fraction: float) -> None:
-        if not current or current[0] != stage:
+        if not current or current[0][0] != stage:
             finish()
-            current.append(stage)
-            state[stage] = time.perf_counter()
+            current.append((stage, time.perf_counter()))
 
     return update, finish
 
