@@ -19,6 +19,12 @@ the image side, so a folder means the same at 28 or 256 px:
   crop        a random crop of 95 / 90 / 80 % of the side, resized back to the full side
   blend       alpha * image + (1 - alpha) * another used image, alpha 0.9 / 0.75 / 0.6
   combined    translate + rotate + scale + elastic + gamma + noise + blur + jpeg, all at that strength
+  warp        (issue 23; medium / high) a turn, a rescaling and a shift drawn per copy up to 8 / 12 degrees,
+              8 / 12 %, 6.25 / 10 % of the side, gamma within 1.1 / 1.25, noise sigma 2 / 4 %
+  randcrop    (medium only) a crop of a random 85-95 % of the side, resized back
+  sparse      sparse-0.5 / -1 / -2: warp-medium copies of 0.5 / 1 / 2 % of SPARSE_GENERATED generated
+              images, the rest novel; labels.csv marks the copied images 1 and the never-used 0 (used
+              images that were not copied are left out of it, so TPR counts the copies)
 plus `identity-none` (exact copies), the control. Geometric transforms resample once (bilinear, border
 padding), in torch; JPEG with Pillow.
 
@@ -65,7 +71,13 @@ LEVELS = {  # per transform: the parameter at low / medium / high
     "blend": (0.90, 0.75, 0.60),
 }
 COMBINED = ("translate", "rotate", "scale", "elastic", "gamma", "noise", "blur", "jpeg")
-TRANSFORMS = (*LEVELS, "combined")
+# issue 23: every copy turned, rescaled and moved at once by amounts drawn per image (uniform up to the
+# bound), plus gamma and noise: (max degrees, max rescaling, max shift / side, gamma bound, noise sigma)
+WARP = {"medium": (8.0, 0.08, 0.0625, 1.1, 0.02), "high": (12.0, 0.12, 0.10, 1.25, 0.04)}
+RANDOM_CROP = (0.85, 0.95)  # randcrop: a crop of a random 85-95 % of the side, resized back
+SPARSE = {"0.5": 0.005, "1": 0.01, "2": 0.02}  # sparse-<pct>: warp-medium copies of this share of generated
+SPARSE_GENERATED = 2000  # generated images of a sparse folder (copies + novel)
+TRANSFORMS = (*LEVELS, "combined", "warp", "randcrop", "sparse")
 
 
 # ------------------------------------------------------------------ transforms on float images in [0, 1]
@@ -141,6 +153,22 @@ def crop(img: np.ndarray, rng: np.random.Generator, keep: float) -> np.ndarray:
     return np.asarray(patch.resize(img.shape[::-1], Image.BILINEAR), dtype=np.float32) / 255.0
 
 
+def warp_copy(
+    img: np.ndarray, rng: np.random.Generator, angle: float, scale: float, shift: float, gamma: float, sigma: float
+) -> np.ndarray:
+    """The issue-23 copy: a turn, a rescaling and a shift drawn uniformly up to the bounds, then a gamma drawn
+    log-uniformly in [1 / gamma, gamma] and Gaussian noise of sigma (one resampling)."""
+    x = torch.from_numpy(img)[None, None].float()
+    direction, radius = rng.uniform(0, 2 * math.pi), rng.uniform(0, shift)
+    tx, ty = 2 * radius * math.cos(direction), 2 * radius * math.sin(direction)
+    a = math.radians(rng.uniform(-angle, angle))
+    zoom = 1.0 + rng.uniform(-scale, scale)
+    c, s = math.cos(a) / zoom, math.sin(a) / zoom
+    theta = torch.tensor([[[c, -s, -tx], [s, c, -ty]]], dtype=torch.float32)
+    out = np.clip(_sample_grid(x, theta)[0, 0].numpy(), 0, 1) ** math.exp(rng.uniform(-1, 1) * math.log(gamma))
+    return out + rng.standard_normal(img.shape) * sigma
+
+
 def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(img) * 255.0, 0, 255).round().astype(np.uint8)
 
@@ -172,6 +200,10 @@ def transform(
         return crop(img, rng, p["crop"])
     if name == "blend":
         return p["blend"] * img + (1 - p["blend"]) * other
+    if name in ("warp", "sparse"):
+        return warp_copy(img, rng, *WARP["medium" if name == "sparse" else STRENGTHS[level]])
+    if name == "randcrop":
+        return crop(img, rng, rng.uniform(*RANDOM_CROP))
     if name == "combined":
         out = geometric(img, rng, p["translate"], p["rotate"], p["scale"], p["elastic"])
         out = gamma_window(out, rng, *p["gamma"])
@@ -237,7 +269,7 @@ def build(
     written = []
     for spec in transforms:
         name, _, strength = spec.partition("-")
-        level = STRENGTHS.index(strength) if name != "identity" else 0
+        level = STRENGTHS.index(strength) if strength in STRENGTHS else 1
         folder = out / spec
         if folder.exists():
             shutil.rmtree(folder)
@@ -245,14 +277,24 @@ def build(
         (folder / "generated").mkdir()
         for p in real_files:
             link_or_copy(p, folder / "real" / p.name)
-        (folder / "labels.csv").write_text("id,used\n" + "".join(f"{i},{u}\n" for i, u in zip(ids, used)))
         # per-folder seeded transform parameters (the same copies every rebuild)
         t_rng = np.random.default_rng([seed, TRANSFORMS.index(name) if name in TRANSFORMS else 99, level])
+        copied, pick, truth = used_idx, novel_pick, used
+        if name == "sparse":  # a generator that memorised a handful of its training images
+            n_copies = max(1, round(SPARSE[strength] * SPARSE_GENERATED))
+            if len(novel) < SPARSE_GENERATED - n_copies:
+                raise SystemExit(f"a sparse folder needs {SPARSE_GENERATED - n_copies} novel images")
+            copied = np.sort(np.random.default_rng([seed, 11]).permutation(used_idx)[:n_copies])
+            pick = np.sort(np.random.default_rng([seed, 12]).choice(len(novel), SPARSE_GENERATED - n_copies, False))
+            truth = np.where(used == 0, 0, -1)
+            truth[copied] = 1  # labels: the copied images 1, the never used 0; used but not copied: unlabelled
+        labelled = [(i, u) for i, u in zip(ids, truth) if u >= 0]
+        (folder / "labels.csv").write_text("id,used\n" + "".join(f"{i},{u}\n" for i, u in labelled))
         copies = [
             to_uint8(transform(name, level, real[i] / 255.0, real[j] / 255.0, t_rng))
-            for i, j in zip(used_idx, partner)
+            for i, j in zip(copied, partner[np.searchsorted(used_idx, copied)])
         ]
-        generated = np.concatenate([np.stack(copies), novel[novel_pick]])
+        generated = np.concatenate([np.stack(copies), novel[pick]])
         order = np.random.default_rng([seed, 7]).permutation(len(generated))
         for k, j in enumerate(order, start=1):
             Image.fromarray(generated[j]).save(folder / "generated" / f"g{k:05d}.png")
@@ -260,15 +302,13 @@ def build(
             "suite": "copy-transform stress suite",
             "transform": name,
             "strength": strength,
-            "parameter": None
-            if name == "identity"
-            else ({k: LEVELS[k][level] for k in COMBINED} if name == "combined" else LEVELS[name][level]),
+            "parameter": parameter(name, strength),
             "real": str(real_dir),
             "novel_from": str(novel_dir),
             "n_real": n,
             "n_used": int(used.sum()),
-            "n_copies": len(used_idx),
-            "n_novel": len(used_idx),
+            "n_copies": len(copied),
+            "n_novel": len(pick),
             "image_size": list(side),
             "seed": seed,
             "date": dt.date.today().isoformat(),
@@ -280,8 +320,29 @@ def build(
     return written
 
 
+def parameter(name: str, strength: str) -> object:
+    """What meta.json records of a folder's transform."""
+    if name == "identity":
+        return None
+    if name in ("warp", "sparse"):
+        keys = ("max_degrees", "max_rescale", "max_shift", "gamma_bound", "noise_sigma")
+        bounds = dict(zip(keys, WARP["medium" if name == "sparse" else strength]))
+        return {**bounds, "share_of_generated": SPARSE[strength]} if name == "sparse" else bounds
+    if name == "randcrop":
+        return {"keep": list(RANDOM_CROP)}
+    level = STRENGTHS.index(strength)
+    return {k: LEVELS[k][level] for k in COMBINED} if name == "combined" else LEVELS[name][level]
+
+
 def all_specs() -> list[str]:
-    return ["identity-none", *[f"{t}-{s}" for t in TRANSFORMS for s in STRENGTHS]]
+    classic = [f"{t}-{s}" for t in (*LEVELS, "combined") for s in STRENGTHS]
+    return [
+        "identity-none",
+        *classic,
+        *[f"warp-{s}" for s in WARP],
+        "randcrop-medium",
+        *[f"sparse-{p}" for p in SPARSE],
+    ]
 
 
 def main() -> None:

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synthaudit.models.bench import run_bench
 from synthaudit.models.config import AuditConfig
-from synthaudit.models.stages import FITTED_ENCODER_FILES, read_alignment
+from synthaudit.models.stages import read_alignment
+from synthaudit.models.workdir import FITTED_ENCODER_FILES
 
 ORDER = (
     "identity",

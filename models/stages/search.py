@@ -1,4 +1,5 @@
-"""Stage 4, search: the nearest neighbours of every view (FAISS), with the gated alignment search."""
+"""Stage 4, search: the nearest neighbours of every view (FAISS), with the gated alignment search, then the
+per-image registration (models/stages/register.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from synthaudit.models.config import AuditConfig
 from synthaudit.models.methods import Neighbours, View
 from synthaudit.models.stages.common import AuditInputs, Progress, _load_npz, method_for
 from synthaudit.models.stages.pretrain import fitted_encoder_path
+from synthaudit.models.stages.register import registers, run_register
 from synthaudit.models.workdir import (
     WorkDir,
     atomic_save_npz,
@@ -245,7 +247,9 @@ def run_search(
                 f"{view.key}/gr_idx": gr_idx,
             }
         )
-        on_progress((i + 1) / len(views))
+        on_progress(0.5 * (i + 1) / len(views))
+    if registers(config):  # the per-image registration (models/stages/register.py), before the marker
+        record["registration"] = run_register(workdir, config, lambda f: on_progress(0.5 + 0.5 * f))
     if any(view.encoder in ALIGNED_ENCODERS for view in views):  # the thumbnail view: say what it did
         atomic_write_json(WorkDir(workdir).alignment, record)
     atomic_save_npz(WorkDir(workdir).neighbours, arrays)

@@ -1,0 +1,139 @@
+"""The registered view's evidence: which real image each generated one is a registered copy of, and whether
+that match is much better than what registration achieves between unrelated images.
+
+Registration (models/registration.py) raises every pair's similarity: a max over turns, rescalings and shifts
+finds *some* good fit for any two alike images. So a registered match counts against the audit's own
+baseline, never on its own:
+- **attribution**: every generated image credits only the real image it registers best to (a copy of one
+  slice does not also lift the adjacent, near-identical one); a real image's registered similarity rho_gr is
+  the best among the generated images that credit it;
+- **baseline**: the same registration from every real image to its shortlist among the *other* real images
+  gives rho_rr, how well the real image matches images that are not copies of it (its near-duplicates
+  included);
+- **margin** = atanh(rho_gr) - atanh(rho_rr) (Fisher's z, so that 0.99 against 0.95 counts more than 0.60
+  against 0.56). A real image has registered evidence when its margin exceeds MARGIN: a generated image fits
+  it much better than any other real image does.
+
+Both sides go through the same shortlist and the same registration, and the reference images are in the real
+pool, so the evidence treats candidates and reference alike (exchangeable). No label is read; MARGIN is a
+round design value (docs/design.md record 15), not fitted to a folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+MARGIN = 1.0  # Fisher-z units by which a generated image must fit a real one better than any other real does
+REFINED = 2  # per query, the best coarse pairs that are refined
+NCC_CLIP = 0.9995  # atanh of a perfect fit is infinite: exact copies count as this NCC
+
+
+@dataclass(frozen=True)
+class RegisteredEvidence:
+    """Per real image: its registered evidence and the generated image and transform behind it."""
+
+    margin: np.ndarray  # float64; -inf where no generated image credits the real image
+    ncc: np.ndarray  # rho_gr (nan where none)
+    baseline: np.ndarray  # rho_rr
+    generated: np.ndarray  # int64 index of the crediting generated image (-1 where none)
+    angle: np.ndarray  # the real image's warp onto that generated image (models.alignment.warp parameters)
+    zoom: np.ndarray
+    dx: np.ndarray
+    dy: np.ndarray
+
+    def strong(self) -> np.ndarray:
+        """Real images whose registered evidence counts (margin above MARGIN)."""
+        return self.margin > MARGIN
+
+
+def _fisher(ncc: np.ndarray) -> np.ndarray:
+    return np.arctanh(np.clip(np.asarray(ncc, dtype=np.float64), -NCC_CLIP, NCC_CLIP))
+
+
+def best_registrations(
+    queries: object,
+    real: object,
+    query_lp: object,
+    real_lp: object,
+    shortlist: np.ndarray,
+    image_side: int,
+) -> tuple[np.ndarray, object]:
+    """For every query: the shortlisted real image (index into `real`) it registers best to, and that
+    registration. Every shortlisted pair is registered coarsely (no refinement); the REFINED best of each
+    query are refined and the best of those kept."""
+    from synthaudit.models.registration import Registered, register_pairs
+
+    n, m = shortlist.shape
+    rows = np.repeat(np.arange(n), m)
+    coarse = register_pairs(queries, real, query_lp, real_lp, np.stack([rows, shortlist.reshape(-1)], 1),
+                            image_side, refine_steps=0)  # fmt: skip
+    keep = min(REFINED, m)
+    top = np.argsort(-coarse.ncc.reshape(n, m), axis=1, kind="stable")[:, :keep]
+    chosen = np.take_along_axis(shortlist, top, axis=1)
+    fine = register_pairs(
+        queries, real, query_lp, real_lp, np.stack([np.repeat(np.arange(n), keep), chosen.reshape(-1)], 1),
+        image_side,
+    )  # fmt: skip
+    best = fine.ncc.reshape(n, keep).argmax(axis=1)
+    flat = np.arange(n) * keep + best
+    picked = Registered(*(getattr(fine, f)[flat] for f in ("ncc", "angle", "zoom", "dx", "dy")))
+    return chosen[np.arange(n), best], picked
+
+
+def registered_evidence(
+    real_images: np.ndarray,
+    generated_images: np.ndarray,
+    search: Callable[..., tuple[np.ndarray, np.ndarray]],
+    on_progress: Callable[[float], None] = lambda _: None,
+) -> RegisteredEvidence:
+    """The registered evidence of every real image (uint8 [N, S, S] both sets, the same side). `search` is
+    models.index.search (or a function of its signature) for the descriptor shortlists."""
+    from synthaudit.models.registration import (
+        SHORTLIST,
+        descriptors,
+        log_polar_spectra,
+        thumbnails,
+        whitened_descriptors,
+    )
+
+    n_real, side = len(real_images), int(real_images.shape[1])
+    real_t, gen_t = thumbnails(real_images), thumbnails(generated_images)
+    real_lp, gen_lp = log_polar_spectra(real_t), log_polar_spectra(gen_t)
+    real_d, gen_d = whitened_descriptors(descriptors(real_t), descriptors(gen_t))
+    on_progress(0.1)
+    m = min(SHORTLIST, n_real)
+    _, gr = search(gen_d, real_d, m, metric="cosine")
+    credited, g_reg = best_registrations(gen_t, real_t, gen_lp, real_lp, gr, side)
+    on_progress(0.6)
+    baseline = np.full(n_real, -1.0)
+    if n_real > 1:
+        _, rr = search(real_d, real_d, min(SHORTLIST, n_real - 1), metric="cosine", exclude_self=True)
+        _, r_reg = best_registrations(real_t, real_t, real_lp, real_lp, rr, side)
+        baseline = r_reg.ncc.astype(np.float64)
+    on_progress(0.95)
+    ncc = np.full(n_real, np.nan)
+    generated = np.full(n_real, -1, dtype=np.int64)
+    order = np.lexsort((np.arange(len(credited)), -g_reg.ncc))  # best first; ties: the lower index
+    first = order[np.unique(credited[order], return_index=True)[1]]  # per credited real image, its best
+    ncc[credited[first]] = g_reg.ncc[first]
+    generated[credited[first]] = first
+    margin = np.where(generated >= 0, _fisher(np.nan_to_num(ncc, nan=0.0)) - _fisher(baseline), -np.inf)
+
+    def per_real(values: np.ndarray, empty: float) -> np.ndarray:
+        out = np.full(n_real, empty, dtype=np.float64)
+        out[credited[first]] = values[first]
+        return out
+
+    return RegisteredEvidence(
+        margin=margin,
+        ncc=ncc,
+        baseline=baseline,
+        generated=generated,
+        angle=per_real(g_reg.angle, np.nan),
+        zoom=per_real(g_reg.zoom, np.nan),
+        dx=per_real(g_reg.dx, np.nan),
+        dy=per_real(g_reg.dy, np.nan),
+    )
