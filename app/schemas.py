@@ -266,6 +266,16 @@ class MetricsOut(BaseModel):
         default=None,
         description="images found both in the reference and among the candidates, when checked (null otherwise)",
     )
+    registered_copies: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="null when the audit did not register its images (a method without the thumbnail view, "
+        "or alignment off); else the real images that a generated image registers to much better than any "
+        "other real image does (turned, rescaled and moved copies; docs/design.md record 15), highest margin "
+        "first: id, generated (the copy), ncc (after registration), baseline (the best NCC of the real image "
+        "to other real images, or of the copy to its runner-up), margin (in Fisher-z units), angle (degrees), "
+        "zoom, dx, dy (pixels of the working image size): the real image turned, rescaled and moved by them "
+        "matches the copy",
+    )
     power: dict[str, Any] | None = Field(
         default=None, description="calibrated audits with known-used labels: how many of them were flagged"
     )

@@ -154,7 +154,13 @@ def crop(img: np.ndarray, rng: np.random.Generator, keep: float) -> np.ndarray:
 
 
 def warp_copy(
-    img: np.ndarray, rng: np.random.Generator, angle: float, scale: float, shift: float, gamma: float, sigma: float
+    img: np.ndarray,
+    rng: np.random.Generator,
+    angle: float,
+    scale: float,
+    shift: float,
+    gamma: float,
+    sigma: float,
 ) -> np.ndarray:
     """The issue-23 copy: a turn, a rescaling and a shift drawn uniformly up to the bounds, then a gamma drawn
     log-uniformly in [1 / gamma, gamma] and Gaussian noise of sigma (one resampling)."""
@@ -165,7 +171,9 @@ def warp_copy(
     zoom = 1.0 + rng.uniform(-scale, scale)
     c, s = math.cos(a) / zoom, math.sin(a) / zoom
     theta = torch.tensor([[[c, -s, -tx], [s, c, -ty]]], dtype=torch.float32)
-    out = np.clip(_sample_grid(x, theta)[0, 0].numpy(), 0, 1) ** math.exp(rng.uniform(-1, 1) * math.log(gamma))
+    out = np.clip(_sample_grid(x, theta)[0, 0].numpy(), 0, 1) ** math.exp(
+        rng.uniform(-1, 1) * math.log(gamma)
+    )
     return out + rng.standard_normal(img.shape) * sigma
 
 
@@ -285,9 +293,13 @@ def build(
             if len(novel) < SPARSE_GENERATED - n_copies:
                 raise SystemExit(f"a sparse folder needs {SPARSE_GENERATED - n_copies} novel images")
             copied = np.sort(np.random.default_rng([seed, 11]).permutation(used_idx)[:n_copies])
-            pick = np.sort(np.random.default_rng([seed, 12]).choice(len(novel), SPARSE_GENERATED - n_copies, False))
+            pick = np.sort(
+                np.random.default_rng([seed, 12]).choice(len(novel), SPARSE_GENERATED - n_copies, False)
+            )
             truth = np.where(used == 0, 0, -1)
-            truth[copied] = 1  # labels: the copied images 1, the never used 0; used but not copied: unlabelled
+            truth[copied] = (
+                1  # labels: the copied images 1, the never used 0; used but not copied: unlabelled
+            )
         labelled = [(i, u) for i, u in zip(ids, truth) if u >= 0]
         (folder / "labels.csv").write_text("id,used\n" + "".join(f"{i},{u}\n" for i, u in labelled))
         copies = [

@@ -23,8 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from synthaudit.models.registration import Registered
 
 MARGIN = 1.0  # Fisher-z units by which a generated image must fit a real one better than any other real does
 REFINED = 2  # per query, the best coarse pairs that are refined
@@ -54,16 +60,17 @@ def _fisher(ncc: np.ndarray) -> np.ndarray:
 
 
 def best_registrations(
-    queries: object,
-    real: object,
-    query_lp: object,
-    real_lp: object,
+    queries: torch.Tensor,
+    real: torch.Tensor,
+    query_lp: torch.Tensor,
+    real_lp: torch.Tensor,
     shortlist: np.ndarray,
     image_side: int,
-) -> tuple[np.ndarray, object]:
-    """For every query: the shortlisted real image (index into `real`) it registers best to, and that
-    registration. Every shortlisted pair is registered coarsely (no refinement); the REFINED best of each
-    query are refined and the best of those kept."""
+) -> tuple[np.ndarray, Registered, np.ndarray]:
+    """For every query: the shortlisted real image (index into `real`) it registers best to, that
+    registration, and the NCC of the runner-up (the best other refined real image; -1 with one candidate).
+    Every shortlisted pair is registered coarsely (no refinement); the REFINED best of each query are refined
+    and the best of those kept."""
     from synthaudit.models.registration import Registered, register_pairs
 
     n, m = shortlist.shape
@@ -77,10 +84,12 @@ def best_registrations(
         queries, real, query_lp, real_lp, np.stack([np.repeat(np.arange(n), keep), chosen.reshape(-1)], 1),
         image_side,
     )  # fmt: skip
-    best = fine.ncc.reshape(n, keep).argmax(axis=1)
+    fits = fine.ncc.reshape(n, keep)
+    best = fits.argmax(axis=1)
     flat = np.arange(n) * keep + best
     picked = Registered(*(getattr(fine, f)[flat] for f in ("ncc", "angle", "zoom", "dx", "dy")))
-    return chosen[np.arange(n), best], picked
+    runner_up = np.sort(fits, axis=1)[:, -2] if keep > 1 else np.full(n, -1.0, dtype=np.float32)
+    return chosen[np.arange(n), best], picked, runner_up
 
 
 def registered_evidence(
@@ -106,12 +115,12 @@ def registered_evidence(
     on_progress(0.1)
     m = min(SHORTLIST, n_real)
     _, gr = search(gen_d, real_d, m, metric="cosine")
-    credited, g_reg = best_registrations(gen_t, real_t, gen_lp, real_lp, gr, side)
+    credited, g_reg, g_runner_up = best_registrations(gen_t, real_t, gen_lp, real_lp, gr, side)
     on_progress(0.6)
     baseline = np.full(n_real, -1.0)
     if n_real > 1:
         _, rr = search(real_d, real_d, min(SHORTLIST, n_real - 1), metric="cosine", exclude_self=True)
-        _, r_reg = best_registrations(real_t, real_t, real_lp, real_lp, rr, side)
+        _, r_reg, _ = best_registrations(real_t, real_t, real_lp, real_lp, rr, side)
         baseline = r_reg.ncc.astype(np.float64)
     on_progress(0.95)
     ncc = np.full(n_real, np.nan)
@@ -120,7 +129,10 @@ def registered_evidence(
     first = order[np.unique(credited[order], return_index=True)[1]]  # per credited real image, its best
     ncc[credited[first]] = g_reg.ncc[first]
     generated[credited[first]] = first
-    margin = np.where(generated >= 0, _fisher(np.nan_to_num(ncc, nan=0.0)) - _fisher(baseline), -np.inf)
+    runner_up = np.full(n_real, -1.0)
+    runner_up[credited[first]] = g_runner_up[first]
+    fit = _fisher(np.nan_to_num(ncc, nan=0.0))
+    margin = np.where(generated >= 0, fit - _fisher(np.maximum(baseline, runner_up)), -np.inf)
 
     def per_real(values: np.ndarray, empty: float) -> np.ndarray:
         out = np.full(n_real, empty, dtype=np.float64)

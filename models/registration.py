@@ -163,6 +163,11 @@ def _theta(
     return torch.stack([row0, row1], dim=1)
 
 
+def _theta_of(params: torch.Tensor, side: int) -> torch.Tensor:
+    """affine_grid matrices of parameter rows (angle, log zoom, dx, dy)."""
+    return _theta(params[:, 0], params[:, 1], params[:, 2], params[:, 3], side)
+
+
 def _warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     x = images[:, None]
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -222,15 +227,15 @@ def refine(
     step = torch.ones(len(params), 1)
     best = params.clone()
     with torch.no_grad():
-        best_ncc = masked_ncc(queries, _warp(real, _theta(*best.T, side)), mask)
+        best_ncc = masked_ncc(queries, _warp(real, _theta_of(best, side)), mask)
     for _ in range(steps):
         p = best.clone().requires_grad_(True)
-        ncc = masked_ncc(queries, _warp(real, _theta(*p.T, side)), mask)
+        ncc = masked_ncc(queries, _warp(real, _theta_of(p, side)), mask)
         (grad,) = torch.autograd.grad(ncc.sum(), p)
         with torch.no_grad():
             g = grad * unit
             candidate = best + g / g.norm(dim=1, keepdim=True).clamp_min(1e-12) * unit * step
-            value = masked_ncc(queries, _warp(real, _theta(*candidate.T, side)), mask)
+            value = masked_ncc(queries, _warp(real, _theta_of(candidate, side)), mask)
             better = value > best_ncc
             best = torch.where(better[:, None], candidate, best)
             best_ncc = torch.where(better, value, best_ncc)
@@ -268,7 +273,7 @@ def register_pairs(
         if refine_steps:
             params = refine(q, r, params, refine_steps)
         with torch.no_grad():
-            ncc = masked_ncc(q, _warp(r, _theta(*params.T, side)), mask)
+            ncc = masked_ncc(q, _warp(r, _theta_of(params, side)), mask)
         px = image_side / side
         out["ncc"].append(ncc.numpy())
         out["angle"].append(params[:, 0].numpy())

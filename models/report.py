@@ -296,6 +296,22 @@ class Neighbour:
 
 
 @dataclass(frozen=True)
+class RegisteredCopy:
+    """A generated image that registers to the real one much better than any other real image does, the
+    real image turned, rescaled and moved onto it, and the transform."""
+
+    id: str
+    src: str  # the generated image
+    registered_src: str  # the real image under the transform found
+    ncc: float
+    baseline: float  # the best NCC of the real image to any other real image (or the runner-up)
+    angle: float
+    zoom: float
+    dx: float
+    dy: float
+
+
+@dataclass(frozen=True)
 class GalleryRow:
     """A high-scoring real image, its decision and its nearest generated images."""
 
@@ -310,6 +326,7 @@ class GalleryRow:
     patient: str | None
     src: str
     neighbours: list[Neighbour]
+    registered: RegisteredCopy | None = None
 
 
 @dataclass(frozen=True)
@@ -693,6 +710,28 @@ def _patients_section(
     )
 
 
+def _registered_copy(data: dict[str, Any], i: int) -> RegisteredCopy | None:
+    """Real image i's registered copy (models/stages/register.py) when its evidence counts; else None."""
+    from synthaudit.models.alignment import warp
+
+    reg = data.get("registration")
+    if reg is None or not reg["strong"][i]:
+        return None
+    j = int(reg["generated"][i])
+    angle, zoom, dx, dy = (float(reg[f][i]) for f in ("angle", "zoom", "dx", "dy"))
+    return RegisteredCopy(
+        id=data["generated_ids"][j],
+        src=thumbnail(data["generated"][j]),
+        registered_src=thumbnail(warp(data["real"][i][None], dx, dy, angle, zoom)[0]),
+        ncc=float(reg["ncc"][i]),
+        baseline=float(reg["baseline"][i]),
+        angle=angle,
+        zoom=zoom,
+        dx=dx,
+        dy=dy,
+    )
+
+
 def _gallery(
     data: dict[str, Any], rows: int, neighbours: int, labels: Mapping[str, int] | None, groups: Groups | None
 ) -> Gallery:
@@ -728,6 +767,7 @@ def _gallery(
                 patient=patient_of(groups[image_id]) if groups and image_id in groups else None,
                 src=thumbnail(data["real"][i]),
                 neighbours=nearest,
+                registered=_registered_copy(data, i),
             )
         )
     return Gallery(

@@ -3,7 +3,8 @@
 Pure: reads `images.npz` (the real pool: real images, then any reference-set images), `results.csv`,
 `reference.csv`, `metrics.json`, `config.json`, `rejected.json`, the reference check's blind scores
 (`reference_check.npz`, when the check ran) and the real images' nearest-neighbour evidence
-(`models.stages.read_evidence`); labels and patient groups are passed in.
+(`models.stages.read_evidence`) and registered evidence (`registration.npz`); labels and patient groups are
+passed in.
 """
 
 from __future__ import annotations
@@ -74,7 +75,21 @@ def load_report_data(workdir: str | Path) -> dict[str, Any]:
         "config": _read_json(folder.config, {}),
         "rejected": _read_json(folder.rejected, {}),
         "blind": _read_blind_scores(workdir, len(pool.ids)),
+        "registration": _read_registration(workdir, real_pos),
     }
+
+
+def _read_registration(workdir: Path, real_pos: np.ndarray) -> dict[str, np.ndarray] | None:
+    """The registered evidence of the real images (models/stages/register.py), in the real images' order;
+    None where the audit did not register."""
+    from synthaudit.models.stages.register import FIELDS, read_registration
+
+    evidence = read_registration(workdir)
+    if evidence is None:
+        return None
+    out = {f: np.asarray(getattr(evidence, f))[real_pos] for f in FIELDS}
+    out["strong"] = evidence.strong()[real_pos]
+    return out
 
 
 def _read_blind_scores(workdir: Path, n_pool: int) -> dict[str, np.ndarray] | None:

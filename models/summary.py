@@ -72,6 +72,7 @@ def metrics_document(summary: dict[str, Any], rejected: dict[str, list[Any]]) ->
             "leakage": summary.get("leakage"),
             "reference_overlap": summary.get("reference_overlap"),
             "power": summary.get("power"),
+            "registered_copies": summary.get("registered_copies"),
             "metrics": labelled.get("applied"),
             "cross_validated": labelled.get("cross_validated"),
             "rejected": {k: [dict(r) for r in v] for k, v in sorted(rejected.items())},

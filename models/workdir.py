@@ -29,7 +29,9 @@ PRETRAINED = "encoder.done"  # pretrain: written once every fitted encoder is on
 FEATURES = "features.npz"  # embed: `<encoder>/real`, `<encoder>/generated`
 NEIGHBOURS = "neighbours.npz"  # search: `<view>/{rg,rr,gr}_{sims,idx}`
 ALIGNMENT = "alignment.json"  # search: whether the alignment gate fired, and its share, per view
-REGISTRATION = "registration.npz"  # search: each real image's registered evidence (models/registered_score.py)
+REGISTRATION = (
+    "registration.npz"  # search: each real image's registered evidence (models/registered_score.py)
+)
 SCORES = "scores.npz"  # decide: scores, evidence, p- and q-values
 RESULTS_CSV = "results.csv"  # decide: one row per real image
 REFERENCE_CSV = "reference.csv"  # decide: one row per reference-set image (only with a reference set)

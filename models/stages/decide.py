@@ -16,7 +16,7 @@ from synthaudit.models.reference_overlap import read_overlap
 from synthaudit.models.results import ResultRow, write_results_csv
 from synthaudit.models.stages.common import AuditInputs, Progress, _load_npz, method_for
 from synthaudit.models.stages.decode import load_decoded, load_reference_mask
-from synthaudit.models.stages.register import lift_scores, read_registration
+from synthaudit.models.stages.register import lift_scores, read_registration, registered_copies
 from synthaudit.models.stages.search import load_neighbours, read_alignment
 from synthaudit.models.workdir import (
     WorkDir,
@@ -214,7 +214,8 @@ def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
     from_reference = load_reference_mask(workdir)
     neighbours = load_neighbours(workdir, method.views(config))
     output = method.score(ScoreInputs(pool.images, generated.images, neighbours), config)
-    scores = lift_scores(output.scores, read_registration(workdir))
+    registration = read_registration(workdir)
+    scores = lift_scores(output.scores, registration)
     n_real = int((~from_reference).sum())
     labelled, labels = _labelled_positions(pool.ids[:n_real], inputs.labels)
     is_reference = from_reference.copy()
@@ -261,6 +262,7 @@ def run_decide(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
         "leakage": d.leakage,
         "power": _power(d, labelled, labels),
         "alignment": read_alignment(workdir),
+        "registered_copies": registered_copies(registration, pool.ids, generated.ids, n_real),
     }
     on_progress(1.0)
     atomic_write_json(WorkDir(workdir).metrics, summary)

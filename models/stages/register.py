@@ -10,7 +10,6 @@ the decide stage lifts the images whose margin counts (`lift_scores`).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +33,22 @@ def registers(config: AuditConfig) -> bool:
 
 def run_register(workdir: Path, config: AuditConfig, on_progress: Progress) -> dict[str, Any]:
     """Register the decoded pool and generated images; write registration.npz; return its summary for
-    alignment.json (how many images have registered evidence, the margin, the seconds it took)."""
+    alignment.json (how many images have registered evidence, and the margin that counts); deterministic, so
+    that a sharded audit records what an unsharded one does."""
     from synthaudit.models.index import search
     from synthaudit.models.registered_score import registered_evidence
 
-    started = time.perf_counter()
     decoded = _load_npz(WorkDir(workdir).decoded)
     real, generated = decoded["real"], decoded["generated"]
     if len(real) == 0 or len(generated) == 0:
-        return {"strong": 0, "margin": MARGIN, "seconds": 0.0}
+        return {"strong": 0, "margin": MARGIN}
 
     def shortlist(queries: np.ndarray, base: np.ndarray, k: int, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         return search(queries, base, k, device=config.device, ivf_min_size=config.ivf_min_size, **kw)
 
     evidence = registered_evidence(real, generated, shortlist, on_progress)
     atomic_save_npz(WorkDir(workdir).registration, {f: getattr(evidence, f) for f in FIELDS})
-    return {
-        "strong": int(evidence.strong().sum()),
-        "margin": MARGIN,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    return {"strong": int(evidence.strong().sum()), "margin": MARGIN}
 
 
 def read_registration(workdir: Path) -> RegisteredEvidence | None:
@@ -77,3 +72,30 @@ def lift_scores(scores: np.ndarray, evidence: RegisteredEvidence | None) -> np.n
         return scores
     top = max(1.0, float(scores.max()))
     return np.where(strong, top + evidence.margin, scores)
+
+
+def registered_copies(
+    evidence: RegisteredEvidence | None, ids: list[str], generated_ids: list[str], n_real: int
+) -> list[dict[str, Any]] | None:
+    """The metrics document's list of the real images (not the reference set's) whose registered evidence
+    counts: the generated copy, the NCC after registration and the baseline it beat, and the transform
+    (`warp(real, dx, dy, angle, zoom)` matches the copy; shifts in pixels of the working image size), highest
+    margin first. None where the audit did not register."""
+    if evidence is None:
+        return None
+    strong = np.flatnonzero(evidence.strong()[:n_real])
+    strong = strong[np.argsort(-evidence.margin[strong], kind="stable")]
+    return [
+        {
+            "id": ids[i],
+            "generated": generated_ids[int(evidence.generated[i])],
+            "ncc": round(float(evidence.ncc[i]), 4),
+            "baseline": round(float(evidence.baseline[i]), 4),
+            "margin": round(float(evidence.margin[i]), 3),
+            "angle": round(float(evidence.angle[i]), 2),
+            "zoom": round(float(evidence.zoom[i]), 4),
+            "dx": round(float(evidence.dx[i]), 2),
+            "dy": round(float(evidence.dy[i]), 2),
+        }
+        for i in strong
+    ]

@@ -125,6 +125,7 @@ def test_without_known_not_used_images_the_audit_is_uncalibrated(
         "leakage",
         "reference_overlap",
         "power",
+        "registered_copies",
         "metrics",
         "cross_validated",
         "rejected",

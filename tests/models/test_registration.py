@@ -15,6 +15,7 @@ from synthaudit.models.alignment import warp
 from synthaudit.models.config import AuditConfig
 from synthaudit.models.index import search
 from synthaudit.models.registered_score import MARGIN, RegisteredEvidence, registered_evidence
+from synthaudit.models.report import render_report
 from synthaudit.models.registration import (
     descriptors,
     log_polar_spectra,
@@ -41,7 +42,13 @@ def _scene(rng: np.random.Generator, side: int) -> np.ndarray:
 def _transforms(rng: np.random.Generator, n: int) -> np.ndarray:
     """(dx, dy, angle, zoom) drawn up to 2.5 px of 32, 8 degrees, 8 %."""
     return np.stack(
-        [rng.uniform(-2.5, 2.5, n), rng.uniform(-2.5, 2.5, n), rng.uniform(-8, 8, n), rng.uniform(0.92, 1.08, n)], 1
+        [
+            rng.uniform(-2.5, 2.5, n),
+            rng.uniform(-2.5, 2.5, n),
+            rng.uniform(-8, 8, n),
+            rng.uniform(0.92, 1.08, n),
+        ],
+        1,
     )
 
 
@@ -58,7 +65,9 @@ def test_registration_recovers_known_turns_rescalings_and_shifts() -> None:
     assert (err[:, 0] < 0.5).mean() >= 0.9 and (err[:, 1] < 0.5).mean() >= 0.9
     assert (err[:, 2] < 1.0).mean() >= 0.9 and (err[:, 3] < 0.02).mean() >= 0.9
     assert np.median(reg.ncc) > 0.97
-    unrelated = register_pairs(mt, rt, log_polar_spectra(mt), log_polar_spectra(rt), np.c_[pairs[:, 0], np.roll(pairs[:, 1], 7)], 32)
+    unrelated = register_pairs(
+        mt, rt, log_polar_spectra(mt), log_polar_spectra(rt), np.c_[pairs[:, 0], np.roll(pairs[:, 1], 7)], 32
+    )
     assert np.median(unrelated.ncc) < np.median(reg.ncc) - 0.2
 
 
@@ -137,8 +146,16 @@ def test_the_default_audit_flags_warped_copies_through_registration(tmp_path: Pa
     outcome = run_audit(AuditInputs(tmp_path / "real", tmp_path / "generated"), config, tmp_path / "work")
     top = [r.id for r in sorted(outcome.rows, key=lambda r: -r.score)[:5]]
     record = json.loads((tmp_path / "work" / "alignment.json").read_text())
+    copies = outcome.metrics["registered_copies"]
     if alignment == "auto":
         assert sorted(top) == [f"r{i:03d}" for i in range(5)]
         assert record["registration"]["strong"] == 5
+        assert sorted(c["id"] for c in copies) == sorted(top)
+        by_id = {c["id"]: c for c in copies}
+        for i in range(5):  # the transform found is the one applied
+            assert abs(by_id[f"r{i:03d}"]["angle"] - truth[i, 2]) < 1.0
+        html = render_report(tmp_path / "work")
+        assert html.count("registered copy: NCC") == 5
     else:
         assert "registration" not in record and not (tmp_path / "work" / "registration.npz").exists()
+        assert copies is None
