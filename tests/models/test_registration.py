@@ -15,7 +15,6 @@ from synthaudit.models.alignment import warp
 from synthaudit.models.config import AuditConfig
 from synthaudit.models.index import search
 from synthaudit.models.registered_score import MARGIN, RegisteredEvidence, registered_evidence
-from synthaudit.models.report import render_report
 from synthaudit.models.registration import (
     descriptors,
     log_polar_spectra,
@@ -23,6 +22,7 @@ from synthaudit.models.registration import (
     thumbnails,
     whitened_descriptors,
 )
+from synthaudit.models.report import render_report
 from synthaudit.models.stages import AuditInputs, run_audit
 from synthaudit.models.stages.register import lift_scores
 
