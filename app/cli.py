@@ -123,7 +123,8 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.alignment,
         choices=ALIGNMENT_SETTINGS,
         help="auto: the default's thumbnail search tolerates small shifts / rotations / scalings when the "
-        "audit's images show such copies; off: never",
+        "audit's images show such copies, and registers every generated image to its candidate real images; "
+        "grid: the tolerant search only; off: neither",
     )
 
 

@@ -116,10 +116,12 @@ class AuditConfigIn(BaseModel):
         default=None, ge=1, le=MAX_PRETRAIN_IMAGES_SEEN, description="pretraining budget in images seen"
     )
     batch_size: int | None = Field(default=None, ge=1, le=4096)
-    alignment: Literal["auto", "off"] | None = Field(
+    alignment: Literal["auto", "grid", "off"] | None = Field(
         default=None,
         description="auto (default): the default method's thumbnail search tolerates small shifts, rotations "
-        "and scalings when the audit's own images show such copies; off: never",
+        "and scalings when the audit's own images show such copies, and every generated image is registered "
+        "to its candidate real images (turned, rescaled and moved copies); grid: the tolerant search only; "
+        "off: neither",
     )
     drop_reference_duplicates: bool | None = Field(
         default=None,

@@ -84,6 +84,9 @@ def main() -> None:
     )
     ap.add_argument("--output", type=Path, default=None, help="JSON rows (appended to when it exists)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--alignment", default="auto", help="the audits' alignment setting (auto, grid = before issue 23, off)"
+    )
     args = ap.parse_args()
     methods = args.methods.split(",")
     folders = sorted((p for p in args.suite.iterdir() if (p / "labels.csv").exists()), key=folder_key)
@@ -95,7 +98,7 @@ def main() -> None:
     if args.output and args.output.exists():
         rows = json.loads(args.output.read_text())
     done = {(r["folder"], r["method"]) for r in rows}
-    base = AuditConfig(seed=args.seed, device="cpu")
+    base = AuditConfig(seed=args.seed, device="cpu", alignment=args.alignment)
     for method in methods:
         config = base
         if method == "paper":  # one MAE, pretrained on the control folder, for every folder
@@ -108,7 +111,7 @@ def main() -> None:
             if (folder.name, method) in done:
                 continue
             started = time.perf_counter()
-            audits = work / "audits"  # kept: alignment.json says whether the alignment gate fired
+            audits = work / f"audits-{args.alignment}"  # kept: alignment.json says whether the alignment gate fired
             shutil.rmtree(audits / f"{folder.name}-{method}", ignore_errors=True)  # never resume an older run
             row = run_bench([folder], [method], config, audits, redraws=0)[0]
             row["method"] = method

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-ALIGNMENT_SETTINGS = ("auto", "off")  # models/alignment.py
+ALIGNMENT_SETTINGS = ("auto", "grid", "off")  # models/alignment.py, models/stages/register.py
 DECISION_RULES = ("auto", "fdr", "calibrated", "prior", "mixture", "fixed")
 DEFAULT_METHOD = "default"
 
@@ -34,7 +34,9 @@ class AuditConfig:
     ivf_min_size: int | None = 1_000_000
     compile: bool = False  # torch.compile the MAE blocks (GPU; off by default)
     # "auto": the thumbnail view's search tolerates small shifts / rotations / scalings of copies when the
-    # audit's own images show such copies (models/alignment.py); "off": never.
+    # audit's own images show such copies (models/alignment.py), and every generated image is registered to
+    # its candidate real images (models/stages/register.py); "grid": the gated search only (before issue
+    # 23); "off": neither.
     alignment: str = "auto"
     # Candidates that repeat a reference image (models/reference_overlap.py): False refuses the audit, True
     # drops them from the candidates before every later stage (counted in overlap.json and the metrics).

@@ -41,9 +41,10 @@ NCC_CLIP = 0.9995  # atanh of a perfect fit is infinite: exact copies count as t
 class RegisteredEvidence:
     """Per real image: its registered evidence and the generated image and transform behind it."""
 
-    margin: np.ndarray  # float64; -inf where no generated image credits the real image
+    margin: np.ndarray  # float64; -inf where no generated image credits the real image; exact where it could
+    # count, elsewhere an upper bound no larger than MARGIN (the fast path of registered_evidence)
     ncc: np.ndarray  # rho_gr (nan where none)
-    baseline: np.ndarray  # rho_rr
+    baseline: np.ndarray  # rho_rr (nan where not needed: the margin could not count whatever it is)
     generated: np.ndarray  # int64 index of the crediting generated image (-1 where none)
     angle: np.ndarray  # the real image's warp onto that generated image (models.alignment.warp parameters)
     zoom: np.ndarray
@@ -92,6 +93,24 @@ def best_registrations(
     return chosen[np.arange(n), best], picked, runner_up
 
 
+def _real_baseline(
+    real_t: torch.Tensor,
+    real_lp: torch.Tensor,
+    real_d: np.ndarray,
+    rows: np.ndarray,
+    search: Callable[..., tuple[np.ndarray, np.ndarray]],
+    side: int,
+) -> np.ndarray:
+    """The best registered NCC of each of the given real images to any *other* real image of its shortlist."""
+    from synthaudit.models.registration import SHORTLIST
+
+    m = min(SHORTLIST, len(real_d) - 1)
+    _, idx = search(real_d[rows], real_d, m + 1, metric="cosine")
+    others = np.array([[j for j in line if j != r][:m] for r, line in zip(rows, idx, strict=True)])
+    _, reg, _ = best_registrations(real_t[rows], real_t, real_lp[rows], real_lp, others, side)
+    return reg.ncc.astype(np.float64)
+
+
 def registered_evidence(
     real_images: np.ndarray,
     generated_images: np.ndarray,
@@ -117,12 +136,6 @@ def registered_evidence(
     _, gr = search(gen_d, real_d, m, metric="cosine")
     credited, g_reg, g_runner_up = best_registrations(gen_t, real_t, gen_lp, real_lp, gr, side)
     on_progress(0.6)
-    baseline = np.full(n_real, -1.0)
-    if n_real > 1:
-        _, rr = search(real_d, real_d, min(SHORTLIST, n_real - 1), metric="cosine", exclude_self=True)
-        _, r_reg, _ = best_registrations(real_t, real_t, real_lp, real_lp, rr, side)
-        baseline = r_reg.ncc.astype(np.float64)
-    on_progress(0.95)
     ncc = np.full(n_real, np.nan)
     generated = np.full(n_real, -1, dtype=np.int64)
     order = np.lexsort((np.arange(len(credited)), -g_reg.ncc))  # best first; ties: the lower index
@@ -132,7 +145,18 @@ def registered_evidence(
     runner_up = np.full(n_real, -1.0)
     runner_up[credited[first]] = g_runner_up[first]
     fit = _fisher(np.nan_to_num(ncc, nan=0.0))
-    margin = np.where(generated >= 0, fit - _fisher(np.maximum(baseline, runner_up)), -np.inf)
+    # the fast path: the margin is at most fit - atanh(runner-up), so the real-vs-real baseline is needed
+    # only where that already exceeds MARGIN (exact: the other images cannot count whatever their baseline)
+    baseline = np.full(n_real, np.nan)
+    open_rows = np.flatnonzero((generated >= 0) & (fit - _fisher(runner_up) > MARGIN))
+    if n_real > 1 and len(open_rows):
+        baseline[open_rows] = _real_baseline(real_t, real_lp, real_d, open_rows, search, side)
+    on_progress(0.95)
+    margin = np.full(n_real, -np.inf)
+    margin[open_rows] = fit[open_rows] - _fisher(np.fmax(baseline[open_rows], runner_up[open_rows]))
+    margin[(generated >= 0) & np.isinf(margin)] = np.minimum(fit - _fisher(runner_up), MARGIN)[
+        (generated >= 0) & np.isinf(margin)
+    ]  # not above MARGIN: at most MARGIN, never counts
 
     def per_real(values: np.ndarray, empty: float) -> np.ndarray:
         out = np.full(n_real, empty, dtype=np.float64)

@@ -33,11 +33,13 @@ def neighbourhood_size(n_real: int, config: AuditConfig) -> int:
 
 
 def aligned_view(view: View, config: AuditConfig) -> bool:
-    """True when the view's search may be aligned (models/alignment.py): the setting is "auto" and the view
+    """True when the view's search may be aligned (models/alignment.py): the setting is "auto" or "grid" and the view
     is the thumbnail view, compared by cosine."""
     from synthaudit.models.alignment import ALIGNED_ENCODERS
 
-    return config.alignment == "auto" and view.encoder in ALIGNED_ENCODERS and view.metric == "cosine"
+    return (
+        config.alignment in ("auto", "grid") and view.encoder in ALIGNED_ENCODERS and view.metric == "cosine"
+    )
 
 
 def version_features(
