@@ -85,7 +85,9 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=None, help="JSON rows (appended to when it exists)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
-        "--alignment", default="auto", help="the audits' alignment setting (auto, grid = before issue 23, off)"
+        "--alignment",
+        default="auto",
+        help="the audits' alignment setting (auto, grid = before issue 23, off)",
     )
     args = ap.parse_args()
     methods = args.methods.split(",")
@@ -111,7 +113,9 @@ def main() -> None:
             if (folder.name, method) in done:
                 continue
             started = time.perf_counter()
-            audits = work / f"audits-{args.alignment}"  # kept: alignment.json says whether the alignment gate fired
+            audits = (
+                work / f"audits-{args.alignment}"
+            )  # kept: alignment.json says whether the alignment gate fired
             shutil.rmtree(audits / f"{folder.name}-{method}", ignore_errors=True)  # never resume an older run
             row = run_bench([folder], [method], config, audits, redraws=0)[0]
             row["method"] = method

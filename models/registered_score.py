@@ -116,10 +116,12 @@ def registered_evidence(
     generated_images: np.ndarray,
     search: Callable[..., tuple[np.ndarray, np.ndarray]],
     on_progress: Callable[[float], None] = lambda _: None,
+    side: int | None = None,
 ) -> RegisteredEvidence:
     """The registered evidence of every real image (uint8 [N, S, S] both sets, the same side). `search` is
     models.index.search (or a function of its signature) for the descriptor shortlists."""
     from synthaudit.models.registration import (
+        REG_SIDE,
         SHORTLIST,
         descriptors,
         log_polar_spectra,
@@ -127,14 +129,15 @@ def registered_evidence(
         whitened_descriptors,
     )
 
-    n_real, side = len(real_images), int(real_images.shape[1])
-    real_t, gen_t = thumbnails(real_images), thumbnails(generated_images)
+    n_real, image_side = len(real_images), int(real_images.shape[1])
+    reg_side = side or REG_SIDE
+    real_t, gen_t = thumbnails(real_images, reg_side), thumbnails(generated_images, reg_side)
     real_lp, gen_lp = log_polar_spectra(real_t), log_polar_spectra(gen_t)
     real_d, gen_d = whitened_descriptors(descriptors(real_t), descriptors(gen_t))
     on_progress(0.1)
     m = min(SHORTLIST, n_real)
     _, gr = search(gen_d, real_d, m, metric="cosine")
-    credited, g_reg, g_runner_up = best_registrations(gen_t, real_t, gen_lp, real_lp, gr, side)
+    credited, g_reg, g_runner_up = best_registrations(gen_t, real_t, gen_lp, real_lp, gr, image_side)
     on_progress(0.6)
     ncc = np.full(n_real, np.nan)
     generated = np.full(n_real, -1, dtype=np.int64)
@@ -150,7 +153,7 @@ def registered_evidence(
     baseline = np.full(n_real, np.nan)
     open_rows = np.flatnonzero((generated >= 0) & (fit - _fisher(runner_up) > MARGIN))
     if n_real > 1 and len(open_rows):
-        baseline[open_rows] = _real_baseline(real_t, real_lp, real_d, open_rows, search, side)
+        baseline[open_rows] = _real_baseline(real_t, real_lp, real_d, open_rows, search, image_side)
     on_progress(0.95)
     margin = np.full(n_real, -np.inf)
     margin[open_rows] = fit[open_rows] - _fisher(np.fmax(baseline[open_rows], runner_up[open_rows]))

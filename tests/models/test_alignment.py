@@ -68,8 +68,8 @@ def test_copies_moved_twice_as_far_open_the_probe_not_the_gate(tmp_path: Path) -
 def test_the_gate_stays_off_on_exact_copies_and_without_copies(tmp_path: Path, copies: str) -> None:
     root = tmp_path / "set"
     make_misaligned_set(root, copies=copies)
-    _audit(root, tmp_path / "off", "off")
-    _, record = _audit(root, tmp_path / "auto", "auto")
+    off, _ = _audit(root, tmp_path / "off", "off")
+    _, record = _audit(root, tmp_path / "grid", "grid")
     assert record["views"]["pixels_whitened-cosine"] == {
         "share": 0.0,
         "fired": False,
@@ -77,13 +77,27 @@ def test_the_gate_stays_off_on_exact_copies_and_without_copies(tmp_path: Path, c
         "probe_fired": False,
         "versions": 1,
     }
-    assert "alignment search</th><td>not used: 0.0% of the generated" in render_report(tmp_path / "auto")
+    assert "alignment search</th><td>not used: 0.0% of the generated" in render_report(tmp_path / "grid")
     for artifact in ("features.npz", "neighbours.npz", "scores.npz"):
-        got, want = _load_npz(tmp_path / "auto" / artifact), _load_npz(tmp_path / "off" / artifact)
+        got, want = _load_npz(tmp_path / "grid" / artifact), _load_npz(tmp_path / "off" / artifact)
         assert sorted(got) == sorted(want)
         for key in want:
             np.testing.assert_array_equal(got[key], want[key], err_msg=f"{artifact}:{key}")
-    assert (tmp_path / "auto" / "results.csv").read_bytes() == (tmp_path / "off" / "results.csv").read_bytes()
+    assert (tmp_path / "grid" / "results.csv").read_bytes() == (tmp_path / "off" / "results.csv").read_bytes()
+    # "auto" adds the registration: nothing to lift without copies (the same CSV, bit for bit); exact
+    # copies are lifted, and they stay the highest-scoring images
+    auto, auto_record = _audit(root, tmp_path / "auto", "auto")
+    if copies == "none":
+        assert auto_record["registration"]["strong"] == 0
+        assert (tmp_path / "auto" / "results.csv").read_bytes() == (
+            tmp_path / "off" / "results.csv"
+        ).read_bytes()
+    else:
+        n_used = int(auto[:, 0].sum())
+        assert auto_record["registration"]["strong"] >= n_used // 2
+        assert (
+            auto[np.argsort(-auto[:, 1])[:n_used], 0].all() and off[np.argsort(-off[:, 1])[:n_used], 0].all()
+        )
 
 
 def test_merge_versions_is_the_top_k_of_the_max_over_versions() -> None:
