@@ -28,9 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    import torch
 
-    from synthaudit.models.registration import Registered
+    from synthaudit.models.registration import Prepared, Registered
 
 MARGIN = 1.0  # Fisher-z units by which a generated image must fit a real one better than any other real does
 REFINED = 2  # per query, the best coarse pairs that are refined
@@ -61,10 +60,8 @@ def _fisher(ncc: np.ndarray) -> np.ndarray:
 
 
 def best_registrations(
-    queries: torch.Tensor,
-    real: torch.Tensor,
-    query_lp: torch.Tensor,
-    real_lp: torch.Tensor,
+    queries: Prepared,
+    real: Prepared,
     shortlist: np.ndarray,
     image_side: int,
 ) -> tuple[np.ndarray, Registered, np.ndarray]:
@@ -76,15 +73,15 @@ def best_registrations(
 
     n, m = shortlist.shape
     rows = np.repeat(np.arange(n), m)
-    coarse = register_pairs(queries, real, query_lp, real_lp, np.stack([rows, shortlist.reshape(-1)], 1),
-                            image_side, refine_steps=0)  # fmt: skip
+    coarse = register_pairs(
+        queries, real, np.stack([rows, shortlist.reshape(-1)], 1), image_side, refine_steps=0
+    )
     keep = min(REFINED, m)
     top = np.argsort(-coarse.ncc.reshape(n, m), axis=1, kind="stable")[:, :keep]
     chosen = np.take_along_axis(shortlist, top, axis=1)
     fine = register_pairs(
-        queries, real, query_lp, real_lp, np.stack([np.repeat(np.arange(n), keep), chosen.reshape(-1)], 1),
-        image_side,
-    )  # fmt: skip
+        queries, real, np.stack([np.repeat(np.arange(n), keep), chosen.reshape(-1)], 1), image_side
+    )
     fits = fine.ncc.reshape(n, keep)
     best = fits.argmax(axis=1)
     flat = np.arange(n) * keep + best
@@ -94,8 +91,7 @@ def best_registrations(
 
 
 def _real_baseline(
-    real_t: torch.Tensor,
-    real_lp: torch.Tensor,
+    real: Prepared,
     real_d: np.ndarray,
     rows: np.ndarray,
     search: Callable[..., tuple[np.ndarray, np.ndarray]],
@@ -107,7 +103,7 @@ def _real_baseline(
     m = min(SHORTLIST, len(real_d) - 1)
     _, idx = search(real_d[rows], real_d, m + 1, metric="cosine")
     others = np.array([[j for j in line if j != r][:m] for r, line in zip(rows, idx, strict=True)])
-    _, reg, _ = best_registrations(real_t[rows], real_t, real_lp[rows], real_lp, others, side)
+    _, reg, _ = best_registrations(real.rows(rows), real, others, side)
     return reg.ncc.astype(np.float64)
 
 
@@ -123,21 +119,18 @@ def registered_evidence(
     from synthaudit.models.registration import (
         REG_SIDE,
         SHORTLIST,
-        descriptors,
-        log_polar_spectra,
-        thumbnails,
+        prepare,
         whitened_descriptors,
     )
 
     n_real, image_side = len(real_images), int(real_images.shape[1])
     reg_side = side or REG_SIDE
-    real_t, gen_t = thumbnails(real_images, reg_side), thumbnails(generated_images, reg_side)
-    real_lp, gen_lp = log_polar_spectra(real_t), log_polar_spectra(gen_t)
-    real_d, gen_d = whitened_descriptors(descriptors(real_t), descriptors(gen_t))
+    real, gen = prepare(real_images, reg_side), prepare(generated_images, reg_side)
+    real_d, gen_d = whitened_descriptors(real.descriptor, gen.descriptor)
     on_progress(0.1)
     m = min(SHORTLIST, n_real)
     _, gr = search(gen_d, real_d, m, metric="cosine")
-    credited, g_reg, g_runner_up = best_registrations(gen_t, real_t, gen_lp, real_lp, gr, image_side)
+    credited, g_reg, g_runner_up = best_registrations(gen, real, gr, image_side)
     on_progress(0.6)
     ncc = np.full(n_real, np.nan)
     generated = np.full(n_real, -1, dtype=np.int64)
@@ -153,7 +146,7 @@ def registered_evidence(
     baseline = np.full(n_real, np.nan)
     open_rows = np.flatnonzero((generated >= 0) & (fit - _fisher(runner_up) > MARGIN))
     if n_real > 1 and len(open_rows):
-        baseline[open_rows] = _real_baseline(real_t, real_lp, real_d, open_rows, search, image_side)
+        baseline[open_rows] = _real_baseline(real, real_d, open_rows, search, image_side)
     on_progress(0.95)
     margin = np.full(n_real, -np.inf)
     margin[open_rows] = fit[open_rows] - _fisher(np.fmax(baseline[open_rows], runner_up[open_rows]))

@@ -43,7 +43,8 @@ MAX_ANGLE = 15.0  # degrees: the registration looks for turns up to this ...
 MAX_ZOOM = 0.2  # ... rescalings up to 20 % ...
 MAX_SHIFT = 0.15  # ... and shifts up to 15 % of the side
 MASK_RADIUS = 0.42  # the NCC is taken inside a central disc of this radius (fraction of the side)
-REFINE_STEPS = 12  # gradient steps of the final refinement
+REFINE_STEPS = 12  # gradient steps of the final refinement ...
+MIN_STEP = 1 / 16  # ... a pair stops once its step has shrunk below 1/16 of the first one
 PAIR_CHUNK = 4096  # pairs registered at once (bounds the memory: ~ PAIR_CHUNK * R^2 * 40 bytes)
 
 
@@ -57,6 +58,35 @@ class Registered:
     zoom: np.ndarray
     dx: np.ndarray  # pixels of the full-size image
     dy: np.ndarray
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What registration needs of one image set, computed once per image (not once per pair)."""
+
+    thumbs: torch.Tensor  # [N, R, R] standardised thumbnails
+    lp_phase: torch.Tensor  # complex [N, LP_RADII, LP_ANGLES]: unit-modulus spectrum of the log-polar map
+    spectrum: torch.Tensor  # complex [N, R, R]: spectrum of the windowed thumbnail
+    descriptor: np.ndarray  # [N, D] Fourier-Mellin descriptors (not yet whitened)
+
+    def rows(self, idx: np.ndarray) -> Prepared:
+        """The prepared images at the given rows."""
+        t = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+        return Prepared(self.thumbs[t], self.lp_phase[t], self.spectrum[t], self.descriptor[np.asarray(idx)])
+
+
+def prepare(images: np.ndarray, side: int = REG_SIDE) -> Prepared:
+    """Thumbnails, log-polar phase spectra, thumbnail spectra and descriptors of uint8 images [N, S, S]."""
+    thumbs = thumbnails(images, side)
+    lp = log_polar_spectra(thumbs)
+    centred = (lp - lp.mean(dim=2, keepdim=True)) * _radial_window()  # each radius's mean removed: the
+    f = torch.fft.fft2(centred)  # spectrum's fall-off carries no turn
+    return Prepared(
+        thumbs=thumbs,
+        lp_phase=f / f.abs().clamp_min(1e-8),
+        spectrum=torch.fft.fft2(thumbs * _hann2d(thumbs.shape[-1])),
+        descriptor=_descriptors_of(centred),
+    )
 
 
 def thumbnails(images: np.ndarray, side: int = REG_SIDE) -> torch.Tensor:
@@ -109,8 +139,12 @@ def descriptors(thumbs: torch.Tensor) -> np.ndarray:
     to shifts, turns and rescalings of the image. Whiten them over the audit's images before comparing
     (`whitened_descriptors`)."""
     lp = log_polar_spectra(thumbs)
-    lp = (lp - lp.mean(dim=2, keepdim=True)) * _radial_window()
-    d = torch.fft.fft2(lp).abs()[:, :DESCRIPTOR_RADII, :DESCRIPTOR_ANGLES].reshape(len(thumbs), -1)
+    return _descriptors_of((lp - lp.mean(dim=2, keepdim=True)) * _radial_window())
+
+
+def _descriptors_of(centred_lp: torch.Tensor) -> np.ndarray:
+    mag = torch.fft.fft2(centred_lp).abs()[:, :DESCRIPTOR_RADII, :DESCRIPTOR_ANGLES]
+    d = mag.reshape(len(centred_lp), -1)
     d = d - d.mean(dim=1, keepdim=True)
     return F.normalize(d, dim=1).numpy().astype(np.float32)
 
@@ -189,14 +223,12 @@ def masked_ncc(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Te
     return num / (ac.pow(2).sum(dim=(1, 2)).sqrt() * bc.pow(2).sum(dim=(1, 2)).sqrt()).clamp_min(1e-8)
 
 
-def _rotation_scale(lp_q: torch.Tensor, lp_r: torch.Tensor, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _rotation_scale(
+    phase_q: torch.Tensor, phase_r: torch.Tensor, side: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(angle in degrees, log zoom) that turn and rescale the real images onto the queries, from the phase
-    correlation of their log-polar magnitude spectra."""
-    w = _radial_window()
-    fq = torch.fft.fft2((lp_q - lp_q.mean(dim=2, keepdim=True)) * w)  # each radius's mean removed: the
-    fr = torch.fft.fft2((lp_r - lp_r.mean(dim=2, keepdim=True)) * w)  # spectrum's fall-off carries no turn
-    cross = fq * fr.conj()
-    corr = torch.fft.ifft2(cross / cross.abs().clamp_min(1e-8)).real
+    correlation of their log-polar magnitude spectra (unit-modulus spectra given: `Prepared.lp_phase`)."""
+    corr = torch.fft.ifft2(phase_q * phase_r.conj()).real
     log_step = math.log((side - 2.0) / 2.0) / (LP_RADII - 1)
     reach = (math.ceil(math.log1p(MAX_ZOOM) / log_step), math.ceil(MAX_ANGLE / (180.0 / LP_ANGLES)))
     k_rho, k_theta = _peak(corr, reach)
@@ -204,11 +236,11 @@ def _rotation_scale(lp_q: torch.Tensor, lp_r: torch.Tensor, side: int) -> tuple[
     return -k_theta * (180.0 / LP_ANGLES), -k_rho * log_step
 
 
-def _shift(queries: torch.Tensor, moved: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(dx, dy) in thumbnail pixels that move `moved` onto `queries`: the peak of their cross-correlation."""
-    side = queries.shape[-1]
-    w = _hann2d(side)
-    cross = torch.fft.fft2(_standardise(queries) * w) * torch.fft.fft2(_standardise(moved) * w).conj()
+def _shift(query_spectrum: torch.Tensor, moved: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dx, dy) in thumbnail pixels that move `moved` onto the queries (their windowed spectra given): the peak
+    of their cross-correlation."""
+    side = moved.shape[-1]
+    cross = query_spectrum * torch.fft.fft2(_standardise(moved) * _hann2d(side)).conj()
     corr = torch.fft.ifft2(cross).real
     reach = max(1, math.ceil(MAX_SHIFT * side))
     ky, kx = _peak(corr, (reach, reach))
@@ -220,7 +252,8 @@ def refine(
 ) -> torch.Tensor:
     """Raise the masked NCC over (angle, log zoom, dx, dy) [P, 4] from the estimate given: normalised
     gradient steps whose length grows after a step that raised the NCC and halves after one that did not
-    (a step that lowers it is not taken)."""
+    (a step that lowers it is not taken); a pair whose step has shrunk below MIN_STEP has converged and is
+    left alone."""
     side = queries.shape[-1]
     mask = _disc(side)
     unit = torch.tensor([1.0, 0.01, 0.25, 0.25])  # first step: 1 degree, 1 %, a quarter pixel
@@ -229,42 +262,45 @@ def refine(
     with torch.no_grad():
         best_ncc = masked_ncc(queries, _warp(real, _theta_of(best, side)), mask)
     for _ in range(steps):
-        p = best.clone().requires_grad_(True)
-        ncc = masked_ncc(queries, _warp(real, _theta_of(p, side)), mask)
+        active = torch.nonzero(step[:, 0] >= MIN_STEP).flatten()
+        if len(active) == 0:
+            break
+        q, r = queries[active], real[active]
+        p = best[active].clone().requires_grad_(True)
+        ncc = masked_ncc(q, _warp(r, _theta_of(p, side)), mask)
         (grad,) = torch.autograd.grad(ncc.sum(), p)
         with torch.no_grad():
             g = grad * unit
-            candidate = best + g / g.norm(dim=1, keepdim=True).clamp_min(1e-12) * unit * step
-            value = masked_ncc(queries, _warp(real, _theta_of(candidate, side)), mask)
-            better = value > best_ncc
-            best = torch.where(better[:, None], candidate, best)
-            best_ncc = torch.where(better, value, best_ncc)
-            step = torch.where(better[:, None], step * 1.5, step * 0.5)
+            candidate = best[active] + g / g.norm(dim=1, keepdim=True).clamp_min(1e-12) * unit * step[active]
+            value = masked_ncc(q, _warp(r, _theta_of(candidate, side)), mask)
+            better = value > best_ncc[active]
+            best[active] = torch.where(better[:, None], candidate, best[active])
+            best_ncc[active] = torch.where(better, value, best_ncc[active])
+            step[active] = torch.where(better[:, None], step[active] * 1.5, step[active] * 0.5)
     return best
 
 
 def register_pairs(
-    query_thumbs: torch.Tensor,
-    real_thumbs: torch.Tensor,
-    query_lp: torch.Tensor,
-    real_lp: torch.Tensor,
+    queries: Prepared,
+    real: Prepared,
     pairs: np.ndarray,
     image_side: int,
     refine_steps: int = REFINE_STEPS,
 ) -> Registered:
-    """Register each (query, real) pair [P, 2] (indices into the thumbnails): the real thumbnail's warp that
+    """Register each (query, real) pair [P, 2] (indices into the prepared sets): the real thumbnail's warp that
     best matches the query's, and the NCC after it. Shifts are reported in pixels of `image_side`."""
-    side = query_thumbs.shape[-1]
+    side = queries.thumbs.shape[-1]
     mask = _disc(side)
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("ncc", "angle", "zoom", "dx", "dy")}
     for start in range(0, len(pairs), PAIR_CHUNK):
         chunk = torch.from_numpy(np.ascontiguousarray(pairs[start : start + PAIR_CHUNK]))
-        q, r = query_thumbs[chunk[:, 0]], real_thumbs[chunk[:, 1]]
+        qi, ri = chunk[:, 0], chunk[:, 1]
+        q, r = queries.thumbs[qi], real.thumbs[ri]
         with torch.no_grad():
-            angle, log_zoom = _rotation_scale(query_lp[chunk[:, 0]], real_lp[chunk[:, 1]], side)
+            angle, log_zoom = _rotation_scale(queries.lp_phase[qi], real.lp_phase[ri], side)
             zero = torch.zeros_like(angle)
             turned = _warp(r, _theta(angle, log_zoom, zero, zero, side))
-            dx, dy = _shift(q, turned)
+            dx, dy = _shift(queries.spectrum[qi], turned)
         # the shift d was found on the turned image: as one warp (output(p) = real(A p - t)), t = A d
         a, inv = angle * (math.pi / 180.0), torch.exp(-log_zoom)
         tx = inv * (torch.cos(a) * dx - torch.sin(a) * dy)

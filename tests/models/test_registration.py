@@ -15,13 +15,7 @@ from synthaudit.models.alignment import warp
 from synthaudit.models.config import AuditConfig
 from synthaudit.models.index import search
 from synthaudit.models.registered_score import MARGIN, RegisteredEvidence, registered_evidence
-from synthaudit.models.registration import (
-    descriptors,
-    log_polar_spectra,
-    register_pairs,
-    thumbnails,
-    whitened_descriptors,
-)
+from synthaudit.models.registration import prepare, register_pairs, whitened_descriptors
 from synthaudit.models.report import render_report
 from synthaudit.models.stages import AuditInputs, run_audit
 from synthaudit.models.stages.register import lift_scores
@@ -57,17 +51,15 @@ def test_registration_recovers_known_turns_rescalings_and_shifts() -> None:
     real = np.stack([_scene(rng, 32) for _ in range(60)])
     truth = _transforms(rng, len(real))
     moved = np.stack([warp(real[i : i + 1], *truth[i])[0] for i in range(len(real))])
-    rt, mt = thumbnails(real), thumbnails(moved)
+    rp, mp = prepare(real), prepare(moved)
     pairs = np.stack([np.arange(len(real))] * 2, 1)
-    reg = register_pairs(mt, rt, log_polar_spectra(mt), log_polar_spectra(rt), pairs, image_side=32)
+    reg = register_pairs(mp, rp, pairs, image_side=32)
     err = np.abs(np.stack([reg.dx, reg.dy, reg.angle, reg.zoom], 1) - truth)
     # stated tolerances: 0.5 px, 1 degree, 2 % for 9 pairs in 10; the fit itself near perfect
     assert (err[:, 0] < 0.5).mean() >= 0.9 and (err[:, 1] < 0.5).mean() >= 0.9
     assert (err[:, 2] < 1.0).mean() >= 0.9 and (err[:, 3] < 0.02).mean() >= 0.9
     assert np.median(reg.ncc) > 0.97
-    unrelated = register_pairs(
-        mt, rt, log_polar_spectra(mt), log_polar_spectra(rt), np.c_[pairs[:, 0], np.roll(pairs[:, 1], 7)], 32
-    )
+    unrelated = register_pairs(mp, rp, np.c_[pairs[:, 0], np.roll(pairs[:, 1], 7)], 32)
     assert np.median(unrelated.ncc) < np.median(reg.ncc) - 0.2
 
 
@@ -76,7 +68,7 @@ def test_the_descriptor_shortlists_the_source_of_a_warped_copy() -> None:
     real = np.stack([_scene(rng, 32) for _ in range(300)])
     truth = _transforms(rng, 50)
     copies = np.stack([warp(real[i : i + 1], *truth[i])[0] for i in range(50)])
-    dr, dc = whitened_descriptors(descriptors(thumbnails(real)), descriptors(thumbnails(copies)))
+    dr, dc = whitened_descriptors(prepare(real).descriptor, prepare(copies).descriptor)
     _, idx = search(dc, dr, 8, metric="cosine", device="cpu")
     assert (idx == np.arange(50)[:, None]).any(axis=1).mean() >= 0.9
 
