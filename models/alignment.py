@@ -126,7 +126,8 @@ def warp(images: np.ndarray, dx: float, dy: float, angle: float, zoom: float) ->
     a = math.radians(angle)
     c, s = math.cos(a) / zoom, math.sin(a) / zoom
     theta = torch.tensor([[c, -s, -2 * dx / side], [s, c, -2 * dy / side]], dtype=torch.float32)
-    grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+    # one transform for every image: the grid is made once (the same values affine_grid makes per image)
+    grid = F.affine_grid(theta[None], [1, *x.shape[1:]], align_corners=False).expand(len(x), -1, -1, -1)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
 
