@@ -26,6 +26,7 @@ IVF_SEED = 1234
 TIE_MARGIN = 8  # extra candidates fetched, so that the k-th place is decided on exact similarities
 ENGINE_ERROR_SAFETY = 4.0  # unseen engine errors are taken to be at most this many times the largest seen
 EXACT_CHUNK_BYTES = 64 * 2**20
+EXACT_BASE_BYTES = 2**30  # a base up to this size in float64 is converted once per search, not once per row
 
 
 class SearchOptions(TypedDict):
@@ -202,6 +203,7 @@ def search(
     else:
         run = lambda chunk, kk: _torch_search(chunk, b, kk, metric, device)
     all_sims, all_idx = [], []
+    b64 = b.astype(np.float64) if 2 * b.nbytes <= EXACT_BASE_BYTES else None  # exact: float32 -> float64
     for start in range(0, q.shape[0], QUERY_BATCH):
         sims, idx = _search_rows(
             run,
@@ -212,6 +214,7 @@ def search(
             metric,
             exclude_self,
             exact_engine=not approximate,
+            base64=b64,
         )
         all_sims.append(sims)
         all_idx.append(idx)
@@ -227,6 +230,7 @@ def _search_rows(
     metric: str,
     exclude_self: bool,
     exact_engine: bool = True,
+    base64: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k of a chunk of queries: the engine proposes candidates, exact similarities decide.
 
@@ -250,7 +254,7 @@ def _search_rows(
         dist, idx = run(queries, wanted)
         idx = idx.astype(np.int64, copy=False)
         engine = _to_similarity(dist, metric).astype(np.float64)
-        sims = exact_similarity(queries, base, idx, metric)
+        sims = exact_similarity(queries, base, idx, metric, base64)
         valid = idx >= 0
         error = np.abs(np.where(valid, engine - sims, 0.0)).max(axis=1)  # per row: errors grow near 0 (L2)
         lowest_engine = np.where(valid, engine, np.inf).min(axis=1)
@@ -268,15 +272,19 @@ def _search_rows(
     return sims_out, idx_out
 
 
-def exact_similarity(queries: np.ndarray, base: np.ndarray, idx: np.ndarray, metric: str) -> np.ndarray:
-    """Similarity of every query to the base rows idx [N, c] (float64 sums, float32 out; -inf for idx < 0)."""
+def exact_similarity(
+    queries: np.ndarray, base: np.ndarray, idx: np.ndarray, metric: str, base64: np.ndarray | None = None
+) -> np.ndarray:
+    """Similarity of every query to the base rows idx [N, c] (float64 sums, float32 out; -inf for idx < 0).
+    `base64`, when given, is the base already in float64 (the same values: the conversion is exact)."""
     n, c = idx.shape
     out = np.empty((n, c), np.float32)
     rows = max(1, EXACT_CHUNK_BYTES // max(1, 8 * c * base.shape[1]))
     for lo in range(0, n, rows):
         sel = idx[lo : lo + rows]
         q = queries[lo : lo + rows].astype(np.float64)[:, None, :]  # [r, 1, D]
-        b = base[np.maximum(sel, 0)].astype(np.float64)  # [r, c, D]
+        rows_of = np.maximum(sel, 0)
+        b = base64[rows_of] if base64 is not None else base[rows_of].astype(np.float64)  # [r, c, D]
         if metric == "cosine":
             sims = np.einsum("rxd,rcd->rc", q, b)
         elif metric == "euclidean":

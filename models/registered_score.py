@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-
     from synthaudit.models.registration import Prepared, Registered
 
 MARGIN = 1.0  # Fisher-z units by which a generated image must fit a real one better than any other real does
