@@ -477,7 +477,7 @@ def format_bench(
     bias = split_bias_note(rows)
     return (
         metrics.format_metrics_table(rows, TABLE_COLUMNS)
-        + f"\n\nthreshold: {CALIBRATION}; f1_median: label-free median split; tpr_at_0.1pct_fpr: with fewer "
+        + f"\n\nthreshold: {CALIBRATION}; f1_median: the label-free `prior` rule at its default share 0.5 (a median split); tpr_at_0.1pct_fpr: with fewer "
         f"than 1,000 not-used images, the TPR at zero false positives; t_*: seconds per stage ({stages}); "
         f"CIs: bootstrap 95 %. {BLIND_NOTE}"
         + (f"\n{bias}" if bias else "")
