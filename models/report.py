@@ -228,6 +228,7 @@ class Summary:
     seed: str
     skipped: tuple[int, int, int]  # files skipped: real, generated, reference
     alignment: str | None = None  # what the alignment gate of the thumbnail view did (None: no such view)
+    registration: str | None = None  # what the per-image registration found (None: it did not run)
     overlap: str | None = None  # duplicates across or within the sets, in words (None: none found)
 
 
@@ -520,6 +521,7 @@ def _summary(data: dict[str, Any], patients: list[PatientResult] | None) -> Summ
         seed=str(c.get("seed", "–")),
         skipped=(len(rej.get("real", [])), len(rej.get("generated", [])), len(rej.get("reference", []))),
         alignment=_alignment_text(m.get("alignment")),
+        registration=_registration_text(m.get("alignment"), m.get("registered_copies")),
         overlap=_overlap_text(m.get("reference_overlap")),
     )
 
@@ -549,6 +551,24 @@ def _overlap_text(overlap: dict[str, Any] | None) -> str | None:
             f"{overlap['duplicates_within_reference']:,} reference image(s) repeat the pixels of another reference image"
         )
     return "; ".join(parts) or None
+
+
+def _registration_text(record: dict[str, Any] | None, copies: list[Any] | None) -> str | None:
+    """The per-image registration in words (models/stages/register.py); None where it did not run."""
+    if not record or "registration" not in record or copies is None:
+        return None
+    margin = float(record["registration"].get("margin", 1.0))
+    if not copies:
+        return (
+            "no real image has a registered copy: no generated image, turned, rescaled and moved onto a real "
+            f"one, fits it by a Fisher-z margin of {margin:g} better than any other real image does"
+        )
+    n = len(copies)
+    return (
+        f"{n} real image{'s' if n != 1 else ''} ha{'ve' if n != 1 else 's'} a registered copy: a generated image "
+        f"that, turned, rescaled and moved onto it, fits it by a Fisher-z margin of more than {margin:g} better "
+        "than any other real image does; they are ranked first (the gallery shows each beside its copy)"
+    )
 
 
 def _alignment_text(record: dict[str, Any] | None) -> str | None:

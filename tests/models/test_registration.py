@@ -148,6 +148,7 @@ def test_the_default_audit_flags_warped_copies_through_registration(tmp_path: Pa
             assert abs(by_id[f"r{i:03d}"]["angle"] - truth[i, 2]) < 1.0
         html = render_report(tmp_path / "work")
         assert html.count("registered copy: NCC") == 5
+        assert "5 real images have a registered copy" in html
     else:
         assert "registration" not in record and not (tmp_path / "work" / "registration.npz").exists()
         assert copies is None
