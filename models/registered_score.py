@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    import torch
+
     from synthaudit.models.registration import Prepared, Registered
 
 MARGIN = 1.0  # Fisher-z units by which a generated image must fit a real one better than any other real does
@@ -112,9 +114,11 @@ def registered_evidence(
     search: Callable[..., tuple[np.ndarray, np.ndarray]],
     on_progress: Callable[[float], None] = lambda _: None,
     side: int | None = None,
+    device: torch.device | str = "cpu",
 ) -> RegisteredEvidence:
     """The registered evidence of every real image (uint8 [N, S, S] both sets, the same side). `search` is
-    models.index.search (or a function of its signature) for the descriptor shortlists."""
+    models.index.search (or a function of its signature) for the descriptor shortlists; the registration runs
+    on `device` (a CUDA device registers the pairs there, batched as on the CPU)."""
     from synthaudit.models.registration import (
         REG_SIDE,
         SHORTLIST,
@@ -124,7 +128,7 @@ def registered_evidence(
 
     n_real, image_side = len(real_images), int(real_images.shape[1])
     reg_side = side or REG_SIDE
-    real, gen = prepare(real_images, reg_side), prepare(generated_images, reg_side)
+    real, gen = prepare(real_images, reg_side, device), prepare(generated_images, reg_side, device)
     real_d, gen_d = whitened_descriptors(real.descriptor, gen.descriptor)
     on_progress(0.1)
     m = min(SHORTLIST, n_real)

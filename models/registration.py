@@ -71,28 +71,31 @@ class Prepared:
 
     def rows(self, idx: np.ndarray) -> Prepared:
         """The prepared images at the given rows."""
-        t = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+        t = torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(self.thumbs.device)
         return Prepared(self.thumbs[t], self.lp_phase[t], self.spectrum[t], self.descriptor[np.asarray(idx)])
 
 
-def prepare(images: np.ndarray, side: int = REG_SIDE) -> Prepared:
-    """Thumbnails, log-polar phase spectra, thumbnail spectra and descriptors of uint8 images [N, S, S]."""
-    thumbs = thumbnails(images, side)
+def prepare(images: np.ndarray, side: int = REG_SIDE, device: torch.device | str = "cpu") -> Prepared:
+    """Thumbnails, log-polar phase spectra, thumbnail spectra and descriptors of uint8 images [N, S, S], on
+    the given device (every later step runs where they are)."""
+    thumbs = thumbnails(images, side, device)
     lp = log_polar_spectra(thumbs)
-    centred = (lp - lp.mean(dim=2, keepdim=True)) * _radial_window()  # each radius's mean removed: the
+    centred = (lp - lp.mean(dim=2, keepdim=True)) * _radial_window(
+        lp.device
+    )  # each radius's mean removed: the
     f = torch.fft.fft2(centred)  # spectrum's fall-off carries no turn
     return Prepared(
         thumbs=thumbs,
         lp_phase=f / f.abs().clamp_min(1e-8),
-        spectrum=torch.fft.fft2(thumbs * _hann2d(thumbs.shape[-1])),
+        spectrum=torch.fft.fft2(thumbs * _hann2d(thumbs.shape[-1], thumbs.device)),
         descriptor=_descriptors_of(centred),
     )
 
 
-def thumbnails(images: np.ndarray, side: int = REG_SIDE) -> torch.Tensor:
+def thumbnails(images: np.ndarray, side: int = REG_SIDE, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 images [N, S, S] -> float thumbnails [N, R, R] (R = min(S, side), area resampling), each
     standardised."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float()[:, None]
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).float()[:, None]
     r = min(int(images.shape[1]), side)
     if x.shape[-1] != r:
         x = F.interpolate(x, size=(r, r), mode="area")
@@ -105,8 +108,8 @@ def _standardise(x: torch.Tensor) -> torch.Tensor:
     return (flat / flat.std(dim=1, keepdim=True).clamp_min(1e-6)).reshape(x.shape)
 
 
-def _hann2d(n: int) -> torch.Tensor:
-    w = torch.hann_window(n, periodic=False, dtype=torch.float32)
+def _hann2d(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    w = torch.hann_window(n, periodic=False, dtype=torch.float32, device=device)
     return w[:, None] * w[None, :]
 
 
@@ -114,12 +117,13 @@ def log_polar_spectra(thumbs: torch.Tensor) -> torch.Tensor:
     """Log-polar maps [N, LP_RADII, LP_ANGLES] of the thumbnails' log magnitude spectra (windowed)."""
     side = thumbs.shape[-1]
     r = 2 * side  # zero-padded to twice the side: the spectrum sampled twice as finely
-    spectrum = torch.fft.fft2(thumbs * _hann2d(side), s=(r, r))
+    dev = thumbs.device
+    spectrum = torch.fft.fft2(thumbs * _hann2d(side, dev), s=(r, r))
     spectrum = torch.fft.fftshift(spectrum, dim=(-2, -1)).abs().log1p()
     centre = r // 2
     r_min, r_max = 2.0, r / 2 - 2.0
-    radii = r_min * (r_max / r_min) ** torch.linspace(0, 1, LP_RADII)
-    angles = math.pi * torch.arange(LP_ANGLES, dtype=torch.float32) / LP_ANGLES
+    radii = r_min * (r_max / r_min) ** torch.linspace(0, 1, LP_RADII, device=dev)
+    angles = math.pi * torch.arange(LP_ANGLES, dtype=torch.float32, device=dev) / LP_ANGLES
     xs = centre + radii[:, None] * torch.cos(angles)[None, :]
     ys = centre + radii[:, None] * torch.sin(angles)[None, :]
     grid = torch.stack([2 * xs / (r - 1) - 1, 2 * ys / (r - 1) - 1], dim=-1)[None]
@@ -129,8 +133,8 @@ def log_polar_spectra(thumbs: torch.Tensor) -> torch.Tensor:
     return out[:, 0]
 
 
-def _radial_window() -> torch.Tensor:
-    return torch.hann_window(LP_RADII + 2, periodic=False, dtype=torch.float32)[1:-1, None]
+def _radial_window(device: torch.device | str = "cpu") -> torch.Tensor:
+    return torch.hann_window(LP_RADII + 2, periodic=False, dtype=torch.float32, device=device)[1:-1, None]
 
 
 def descriptors(thumbs: torch.Tensor) -> np.ndarray:
@@ -139,14 +143,14 @@ def descriptors(thumbs: torch.Tensor) -> np.ndarray:
     to shifts, turns and rescalings of the image. Whiten them over the audit's images before comparing
     (`whitened_descriptors`)."""
     lp = log_polar_spectra(thumbs)
-    return _descriptors_of((lp - lp.mean(dim=2, keepdim=True)) * _radial_window())
+    return _descriptors_of((lp - lp.mean(dim=2, keepdim=True)) * _radial_window(lp.device))
 
 
 def _descriptors_of(centred_lp: torch.Tensor) -> np.ndarray:
     mag = torch.fft.fft2(centred_lp).abs()[:, :DESCRIPTOR_RADII, :DESCRIPTOR_ANGLES]
     d = mag.reshape(len(centred_lp), -1)
     d = d - d.mean(dim=1, keepdim=True)
-    return F.normalize(d, dim=1).numpy().astype(np.float32)
+    return F.normalize(d, dim=1).cpu().numpy().astype(np.float32)
 
 
 def whitened_descriptors(*sets: np.ndarray) -> list[np.ndarray]:
@@ -173,12 +177,12 @@ def _peak(corr: torch.Tensor, reach: tuple[int, int]) -> tuple[torch.Tensor, tor
     """Sub-bin location (offsets along both axes, circular) of each map's maximum within +-reach bins."""
     n, h, w = corr.shape
     ry, rx = reach
-    oy = torch.arange(-ry, ry + 1)
-    ox = torch.arange(-rx, rx + 1)
+    oy = torch.arange(-ry, ry + 1, device=corr.device)
+    ox = torch.arange(-rx, rx + 1, device=corr.device)
     window = corr[:, oy % h][:, :, ox % w]  # [n, 2ry+1, 2rx+1]
     flat = window.reshape(n, -1).argmax(dim=1)
     cy, cx = oy[flat // window.shape[2]], ox[flat % window.shape[2]]
-    rows = torch.arange(n)
+    rows = torch.arange(n, device=corr.device)
     c = corr[rows, cy % h, cx % w]
     fy = _parabola(c, corr[rows, (cy - 1) % h, cx % w], corr[rows, (cy + 1) % h, cx % w])
     fx = _parabola(c, corr[rows, cy % h, (cx - 1) % w], corr[rows, cy % h, (cx + 1) % w])
@@ -205,7 +209,7 @@ def _theta_of(params: torch.Tensor, side: int) -> torch.Tensor:
 def _affine_grid(theta: torch.Tensor, side: int) -> torch.Tensor:
     """F.affine_grid(theta, [P, 1, side, side], align_corners=False) by broadcasting (the same grid; torch's
     batched version is several times slower on the CPU for many small images)."""
-    c = (2 * torch.arange(side, dtype=theta.dtype) + 1) / side - 1
+    c = (2 * torch.arange(side, dtype=theta.dtype, device=theta.device) + 1) / side - 1
     x, y = c[None, None, :], c[None, :, None]
     t = theta[:, :, :, None, None]
     gx = t[:, 0, 0] * x + t[:, 0, 1] * y + t[:, 0, 2]
@@ -219,8 +223,8 @@ def _warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
 
 
-def _disc(side: int) -> torch.Tensor:
-    c = (torch.arange(side, dtype=torch.float32) - (side - 1) / 2) / side
+def _disc(side: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    c = (torch.arange(side, dtype=torch.float32, device=device) - (side - 1) / 2) / side
     return ((c[:, None] ** 2 + c[None, :] ** 2) <= MASK_RADIUS**2).float()
 
 
@@ -251,7 +255,7 @@ def _shift(query_spectrum: torch.Tensor, moved: torch.Tensor) -> tuple[torch.Ten
     """(dx, dy) in thumbnail pixels that move `moved` onto the queries (their windowed spectra given): the peak
     of their cross-correlation."""
     side = moved.shape[-1]
-    cross = query_spectrum * torch.fft.fft2(_standardise(moved) * _hann2d(side)).conj()
+    cross = query_spectrum * torch.fft.fft2(_standardise(moved) * _hann2d(side, moved.device)).conj()
     corr = torch.fft.ifft2(cross).real
     reach = max(1, math.ceil(MAX_SHIFT * side))
     ky, kx = _peak(corr, (reach, reach))
@@ -265,10 +269,10 @@ def refine(
     gradient steps whose length grows after a step that raised the NCC and halves after one that did not
     (a step that lowers it is not taken); a pair whose step has shrunk below MIN_STEP has converged and is
     left alone."""
-    side = queries.shape[-1]
-    mask = _disc(side)
-    unit = torch.tensor([1.0, 0.01, 0.25, 0.25])  # first step: 1 degree, 1 %, a quarter pixel
-    step = torch.ones(len(params), 1)
+    side, dev = queries.shape[-1], queries.device
+    mask = _disc(side, dev)
+    unit = torch.tensor([1.0, 0.01, 0.25, 0.25], device=dev)  # first step: 1 degree, 1 %, a quarter pixel
+    step = torch.ones(len(params), 1, device=dev)
     best = params.clone()
     with torch.no_grad():
         best_ncc = masked_ncc(queries, _warp(real, _theta_of(best, side)), mask)
@@ -300,11 +304,11 @@ def register_pairs(
 ) -> Registered:
     """Register each (query, real) pair [P, 2] (indices into the prepared sets): the real thumbnail's warp that
     best matches the query's, and the NCC after it. Shifts are reported in pixels of `image_side`."""
-    side = queries.thumbs.shape[-1]
-    mask = _disc(side)
+    side, dev = queries.thumbs.shape[-1], queries.thumbs.device
+    mask = _disc(side, dev)
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("ncc", "angle", "zoom", "dx", "dy")}
     for start in range(0, len(pairs), PAIR_CHUNK):
-        chunk = torch.from_numpy(np.ascontiguousarray(pairs[start : start + PAIR_CHUNK]))
+        chunk = torch.from_numpy(np.ascontiguousarray(pairs[start : start + PAIR_CHUNK])).to(dev)
         qi, ri = chunk[:, 0], chunk[:, 1]
         q, r = queries.thumbs[qi], real.thumbs[ri]
         with torch.no_grad():
@@ -322,11 +326,11 @@ def register_pairs(
         with torch.no_grad():
             ncc = masked_ncc(q, _warp(r, _theta_of(params, side)), mask)
         px = image_side / side
-        out["ncc"].append(ncc.numpy())
-        out["angle"].append(params[:, 0].numpy())
-        out["zoom"].append(torch.exp(params[:, 1]).numpy())
-        out["dx"].append((params[:, 2] * px).numpy())
-        out["dy"].append((params[:, 3] * px).numpy())
+        out["ncc"].append(ncc.cpu().numpy())
+        out["angle"].append(params[:, 0].cpu().numpy())
+        out["zoom"].append(torch.exp(params[:, 1]).cpu().numpy())
+        out["dx"].append((params[:, 2] * px).cpu().numpy())
+        out["dy"].append((params[:, 3] * px).cpu().numpy())
     return Registered(
         *(
             np.concatenate(out[k]).astype(np.float32) if out[k] else np.zeros(0, np.float32)

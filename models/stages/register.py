@@ -46,7 +46,11 @@ def run_register(workdir: Path, config: AuditConfig, on_progress: Progress) -> d
     def shortlist(queries: np.ndarray, base: np.ndarray, k: int, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         return search(queries, base, k, device=config.device, ivf_min_size=config.ivf_min_size, **kw)
 
-    evidence = registered_evidence(real, generated, shortlist, on_progress)
+    from synthaudit.models.device import resolve_device
+
+    evidence = registered_evidence(
+        real, generated, shortlist, on_progress, device=resolve_device(config.device)
+    )
     atomic_save_npz(WorkDir(workdir).registration, {f: getattr(evidence, f) for f in FIELDS})
     return {"strong": int(evidence.strong().sum()), "margin": MARGIN}
 

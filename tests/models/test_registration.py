@@ -60,7 +60,7 @@ def test_registration_recovers_known_turns_rescalings_and_shifts() -> None:
     assert (err[:, 2] < 1.0).mean() >= 0.9 and (err[:, 3] < 0.02).mean() >= 0.9
     assert np.median(reg.ncc) > 0.97
     unrelated = register_pairs(mp, rp, np.c_[pairs[:, 0], np.roll(pairs[:, 1], 7)], 32)
-    assert np.median(unrelated.ncc) < np.median(reg.ncc) - 0.2
+    assert np.percentile(unrelated.ncc, 90) < np.percentile(reg.ncc, 10)  # no unrelated pair fits like a copy
 
 
 def test_the_descriptor_shortlists_the_source_of_a_warped_copy() -> None:
