@@ -27,7 +27,11 @@ def main() -> None:
     ap.add_argument("--real", type=int, default=6000)
     ap.add_argument("--generated", type=int, default=10000)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (the registration's device)")
     args = ap.parse_args()
+    from synthaudit.models.device import resolve_device
+
+    device = resolve_device(args.device)
     g = torch.Generator().manual_seed(0)
     real = synthetic_images(args.real, args.size, g)
     generated = synthetic_images(args.generated, args.size, g)
@@ -36,11 +40,15 @@ def main() -> None:
     evidence = registered_evidence(
         real,
         generated,
-        lambda *a, **k: search(*a, device="cpu", **k),
+        lambda *a, **k: search(*a, device=str(device), **k),
         lambda f: marks.append((f, time.perf_counter() - started)),
+        device=device,
     )
     total = time.perf_counter() - started
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}; torch threads {torch.get_num_threads()}")
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
+    print(
+        f"device {name}; load average at the end: {os.getloadavg()[0]:.1f}; torch threads {torch.get_num_threads()}"
+    )
     for f, t in marks:
         print(f"  progress {f:.2f} at {t:6.1f} s")
     print(
