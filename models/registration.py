@@ -45,7 +45,7 @@ MAX_SHIFT = 0.15  # ... and shifts up to 15 % of the side
 MASK_RADIUS = 0.42  # the NCC is taken inside a central disc of this radius (fraction of the side)
 REFINE_STEPS = 12  # gradient steps of the final refinement ...
 MIN_STEP = 1 / 16  # ... a pair stops once its step has shrunk below 1/16 of the first one
-PAIR_CHUNK = 4096  # pairs registered at once (bounds the memory: ~ PAIR_CHUNK * R^2 * 40 bytes)
+PAIR_CHUNK = 256  # pairs registered at once: small batches stay in the CPU's caches (measured: 256 -> 12.7 s, 4096 -> 18.1 s at the challenge's size; the same results)
 
 
 @dataclass(frozen=True)
