@@ -152,3 +152,16 @@ def test_the_default_audit_flags_warped_copies_through_registration(tmp_path: Pa
     else:
         assert "registration" not in record and not (tmp_path / "work" / "registration.npz").exists()
         assert copies is None
+
+
+def test_blank_and_saturated_images_never_count_as_registered_copies() -> None:
+    """Constant images have no structure to register: no NaN, no margin that counts (a black generated image
+    is not a copy of a black real one by registration; identical files are the default's business)."""
+    rng = np.random.default_rng(5)
+    noise = rng.integers(0, 256, (20, 32, 32)).astype(np.uint8)
+    real = np.concatenate([np.zeros((20, 32, 32), np.uint8), np.full((5, 32, 32), 255, np.uint8), noise])
+    generated = np.concatenate(
+        [np.zeros((30, 32, 32), np.uint8), rng.integers(0, 256, (20, 32, 32)).astype(np.uint8)]
+    )
+    evidence = registered_evidence(real, generated, _cpu_search)
+    assert not np.isnan(evidence.margin).any() and not evidence.strong().any()
