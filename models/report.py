@@ -52,6 +52,7 @@ from synthaudit.models.report_plots import (
     score_histogram,
     thumbnail,
 )
+from synthaudit.models.report_registration import RegisteredCopy, registered_copy, registration_text
 from synthaudit.models.workdir import atomic_write_bytes
 
 GALLERY_ROWS = 12
@@ -297,22 +298,6 @@ class Neighbour:
 
 
 @dataclass(frozen=True)
-class RegisteredCopy:
-    """A generated image that registers to the real one much better than any other real image does, the
-    real image turned, rescaled and moved onto it, and the transform."""
-
-    id: str
-    src: str  # the generated image
-    registered_src: str  # the real image under the transform found
-    ncc: float
-    baseline: float  # the best NCC of the real image to any other real image (or the runner-up)
-    angle: float
-    zoom: float
-    dx: float
-    dy: float
-
-
-@dataclass(frozen=True)
 class GalleryRow:
     """A high-scoring real image, its decision and its nearest generated images."""
 
@@ -521,7 +506,7 @@ def _summary(data: dict[str, Any], patients: list[PatientResult] | None) -> Summ
         seed=str(c.get("seed", "–")),
         skipped=(len(rej.get("real", [])), len(rej.get("generated", [])), len(rej.get("reference", []))),
         alignment=_alignment_text(m.get("alignment")),
-        registration=_registration_text(m.get("alignment"), m.get("registered_copies")),
+        registration=registration_text(m.get("alignment"), m.get("registered_copies")),
         overlap=_overlap_text(m.get("reference_overlap")),
     )
 
@@ -551,24 +536,6 @@ def _overlap_text(overlap: dict[str, Any] | None) -> str | None:
             f"{overlap['duplicates_within_reference']:,} reference image(s) repeat the pixels of another reference image"
         )
     return "; ".join(parts) or None
-
-
-def _registration_text(record: dict[str, Any] | None, copies: list[Any] | None) -> str | None:
-    """The per-image registration in words (models/stages/register.py); None where it did not run."""
-    if not record or "registration" not in record or copies is None:
-        return None
-    margin = float(record["registration"].get("margin", 1.0))
-    if not copies:
-        return (
-            "no real image has a registered copy: no generated image, turned, rescaled and moved onto a real "
-            f"one, fits it by a Fisher-z margin of {margin:g} better than any other real image does"
-        )
-    n = len(copies)
-    return (
-        f"{n} real image{'s' if n != 1 else ''} ha{'ve' if n != 1 else 's'} a registered copy: a generated image "
-        f"that, turned, rescaled and moved onto it, fits it by a Fisher-z margin of more than {margin:g} better "
-        "than any other real image does; they are ranked first (the gallery shows each beside its copy)"
-    )
 
 
 def _alignment_text(record: dict[str, Any] | None) -> str | None:
@@ -730,28 +697,6 @@ def _patients_section(
     )
 
 
-def _registered_copy(data: dict[str, Any], i: int) -> RegisteredCopy | None:
-    """Real image i's registered copy (models/stages/register.py) when its evidence counts; else None."""
-    from synthaudit.models.alignment import warp
-
-    reg = data.get("registration")
-    if reg is None or not reg["strong"][i]:
-        return None
-    j = int(reg["generated"][i])
-    angle, zoom, dx, dy = (float(reg[f][i]) for f in ("angle", "zoom", "dx", "dy"))
-    return RegisteredCopy(
-        id=data["generated_ids"][j],
-        src=thumbnail(data["generated"][j]),
-        registered_src=thumbnail(warp(data["real"][i][None], dx, dy, angle, zoom)[0]),
-        ncc=float(reg["ncc"][i]),
-        baseline=float(reg["baseline"][i]),
-        angle=angle,
-        zoom=zoom,
-        dx=dx,
-        dy=dy,
-    )
-
-
 def _gallery(
     data: dict[str, Any], rows: int, neighbours: int, labels: Mapping[str, int] | None, groups: Groups | None
 ) -> Gallery:
@@ -787,7 +732,7 @@ def _gallery(
                 patient=patient_of(groups[image_id]) if groups and image_id in groups else None,
                 src=thumbnail(data["real"][i]),
                 neighbours=nearest,
-                registered=_registered_copy(data, i),
+                registered=registered_copy(data, i),
             )
         )
     return Gallery(
