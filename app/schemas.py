@@ -274,7 +274,8 @@ class MetricsOut(BaseModel):
         "or alignment off); else the real images that a generated image registers to much better than any "
         "other real image does (turned, rescaled and moved copies; docs/design.md record 15), highest margin "
         "first: id, generated (the copy), ncc (after registration), baseline (the best NCC of the real image "
-        "to other real images, or of the copy to its runner-up), margin (in Fisher-z units), angle (degrees), "
+        "to the other real images), margin (in Fisher-z units, over the larger of that baseline and the copy's "
+        "best fit to any other real image), angle (degrees), "
         "zoom, dx, dy (pixels of the working image size): the real image turned, rescaled and moved by them "
         "matches the copy",
     )

@@ -10,7 +10,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-bench-local/ckpt}
 OUT=${2:-bench-local/ckpt-series}
-SA=.venv/bin/synthaudit
 rm -rf "$OUT" && mkdir -p "$OUT/ckpts"
 folders=("$BUILD"/fmnist-dcgan-*)
 first=${folders[0]}
@@ -19,20 +18,5 @@ for f in "${folders[@]}"; do
   cmp -s "$first/labels.csv" "$f/labels.csv" || { echo "$f: other real images than $first"; exit 1; }
   ln -s "$(cd "$f/generated" && pwd)" "$OUT/ckpts/step-${f##*-}"
 done
-start=$(date +%s.%N)
-$SA compare --real "$first/real" --labels "$OUT/REF.csv" --generated "$OUT/ckpts" --out "$OUT/series" \
-  --workdir "$OUT/series-work" 2>/dev/null
-series=$(echo "$(date +%s.%N) - $start" | bc)
-start=$(date +%s.%N)
-for c in "$OUT"/ckpts/*; do
-  $SA audit --real "$first/real" --labels "$OUT/REF.csv" --generated "$c" --out "$OUT/alone-$(basename "$c").csv" \
-    2>/dev/null | tail -1
-done
-alone=$(echo "$(date +%s.%N) - $start" | bc)
-for c in "$OUT"/ckpts/*; do
-  n=$(basename "$c")
-  cmp -s "$OUT/series/$n/results.csv" "$OUT/alone-$n.csv" && echo "$n: results.csv identical to its separate audit" \
-    || echo "$n: results.csv DIFFERS from its separate audit"
-done
+benchmarks/series_vs_separate.sh "$first/real" "$OUT/REF.csv" "$OUT/ckpts" "$OUT"
 cat "$OUT/series/comparison.csv"
-printf 'series of %d: %.1f s; %d separate audits: %.1f s\n' "${#folders[@]}" "$series" "${#folders[@]}" "$alone"

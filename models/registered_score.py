@@ -10,9 +10,10 @@ baseline, never on its own:
 - **baseline**: the same registration from every real image to its shortlist among the *other* real images
   gives rho_rr, how well the real image matches images that are not copies of it (its near-duplicates
   included);
-- **margin** = atanh(rho_gr) - atanh(rho_rr) (Fisher's z, so that 0.99 against 0.95 counts more than 0.60
-  against 0.56). A real image has registered evidence when its margin exceeds MARGIN: a generated image fits
-  it much better than any other real image does.
+- **runner-up**: the crediting generated image's best fit to any *other* real image;
+- **margin** = atanh(rho_gr) - atanh(max(rho_rr, runner-up)) (Fisher's z, so that 0.99 against 0.95 counts
+  more than 0.60 against 0.56). A real image has registered evidence when its margin exceeds MARGIN: a
+  generated image fits it much better than any other real image fits it, or fits the generated image.
 
 Both sides go through the same shortlist and the same registration, and the reference images are in the real
 pool, so the evidence treats candidates and reference alike (exchangeable). No label is read; MARGIN is a
@@ -151,11 +152,9 @@ def registered_evidence(
     if n_real > 1 and len(open_rows):
         baseline[open_rows] = _real_baseline(real, real_d, open_rows, search, image_side)
     on_progress(0.95)
-    margin = np.full(n_real, -np.inf)
+    # elsewhere the bound, capped at MARGIN (it never counts); where a baseline was needed, the exact margin
+    margin = np.where(generated >= 0, np.minimum(fit - _fisher(runner_up), MARGIN), -np.inf)
     margin[open_rows] = fit[open_rows] - _fisher(np.fmax(baseline[open_rows], runner_up[open_rows]))
-    margin[(generated >= 0) & np.isinf(margin)] = np.minimum(fit - _fisher(runner_up), MARGIN)[
-        (generated >= 0) & np.isinf(margin)
-    ]  # not above MARGIN: at most MARGIN, never counts
 
     def per_real(values: np.ndarray, empty: float) -> np.ndarray:
         out = np.full(n_real, empty, dtype=np.float64)

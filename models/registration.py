@@ -137,16 +137,11 @@ def _radial_window(device: torch.device | str = "cpu") -> torch.Tensor:
     return torch.hann_window(LP_RADII + 2, periodic=False, dtype=torch.float32, device=device)[1:-1, None]
 
 
-def descriptors(thumbs: torch.Tensor) -> np.ndarray:
-    """Fourier-Mellin descriptors [N, DESCRIPTOR_RADII * DESCRIPTOR_ANGLES]: the magnitudes of the
-    low-frequency coefficients of each log-polar map's spectrum, mean-centred and L2-normalised; tolerant
-    to shifts, turns and rescalings of the image. Whiten them over the audit's images before comparing
-    (`whitened_descriptors`)."""
-    lp = log_polar_spectra(thumbs)
-    return _descriptors_of((lp - lp.mean(dim=2, keepdim=True)) * _radial_window(lp.device))
-
-
 def _descriptors_of(centred_lp: torch.Tensor) -> np.ndarray:
+    """Fourier-Mellin descriptors [N, DESCRIPTOR_RADII * DESCRIPTOR_ANGLES] of centred log-polar maps: the
+    magnitudes of the low-frequency coefficients of each map's spectrum, mean-centred and L2-normalised;
+    tolerant to shifts, turns and rescalings of the image. Whiten them over the audit's images before
+    comparing (`whitened_descriptors`)."""
     mag = torch.fft.fft2(centred_lp).abs()[:, :DESCRIPTOR_RADII, :DESCRIPTOR_ANGLES]
     d = mag.reshape(len(centred_lp), -1)
     d = d - d.mean(dim=1, keepdim=True)

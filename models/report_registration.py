@@ -18,7 +18,7 @@ class RegisteredCopy:
     src: str  # the generated image
     registered_src: str  # the real image under the transform found
     ncc: float
-    baseline: float  # the best NCC of the real image to any other real image (or the runner-up)
+    baseline: float  # the best NCC of the real image to any other real image
     angle: float
     zoom: float
     dx: float

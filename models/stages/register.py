@@ -35,6 +35,7 @@ def run_register(workdir: Path, config: AuditConfig, on_progress: Progress) -> d
     """Register the decoded pool and generated images; write registration.npz; return its summary for
     alignment.json (how many images have registered evidence, and the margin that counts); deterministic, so
     that a sharded audit records what an unsharded one does."""
+    from synthaudit.models.device import resolve_device
     from synthaudit.models.index import search
     from synthaudit.models.registered_score import registered_evidence
 
@@ -45,8 +46,6 @@ def run_register(workdir: Path, config: AuditConfig, on_progress: Progress) -> d
 
     def shortlist(queries: np.ndarray, base: np.ndarray, k: int, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         return search(queries, base, k, device=config.device, ivf_min_size=config.ivf_min_size, **kw)
-
-    from synthaudit.models.device import resolve_device
 
     evidence = registered_evidence(
         real, generated, shortlist, on_progress, device=resolve_device(config.device)

@@ -200,6 +200,8 @@ def run_search(
         "views": {},
     }
     versions_of: dict[tuple[str, str], list[np.ndarray]] = {}
+    registering = registers(config)
+    searched_share = 0.5 if registering else 1.0  # the registration takes the second half of the progress
 
     def real_versions(encoder: str, kind: str = "gate") -> list[np.ndarray]:
         """One kind of versions of the real set (the gate's may come stored by the sharded search)."""
@@ -249,8 +251,8 @@ def run_search(
                 f"{view.key}/gr_idx": gr_idx,
             }
         )
-        on_progress(0.5 * (i + 1) / len(views))
-    if registers(config):  # the per-image registration (models/stages/register.py), before the marker
+        on_progress(searched_share * (i + 1) / len(views))
+    if registering:  # the per-image registration (models/stages/register.py), before the marker
         record["registration"] = run_register(workdir, config, lambda f: on_progress(0.5 + 0.5 * f))
     if any(view.encoder in ALIGNED_ENCODERS for view in views):  # the thumbnail view: say what it did
         atomic_write_json(WorkDir(workdir).alignment, record)
