@@ -1,7 +1,9 @@
 """k-nearest-neighbour search with FAISS; similarities are always 'higher = closer'.
 
-Exact (flat) search by default; a base of at least ``ivf_min_size`` vectors gets an approximate
-IVF index (nlist ~ sqrt(M)), see ``ivf_params``. Ties are broken by the lower base index, so the
+Exact (flat) search by default: FAISS's flat index on a GPU and for the L2/L1 metrics, torch's matmul +
+topk for cosine on the CPU (``_torch_engine``); either only proposes candidates, whose similarities are then
+recomputed exactly. A base of at least ``ivf_min_size`` vectors gets an approximate IVF index
+(nlist ~ sqrt(M)), see ``ivf_params``. Ties are broken by the lower base index, so the
 result is deterministic and a sharded search merges into the same answer (models/shards.py).
 """
 
@@ -25,7 +27,10 @@ IVF_TRAIN_PER_LIST = 64  # k-means training sample: at most this many vectors pe
 IVF_SEED = 1234
 TIE_MARGIN = 8  # extra candidates fetched, so that the k-th place is decided on exact similarities
 ENGINE_ERROR_SAFETY = 4.0  # unseen engine errors are taken to be at most this many times the largest seen
-EXACT_CHUNK_BYTES = 64 * 2**20
+EXACT_CHUNK_BYTES = (
+    8 * 2**20
+)  # gathered candidates per step: small enough to stay in the CPU caches (4x faster than 64 MiB, same values)
+TORCH_SCORE_BYTES = 256 * 2**20  # scores [queries, base] the torch engine holds at once
 EXACT_BASE_BYTES = 2**30  # a base up to this size in float64 is converted once per search, not once per row
 
 
@@ -97,28 +102,41 @@ def _use_gpu(device: str, k: int) -> bool:
     return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
 
 
+def _torch_engine(metric: str, device: str, approximate: bool) -> bool:
+    """True where the exact cosine search runs on torch's matmul + topk rather than FAISS's flat index: on
+    the CPU, where FAISS's per-query heaps make it 2-4x slower than a BLAS product and a top-k for the k of an
+    audit (docs/performance.md). The answer is the same: the engine only proposes candidates, exact
+    similarities decide (_search_rows)."""
+    return metric == "cosine" and not approximate and not _use_gpu(device, 1)
+
+
 def _torch_search(
     q: np.ndarray, b: np.ndarray, k: int, metric: str, device: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact search with torch (cuda when asked and present): raw FAISS-style distances and indices."""
+    """Exact search with torch (cuda when asked and present): raw FAISS-style distances and indices.
+    Queries go TORCH_SCORE_BYTES of scores at a time, so memory stays bounded for a large base."""
     import torch
 
     dev = torch.device("cuda" if str(device).lower() != "cpu" and torch.cuda.is_available() else "cpu")
     base = torch.from_numpy(b).to(dev)
-    query = torch.from_numpy(q).to(dev)
+    rows = max(1, TORCH_SCORE_BYTES // max(1, 4 * b.shape[0]))
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False  # full fp32: TF32 would blur near neighbours
+    values_out, idx_out = [], []
     try:
-        if metric == "cosine":
-            scores = query @ base.T
-            values, idx = scores.topk(k, dim=1)
-        else:
-            dist = torch.cdist(query, base, p=2.0 if metric == "euclidean" else 1.0)
-            values, idx = dist.topk(k, dim=1, largest=False)
-            values = values.square() if metric == "euclidean" else values
+        for lo in range(0, q.shape[0], rows):
+            query = torch.from_numpy(q[lo : lo + rows]).to(dev)
+            if metric == "cosine":
+                values, idx = (query @ base.T).topk(k, dim=1)
+            else:
+                dist = torch.cdist(query, base, p=2.0 if metric == "euclidean" else 1.0)
+                values, idx = dist.topk(k, dim=1, largest=False)
+                values = values.square() if metric == "euclidean" else values
+            values_out.append(values.cpu().numpy())
+            idx_out.append(idx.cpu().numpy())
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
-    return values.cpu().numpy(), idx.cpu().numpy()
+    return np.concatenate(values_out), np.concatenate(idx_out)
 
 
 def _fill_short_rows(
@@ -191,7 +209,7 @@ def search(
         q, b = _normalised(q), _normalised(b)
     k_search = k_eff + (1 if exclude_self else 0)
     approximate = faiss is not None and ivf_min_size is not None and b.shape[0] >= max(1, ivf_min_size)
-    if faiss is not None:
+    if faiss is not None and not _torch_engine(metric, device, approximate):
         cpu_index = _build_ivf(b, metric, *ivf_params(b.shape[0])) if approximate else _build_index(b, metric)
         gpu_index = faiss.index_cpu_to_all_gpus(cpu_index) if _use_gpu(device, k_search) else None
 
