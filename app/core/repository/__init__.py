@@ -72,6 +72,7 @@ from synthaudit.app.core.repository.keys import add_key, key_by_hash, keys_of, k
 from synthaudit.app.core.repository.listing import Window
 from synthaudit.app.core.repository.metrics import (
     audit_counts,
+    comparison_counts,
     encoder_counts,
     recent_stage_timings,
     webhook_counts,
@@ -117,6 +118,7 @@ __all__ = [
     "claim_orphaned_job",
     "claim_webhook",
     "comparison_checkpoints",
+    "comparison_counts",
     "count_active_audits",
     "count_active_audits_using",
     "count_active_audits_with_encoder",
