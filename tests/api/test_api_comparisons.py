@@ -160,6 +160,22 @@ def test_embedded_comparison_equals_the_cli(embedded_client, embedded_api, serie
     assert all(mode == (0o700 if p.is_dir() else 0o600) for p, mode in modes.items()), modes
     assert (folder / "out" / "comparison.csv").exists()
 
+    # A checkpoint's results.csv is what a separate audit of that checkpoint gives.
+    audit = client.post(
+        "/v1/audits",
+        json={
+            "real_dataset_id": ids["real"],
+            "generated_dataset_id": ids["epoch-80"],
+            "reference_dataset_id": ids["reference"],
+            "config": CONFIG,
+        },
+    )
+    assert audit.status_code == 202, audit.text
+    assert helpers.wait(client, audit.json()["id"])["status"] == "succeeded"
+    separate = client.get(f"/v1/audits/{audit.json()['id']}/results.csv").content
+    assert separate == client.get(f"/v1/comparisons/{done['id']}/checkpoints/epoch-80/results.csv").content
+    assert client.delete(f"/v1/audits/{audit.json()['id']}").status_code == 204
+
     # A finished comparison's datasets can be deleted: its table and files stay.
     assert client.delete(f"/v1/datasets/{ids['epoch-5']}").status_code == 204
     kept = client.get(f"/v1/comparisons/{done['id']}").json()
