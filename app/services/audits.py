@@ -21,7 +21,7 @@ from synthaudit.app.core import repository as repo
 from synthaudit.app.core.db import make_session_factory
 from synthaudit.app.core.jobs import Dispatcher
 from synthaudit.app.core.storage import Storage
-from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, AuditResult
+from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, AuditResult, Dataset
 from synthaudit.app.core.webhooks import notify_finished
 from synthaudit.app.problems import Conflict, NotReady, ProblemError, QueueUnavailable, Unprocessable
 from synthaudit.app.schemas import AuditConfigIn, AuditCreate, AuditLinks, AuditOut, AuditPage, MetricsOut
@@ -156,8 +156,9 @@ DATASET_FIELDS = (
 )
 
 
-def check_dataset(session: Session, field: str, dataset_id: uuid.UUID, wanted: str, tenant: str) -> None:
-    """422 unless the dataset exists for this tenant, still has its images and has the wanted role."""
+def check_dataset(session: Session, field: str, dataset_id: uuid.UUID, wanted: str, tenant: str) -> Dataset:
+    """The tenant's dataset; 422 unless it exists for this tenant, still has its images and has the wanted
+    role."""
     dataset = repo.get_dataset(session, dataset_id, tenant)
     if dataset is None:
         raise Unprocessable(f"{field}: no dataset {dataset_id}")
@@ -167,6 +168,7 @@ def check_dataset(session: Session, field: str, dataset_id: uuid.UUID, wanted: s
         raise Unprocessable(
             f"{field}: dataset {dataset_id} was uploaded with role {dataset.role!r}, not {wanted!r}"
         )
+    return dataset
 
 
 def _check_datasets(session: Session, body: AuditCreate, tenant: str) -> None:

@@ -93,18 +93,19 @@ def _checkpoints(
         )
     pairs: list[tuple[str, Path]] = []
     ids: dict[str, uuid.UUID] = {}
-    for i, item in enumerate(body.generated):
-        field = f"generated[{i}].dataset_id"
-        check_dataset(session, field, item.dataset_id, "generated", tenant)
-        dataset = repo.get_dataset(session, item.dataset_id, tenant)
-        name = item.name if item.name is not None else (dataset.name if dataset else None) or ""
+    seen: dict[str, int] = {}
+    for i, item in enumerate(body.generated):  # names are never echoed back (as no submitted value is)
+        dataset = check_dataset(session, f"generated[{i}].dataset_id", item.dataset_id, "generated", tenant)
+        name = item.name if item.name is not None else dataset.name or ""
+        given = "name" if item.name is not None else "dataset's name (the default name)"
         if not NAME.match(name):
             raise Unprocessable(
-                f"generated[{i}].name: {name!r} is not a checkpoint name (letters, digits, '.', '_' or '-', "
-                "at most 128, starting with a letter or digit); give the checkpoint a `name`"
+                f"generated[{i}]: the {given} is not a checkpoint name (1-128 letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit); give the checkpoint a `name`"
             )
-        if name in ids:
-            raise Unprocessable(f"generated[{i}].name: two checkpoints are both named {name!r}")
+        if name in seen:
+            raise Unprocessable(f"generated[{i}]: the same checkpoint name as generated[{seen[name]}]")
+        seen[name] = i
         pairs.append((name, Path(str(item.dataset_id))))
         ids[name] = item.dataset_id
     return [(c.name, ids[c.name]) for c in named_checkpoints(pairs)]  # checkpoint order

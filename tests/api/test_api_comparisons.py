@@ -222,6 +222,10 @@ def test_bad_comparison_requests_are_problems(embedded_client, series, helpers) 
     ids = upload_series(client, series, helpers)
     good = comparison_body(ids)
     missing = str(uuid.uuid4())
+    spaced = helpers.upload(
+        client, "generated", sorted((series / "ckpts" / "epoch-5").glob("*.png")), name="final model"
+    )
+    assert spaced.status_code == 201, spaced.text
     cases = [
         ({**good, "real_dataset_id": missing}, "invalid-request", "no dataset"),
         (
@@ -245,12 +249,17 @@ def test_bad_comparison_requests_are_problems(embedded_client, series, helpers) 
                 ],
             },
             "invalid-request",
-            "both named 'x'",
+            "the same checkpoint name as generated[0]",
         ),
         (
             {**good, "generated": [{"dataset_id": ids["epoch-5"], "name": "=cmd()"}, *good["generated"][2:]]},
             "invalid-request",
-            "not a checkpoint name",
+            "the name is not a checkpoint name",
+        ),
+        (
+            {**good, "generated": [{"dataset_id": spaced.json()["id"]}, *good["generated"][1:]]},
+            "invalid-request",
+            "the dataset's name (the default name) is not a checkpoint name",
         ),
         (
             {**good, "generated": [{"dataset_id": ids["epoch-5"]}] * 33},
