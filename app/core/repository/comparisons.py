@@ -11,6 +11,7 @@ from sqlalchemy import CompoundSelect, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from synthaudit.app.core.repository.listing import Window, in_window
+from synthaudit.app.core.repository.rows import rows_affected
 from synthaudit.app.core.tables import ACTIVE_STATUSES, Comparison, ComparisonCheckpoint, utcnow
 
 
@@ -85,7 +86,7 @@ def cancel_comparison(session: Session, comparison_id: uuid.UUID) -> bool:
         .where(Comparison.id == comparison_id, Comparison.status.in_(ACTIVE_STATUSES))
         .values(status="cancelled", finished_at=utcnow())
     )
-    return bool(getattr(result, "rowcount", 0))
+    return rows_affected(result) == 1
 
 
 def store_comparison_rows(
