@@ -23,7 +23,7 @@ from synthaudit.app.limits import UploadSizeLimit
 from synthaudit.app.observability import install_observability
 from synthaudit.app.problems import UnexpectedErrors, install_problem_handlers
 from synthaudit.app.rate_limits import TenantRateLimit
-from synthaudit.app.routes import audits, datasets, encoders, health, reports
+from synthaudit.app.routes import audits, comparisons, datasets, encoders, health, reports
 
 log = logging.getLogger("synthaudit")
 
@@ -101,7 +101,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ApiKeyAuth, services=services)  # no body is read before the key check
     install_observability(app, services, settings.log_format)  # request ids, GET /metrics, JSON logs
     app.add_middleware(UnexpectedErrors)  # outermost: errors logged without their messages
-    for router in (health.router, datasets.router, audits.router, reports.router, encoders.router):
+    for router in (
+        health.router,
+        datasets.router,
+        audits.router,
+        reports.router,
+        encoders.router,
+        comparisons.router,
+    ):
         app.include_router(router)
     return app
 

@@ -1,7 +1,7 @@
 """Observability: Prometheus `/metrics`, a request id on every request and log line, JSON logs.
 
 - `GET /metrics` (Prometheus text format; an operator key only, app/auth.py): HTTP requests and latencies by method, route template and
-  status; audits, encoders and webhooks by status (read from the database at scrape time, so every API
+  status; audits, encoders, comparisons and webhooks by status (read from the database at scrape time, so every API
   replica reports the same job counts); stage durations of finished audits.
 - `X-Request-ID`: taken from the request when it is a short token, else generated; echoed on the
   response and attached to every log line written while the request is served.
@@ -60,6 +60,7 @@ class _JobCollector:
 
         audits = GaugeMetricFamily("synthaudit_audits", "audits by status", labels=["status"])
         encoders = GaugeMetricFamily("synthaudit_encoders", "encoders by status", labels=["status"])
+        comparisons = GaugeMetricFamily("synthaudit_comparisons", "comparisons by status", labels=["status"])
         webhooks = GaugeMetricFamily("synthaudit_webhooks", "audit webhooks by state", labels=["state"])
         up = GaugeMetricFamily("synthaudit_database_up", "1 when the database answered the scrape")
         stages = HistogramMetricFamily(
@@ -73,6 +74,8 @@ class _JobCollector:
                     audits.add_metric([status], n)
                 for status, n in repo.encoder_counts(session):
                     encoders.add_metric([status], n)
+                for status, n in repo.comparison_counts(session):
+                    comparisons.add_metric([status], n)
                 for state, n in repo.webhook_counts(session):
                     webhooks.add_metric([state or "pending"], n)
                 timings = repo.recent_stage_timings(session, 1000)
@@ -82,7 +85,7 @@ class _JobCollector:
             up.add_metric([], 1)
         except Exception:  # noqa: BLE001 - a scrape must answer even when the database does not
             up.add_metric([], 0)
-        yield from (audits, encoders, webhooks, stages, up)
+        yield from (audits, encoders, comparisons, webhooks, stages, up)
 
 
 def _by_stage(timings: Any) -> dict[str, list[float]]:

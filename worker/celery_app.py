@@ -24,7 +24,12 @@ def create_celery(settings: Settings) -> Celery:
     celery = Celery(
         "synthaudit",
         broker=settings.celery_broker_url or "memory://",
-        include=["synthaudit.worker.tasks", "synthaudit.worker.encoder_tasks", "synthaudit.worker.sharding"],
+        include=[
+            "synthaudit.worker.tasks",
+            "synthaudit.worker.encoder_tasks",
+            "synthaudit.worker.comparison_tasks",
+            "synthaudit.worker.sharding",
+        ],
     )
     celery.conf.update(
         **broker_options(settings),

@@ -38,3 +38,7 @@ class AuditStopped(Exception):
 
 class EncoderStopped(Exception):
     """The encoder was cancelled or deleted while it trained."""
+
+
+class ComparisonStopped(Exception):
+    """The comparison was cancelled or deleted while it ran."""

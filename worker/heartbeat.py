@@ -21,9 +21,10 @@ from typing import ClassVar, Self
 
 from synthaudit.app.core import repository as repo
 from synthaudit.app.core.db import session_scope
+from synthaudit.app.core.tables import Comparison
 from synthaudit.worker.audit_failure import fail
 from synthaudit.worker.context import WorkerContext
-from synthaudit.worker.errors import AuditStopped, EncoderStopped
+from synthaudit.worker.errors import AuditStopped, ComparisonStopped, EncoderStopped
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,24 @@ class EncoderHeartbeat(RowHeartbeat):
         """One heartbeat of a running encoder job."""
         with session_scope(self.ctx.sessions) as session:
             alive = repo.beat_encoder(session, self.encoder_id)
+        if not alive:
+            self.stopped.set()
+
+
+class ComparisonHeartbeat(RowHeartbeat):
+    """A comparison job's heartbeat: a cancel or delete interrupts the job with ComparisonStopped (a stage of
+    one checkpoint may run long between progress reports), as an audit stage's heartbeat does."""
+
+    stop_error = ComparisonStopped
+
+    def __init__(self, ctx: WorkerContext, comparison_id: uuid.UUID, interrupt: bool = True) -> None:
+        super().__init__(ctx, f"comparison {comparison_id}", "synthaudit-comparison-heartbeat", interrupt)
+        self.comparison_id = comparison_id
+
+    def beat(self) -> None:
+        """One heartbeat of a running comparison."""
+        with session_scope(self.ctx.sessions) as session:
+            alive = repo.beat_job(session, Comparison, self.comparison_id)
         if not alive:
             self.stopped.set()
 

@@ -17,7 +17,8 @@ and the new tasks carry that attempt: a task of an older attempt (a late redeliv
 was only slow) stops at once instead of running the stage twice. Stages skip finished artifacts and
 write atomically, so a re-run stage gives the same result as an undisturbed run.
 
-The same sweep re-sends encoder pretraining jobs by the same rule (EncoderHeartbeat), and sends again
+The same sweep re-sends encoder pretraining and comparison jobs by the same rule (EncoderHeartbeat,
+ComparisonHeartbeat), and sends again
 the completion webhooks whose sending process died (left in `sending`).
 
 The sweep runs in every Celery worker's main process (a timer, every RECOVERY_INTERVAL_S, see
@@ -39,9 +40,9 @@ from sqlalchemy.pool import NullPool
 from synthaudit.app.core import repository as repo
 from synthaudit.app.core.config import get_settings
 from synthaudit.app.core.db import make_session_factory, normalise_url, session_scope
-from synthaudit.app.core.jobs import send_chain, send_encoder_task
+from synthaudit.app.core.jobs import send_chain, send_comparison_task, send_encoder_task
 from synthaudit.app.core.storage import Storage
-from synthaudit.app.core.tables import Audit, Encoder, utcnow
+from synthaudit.app.core.tables import Audit, Comparison, Encoder, utcnow
 from synthaudit.app.core.webhooks import resend_stalled
 from synthaudit.worker.context import WorkerContext
 
@@ -117,16 +118,36 @@ def sweep_encoders(
 ) -> list[uuid.UUID]:
     """Re-send every encoder pretraining job that nothing is working on (the audits' rule, with the
     heartbeat of EncoderHeartbeat); return their ids."""
-    orphans, stale_before = _orphans(ctx, Encoder, waiting)
+    return sweep_single_jobs(ctx, Encoder, "encoder", resend, waiting)
+
+
+def sweep_comparisons(
+    ctx: Any, resend: Callable[[uuid.UUID], None], waiting: Callable[[], bytes | None]
+) -> list[uuid.UUID]:
+    """Re-send every comparison job that nothing is working on (the rule of the encoders, with the
+    heartbeat of ComparisonHeartbeat; the job resumes from its work folder); return their ids."""
+    return sweep_single_jobs(ctx, Comparison, "comparison", resend, waiting)
+
+
+def sweep_single_jobs(
+    ctx: Any,
+    table: type[Encoder] | type[Comparison],
+    kind: str,
+    resend: Callable[[uuid.UUID], None],
+    waiting: Callable[[], bytes | None],
+) -> list[uuid.UUID]:
+    """Re-send the orphaned one-task jobs of `table` (claimed by their stale heartbeat); return their ids."""
+    orphans, stale_before = _orphans(ctx, table, waiting)
     recovered: list[uuid.UUID] = []
     for row in orphans:
         with session_scope(ctx.sessions) as session:
-            claimed = repo.claim_orphaned_encoder(session, row.id, stale_before)
+            claimed = repo.claim_orphaned_job(session, table, row.id, stale_before)
         if not claimed:
             continue  # another sweeper took it, or it moved on meanwhile
         resend(row.id)
         log.warning(
-            "encoder %s: orphaned (%s, no sign of life for %.0f s); re-dispatched",
+            "%s %s: orphaned (%s, no sign of life for %.0f s); re-dispatched",
+            kind,
             row.id,
             row.status,
             ctx.settings.orphan_after_s,
@@ -170,6 +191,7 @@ def celery_sweep(celery: Any, ctx: Any) -> list[uuid.UUID]:
 
     recovered = sweep(ctx, resend, waiting)
     sweep_encoders(ctx, lambda encoder_id: send_encoder_task(celery, settings, encoder_id), waiting)
+    sweep_comparisons(ctx, lambda job_id: send_comparison_task(celery, settings, job_id), waiting)
     resend_stalled_webhooks(ctx)
     return recovered
 

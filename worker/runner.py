@@ -2,9 +2,9 @@
 
 A single background thread takes audit ids from a queue and runs the same stage functions the Celery
 tasks run (worker/pipeline.py). Audits left queued or running by a previous process are resumed on
-start (finished stages are skipped, their artifacts are on disk), and so are encoder pretraining jobs
-left queued or running. Retention purges run hourly; webhooks stalled in `sending` by a dead process
-are sent again (checked every minute). Unexpected errors are logged as their type and stack only
+start (finished stages are skipped, their artifacts are on disk), and so are encoder pretraining and
+checkpoint comparison jobs left queued or running. Retention purges run hourly; webhooks stalled in
+`sending` by a dead process are sent again (checked every minute). Unexpected errors are logged as their type and stack only
 (app.core.logs.log_unexpected): their messages may quote storage paths made from file names.
 """
 
@@ -28,6 +28,7 @@ from synthaudit.app.core.logs import log_unexpected
 from synthaudit.app.core.storage import Storage
 from synthaudit.app.core.tables import ACTIVE_STATUSES
 from synthaudit.worker.audit_failure import fail
+from synthaudit.worker.comparison_jobs import run_comparison_job
 from synthaudit.worker.context import WorkerContext
 from synthaudit.worker.encoder_jobs import run_encoder_job
 from synthaudit.worker.errors import TRANSIENT_ERRORS
@@ -69,16 +70,23 @@ class EmbeddedRunner:
             self.submit(audit_id)
         if unfinished:
             log.info("embedded runner: resuming %d unfinished audit(s)", len(unfinished))
-        self._resume_encoders()
+        self._resume_jobs()
 
-    def _resume_encoders(self) -> None:
-        """Queue again the encoder pretraining jobs a previous process left queued or running."""
+    def _resume_jobs(self) -> None:
+        """Queue again the encoder and comparison jobs a previous process left queued or running."""
         with session_scope(self.ctx.sessions) as session:
             encoders = repo.unfinished_encoders(session)
+            comparisons = repo.unfinished_comparisons(session)
         for encoder_id in encoders:
             self.submit_call(functools.partial(run_encoder_job, self.ctx, encoder_id))
-        if encoders:
-            log.info("embedded runner: resuming %d unfinished encoder job(s)", len(encoders))
+        for comparison_id in comparisons:
+            self.submit_call(functools.partial(run_comparison_job, self.ctx, comparison_id))
+        if encoders or comparisons:
+            log.info(
+                "embedded runner: resuming %d unfinished encoder and %d comparison job(s)",
+                len(encoders),
+                len(comparisons),
+            )
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the thread to stop after the current stage (it is a daemon: the process may exit anyway)."""
@@ -181,6 +189,9 @@ class EmbeddedDispatcher:
 
     def submit_encoder(self, encoder_id: uuid.UUID) -> None:
         self.runner.submit_call(functools.partial(run_encoder_job, self.runner.ctx, encoder_id))
+
+    def submit_comparison(self, comparison_id: uuid.UUID) -> None:
+        self.runner.submit_call(functools.partial(run_comparison_job, self.runner.ctx, comparison_id))
 
     def cancel(self, audit_id: uuid.UUID) -> None:
         return None  # the runner checks the status on every progress write

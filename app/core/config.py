@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     rate_limit: str = "1200/minute"
     rate_limit_storage_url: str = ""
     max_active_audits_per_tenant: int = Field(default=20, ge=0)
+    # Generated sets (checkpoints) one POST /v1/comparisons may name.
+    max_comparison_checkpoints: int = Field(default=32, ge=2)
 
     @field_validator("rate_limit")
     @classmethod

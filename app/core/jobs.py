@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from synthaudit.app.core.config import Settings
 
 ENCODER_TASK = "synthaudit.pretrain_encoder"
+COMPARISON_TASK = "synthaudit.run_comparison"
 RECOVER_TASK = "synthaudit.recover"
 PURGE_TASK = "synthaudit.purge"
 API_PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
@@ -30,6 +31,8 @@ class Dispatcher(Protocol):
     def submit(self, audit_id: uuid.UUID) -> None: ...
 
     def submit_encoder(self, encoder_id: uuid.UUID) -> None: ...
+
+    def submit_comparison(self, comparison_id: uuid.UUID) -> None: ...
 
     def cancel(self, audit_id: uuid.UUID) -> None: ...
 
@@ -136,6 +139,20 @@ def send_encoder_task(
     )
 
 
+def send_comparison_task(
+    celery: Any, settings: Settings, comparison_id: uuid.UUID, retry_policy: dict[str, float] | None = None
+) -> None:
+    """The Celery message of a comparison job (also what the recovery sweep re-sends)."""
+    celery.send_task(
+        COMPARISON_TASK,
+        args=(str(comparison_id),),
+        task_id=f"{comparison_id}-comparison",
+        queue=settings.celery_queue,
+        priority=9,  # after every stage of audits already started
+        **({"retry_policy": retry_policy} if retry_policy else {}),
+    )
+
+
 class CeleryDispatcher:
     """Distributed mode: one chained task per stage on the Redis broker, sent by name."""
 
@@ -157,6 +174,9 @@ class CeleryDispatcher:
 
     def submit_encoder(self, encoder_id: uuid.UUID) -> None:
         send_encoder_task(self.celery, self.settings, encoder_id)
+
+    def submit_comparison(self, comparison_id: uuid.UUID) -> None:
+        send_comparison_task(self.celery, self.settings, comparison_id, retry_policy=API_PUBLISH_RETRY)
 
     def cancel(self, audit_id: uuid.UUID) -> None:
         """Revoke the stages not yet started; a running stage sees the status and stops itself."""

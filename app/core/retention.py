@@ -2,10 +2,13 @@
 
 What goes: a dataset's image files and image rows (names, hashes), a finished audit's work folder
 (decoded pixels, encoder weights, features, neighbours, reports), a registered encoder's weights (an
-MAE trained on patient images can memorise them, so its weights count as derived patient data).
+MAE trained on patient images can memorise them, so its weights count as derived patient data), a
+finished comparison's files (comparisons/<id>: per-checkpoint results with image ids, the report).
 What stays: the dataset's summary row, the audit's row, results and metrics, so results.csv and
-/metrics still answer, and the encoder's row (its datasets, data hash and loss) as provenance.
-Nothing in use is purged: datasets and encoders of queued or running audits, encoders still training.
+/metrics still answer, the encoder's row (its datasets, data hash and loss) as provenance, and the
+comparison's row with its table and summary.
+Nothing in use is purged: datasets and encoders of queued or running audits, datasets of queued or
+running comparisons, encoders still training.
 Stale upload staging folders (an API process that died mid-upload) are removed as well.
 """
 
@@ -37,6 +40,7 @@ def purge_expired(
         audits = repo.expired_audits(session, before)
         datasets = repo.expired_datasets(session, before)
         encoders = repo.expired_encoders(session, before)
+        comparisons = repo.expired_comparisons(session, before)
     # Files first, then the marks: a crash in between leaves rows that are simply purged again.
     for audit_id in audits:
         storage.remove_audit(audit_id)
@@ -44,6 +48,8 @@ def purge_expired(
         storage.remove_dataset(dataset_id)
     for encoder_id in encoders:
         storage.encoder_weights(encoder_id).unlink(missing_ok=True)
+    for comparison_id in comparisons:
+        storage.remove_comparison(comparison_id)
     with session_scope(sessions) as session:
         for audit_id in audits:
             repo.mark_audit_purged(session, audit_id)
@@ -51,14 +57,17 @@ def purge_expired(
             repo.mark_dataset_purged(session, dataset_id)
         for encoder_id in encoders:
             repo.mark_encoder_purged(session, encoder_id)
+        for comparison_id in comparisons:
+            repo.mark_comparison_purged(session, comparison_id)
     removed_tmp = purge_stale_tmp(storage)
-    if audits or datasets or encoders or removed_tmp:
+    if audits or datasets or encoders or comparisons or removed_tmp:
         log.info(
             "retention: purged %d audit work folder(s), %d dataset(s), %d encoder(s), "
-            "%d stale upload folder(s)",
+            "%d comparison folder(s), %d stale upload folder(s)",
             len(audits),
             len(datasets),
             len(encoders),
+            len(comparisons),
             removed_tmp,
         )
     return len(audits), len(datasets)

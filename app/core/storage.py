@@ -15,7 +15,8 @@ from synthaudit.app.core.home import private_dir, private_tree
 
 
 class Storage:
-    """STORAGE_DIR layout: datasets/<id>/images/..., audits/<id>/ (stage artifacts), tmp/ (uploads)."""
+    """STORAGE_DIR layout: datasets/<id>/images/..., audits/<id>/ (stage artifacts), encoders/<id>.safetensors,
+    comparisons/<id>/{work,out}/, tmp/ (uploads)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -33,6 +34,13 @@ class Storage:
     def audit_workdir(self, audit_id: uuid.UUID) -> Path:
         """The work folder of an audit's stage artifacts."""
         return self.root / "audits" / str(audit_id)
+
+    def comparison_dir(self, comparison_id: uuid.UUID) -> Path:
+        """A comparison's folder: work/ (stage artifacts while it runs) and out/ (what it serves)."""
+        return self.root / "comparisons" / str(comparison_id)
+
+    def remove_comparison(self, comparison_id: uuid.UUID) -> None:
+        self._remove(self.comparison_dir(comparison_id))
 
     def encoder_weights(self, encoder_id: uuid.UUID) -> Path:
         """A registered encoder's safetensors file."""

@@ -222,3 +222,55 @@ class Encoder(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # weights removed (retention)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # while a worker trains it
+
+
+class Comparison(Base):
+    """A checkpoint comparison job: several generated sets audited against one real set and one reference
+    (models/compare.py); its outputs live under STORAGE_DIR/comparisons/<id>/out."""
+
+    __tablename__ = "comparisons"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"),
+        Index("ix_comparisons_tenant_created_at_id", "tenant", "created_at", "id"),  # listings
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(
+        String(64), default=DEFAULT_TENANT, server_default=DEFAULT_TENANT, index=True
+    )
+    real_dataset_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
+    reference_dataset_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the engine's full AuditConfig
+    level: Mapped[float] = mapped_column(Float)  # Holm's family-wise level
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    stage: Mapped[str | None] = mapped_column(String(64))  # "decode real", "2/3 embed", ...
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)  # models.compare.summary_sentence, once succeeded
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # while a worker runs it
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # output files removed
+
+
+class ComparisonCheckpoint(Base):
+    """One generated set of a comparison, in checkpoint order; `row` is its line of the comparison table
+    (models.compare.ComparisonRow as a dict) once the comparison succeeded."""
+
+    __tablename__ = "comparison_checkpoints"
+    __table_args__ = (UniqueConstraint("comparison_id", "name", name="uq_comparison_checkpoints_name"),)
+
+    comparison_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("comparisons.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    dataset_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True
+    )
+    row: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

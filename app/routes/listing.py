@@ -1,4 +1,5 @@
-"""The query parameters the tenant listings share (GET /v1/datasets, /v1/audits, /v1/encoders)."""
+"""The query parameters the tenant listings share (GET /v1/datasets, /v1/audits, /v1/encoders,
+/v1/comparisons)."""
 
 from __future__ import annotations
 

@@ -21,10 +21,10 @@ from synthaudit.app.core import repository as repo
 from synthaudit.app.core.db import make_session_factory
 from synthaudit.app.core.jobs import Dispatcher
 from synthaudit.app.core.storage import Storage
-from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, AuditResult
+from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, AuditResult, Dataset
 from synthaudit.app.core.webhooks import notify_finished
 from synthaudit.app.problems import Conflict, NotReady, ProblemError, QueueUnavailable, Unprocessable
-from synthaudit.app.schemas import AuditCreate, AuditLinks, AuditOut, AuditPage, MetricsOut
+from synthaudit.app.schemas import AuditConfigIn, AuditCreate, AuditLinks, AuditOut, AuditPage, MetricsOut
 from synthaudit.app.services.audit_access import finished_audit, owned_audit
 from synthaudit.app.services.listing import ListingParams, tenant_page
 from synthaudit.app.services.workflow import audit_fields, audit_trail
@@ -111,12 +111,18 @@ API_ENCODERS = ("mae", "pixels", "pixels_whitened", "vit_tokens_whitened")
 
 
 def _resolve_config(body: AuditCreate) -> dict[str, Any]:
-    """The full engine config: engine defaults overridden by the client's choices, validated."""
+    """The full engine config of an audit request."""
+    return resolve_config(body.config, body.reference_dataset_id is not None, _label_values(body))
+
+
+def resolve_config(chosen: AuditConfigIn, has_reference: bool, label_values: set[int]) -> dict[str, Any]:
+    """The full engine config: engine defaults overridden by the client's choices, validated against what
+    the request gives (a reference set; labels of which kinds). Audits and comparisons share it."""
     from synthaudit.models.config import AuditConfig
     from synthaudit.models.methods import get_method
 
     try:
-        config = AuditConfig.from_dict({**AuditConfig().to_dict(), **body.config.chosen()})
+        config = AuditConfig.from_dict({**AuditConfig().to_dict(), **chosen.chosen()})
         views = get_method(config.method).views(config)
     except (TypeError, ValueError) as exc:
         raise Unprocessable(f"config: {exc}") from exc
@@ -126,11 +132,11 @@ def _resolve_config(body: AuditCreate) -> dict[str, Any]:
                 f"config: encoder {view.encoder!r} is not available through the API "
                 f"(it needs weight files on the server); choose one of {', '.join(API_ENCODERS)}"
             )
-    if config.decision == "calibrated" and len(_label_values(body)) < 2:
+    if config.decision == "calibrated" and len(label_values) < 2:
         raise Unprocessable(
             "config: decision 'calibrated' needs labels with both used (1) and not used (0) images"
         )
-    if config.decision == "fdr" and body.reference_dataset_id is None and 0 not in _label_values(body):
+    if config.decision == "fdr" and not has_reference and 0 not in label_values:
         raise Unprocessable(
             "config: decision 'fdr' needs images known not to be used: labels with used=0 "
             "(or patient_labels with 0), or a reference_dataset_id"
@@ -150,8 +156,9 @@ DATASET_FIELDS = (
 )
 
 
-def _check_dataset(session: Session, field: str, dataset_id: uuid.UUID, wanted: str, tenant: str) -> None:
-    """422 unless the dataset exists for this tenant, still has its images and has the wanted role."""
+def check_dataset(session: Session, field: str, dataset_id: uuid.UUID, wanted: str, tenant: str) -> Dataset:
+    """The tenant's dataset; 422 unless it exists for this tenant, still has its images and has the wanted
+    role."""
     dataset = repo.get_dataset(session, dataset_id, tenant)
     if dataset is None:
         raise Unprocessable(f"{field}: no dataset {dataset_id}")
@@ -161,13 +168,14 @@ def _check_dataset(session: Session, field: str, dataset_id: uuid.UUID, wanted: 
         raise Unprocessable(
             f"{field}: dataset {dataset_id} was uploaded with role {dataset.role!r}, not {wanted!r}"
         )
+    return dataset
 
 
 def _check_datasets(session: Session, body: AuditCreate, tenant: str) -> None:
     for field, wanted in DATASET_FIELDS:
         dataset_id = getattr(body, field)
         if dataset_id is not None:
-            _check_dataset(session, field, dataset_id, wanted, tenant)
+            check_dataset(session, field, dataset_id, wanted, tenant)
     if body.labels:
         unknown = sorted(set(body.labels) - repo.image_names(session, body.real_dataset_id))
         if unknown:
@@ -176,10 +184,10 @@ def _check_datasets(session: Session, body: AuditCreate, tenant: str) -> None:
             )
             raise Unprocessable(f"labels: not among the real dataset's image ids: {shown}")
     if body.reference_dataset_id is not None and not body.config.drop_reference_duplicates:
-        _check_reference_overlap(session, body.real_dataset_id, body.reference_dataset_id)
+        check_reference_overlap(session, body.real_dataset_id, body.reference_dataset_id)
 
 
-def _check_reference_overlap(session: Session, real_id: uuid.UUID, reference_id: uuid.UUID) -> None:
+def check_reference_overlap(session: Session, real_id: uuid.UUID, reference_id: uuid.UUID) -> None:
     """422 when real images have the same bytes as reference images (the decode stage also finds the same
     pixels and near-identical copies, and fails the audit with the same kind of message)."""
     reference = {sha for _, sha in repo.image_hashes(session, reference_id)}

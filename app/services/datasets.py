@@ -166,11 +166,14 @@ def list_images(
 
 def delete_dataset(session: Session, storage: Storage, dataset_id: uuid.UUID, *, tenant: str) -> None:
     """Delete rows and files, and the work folders of audits that read it (they hold decoded copies of
-    its images; their results stay); refused while a queued or running audit uses the dataset."""
+    its images; their results stay); refused while a queued or running audit or comparison uses it."""
     get_dataset(session, dataset_id, tenant=tenant)
     active = repo.count_active_audits_using(session, dataset_id)
     if active:
         raise Conflict(f"{active} queued or running audit(s) use this dataset: cancel them first")
+    comparing = repo.count_active_comparisons_using(session, dataset_id)
+    if comparing:
+        raise Conflict(f"{comparing} queued or running comparison(s) use this dataset: cancel them first")
     derived = repo.audits_using(session, dataset_id)
     for audit_id in derived:
         repo.mark_audit_purged(session, audit_id)

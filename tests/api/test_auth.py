@@ -37,7 +37,7 @@ def app_routes(pg_url: str, redis_url: str) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def owned(api, membership_set, helpers) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """Tenant a's datasets and a (queued or finished) audit."""
+    """Tenant a's datasets, a (queued or finished) audit and comparison."""
     import httpx
 
     with httpx.Client(base_url=api.url, timeout=60.0, headers=api.headers) as client:
@@ -45,13 +45,28 @@ def owned(api, membership_set, helpers) -> dict[str, str]:  # type: ignore[no-un
         body = {"real_dataset_id": real, "generated_dataset_id": generated, "config": {"method": "pixels"}}
         audit = client.post("/v1/audits", json=body, headers={"Idempotency-Key": "shared-key"})
         assert audit.status_code == 202, audit.text
-        return {"dataset_id": real, "generated": generated, "audit_id": audit.json()["id"]}
+        comparison = client.post("/v1/comparisons", json=comparison_body(real, generated))
+        assert comparison.status_code == 202, comparison.text
+        return {
+            "dataset_id": real,
+            "generated": generated,
+            "audit_id": audit.json()["id"],
+            "comparison_id": comparison.json()["id"],
+        }
+
+
+def comparison_body(real: str, generated: str) -> dict[str, object]:
+    """A comparison of one generated set with itself under two names (the cheapest there is)."""
+    checkpoints = [{"dataset_id": generated, "name": name} for name in ("ckpt-1", "ckpt-2")]
+    return {"real_dataset_id": real, "generated": checkpoints, "config": {"method": "pixels"}}
 
 
 def request(client, method: str, path: str, ids: dict[str, str]):  # type: ignore[no-untyped-def]
     body = None
     if method == "POST" and path == "/v1/audits":
         body = {"real_dataset_id": ids["dataset_id"], "generated_dataset_id": ids["generated"]}
+    if method == "POST" and path == "/v1/comparisons":
+        body = comparison_body(ids["dataset_id"], ids["generated"])
     return client.request(method, fill(path, ids), json=body)
 
 
@@ -98,7 +113,7 @@ def test_another_tenants_ids_are_404_on_every_route(
             details = [_mask(_mask(r.json()["detail"], owned), unknown) for r in (response, baseline)]
             assert details[0] == details[1], details
             checked += 1
-        elif (method, path) == ("POST", "/v1/audits"):  # referring to another tenant's datasets
+        elif (method, path) in (("POST", "/v1/audits"), ("POST", "/v1/comparisons")):  # another's datasets
             response = request(other_client, method, path, owned)
             assert response.status_code == 422 and "no dataset" in response.json()["detail"]
             checked += 1
@@ -107,9 +122,11 @@ def test_another_tenants_ids_are_404_on_every_route(
     assert client.get(f"/v1/datasets/{owned['dataset_id']}").status_code == 200
     audit = client.get(f"/v1/audits/{owned['audit_id']}")
     assert audit.status_code == 200 and audit.json()["status"] != "cancelled"
+    comparison = client.get(f"/v1/comparisons/{owned['comparison_id']}")
+    assert comparison.status_code == 200 and comparison.json()["status"] != "cancelled"
 
 
-LISTINGS = ("/v1/datasets", "/v1/audits", "/v1/encoders")
+LISTINGS = ("/v1/datasets", "/v1/audits", "/v1/encoders", "/v1/comparisons")
 
 
 def test_listings_show_only_the_callers_items(
@@ -123,7 +140,7 @@ def test_listings_show_only_the_callers_items(
         for query in ({}, {"limit": "1"}, {"cursor": "not-a-cursor"}):
             refused = anonymous.get(path, params=query, headers={"X-API-Key": "nope"})
             assert refused.status_code == 401 and refused.headers["content-type"].startswith(PROBLEM)
-    theirs = {owned["dataset_id"], owned["generated"], owned["audit_id"]}
+    theirs = {owned["dataset_id"], owned["generated"], owned["audit_id"], owned["comparison_id"]}
     for tenant, who in (("a", client), ("b", other_client)):
         seen: set[str] = set()
         for path in LISTINGS:

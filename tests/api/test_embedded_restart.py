@@ -1,6 +1,7 @@
 """What an embedded server killed with SIGKILL leaves behind, and what its restart picks up again: a
-webhook stalled in `sending` is sent again (same delivery id), a queued encoder pretraining job runs;
-and retention purges a registered encoder's weights but keeps its provenance."""
+webhook stalled in `sending` is sent again (same delivery id), a queued encoder pretraining job and a
+queued comparison run; and retention purges a registered encoder's weights and a comparison's files but
+keeps their provenance and table."""
 
 from __future__ import annotations
 
@@ -215,5 +216,59 @@ def test_a_queued_encoder_job_runs_after_a_restart_and_retention_purges_its_weig
             "/v1/audits", json={**base, "encoder_id": encoder["id"], "config": {"method": "paper"}}
         )
         assert reuse.status_code == 422 and "purged" in reuse.json()["detail"], reuse.text
+    finally:
+        kill(server)
+
+
+def test_a_queued_comparison_runs_after_a_restart_and_retention_purges_its_files(
+    tmp_path: Path, tiny_set: Path, helpers, proc_tools
+) -> None:
+    from synthaudit.app.core.tables import Comparison
+
+    server = embedded(proc_tools, tmp_path)
+    client = httpx.Client(base_url=server.url, timeout=60.0)
+    real, generated = helpers.upload_set(client, tiny_set)
+    slow = client.post(
+        "/v1/audits", json={"real_dataset_id": real, "generated_dataset_id": generated, "config": SLOW_AUDIT}
+    ).json()
+    helpers.wait(client, slow["id"], check=lambda a: a["stage"] == "pretrain")
+    checkpoints = [{"dataset_id": generated, "name": name} for name in ("step-1", "step-2")]
+    body = {"real_dataset_id": real, "generated": checkpoints, "config": {"method": "pixels"}}
+    comparison = client.post("/v1/comparisons", json=body).json()
+    assert comparison["status"] == "queued"  # behind the slow audit on the one runner thread
+    kill(server)
+
+    server = embedded(proc_tools, tmp_path)
+    try:
+        client = httpx.Client(base_url=server.url, timeout=60.0)
+        assert client.post(f"/v1/audits/{slow['id']}/cancel").status_code == 200
+        url = f"/v1/comparisons/{comparison['id']}"
+        done = poll(lambda: client.get(url).json(), lambda c: c["status"] not in ("queued", "running"))
+        assert done["status"] == "succeeded", done
+        assert "resuming 0 unfinished encoder and 1 comparison job(s)" in server.proc.output()
+        assert client.get(f"{url}/comparison.csv").status_code == 200
+
+        # Retention: the files (image ids, the report) go; the table and the summary stay.
+        from synthaudit.app.core.retention import purge_expired
+
+        engine = database(tmp_path)
+        try:
+            with engine.begin() as conn:
+                then = utcnow() - timedelta(days=40)
+                conn.execute(
+                    update(Comparison)
+                    .where(Comparison.id == uuid.UUID(comparison["id"]))
+                    .values(created_at=then)
+                )
+            purge_expired(make_session_factory(engine), Storage(Path(server.storage)), 30)
+        finally:
+            engine.dispose()
+        assert not (Path(server.storage) / "comparisons" / comparison["id"]).exists()
+        purged = client.get(url).json()
+        assert purged["purged_at"] and purged["checkpoints"] == done["checkpoints"]
+        for path in ("comparison.csv", "report", "checkpoints/step-1/results.csv"):
+            gone = client.get(f"{url}/{path}")
+            assert gone.status_code == 410 and "purged" in gone.json()["detail"], path
+            assert gone.headers["content-type"].startswith("application/problem+json")
     finally:
         kill(server)

@@ -41,6 +41,7 @@ def test_metrics_and_request_ids(embedded_client, embedded_api) -> None:
     assert "synthaudit_database_up 1.0" in text
     assert (
         "# TYPE synthaudit_audits gauge" in text
+        and "# TYPE synthaudit_comparisons gauge" in text
         and "# TYPE synthaudit_stage_duration_seconds histogram" in text
     )
 

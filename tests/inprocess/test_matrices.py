@@ -24,7 +24,7 @@ def routes(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def owned(inproc) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """Tenant a's real and generated datasets and an audit of them."""
+    """Tenant a's real and generated datasets, an audit and a comparison of them."""
     headers = inproc.as_tenant("a")
     real = upload_pngs(inproc.client, headers, "real", range(6))
     generated = upload_pngs(inproc.client, headers, "generated", range(100, 106))
@@ -32,7 +32,19 @@ def owned(inproc) -> dict[str, str]:  # type: ignore[no-untyped-def]
         "/v1/audits", headers=headers, json={"real_dataset_id": real, "generated_dataset_id": generated}
     )
     assert audit.status_code in (201, 202), audit.text
-    return {"dataset_id": real, "generated": generated, "audit_id": audit.json()["id"]}
+    checkpoints = [{"dataset_id": generated, "name": name} for name in ("ckpt-1", "ckpt-2")]
+    comparison = inproc.client.post(
+        "/v1/comparisons",
+        headers=headers,
+        json={"real_dataset_id": real, "generated": checkpoints, "config": {"method": "pixels"}},
+    )
+    assert comparison.status_code == 202, comparison.text
+    return {
+        "dataset_id": real,
+        "generated": generated,
+        "audit_id": audit.json()["id"],
+        "comparison_id": comparison.json()["id"],
+    }
 
 
 def test_every_route_needs_a_valid_key(inproc, owned) -> None:  # type: ignore[no-untyped-def]
@@ -68,7 +80,9 @@ def test_another_tenants_ids_are_404_and_change_nothing(inproc, owned) -> None: 
     assert inproc.client.get(f"/v1/datasets/{owned['dataset_id']}", headers=mine).status_code == 200
     audit = inproc.client.get(f"/v1/audits/{owned['audit_id']}", headers=mine)
     assert audit.status_code == 200 and audit.json()["status"] != "cancelled"
-    for listing in ("/v1/datasets", "/v1/audits", "/v1/encoders"):
+    comparison = inproc.client.get(f"/v1/comparisons/{owned['comparison_id']}", headers=mine)
+    assert comparison.status_code == 200 and comparison.json()["status"] != "cancelled"
+    for listing in ("/v1/datasets", "/v1/audits", "/v1/encoders", "/v1/comparisons"):
         theirs = inproc.client.get(listing, headers=inproc.as_tenant("b"), params={"limit": 200}).json()
         assert theirs["items"] == [], listing
 
@@ -100,6 +114,9 @@ def test_another_tenants_ids_are_404_and_change_nothing(inproc, owned) -> None: 
             },
         ),
         ("POST", "/v1/encoders", {"dataset_ids": []}),
+        ("POST", "/v1/comparisons", {}),
+        ("POST", "/v1/comparisons", {"real_dataset_id": str(uuid.uuid4()), "generated": []}),
+        ("GET", "/v1/comparisons?status=done", None),
     ],
 )
 def test_bad_requests_are_422_problems(inproc, method: str, path: str, body: object) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,5 @@
-"""Job liveness: the heartbeats of running audits and encoder jobs, and the recovery sweep's claims."""
+"""Job liveness: the heartbeats of running audits, encoder and comparison jobs, and the recovery sweep's
+claims."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from sqlalchemy import Row, or_, select, update
 from sqlalchemy.orm import Session
 
 from synthaudit.app.core.repository.rows import rows_affected
-from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, Encoder, utcnow
+from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, Comparison, Encoder, utcnow
+
+JobTable = type[Audit] | type[Encoder] | type[Comparison]
+SingleJob = type[Encoder] | type[Comparison]  # one task per job: claimed and beaten by the heartbeat alone
 
 
-def active_jobs(session: Session, table: type[Audit] | type[Encoder], *columns: Any) -> list[Row[Any]]:
+def active_jobs(session: Session, table: JobTable, *columns: Any) -> list[Row[Any]]:
     """(id, status, heartbeat_at, created_at, *columns) of every queued or running row, oldest first."""
     stmt = (
         select(table.id, table.status, table.heartbeat_at, table.created_at, *columns)
@@ -37,10 +41,15 @@ def claim_orphaned_audit(
 
 def claim_orphaned_encoder(session: Session, encoder_id: uuid.UUID, stale_before: datetime) -> bool:
     """Take an orphaned encoder job whose heartbeat is still older than `stale_before`."""
-    still_stale = or_(Encoder.heartbeat_at.is_(None), Encoder.heartbeat_at < stale_before)
+    return claim_orphaned_job(session, Encoder, encoder_id, stale_before)
+
+
+def claim_orphaned_job(session: Session, table: SingleJob, job_id: uuid.UUID, stale_before: datetime) -> bool:
+    """Take an orphaned one-task job (encoder, comparison) whose heartbeat is still older than `stale_before`."""
+    still_stale = or_(table.heartbeat_at.is_(None), table.heartbeat_at < stale_before)
     claimed = session.execute(
-        update(Encoder)
-        .where(Encoder.id == encoder_id, still_stale, Encoder.status.in_(ACTIVE_STATUSES))
+        update(table)
+        .where(table.id == job_id, still_stale, table.status.in_(ACTIVE_STATUSES))
         .values(heartbeat_at=utcnow())
     )
     return rows_affected(claimed) == 1
@@ -57,9 +66,12 @@ def beat_audit(session: Session, audit_id: uuid.UUID, attempt: int | None) -> bo
 
 def beat_encoder(session: Session, encoder_id: uuid.UUID) -> bool:
     """Refresh a running encoder job's heartbeat; False: it is no longer running."""
+    return beat_job(session, Encoder, encoder_id)
+
+
+def beat_job(session: Session, table: SingleJob, job_id: uuid.UUID) -> bool:
+    """Refresh a running one-task job's heartbeat (encoder, comparison); False: it is no longer running."""
     alive = session.execute(
-        update(Encoder)
-        .where(Encoder.id == encoder_id, Encoder.status == "running")
-        .values(heartbeat_at=utcnow())
+        update(table).where(table.id == job_id, table.status == "running").values(heartbeat_at=utcnow())
     )
     return rows_affected(alive) > 0

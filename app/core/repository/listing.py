@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from sqlalchemy import Select, tuple_
 
-from synthaudit.app.core.tables import Audit, Dataset, Encoder
+from synthaudit.app.core.tables import Audit, Comparison, Dataset, Encoder
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Window:
 SelectT = TypeVar("SelectT", bound=Select)
 
 
-def in_window(stmt: SelectT, model: type[Dataset | Audit | Encoder], window: Window) -> SelectT:
+def in_window(stmt: SelectT, model: type[Dataset | Audit | Encoder | Comparison], window: Window) -> SelectT:
     """`stmt` limited to the window's tenant, time range and position, in the order of the model's
     (tenant, created_at, id) index (migration 0006)."""
     stmt = stmt.where(model.tenant == window.tenant)

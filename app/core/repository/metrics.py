@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from synthaudit.app.core.tables import Audit, Encoder
+from synthaudit.app.core.tables import Audit, Comparison, Encoder
 
 
 def audit_counts(session: Session) -> list[tuple[str, int]]:
@@ -19,6 +19,12 @@ def audit_counts(session: Session) -> list[tuple[str, int]]:
 def encoder_counts(session: Session) -> list[tuple[str, int]]:
     """(status, number of encoders) per status."""
     stmt = select(Encoder.status, func.count()).group_by(Encoder.status)
+    return [(status, int(n)) for status, n in session.execute(stmt)]
+
+
+def comparison_counts(session: Session) -> list[tuple[str, int]]:
+    """(status, number of comparisons) per status."""
+    stmt = select(Comparison.status, func.count()).group_by(Comparison.status)
     return [(status, int(n)) for status, n in session.execute(stmt)]
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from synthaudit.app.core.repository.comparisons import active_comparison_datasets
 from synthaudit.app.core.tables import ACTIVE_STATUSES, Audit, Dataset, Encoder, Image, utcnow
 
 
@@ -20,8 +21,8 @@ def expired_audits(session: Session, before: datetime) -> list[uuid.UUID]:
 
 
 def expired_datasets(session: Session, before: datetime) -> list[uuid.UUID]:
-    """Datasets created before `before`, not purged yet, that no queued or running audit uses (as its
-    real, generated or reference set)."""
+    """Datasets created before `before`, not purged yet, that no queued or running audit or comparison
+    uses (as its real, generated or reference set)."""
     active = Audit.status.in_(ACTIVE_STATUSES)
     in_use = (
         select(Audit.real_dataset_id)
@@ -32,7 +33,10 @@ def expired_datasets(session: Session, before: datetime) -> list[uuid.UUID]:
         )
     )
     stmt = select(Dataset.id).where(
-        Dataset.created_at < before, Dataset.purged_at.is_(None), Dataset.id.not_in(in_use)
+        Dataset.created_at < before,
+        Dataset.purged_at.is_(None),
+        Dataset.id.not_in(in_use),
+        Dataset.id.not_in(active_comparison_datasets()),
     )
     return list(session.scalars(stmt))
 
