@@ -115,6 +115,7 @@ class ImageSet:
     resized: str | None = (
         None  # how images of other sizes or shapes were brought to size x size (None: all were)
     )
+    source_side: int = 0  # the median shorter side of the images before resizing (0: not known)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -601,8 +602,14 @@ def load_images(
     images = np.stack([arr for _, arr in pairs]).astype(np.uint8, copy=False)
     progress(1.0, force=True)
     note = resize_note([shapes[name] for name in decoded], size)
+    source_side = int(np.median([min(shapes[name]) for name in decoded]))
     return ImageSet(
-        ids=[i for i, _ in pairs], images=images, rejected=rejected, ignored=ignored, resized=note
+        ids=[i for i, _ in pairs],
+        images=images,
+        rejected=rejected,
+        ignored=ignored,
+        resized=note,
+        source_side=source_side,
     )
 
 

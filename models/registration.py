@@ -33,7 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-REG_SIDE = 32  # thumbnails' side for registration (the pixel view's side): cost grows with its square
+REG_SIDE = 32  # thumbnails' side for registration (the pixel view's side): cost grows with its square ...
+FINE_REG_SIDE = 64  # ... and the side of an audit small enough to afford it (`registration_side`)
+REG_PIXEL_BUDGET = 10_000 * REG_SIDE**2  # generated images x side^2: the challenge-size audit at REG_SIDE
 SHORTLIST = 8  # candidate real images per query from the descriptor
 LP_RADII = 32  # log-polar samples of the magnitude spectrum along the radius ...
 LP_ANGLES = 64  # ... and along the half turn (the spectrum of a real image is symmetric)
@@ -73,6 +75,19 @@ class Prepared:
         """The prepared images at the given rows."""
         t = torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(self.thumbs.device)
         return Prepared(self.thumbs[t], self.lp_phase[t], self.spectrum[t], self.descriptor[np.asarray(idx)])
+
+
+def registration_side(n_generated: int, image_side: int, source_side: int = 0) -> int:
+    """The thumbnails' side for an audit of n_generated images of image_side pixels (as decoded) whose files
+    were source_side pixels (the smaller of the two sets' medians; 0: not known): REG_SIDE, or up to
+    FINE_REG_SIDE where the files carry that much detail and the registration's work (n_generated x side^2)
+    stays within that of the challenge-size audit at REG_SIDE (REG_PIXEL_BUDGET); never above image_side. A
+    fine side tells a copy from the real image next to its source (adjacent slices of a volume); on images
+    upsampled from a smaller side it only blurs the fit (docs/benchmarks.md, session 9)."""
+    fine = min(FINE_REG_SIDE, source_side)
+    if fine > REG_SIDE and n_generated * fine**2 <= REG_PIXEL_BUDGET:
+        return min(image_side, fine)
+    return min(image_side, REG_SIDE)
 
 
 def prepare(images: np.ndarray, side: int = REG_SIDE, device: torch.device | str = "cpu") -> Prepared:

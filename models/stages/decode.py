@@ -36,6 +36,7 @@ class DecodedPool:
     overlap: dict[str, Any]
     ignored: dict[str, list[str]]  # files that are not images at all, by set
     resized: dict[str, str]  # how each set's images were resized, where any was
+    source_side: int = 0  # the real images' median side before resizing (models.io.ImageSet.source_side)
 
 
 def decode_pool(inputs: AuditInputs, config: AuditConfig, on_progress: Progress) -> DecodedPool:
@@ -67,6 +68,7 @@ def decode_pool(inputs: AuditInputs, config: AuditConfig, on_progress: Progress)
             ids=[i for i, k in zip(real.ids, keep, strict=True) if k],
             images=real.images[keep],
             rejected=real.rejected,
+            source_side=real.source_side,
         )
     pool_ids, pool_images = list(real.ids), real.images
     from_reference = np.zeros(len(real.ids), dtype=bool)
@@ -78,7 +80,9 @@ def decode_pool(inputs: AuditInputs, config: AuditConfig, on_progress: Progress)
     sets = {"real": real, **({"reference": reference} if reference else {})}
     ignored = {role: list(images.ignored) for role, images in sets.items()}
     resized = {role: images.resized for role, images in sets.items() if images.resized}
-    return DecodedPool(pool_ids, pool_images, from_reference, rejected, overlap.to_dict(), ignored, resized)
+    return DecodedPool(
+        pool_ids, pool_images, from_reference, rejected, overlap.to_dict(), ignored, resized, real.source_side
+    )
 
 
 def write_decoded(workdir: Path, pool: DecodedPool, generated: ImageSet) -> None:
@@ -99,6 +103,8 @@ def write_decoded(workdir: Path, pool: DecodedPool, generated: ImageSet) -> None
             "real_from_reference": pool.from_reference,
             "generated_ids": np.array(generated.ids, dtype=str),
             "generated": generated.images,
+            # the images' sides before resizing: how fine a registration their detail asks for (stage 4)
+            "source_sides": np.array([pool.source_side, generated.source_side], dtype=np.int64),
         },
     )
 

@@ -38,6 +38,7 @@ def run_register(workdir: Path, config: AuditConfig, on_progress: Progress) -> d
     from synthaudit.models.device import resolve_device
     from synthaudit.models.index import search
     from synthaudit.models.registered_score import registered_evidence
+    from synthaudit.models.registration import registration_side
 
     decoded = _load_npz(WorkDir(workdir).decoded)
     real, generated = decoded["real"], decoded["generated"]
@@ -47,11 +48,15 @@ def run_register(workdir: Path, config: AuditConfig, on_progress: Progress) -> d
     def shortlist(queries: np.ndarray, base: np.ndarray, k: int, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         return search(queries, base, k, device=config.device, ivf_min_size=config.ivf_min_size, **kw)
 
+    sources = decoded.get("source_sides")  # absent in a work folder decoded before session 9
+    side = registration_side(
+        len(generated), int(real.shape[1]), int(sources.min()) if sources is not None else 0
+    )
     evidence = registered_evidence(
-        real, generated, shortlist, on_progress, device=resolve_device(config.device)
+        real, generated, shortlist, on_progress, side=side, device=resolve_device(config.device)
     )
     atomic_save_npz(WorkDir(workdir).registration, {f: getattr(evidence, f) for f in FIELDS})
-    return {"strong": int(evidence.strong().sum()), "margin": MARGIN}
+    return {"strong": int(evidence.strong().sum()), "margin": MARGIN, "side": side}
 
 
 def read_registration(workdir: Path) -> RegisteredEvidence | None:

@@ -15,7 +15,14 @@ from synthaudit.models.alignment import warp
 from synthaudit.models.config import AuditConfig
 from synthaudit.models.index import search
 from synthaudit.models.registered_score import MARGIN, RegisteredEvidence, registered_evidence
-from synthaudit.models.registration import prepare, register_pairs, whitened_descriptors
+from synthaudit.models.registration import (
+    FINE_REG_SIDE,
+    REG_SIDE,
+    prepare,
+    register_pairs,
+    registration_side,
+    whitened_descriptors,
+)
 from synthaudit.models.report import render_report
 from synthaudit.models.stages import AuditInputs, run_audit
 from synthaudit.models.stages.register import lift_scores
@@ -165,3 +172,52 @@ def test_blank_and_saturated_images_never_count_as_registered_copies() -> None:
     )
     evidence = registered_evidence(real, generated, _cpu_search)
     assert not np.isnan(evidence.margin).any() and not evidence.strong().any()
+
+
+def test_the_registration_side_follows_the_files_detail_and_the_budget() -> None:
+    assert registration_side(2_309, 64, source_side=64) == FINE_REG_SIDE  # small audit of 64-px slices
+    assert registration_side(2_309, 64, source_side=256) == FINE_REG_SIDE
+    assert registration_side(10_000, 64, source_side=256) == REG_SIDE  # the challenge's size: the budget
+    assert registration_side(2_309, 64, source_side=28) == REG_SIDE  # upsampled files carry no finer detail
+    assert registration_side(2_309, 64, source_side=48) == 48
+    assert registration_side(2_309, 24, source_side=64) == 24  # never above the decoded side
+    assert registration_side(2_309, 64) == REG_SIDE  # sources unknown: the coarse side
+
+
+def _twins_and_copies(rng: np.random.Generator, side: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """30 pairs of real twins (one scene, two patterns of detail that a 2x2 average removes: adjacent slices
+    alike at half the side), 10 copies of the first of 10 pairs moved by whole pixels, 50 novel scenes."""
+
+    def detail() -> np.ndarray:
+        return np.kron(rng.standard_normal((side // 2, side // 2)), np.array([[1, -1], [-1, 1]]))
+
+    real = []
+    for _ in range(30):
+        scene = 0.7 * _scene(rng, side).astype(float) + 30
+        real += [np.clip(scene + 30 * detail(), 0, 255).astype(np.uint8) for _ in range(2)]
+    moves = rng.integers(-4, 5, (10, 2))
+    copies = [np.roll(real[2 * i], tuple(int(m) for m in moves[i]), axis=(0, 1)) for i in range(10)]
+    return np.stack(real), np.stack(copies + [_scene(rng, side) for _ in range(50)])
+
+
+def test_a_copy_of_one_of_two_twins_alike_at_the_coarse_side_counts_only_at_the_fine_side() -> None:
+    real, generated = _twins_and_copies(np.random.default_rng(7))
+    coarse = registered_evidence(real, generated, search, side=REG_SIDE).strong()
+    fine = registered_evidence(real, generated, search, side=FINE_REG_SIDE).strong()
+    assert coarse.sum() == 0  # at 32 px the twins are one image: no margin over the runner-up
+    assert list(np.flatnonzero(fine)) == list(range(0, 20, 2))  # each copy's source, not its twin
+
+
+@pytest.mark.parametrize(("file_side", "expected"), [(128, FINE_REG_SIDE), (28, REG_SIDE)])
+def test_the_audit_registers_at_the_side_its_files_afford(
+    tmp_path: Path, file_side: int, expected: int
+) -> None:
+    rng = np.random.default_rng(8)
+    for name, count in (("real", 24), ("generated", 24)):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            Image.fromarray(_scene(rng, file_side)).save(tmp_path / name / f"{name[0]}{i:03d}.png")
+    config = AuditConfig(image_size=64, batch_size=32)
+    run_audit(AuditInputs(tmp_path / "real", tmp_path / "generated"), config, tmp_path / "work")
+    record = json.loads((tmp_path / "work" / "alignment.json").read_text())
+    assert record["registration"]["side"] == expected
