@@ -183,12 +183,15 @@ def search(
     device: str = "auto",
     exclude_self: bool = False,
     ivf_min_size: int | None = None,
+    proposals: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k most similar base rows for every query row: (sims float32 [N, k], idx int64 [N, k]).
 
     k is clipped to the base size (minus one with ``exclude_self``, where queries must be base
     in the same order and each row's own index is dropped). Exact unless ``ivf_min_size`` is set
     and the base has at least that many rows (and FAISS is installed): then an approximate IVF index.
+    ``proposals``: the engine's first-round candidates of every query row, already found (engine
+    similarities and indices, k + TIE_MARGIN of them: `search_both_ways`); checked exactly like the engine's.
     """
     if metric not in SIMILARITY_METRICS:
         raise ValueError(
@@ -223,8 +226,11 @@ def search(
     all_sims, all_idx = [], []
     b64 = b.astype(np.float64) if 2 * b.nbytes <= EXACT_BASE_BYTES else None  # exact: float32 -> float64
     for start in range(0, q.shape[0], QUERY_BATCH):
+        stop = start + QUERY_BATCH
         sims, idx = _search_rows(
-            run,
+            run
+            if proposals is None
+            else _first_round(run, proposals[0][start:stop], proposals[1][start:stop]),
             q[start : start + QUERY_BATCH],
             b,
             start,
@@ -237,6 +243,84 @@ def search(
         all_sims.append(sims)
         all_idx.append(idx)
     return np.concatenate(all_sims).astype(np.float32, copy=False), np.concatenate(all_idx)
+
+
+def _first_round(
+    run: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]], dist: np.ndarray, idx: np.ndarray
+) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+    """An engine whose first answer (every row of the chunk, as many candidates as proposed) is the one given;
+    later rounds (rows re-asked with more candidates) go to `run`."""
+    first = [True]
+
+    def engine(chunk: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        if first[0] and len(chunk) == len(dist) and kk == dist.shape[1]:
+            first[0] = False
+            return dist, idx
+        return run(chunk, kk)
+
+    return engine
+
+
+def search_both_ways(
+    queries: object,
+    base: object,
+    k: int,
+    k_back: int,
+    metric: str = "cosine",
+    device: str = "auto",
+    ivf_min_size: int | None = None,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(search(queries, base, k), search(base, queries, k_back)): both directions of one similarity matrix,
+    which the torch engine computes once (its row and column top-k proposing both sides' candidates, then
+    checked exactly as search does, so the answers are the same); two searches where it does not run."""
+    q, b = _as_matrix(queries, "queries"), _as_matrix(base, "base")
+    options = {"metric": metric, "device": device, "ivf_min_size": ivf_min_size}
+    approximate = (
+        ivf_min_size is not None and faiss is not None and max(len(q), len(b)) >= max(1, ivf_min_size)
+    )
+    joint = metric == "cosine" and (faiss is None or _torch_engine(metric, device, approximate))
+    if not joint or min(len(q), len(b), k, k_back) < 1 or q.shape[1] != b.shape[1]:
+        return search(q, b, k, **options), search(b, q, k_back, **options)  # type: ignore[arg-type]
+    forward, backward = _torch_both_ways(
+        _normalised(q), _normalised(b), min(len(b), k + TIE_MARGIN), min(len(q), k_back + TIE_MARGIN), device
+    )
+    return (
+        search(q, b, k, proposals=forward, **options),  # type: ignore[arg-type]
+        search(b, q, k_back, proposals=backward, **options),  # type: ignore[arg-type]
+    )
+
+
+def _torch_both_ways(
+    q: np.ndarray, b: np.ndarray, wanted: int, wanted_back: int, device: str
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The row top-`wanted` and the column top-`wanted_back` of q @ b.T (unit rows), TORCH_SCORE_BYTES of it
+    at a time: the first-round candidates of both directions' searches."""
+    import torch
+
+    dev = torch.device("cuda" if str(device).lower() != "cpu" and torch.cuda.is_available() else "cpu")
+    base = torch.from_numpy(b).to(dev)
+    rows = max(1, TORCH_SCORE_BYTES // max(1, 4 * b.shape[0]))
+    values_out, idx_out = [], []
+    back_values = torch.empty((len(b), 0), device=dev)
+    back_idx = torch.empty((len(b), 0), dtype=torch.int64, device=dev)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # full fp32, as _torch_search
+    try:
+        for lo in range(0, q.shape[0], rows):
+            scores = torch.from_numpy(q[lo : lo + rows]).to(dev) @ base.T
+            values, idx = scores.topk(wanted, dim=1)
+            values_out.append(values.cpu().numpy())
+            idx_out.append(idx.cpu().numpy())
+            col_values, col_idx = scores.T.topk(min(wanted_back, scores.shape[0]), dim=1)
+            back_values = torch.cat([back_values, col_values], dim=1)
+            back_idx = torch.cat([back_idx, col_idx + lo], dim=1)
+            if back_values.shape[1] > wanted_back:
+                back_values, keep = back_values.topk(wanted_back, dim=1)
+                back_idx = back_idx.gather(1, keep)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    forward = (np.concatenate(values_out), np.concatenate(idx_out))
+    return forward, (back_values.cpu().numpy(), back_idx.cpu().numpy())
 
 
 def _search_rows(

@@ -139,7 +139,8 @@ def _aligned_neighbours(
     runs over the gate's, the probe's and the wide versions (33). Neither: the plain neighbours, untouched.
     Returns (rg, rr, gr) and the view's record for alignment.json.
     """
-    from synthaudit.models.alignment import gate, probe_rows
+    from synthaudit.models.alignment import gate, merge_versions, probe_rows
+    from synthaudit.models.index import search, search_both_ways
 
     rg, rr, gr = plain
     share, fired = gate(gr[0][:, 0], gr_aug[0][:, 0])
@@ -156,10 +157,13 @@ def _aligned_neighbours(
         return plain, record
     every = versions_of("gate") + extra
     record["versions"] = 1 + len(every)
+    # the added versions: real -> generated and generated -> real from one similarity matrix each
+    both = [search_both_ways(v, generated, k, ATTRIBUTION_K, **options) for v in extra]
+    rg_parts = [rg] + [search(v, generated, k, **options) for v in versions_of("gate")] + [f for f, _ in both]
     searched = (
-        aligned_rg(every, generated, rg, k, options),
+        merge_versions(rg_parts, min(k, len(generated))),
         _aligned_rr(every, real, rr, k, options),
-        aligned_gr(extra, generated, gr_aug, options),  # gr_aug holds the gate's versions already
+        merge_versions([gr_aug] + [b for _, b in both], min(ATTRIBUTION_K, len(real))),  # gr_aug: the gate's
     )
     return searched, record
 

@@ -104,3 +104,37 @@ def test_torch_fallback_matches_faiss(metric: str, monkeypatch: pytest.MonkeyPat
     got = index_module.search(queries, base, 5, metric=metric)
     np.testing.assert_array_equal(got[1], expected[1])
     np.testing.assert_allclose(got[0], expected[0], rtol=1e-4, atol=1e-4)
+
+
+def test_the_torch_engine_and_faiss_give_the_same_answer_with_ties(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU's cosine engine is torch (matmul + topk); FAISS's flat index must give the same sims and
+    indices bit for bit, duplicated rows (exact ties, ordered by base index) included."""
+    import synthaudit.models.index as index_module
+
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(300, 24)).astype(np.float32)
+    base[150:200] = base[:50]  # exact ties
+    queries = np.r_[base[:30], rng.normal(size=(70, 24)).astype(np.float32)]
+    torch_answer = index_module.search(queries, base, 12)
+    monkeypatch.setattr(index_module, "_torch_engine", lambda *a: False)
+    faiss_answer = index_module.search(queries, base, 12)
+    np.testing.assert_array_equal(torch_answer[0], faiss_answer[0])
+    np.testing.assert_array_equal(torch_answer[1], faiss_answer[1])
+
+
+@pytest.mark.parametrize("score_bytes", [4 * 300 * 7, 2**28])  # 7 query rows at a time, or all at once
+def test_search_both_ways_equals_two_searches(score_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import synthaudit.models.index as index_module
+
+    monkeypatch.setattr(index_module, "TORCH_SCORE_BYTES", score_bytes)
+    rng = np.random.default_rng(12)
+    queries = rng.normal(size=(120, 24)).astype(np.float32)
+    base = rng.normal(size=(300, 24)).astype(np.float32)
+    base[200:230] = base[:30]  # ties in the forward direction
+    queries[60:70] = queries[:10]  # and in the backward one
+    forward, backward = index_module.search_both_ways(queries, base, 9, 2)
+    for got, expected in ((forward, search(queries, base, 9)), (backward, search(base, queries, 2))):
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    small = index_module.search_both_ways(queries[:3], base, 9, 5)  # fewer queries than k_back + margin
+    np.testing.assert_array_equal(small[1][1], search(base, queries[:3], 5)[1])
