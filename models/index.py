@@ -271,22 +271,38 @@ def search_both_ways(
     ivf_min_size: int | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """(search(queries, base, k), search(base, queries, k_back)): both directions of one similarity matrix,
-    which the torch engine computes once (its row and column top-k proposing both sides' candidates, then
-    checked exactly as search does, so the answers are the same); two searches where it does not run."""
-    q, b = _as_matrix(queries, "queries"), _as_matrix(base, "base")
+    which the torch engine computes once (`both_ways_proposals`, then checked exactly as search does, so the
+    answers are the same); two searches where it does not run."""
     options = {"metric": metric, "device": device, "ivf_min_size": ivf_min_size}
+    found = both_ways_proposals(queries, base, k, k_back, **options)  # type: ignore[arg-type]
+    forward, backward = found if found is not None else (None, None)
+    return (
+        search(queries, base, k, proposals=forward, **options),  # type: ignore[arg-type]
+        search(base, queries, k_back, proposals=backward, **options),  # type: ignore[arg-type]
+    )
+
+
+def both_ways_proposals(
+    queries: object,
+    base: object,
+    k: int,
+    k_back: int,
+    metric: str = "cosine",
+    device: str = "auto",
+    ivf_min_size: int | None = None,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+    """The engine's first-round candidates of search(queries, base, k) and of search(base, queries, k_back)
+    from one pass over their similarity matrix (search's `proposals`), where the torch engine runs exact
+    cosine searches; None elsewhere."""
+    q, b = _as_matrix(queries, "queries"), _as_matrix(base, "base")
     approximate = (
         ivf_min_size is not None and faiss is not None and max(len(q), len(b)) >= max(1, ivf_min_size)
     )
     joint = metric == "cosine" and (faiss is None or _torch_engine(metric, device, approximate))
     if not joint or min(len(q), len(b), k, k_back) < 1 or q.shape[1] != b.shape[1]:
-        return search(q, b, k, **options), search(b, q, k_back, **options)  # type: ignore[arg-type]
-    forward, backward = _torch_both_ways(
+        return None
+    return _torch_both_ways(
         _normalised(q), _normalised(b), min(len(b), k + TIE_MARGIN), min(len(q), k_back + TIE_MARGIN), device
-    )
-    return (
-        search(q, b, k, proposals=forward, **options),  # type: ignore[arg-type]
-        search(b, q, k_back, proposals=backward, **options),  # type: ignore[arg-type]
     )
 
 

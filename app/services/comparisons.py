@@ -229,7 +229,7 @@ def checkpoint_results(
     """A checkpoint's results.csv (the CLI's, or the ImageCLEF `id,label` form); 404 for an unknown name."""
     _finished(session, comparison_id, tenant)
     if name not in {c.name for c in repo.comparison_checkpoints(session, comparison_id)}:
-        raise NotFound(f"the comparison has no checkpoint {name!r}")
+        raise NotFound("the comparison has no checkpoint of that name")
     return _existing(storage.comparison_dir(comparison_id) / "out" / name / RESULT_FILES[fmt])
 
 

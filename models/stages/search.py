@@ -107,21 +107,6 @@ def aligned_gr(
     return merge_versions(parts, min(ATTRIBUTION_K, n_real))
 
 
-def _aligned_rr(
-    real_versions: list[np.ndarray],
-    real: np.ndarray,
-    identity: tuple[np.ndarray, np.ndarray],
-    k: int,
-    options: Any,
-) -> tuple[np.ndarray, np.ndarray]:
-    """real -> other real top-k of the max over versions of the query image (its own index excluded)."""
-    from synthaudit.models.alignment import merge_versions
-    from synthaudit.models.index import search
-
-    parts = [identity] + [search(v, real, k + 1, **options) for v in real_versions]
-    return merge_versions(parts, min(k, len(real) - 1), exclude=np.arange(len(real)))
-
-
 def _aligned_neighbours(
     versions_of: Callable[[str], list[np.ndarray]],
     real: np.ndarray,
@@ -139,10 +124,9 @@ def _aligned_neighbours(
     runs over the gate's, the probe's and the wide versions (33). Neither: the plain neighbours, untouched.
     Returns (rg, rr, gr) and the view's record for alignment.json.
     """
-    from synthaudit.models.alignment import gate, merge_versions, probe_rows
-    from synthaudit.models.index import search, search_both_ways
+    from synthaudit.models.alignment import gate, probe_rows
 
-    rg, rr, gr = plain
+    gr = plain[2]
     share, fired = gate(gr[0][:, 0], gr_aug[0][:, 0])
     record: dict[str, Any] = {"share": share, "fired": fired}
     added: list[str] = ["fine"] if fired else []
@@ -155,17 +139,44 @@ def _aligned_neighbours(
     if not extra:
         record["versions"] = 1
         return plain, record
-    every = versions_of("gate") + extra
-    record["versions"] = 1 + len(every)
-    # the added versions: real -> generated and generated -> real from one similarity matrix each
-    both = [search_both_ways(v, generated, k, ATTRIBUTION_K, **options) for v in extra]
-    rg_parts = [rg] + [search(v, generated, k, **options) for v in versions_of("gate")] + [f for f, _ in both]
-    searched = (
-        merge_versions(rg_parts, min(k, len(generated))),
-        _aligned_rr(every, real, rr, k, options),
-        merge_versions([gr_aug] + [b for _, b in both], min(ATTRIBUTION_K, len(real))),  # gr_aug: the gate's
+    record["versions"] = 1 + len(versions_of("gate")) + len(extra)
+    return _over_versions(versions_of("gate"), extra, real, generated, plain, gr_aug, k, options), record
+
+
+def _over_versions(
+    gate_versions: list[np.ndarray],
+    extra: list[np.ndarray],
+    real: np.ndarray,
+    generated: np.ndarray,
+    plain: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    gr_aug: tuple[np.ndarray, np.ndarray],
+    k: int,
+    options: Any,
+) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """(rg, rr, gr) over the identity, the gate's versions and the added ones: the top-k of the max over
+    versions with one pooled exact re-check (models/version_search.py), the added versions' similarity
+    matrices computed once for both directions (models.index.both_ways_proposals)."""
+    from synthaudit.models.alignment import merge_versions
+    from synthaudit.models.index import both_ways_proposals, search
+    from synthaudit.models.version_search import max_over_versions
+
+    rg, rr, _ = plain
+    both = [both_ways_proposals(v, generated, k, ATTRIBUTION_K, **options) for v in extra]
+    gr_parts = [gr_aug] + [  # gr_aug holds the gate's versions already
+        search(generated, v, ATTRIBUTION_K, proposals=None if b is None else b[1], **options)
+        for v, b in zip(extra, both, strict=True)
+    ]
+    every = gate_versions + extra
+    forward = [None] * len(gate_versions) + [None if b is None else b[0] for b in both]
+    return (
+        max_over_versions(
+            every, generated, k, min(k, len(generated)), rg, proposals=forward, options=options
+        ),
+        max_over_versions(
+            every, real, k + 1, min(k, len(real) - 1), rr, exclude=np.arange(len(real)), options=options
+        ),
+        merge_versions(gr_parts, min(ATTRIBUTION_K, len(real))),
     )
-    return searched, record
 
 
 def run_search(

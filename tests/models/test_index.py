@@ -138,3 +138,46 @@ def test_search_both_ways_equals_two_searches(score_bytes: int, monkeypatch: pyt
         np.testing.assert_array_equal(got[1], expected[1])
     small = index_module.search_both_ways(queries[:3], base, 9, 5)  # fewer queries than k_back + margin
     np.testing.assert_array_equal(small[1][1], search(base, queries[:3], 5)[1])
+
+
+@pytest.mark.parametrize("chunk", [7, 1024])
+def test_the_pooled_max_over_versions_equals_the_merge_of_each_versions_search(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """models/version_search.py: one pooled exact re-check gives the merge of the per-version searches bit for
+    bit, with an excluded index per row (real -> real), ties, and rows the bound sends version by version."""
+    import synthaudit.models.version_search as pooled
+    from synthaudit.models.alignment import merge_versions
+
+    monkeypatch.setattr(pooled, "ROW_CHUNK", chunk)
+    rng = np.random.default_rng(13)
+    base = rng.normal(size=(200, 32)).astype(np.float32)
+    base[150:170] = base[:20]  # exact ties between base rows
+    queries = base[:60] + 0.3 * rng.normal(size=(60, 32)).astype(np.float32)
+    versions = [queries + 0.2 * rng.normal(size=queries.shape).astype(np.float32) for _ in range(5)]
+    versions.append(versions[0].copy())  # a version equal to another: ties across versions
+    for exclude, k_each, k_out in ((None, 9, 9), (np.arange(60), 10, 9)):
+        identity = search(queries, base, k_each)
+        expected = merge_versions(
+            [identity] + [search(v, base, k_each) for v in versions], k_out, exclude=exclude
+        )
+        got = pooled.max_over_versions(versions, base, k_each, k_out, identity, exclude=exclude)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+        proposals = [index_proposals(v, base, k_each) for v in versions]  # precomputed candidates
+        again = pooled.max_over_versions(versions, base, k_each, k_out, identity, exclude, proposals)
+        np.testing.assert_array_equal(again[1], expected[1])
+    monkeypatch.setattr(
+        pooled, "engine_error_bound", lambda dim: 10.0
+    )  # no row bounded: all version by version
+    identity = search(queries, base, 9)
+    expected = merge_versions([identity] + [search(v, base, 9) for v in versions], 9)
+    np.testing.assert_array_equal(pooled.max_over_versions(versions, base, 9, 9, identity)[1], expected[1])
+
+
+def index_proposals(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    from synthaudit.models.index import both_ways_proposals
+
+    found = both_ways_proposals(queries, base, k, 2)
+    assert found is not None
+    return found[0]
