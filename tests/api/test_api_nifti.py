@@ -89,6 +89,28 @@ def test_an_upload_in_the_embedded_mode_gives_the_clis_csv(
     assert metrics == cli_csv[1]
 
 
+def test_a_zip_of_volumes_uploads_as_the_files_do(embedded_client, volumes, helpers, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, _ = volumes
+    archive = tmp_path / "generated.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted((root / "generated").glob("*.nii.gz")):
+            zf.write(path, f"generated/{path.name}")
+    response = helpers.upload(embedded_client, "generated", [archive])
+    assert response.status_code == 201, response.text
+    assert response.json()["image_count"] == 6 and response.json()["rejected"] == []
+    listing = embedded_client.get(f"/v1/datasets/{response.json()['id']}/images").json()
+    assert [i["id"] for i in listing["items"]] == [f"g{i}" for i in range(6)]  # one row per volume
+    bad = embedded_client.post(
+        "/v1/audits",
+        json={
+            "real_dataset_id": response.json()["id"],
+            "generated_dataset_id": response.json()["id"],
+            "config": {"nifti_axis": "oblique"},
+        },
+    )
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+
+
 @pytest.mark.slow
 def test_an_upload_in_the_distributed_mode_gives_the_clis_csv(
     api, celery_worker, volumes, cli_csv, helpers
