@@ -171,7 +171,10 @@ def check_header(head: bytes, max_pixels: int) -> VolumeHeader:
     if not np.isfinite(offset) or offset < size or offset > MAX_VOX_OFFSET or offset != int(offset):
         raise NiftiRejected(f"invalid NIfTI vox_offset {offset:g} (from {size} to {MAX_VOX_OFFSET} bytes)")
     slope, inter = _slope_inter(header)
-    affine = np.asarray(header.get_best_affine(), dtype=np.float64)
+    try:
+        affine = np.asarray(header.get_best_affine(), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - an invalid quaternion or sform
+        raise NiftiRejected("invalid NIfTI orientation (qform / sform)") from None
     if not np.isfinite(affine).all():
         raise NiftiRejected("invalid NIfTI orientation (non-finite affine)")
     return VolumeHeader((x, y, z), dtype, int(offset), float(slope), float(inter), affine)
@@ -188,8 +191,9 @@ def _slope_inter(header: Any) -> tuple[float, float]:
     return float(slope), 0.0 if inter is None else float(inter)
 
 
-def _voxel_bytes(data: bytes, gzipped: bool, max_pixels: int) -> tuple[VolumeHeader, bytes]:
-    """The checked header and exactly its voxel bytes; a .nii.gz is inflated only that far."""
+def _voxel_bytes(data: bytes, gzipped: bool, max_pixels: int) -> tuple[VolumeHeader, memoryview]:
+    """The checked header and exactly its voxel bytes, in one buffer (a view of a .nii's bytes); a .nii.gz
+    is inflated in bounded steps straight into a buffer of the size the header names, and no further."""
     if not gzipped:
         hdr = check_header(data[:540], max_pixels)
         end = hdr.vox_offset + hdr.nbytes
@@ -197,23 +201,29 @@ def _voxel_bytes(data: bytes, gzipped: bool, max_pixels: int) -> tuple[VolumeHea
             raise NiftiRejected(
                 f"truncated NIfTI file (the header needs {end} bytes, the file holds {len(data)})"
             )
-        return hdr, data[hdr.vox_offset : end]
+        return hdr, memoryview(data)[hdr.vox_offset : end]
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
             head = stream.read(540)
             hdr = check_header(head, max_pixels)
-            end = hdr.vox_offset + hdr.nbytes
-            rest = stream.read(end - len(head)) if end > len(head) else b""
+            view = memoryview(bytearray(hdr.nbytes))
+            first = head[hdr.vox_offset : hdr.vox_offset + hdr.nbytes]
+            view[: len(first)] = first
+            filled, skip = len(first), hdr.vox_offset - len(head)
+            while skip > 0 and (chunk := stream.read(min(skip, 1 << 16))):  # extensions (<= 1 MiB)
+                skip -= len(chunk)
+            while skip <= 0 and filled < hdr.nbytes and (n := stream.readinto(view[filled:])):
+                filled += n
     except NiftiRejected:
         raise
     except (OSError, EOFError, zlib.error):
         raise NiftiRejected("corrupt or truncated gzip data in a .nii.gz file") from None
-    whole = head + rest
-    if len(whole) < end:
+    if filled < hdr.nbytes:
         raise NiftiRejected(
-            f"truncated NIfTI file (the header needs {end} bytes, the data holds {len(whole)})"
+            f"truncated NIfTI file (the header needs {hdr.vox_offset + hdr.nbytes} bytes, "
+            f"the data holds {hdr.vox_offset - max(skip, 0) + filled})"
         )
-    return hdr, whole[hdr.vox_offset : end]
+    return hdr, view
 
 
 def _canonical(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -221,7 +231,12 @@ def _canonical(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
     transposes: views, no copy)."""
     from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
-    ornt = io_orientation(affine)
+    try:
+        ornt = io_orientation(affine)
+    except (ValueError, np.linalg.LinAlgError):
+        return volume
+    if np.isnan(ornt).any():  # a degenerate affine (a zero column): the stored orientation
+        return volume
     return np.asarray(apply_orientation(volume, ornt_transform(ornt, axcodes2ornt("RAS"))))
 
 
@@ -299,7 +314,7 @@ def read_volume(data: bytes, name: str, max_pixels: int, axis: str = "axial") ->
         lo, hi = _intensity_map(flat, hdr.slope, hdr.inter)
         stored = flat.reshape(hdr.shape, order="F")
         vol8 = _to_uint8(stored, lo, hi, invert=hdr.slope < 0)
-        del raw, flat, stored
+        del raw, flat, stored  # the stored bytes go before the slices are cut
         vol = _canonical(vol8, hdr.affine)
         axes = ("sagittal", "coronal", "axial") if axis == "all" else (axis,)
         background = int(vol8.min()) if vol8.size else 0

@@ -205,3 +205,23 @@ def test_a_folder_of_only_hostile_volumes_is_one_clear_message(tmp_path: Path) -
     message = str(err.value)
     assert message.startswith("no readable images in ") and "\n" not in message
     assert "volume too large" in message and "truncated NIfTI file" in message
+
+
+def test_a_degenerate_affine_keeps_the_stored_orientation() -> None:
+    vol = np.arange(8 * 8 * 4, dtype=np.int16).reshape(8, 8, 4) % 97
+    head = bytearray(h.nifti_header((8, 8, 4)))
+    head[280:328] = bytes(48)  # srow_x, srow_y, srow_z: all zero
+    stored = slices(bytes(head) + vol.tobytes(order="F"), name="v.nii")
+    plain = slices(h.nifti_header((8, 8, 4)) + vol.tobytes(order="F"), name="v.nii")
+    assert stored.keys() == plain.keys() and all(np.array_equal(stored[k], plain[k]) for k in plain)
+
+
+def test_header_extensions_before_the_voxels_are_skipped_in_a_gzip_stream() -> None:
+    vol = 100 + np.arange(8 * 8 * 4, dtype=np.int16).reshape(8, 8, 4) % 97
+    data = h.nifti_header((8, 8, 4), vox_offset=352 + 4096) + bytes(4096) + vol.tobytes(order="F")
+    got = slices(gzip.compress(data))
+    assert (
+        list(got) == ["_z000", "_z001", "_z002", "_z003"] and slices(data, name="v.nii").keys() == got.keys()
+    )
+    with pytest.raises(ImageReadError, match=r"truncated NIfTI file \(the header needs 4960 bytes"):
+        decode_slices(gzip.compress(data[:2000]), "v.nii.gz")
