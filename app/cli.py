@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synthaudit.app.cli_verdict import verdict_line as _verdict_line
-from synthaudit.models.config import ALIGNMENT_SETTINGS, DECISION_RULES, AuditConfig
+from synthaudit.models.config import ALIGNMENT_SETTINGS, DECISION_RULES, NIFTI_AXES, AuditConfig
 from synthaudit.models.progress import stage_bars
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ def _config_from_args(args: argparse.Namespace) -> AuditConfig:
         "weights": str(args.weights) if args.weights else None,
         "checkpoint": str(args.checkpoint) if args.checkpoint else None,
         "alignment": args.alignment,
+        "nifti_axis": args.nifti_axis,
         "drop_reference_duplicates": bool(getattr(args, "drop_reference_duplicates", False)),
     }
     try:
@@ -125,6 +126,13 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: the default's thumbnail search tolerates small shifts / rotations / scalings when the "
         "audit's images show such copies, and registers every generated image to its candidate real images; "
         "grid: the tolerant search only; off: neither",
+    )
+    parser.add_argument(
+        "--nifti-axis",
+        default=defaults.nifti_axis,
+        choices=NIFTI_AXES,
+        help="NIfTI volumes (.nii, .nii.gz) become 2D slices along this axis (RAS): axial, coronal, "
+        "sagittal, or all three",
     )
 
 

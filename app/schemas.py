@@ -123,6 +123,11 @@ class AuditConfigIn(BaseModel):
         "to its candidate real images (turned, rescaled and moved copies); grid: the tolerant search only; "
         "off: neither",
     )
+    nifti_axis: Literal["axial", "coronal", "sagittal", "all"] | None = Field(
+        default=None,
+        description="NIfTI volumes (.nii, .nii.gz) become 2D slices along this axis of their RAS "
+        "orientation: axial (default), coronal, sagittal, or all three",
+    )
     drop_reference_duplicates: bool | None = Field(
         default=None,
         description="false (default): an audit whose real candidates repeat reference images (same or "

@@ -8,6 +8,7 @@ from typing import Any
 ALIGNMENT_SETTINGS = ("auto", "grid", "off")  # models/alignment.py, models/stages/register.py
 DECISION_RULES = ("auto", "fdr", "calibrated", "prior", "mixture", "fixed")
 DEFAULT_METHOD = "default"
+NIFTI_AXES = ("axial", "coronal", "sagittal", "all")  # models/nifti.py
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class AuditConfig:
     # Candidates that repeat a reference image (models/reference_overlap.py): False refuses the audit, True
     # drops them from the candidates before every later stage (counted in overlap.json and the metrics).
     drop_reference_duplicates: bool = False
+    # NIfTI volumes become slices along this axis (RAS: axial z, coronal y, sagittal x; "all": the three).
+    nifti_axis: str = "axial"
 
     def __post_init__(self) -> None:
         if self.decision not in DECISION_RULES:
@@ -63,6 +66,8 @@ class AuditConfig:
             raise ValueError(
                 f"alignment must be one of {', '.join(ALIGNMENT_SETTINGS)}, not {self.alignment!r}"
             )
+        if self.nifti_axis not in NIFTI_AXES:
+            raise ValueError(f"nifti_axis must be one of {', '.join(NIFTI_AXES)}, not {self.nifti_axis!r}")
         if self.ivf_min_size is not None and self.ivf_min_size < 1:
             raise ValueError("ivf_min_size must be positive (or null for exact search only)")
 

@@ -5,7 +5,8 @@ the same reader with the same limits as the API's uploads (one budget of members
 per source). Image type is decided by content (DICOM magic / Pillow signatures), the suffix only
 decides whether a file that fails to decode is reported (image suffix) or silently ignored (anything
 else, e.g. ``labels.csv``). DICOM files go through `models.dicom` (deflated data sets refused, the
-image size checked before decoding).
+image size checked before decoding). NIfTI volumes (.nii, .nii.gz: by suffix) go through `models.nifti`
+(the header checked before any voxel is read) and give one image per kept slice, id ``<volume>_z042``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from synthaudit.models.archives import (
     read_archive,
 )
 from synthaudit.models.dicom import DicomRejected, has_preamble, read_dicom
+from synthaudit.models.nifti import NiftiRejected, is_nifti_name, read_volume, strip_nifti_suffix
 
 if TYPE_CHECKING:  # pydicom itself is imported where it is used
     from pydicom.dataset import Dataset
@@ -50,7 +52,8 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DICOM_SUFFIXES = (".dcm", ".dicom")
-IMAGE_SUFFIXES: frozenset[str] = frozenset(PILLOW_SUFFIXES + DICOM_SUFFIXES)
+NIFTI_SUFFIXES = (".nii", ".nii.gz")  # .nii.gz: see is_image_name (a path's suffix is only .gz)
+IMAGE_SUFFIXES: frozenset[str] = frozenset(PILLOW_SUFFIXES + DICOM_SUFFIXES + (".nii",))
 PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
 
 _SNIFF_BYTES = 132
@@ -165,11 +168,16 @@ def _is_archive_name(name: str) -> bool:
     return is_archive_name(name)
 
 
+def is_image_name(name: str) -> bool:
+    """Whether a file name carries an image suffix (.nii.gz included)."""
+    return _suffix(name) in IMAGE_SUFFIXES or is_nifti_name(name)
+
+
 def _wants(name: str, head: Callable[[], bytes]) -> bool:
     """Whether a file should be decoded: image suffix, or image content without one."""
     if _is_ignored(name):
         return False
-    if _suffix(name) in IMAGE_SUFFIXES:
+    if is_image_name(name):
         return True
     if _is_archive_name(name):
         return False
@@ -225,7 +233,7 @@ def _decode_pillow(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -
     except Image.DecompressionBombError:
         raise ImageReadError(name, "image too large (decompression bomb guard)") from None
     except UnidentifiedImageError:
-        raise ImageReadError(name, "not a supported image (PNG, JPEG, TIFF, BMP or DICOM)") from None
+        raise ImageReadError(name, "not a supported image (PNG, JPEG, TIFF, BMP, DICOM or NIfTI)") from None
     except (OSError, SyntaxError, EOFError):
         raise ImageReadError(name, "corrupt or truncated image data") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a rejection, not a crash
@@ -322,14 +330,33 @@ def _decode(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.nd
     return _decode_pillow(data, name, max_pixels)
 
 
+def decode_slices(
+    data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS, nifti_axis: str = "axial"
+) -> list[tuple[str, np.ndarray]]:
+    """One file's images as (id suffix, uint8 [H, W]): a NIfTI volume's kept slices (suffix ``_z042``),
+    else the one image (suffix ""); raises ImageReadError."""
+    if not data:
+        raise ImageReadError(name, "empty file")
+    if not is_nifti_name(name):
+        return [("", _decode(data, name, max_pixels))]
+    try:
+        return read_volume(data, name, max_pixels, nifti_axis)
+    except NiftiRejected as exc:
+        raise ImageReadError(name, exc.reason) from None
+    except MemoryError:
+        raise ImageReadError(name, "volume too large for the memory available") from None
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a rejection, not a crash
+        raise ImageReadError(name, f"cannot read NIfTI volume ({type(exc).__name__})") from None
+
+
 def decode_image(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode one image file's bytes to uint8 grayscale [H, W]; raises ImageReadError.
 
-    max_pixels: width x height (x frames for DICOM), checked from the header before decoding.
+    max_pixels: width x height (x frames for DICOM, x slices for NIfTI), checked from the header before
+    decoding. A NIfTI volume gives its middle kept axial slice (as a multi-frame DICOM its middle frame).
     """
-    if not data:
-        raise ImageReadError(name, "empty file")
-    return _decode(data, name, max_pixels)
+    slices = decode_slices(data, name, max_pixels)
+    return slices[len(slices) // 2][1]
 
 
 def _fit(arr: np.ndarray, size: int) -> np.ndarray:
@@ -342,13 +369,18 @@ def _fit(arr: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
-def _decode_entry(entry: _Entry, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """The image at size x size, and its height and width as decoded."""
+Decoded = list[tuple[str, np.ndarray, tuple[int, int]]]
+
+
+def _decode_entry(entry: _Entry, size: int, nifti_axis: str = "axial") -> Decoded:
+    """The file's images (one, or a volume's slices): id suffix, image at size x size, and its height
+    and width as decoded."""
     data = entry.read()
     if not data:
         raise ImageReadError(entry.name, "empty file")
-    arr = _decode(data, entry.name)
-    return _fit(arr, size), (int(arr.shape[0]), int(arr.shape[1]))
+    slices = decode_slices(data, entry.name, MAX_IMAGE_PIXELS, nifti_axis)
+    del data
+    return [(suffix, _fit(arr, size), (int(arr.shape[0]), int(arr.shape[1]))) for suffix, arr in slices]
 
 
 def resize_note(shapes: list[tuple[int, int]], size: int) -> str | None:
@@ -482,6 +514,8 @@ def _source_items(source: Path, limits: ArchiveLimits) -> Iterator[Item]:
 def _strip_image_suffix(parts: tuple[str, ...]) -> str:
     """'/'-joined parts without the last part's extension when it is an image suffix."""
     last = PurePosixPath(parts[-1])
+    if is_nifti_name(last.name):
+        return "/".join((*parts[:-1], strip_nifti_suffix(last.name)))
     stem = last.stem if last.suffix.lower() in IMAGE_SUFFIXES else last.name
     return "/".join((*parts[:-1], stem))
 
@@ -530,24 +564,23 @@ class _Progress:
 
 
 def _decode_all(
-    items: Iterator[Item], size: int, progress: _Progress
-) -> tuple[dict[str, np.ndarray], list[str], list[Rejected], list[str], dict[str, tuple[int, int]]]:
-    """Decode entries on a small thread pool with a bounded number of files in flight: (images by name,
-    candidate names, rejected files, names of files that are not images, decoded height and width)."""
-    decoded: dict[str, np.ndarray] = {}
+    items: Iterator[Item], size: int, progress: _Progress, nifti_axis: str = "axial"
+) -> tuple[dict[str, Decoded], list[str], list[Rejected], list[str]]:
+    """Decode entries on a small thread pool with a bounded number of files in flight: (each file's
+    images by name, candidate names, rejected files, names of files that are not images)."""
+    decoded: dict[str, Decoded] = {}
     candidates: list[str] = []
     rejected: list[Rejected] = []
     ignored: list[str] = []
-    shapes: dict[str, tuple[int, int]] = {}
     workers = max(1, min(_MAX_WORKERS, os.cpu_count() or 1))
-    pending: deque[tuple[str, Future[tuple[np.ndarray, tuple[int, int]]], int]] = deque()
+    pending: deque[tuple[str, Future[Decoded], int]] = deque()
     held = [0]  # bytes of archive members waiting in `pending`
 
     def collect() -> None:
         name, fut, nbytes = pending.popleft()
         held[0] -= nbytes
         try:
-            decoded[name], shapes[name] = fut.result()
+            decoded[name] = fut.result()
         except ImageReadError as exc:
             rejected.append(Rejected(name, exc.reason))
         except OSError:
@@ -562,14 +595,14 @@ def _decode_all(
                 ignored.append(item.name)
                 continue
             candidates.append(item.name)
-            pending.append((item.name, pool.submit(_decode_entry, item, size), item.nbytes))
+            pending.append((item.name, pool.submit(_decode_entry, item, size, nifti_axis), item.nbytes))
             held[0] += item.nbytes
             while len(pending) > 4 * workers or (held[0] > _MAX_PENDING_BYTES and len(pending) > 1):
                 collect()
             progress(fraction * 0.99)
         while pending:
             collect()
-    return decoded, candidates, rejected, ignored, shapes
+    return decoded, candidates, rejected, ignored
 
 
 def load_images(
@@ -577,10 +610,12 @@ def load_images(
     size: int,
     on_progress: ProgressFn | None = None,
     limits: ArchiveLimits = DEFAULT_LIMITS,
+    nifti_axis: str = "axial",
 ) -> ImageSet:
     """Load every image under a folder, a single file or a .zip/.tar(.gz/.bz2/.xz) archive.
 
-    Returns ids sorted ascending with images uint8 [N, size, size]; files with an image suffix
+    Returns ids sorted ascending with images uint8 [N, size, size] (a NIfTI volume gives one image per
+    kept slice along `nifti_axis`, id ``<volume id>_z042``: models/nifti.py); files with an image suffix
     that fail to decode are listed in ``rejected``, and so are the archive members the limits refuse
     (an archive's members and unpacked bytes draw on one budget per source). Raises EmptySetError when
     nothing decodes and DuplicateIdError when two files share an id.
@@ -589,22 +624,28 @@ def load_images(
         raise ValueError(f"size must be positive, got {size}")
     src = Path(source)
     progress = _Progress(on_progress)
-    decoded, candidates, rejected, ignored, shapes = _decode_all(_source_items(src, limits), size, progress)
+    decoded, candidates, rejected, ignored = _decode_all(
+        _source_items(src, limits), size, progress, nifti_axis
+    )
     rejected.sort(key=lambda r: r.name)
     ignored.sort()
     if not decoded:
         raise EmptySetError(_empty_message(src, rejected, ignored))
     id_of = image_ids(candidates)
-    dups = _duplicates([id_of[name] for name in decoded])
+    found = [
+        (id_of[name] + suffix, arr, shape) for name, parts in decoded.items() for suffix, arr, shape in parts
+    ]
+    dups = _duplicates([i for i, _, _ in found])
     if dups:
         raise DuplicateIdError(dups)
-    pairs = sorted(((id_of[name], arr) for name, arr in decoded.items()), key=lambda p: p[0])
-    images = np.stack([arr for _, arr in pairs]).astype(np.uint8, copy=False)
+    found.sort(key=lambda p: p[0])
+    images = np.stack([arr for _, arr, _ in found]).astype(np.uint8, copy=False)
     progress(1.0, force=True)
-    note = resize_note([shapes[name] for name in decoded], size)
-    source_side = int(np.median([min(shapes[name]) for name in decoded]))
+    shapes = [shape for _, _, shape in found]
+    note = resize_note(shapes, size)
+    source_side = int(np.median([min(shape) for shape in shapes]))
     return ImageSet(
-        ids=[i for i, _ in pairs],
+        ids=[i for i, _, _ in found],
         images=images,
         rejected=rejected,
         ignored=ignored,
@@ -627,6 +668,6 @@ def _empty_message(src: Path, rejected: list[Rejected], ignored: list[str]) -> s
     if ignored:
         shown = ", ".join(ignored[:3]) + (", ..." if len(ignored) > 3 else "")
         parts.append(
-            f"{len(ignored)} file(s) are not images ({shown}; read are PNG, JPEG, TIFF, BMP and DICOM)"
+            f"{len(ignored)} file(s) are not images ({shown}; read are PNG, JPEG, TIFF, BMP, DICOM and NIfTI)"
         )
     return f"no readable images in {where}: " + "; ".join(parts)

@@ -210,3 +210,53 @@ def rle_multiframe_dicom(rows: int, cols: int, frames: int, preamble: bool = Tru
     ds.save_as(buf, enforce_file_format=True)
     data = buf.getvalue()
     return data if preamble else data[132:]
+
+
+# --- NIfTI (models/nifti.py): the 348-byte header is an allocation request ---------------------------
+
+
+def nifti_header(
+    dims: tuple[int, ...], datatype: int = 4, bitpix: int = 16, vox_offset: float = 352.0
+) -> bytes:
+    """A little-endian single-file NIfTI-1 header (348 bytes + the 4-byte extension flag), written field
+    by field: dim, datatype, bitpix and vox_offset as given, whatever they imply."""
+    head = bytearray(352)
+    struct.pack_into("<i", head, 0, 348)
+    struct.pack_into("<8h", head, 40, len(dims), *dims, *([1] * (7 - len(dims))))
+    struct.pack_into("<hh", head, 70, datatype, bitpix)
+    struct.pack_into("<8f", head, 76, 0.0, *([1.0] * 7))  # pixdim (qfac 0 is read as 1)
+    struct.pack_into("<fff", head, 108, vox_offset, 1.0, 0.0)  # vox_offset, scl_slope, scl_inter
+    struct.pack_into("<hh", head, 252, 0, 1)  # qform_code 0, sform_code 1
+    for row, at in enumerate((280, 296, 312)):  # srow_x, srow_y, srow_z: the identity
+        struct.pack_into("<4f", head, at, *[1.0 if c == row else 0.0 for c in range(4)])
+    head[344:348] = b"n+1\0"
+    return bytes(head)
+
+
+def lying_nifti(gz: bool = True) -> bytes:
+    """A header declaring 30000 x 30000 x 30000 int16 voxels (54 TB) in front of 64 bytes."""
+    data = nifti_header((30000, 30000, 30000)) + bytes(64)
+    return gzip.compress(data, mtime=0) if gz else data
+
+
+def huge_datatype_nifti(datatype: int = 2048, bitpix: int = 256) -> bytes:
+    """A 64^3 header of complex256 voxels (32 bytes each; or any other refused / unknown code)."""
+    return nifti_header((64, 64, 64), datatype, bitpix) + bytes(64)
+
+
+def truncated_nifti() -> bytes:
+    """A 64 x 64 x 64 int16 header (512 KiB of voxels) in front of 100 KiB: the rest is missing."""
+    return nifti_header((64, 64, 64)) + bytes(100 * 1024)
+
+
+def four_d_nifti() -> bytes:
+    """A 4D header (16^3 x 50 frames) with all its voxel bytes."""
+    return gzip.compress(nifti_header((16, 16, 16, 50)) + bytes(16**3 * 50 * 2), mtime=0)
+
+
+def gzip_bomb_nifti(inflated: int = 1024 * MIB) -> bytes:
+    """A .nii.gz of a 64^3 int16 header followed by `inflated` bytes of zeros (about 1 MB on the wire for
+    1 GiB): the reader must inflate only the 512 KiB the header names."""
+    head = nifti_header((64, 64, 64))
+    full, rest = divmod(inflated, 16 * MIB)
+    return gzip_repeated(head, bytes(16 * MIB), full, bytes(rest))

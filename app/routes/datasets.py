@@ -33,7 +33,9 @@ def create_dataset(
     ],
     files: Annotated[
         list[UploadFile],
-        File(description="images (PNG, JPEG, TIFF, BMP, DICOM) and/or .zip/.tar/.tar.gz archives"),
+        File(
+            description="images (PNG, JPEG, TIFF, BMP, DICOM, NIfTI .nii/.nii.gz) and/or .zip/.tar/.tar.gz archives"
+        ),
     ],
     name: Annotated[
         str | None,

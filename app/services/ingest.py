@@ -84,7 +84,9 @@ class NoImagesError(ValueError):
     """Nothing readable was uploaded."""
 
     def __init__(self, rejected: list[dict[str, str]]) -> None:
-        super().__init__("none of the uploaded files is a readable image (PNG, JPEG, TIFF, BMP or DICOM)")
+        super().__init__(
+            "none of the uploaded files is a readable image (PNG, JPEG, TIFF, BMP, DICOM or NIfTI)"
+        )
         self.rejected = rejected
 
 
@@ -212,16 +214,16 @@ class _Stager:
 
 def _check_file(path: Path, relpath: str, max_pixels: int = 64_000_000) -> tuple[str | None, str | None]:
     """Decode one staged file: (suffix to add so the engine's loader picks it up, or None; error or None)."""
-    from synthaudit.models.io import IMAGE_SUFFIXES, ImageReadError, decode_image
+    from synthaudit.models.io import ImageReadError, decode_image, is_image_name
 
     data = path.read_bytes()
     try:
-        decode_image(data, relpath, max_pixels)  # the CLI's decoder, checks included (models.dicom)
+        decode_image(data, relpath, max_pixels)  # the CLI's decoder, checks included (dicom, nifti)
     except ImageReadError as exc:
         return None, exc.reason
     except Exception as exc:  # noqa: BLE001 - a bad file is a rejection, never a failed upload
         return None, f"cannot decode image ({type(exc).__name__})"
-    if PurePosixPath(relpath).suffix.lower() in IMAGE_SUFFIXES:
+    if is_image_name(relpath):
         return None, None
     if data[128:132] == b"DICM":
         return ".dcm", None

@@ -47,14 +47,24 @@ def decode_pool(inputs: AuditInputs, config: AuditConfig, on_progress: Progress)
     Before any later stage: `--labels` ids not among the real images are refused, and so are candidates
     that repeat a reference image (models/reference_overlap.py), unless the config drops them."""
     parts = 2 if inputs.reference is not None else 1
-    real = load_images(inputs.real, config.image_size, on_progress=lambda f: on_progress(f / parts))
+    real = load_images(
+        inputs.real,
+        config.image_size,
+        on_progress=lambda f: on_progress(f / parts),
+        nifti_axis=config.nifti_axis,
+    )
     rejected = {"real": _rejected_dicts(real.rejected)}
     if inputs.labels:
         error = unknown_labels_error(inputs.labels, real.ids)
         if error is not None:
             raise error
     reference = (
-        load_images(inputs.reference, config.image_size, on_progress=lambda f: on_progress((1 + f) / 2))
+        load_images(
+            inputs.reference,
+            config.image_size,
+            on_progress=lambda f: on_progress((1 + f) / 2),
+            nifti_axis=config.nifti_axis,
+        )
         if inputs.reference is not None
         else None
     )
@@ -115,7 +125,10 @@ def run_decode(workdir: Path, inputs: AuditInputs, config: AuditConfig, on_progr
     parts = 3 if inputs.reference is not None else 2
     pool = decode_pool(inputs, config, lambda f: on_progress(f * (parts - 1) / parts))
     generated = load_images(
-        inputs.generated, config.image_size, on_progress=lambda f: on_progress((parts - 1 + f) / parts)
+        inputs.generated,
+        config.image_size,
+        on_progress=lambda f: on_progress((parts - 1 + f) / parts),
+        nifti_axis=config.nifti_axis,
     )
     write_decoded(workdir, pool, generated)
 

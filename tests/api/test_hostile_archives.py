@@ -27,10 +27,15 @@ from hostile_inputs import (
     corrupt_lzma_member,
     deflated_dicom,
     directory_flood_tar_gz,
+    four_d_nifti,
+    gzip_bomb_nifti,
+    huge_datatype_nifti,
     long_header_tar_gz,
+    lying_nifti,
     lying_zip,
     rle_multiframe_dicom,
     stored_member,
+    truncated_nifti,
     zip_of_raw,
 )
 from PIL import Image
@@ -187,6 +192,38 @@ def test_the_api_reads_the_archive_types_the_cli_reads(client) -> None:  # type:
         response = upload(client, [(f"set{suffix}", buf.getvalue())])
         assert response.status_code == 201, (suffix, response.text[:300])
         assert response.json()["image_count"] == 1 and response.json()["rejected"] == []
+
+
+NIFTI_CASES = {
+    "lying.nii.gz": (lying_nifti, "volume too large (30000x30000x30000 voxels; limit 64000000)"),
+    "complex.nii": (huge_datatype_nifti, "NIfTI datatype complex256 is not accepted (real scalars only)"),
+    "cut.nii": (
+        truncated_nifti,
+        "truncated NIfTI file (the header needs 524640 bytes, the file holds 102752)",
+    ),
+    "frames.nii.gz": (
+        four_d_nifti,
+        "4D NIfTI (16 x 16 x 16 x 50: 50 frames) is not accepted; store each frame as a 3D volume",
+    ),
+    "bomb.nii.gz": (gzip_bomb_nifti, "no slice of the volume has 5% of its pixels above the background"),
+}
+
+
+@pytest.mark.parametrize("name", list(NIFTI_CASES))
+def test_hostile_nifti_volumes_are_refused_before_their_voxels_are_read(client, measured, name) -> None:  # type: ignore[no-untyped-def]
+    """Issue 21: a NIfTI header is an allocation request (54 TB of int16 here, complex256, 512 KiB in
+    front of 100 KiB, 50 frames, a 1 MB .nii.gz inflating to 1 GiB of zeros): each a 422 alone, a
+    `rejected` entry beside a usable image, and the stored dataset is untouched."""
+    build, reason = NIFTI_CASES[name]
+    data = build()
+    assert len(data) < 2 * MIB
+    body = problem(upload(client, [(name, data)]), 422)
+    assert reasons(body) == {name: reason}
+    kept = upload(client, [("good.png", png(3)), (name, data)])
+    assert kept.status_code == 201, kept.text[:300]
+    assert kept.json()["image_count"] == 1 and reasons(kept.json()) == {name: reason}
+    listing = client.get(f"/v1/datasets/{kept.json()['id']}/images")
+    assert listing.status_code == 200 and [i["id"] for i in listing.json()["items"]] == ["good"]
 
 
 # --- limits per request and per tenant ----------------------------------------------------------------

@@ -355,6 +355,14 @@ def _hostile(tmp_path: Path, kind: str) -> tuple[Path, dict]:
         return path, {"limits": ArchiveLimits(max_members=20_000)}
     elif kind == "deflated-dicom":
         data, name = h.deflated_dicom(512 * h.MIB), "deflated.dcm"
+    elif kind.startswith("nifti-"):
+        data, name = {
+            "nifti-lying": (h.lying_nifti(), "lying.nii.gz"),
+            "nifti-datatype": (h.huge_datatype_nifti(), "complex.nii"),
+            "nifti-truncated": (h.truncated_nifti(), "cut.nii"),
+            "nifti-4d": (h.four_d_nifti(), "frames.nii.gz"),
+            "nifti-bomb": (h.gzip_bomb_nifti(), "bomb.nii.gz"),
+        }[kind]
     else:
         data, name = h.zip_of_raw([h.corrupt_deflate_member(), h.corrupt_lzma_member()]), "corrupt.zip"
     path = tmp_path / name
@@ -364,7 +372,20 @@ def _hostile(tmp_path: Path, kind: str) -> tuple[Path, dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "kind", ["gnu-long-name", "pax", "directories", "lying-zip", "deflated-dicom", "corrupt-members"]
+    "kind",
+    [
+        "gnu-long-name",
+        "pax",
+        "directories",
+        "lying-zip",
+        "deflated-dicom",
+        "corrupt-members",
+        "nifti-lying",
+        "nifti-datatype",
+        "nifti-truncated",
+        "nifti-4d",
+        "nifti-bomb",
+    ],
 )
 def test_hostile_sources_fail_cleanly_in_bounded_memory(tmp_path: Path, proc_tools, kind: str) -> None:
     """#2 #3 #5 #6 #14 through the CLI's loader: a one-line error (EmptySetError), never more than a
