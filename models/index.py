@@ -10,10 +10,14 @@ result is deterministic and a sharded search merges into the same answer (models
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TypedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 try:  # FAISS is the engine; a torch search stands in on hosts without it (same results, exact)
     import faiss
@@ -27,9 +31,9 @@ IVF_TRAIN_PER_LIST = 64  # k-means training sample: at most this many vectors pe
 IVF_SEED = 1234
 TIE_MARGIN = 8  # extra candidates fetched, so that the k-th place is decided on exact similarities
 ENGINE_ERROR_SAFETY = 4.0  # unseen engine errors are taken to be at most this many times the largest seen
-EXACT_CHUNK_BYTES = (
-    8 * 2**20
-)  # gathered candidates per step: small enough to stay in the CPU caches (4x faster than 64 MiB, same values)
+# gathered candidates per step of the exact re-check: small enough to stay in the CPU's caches (4x faster
+# than 64 MiB, the same values)
+EXACT_CHUNK_BYTES = 8 * 2**20
 TORCH_SCORE_BYTES = 256 * 2**20  # scores [queries, base] the torch engine holds at once
 EXACT_BASE_BYTES = 2**30  # a base up to this size in float64 is converted once per search, not once per row
 
@@ -110,6 +114,38 @@ def _torch_engine(metric: str, device: str, approximate: bool) -> bool:
     return metric == "cosine" and not approximate and not _use_gpu(device, 1)
 
 
+def torch_proposes_cosine(metric: str, device: str, ivf_min_size: int | None, *base_sizes: int) -> bool:
+    """True where exact cosine searches over bases of these sizes take their candidates from torch (no IVF,
+    no FAISS GPU index): the searches whose first round `both_ways_proposals` and models/version_search.py
+    may compute themselves."""
+    approximate = faiss is not None and ivf_min_size is not None and max(base_sizes) >= max(1, ivf_min_size)
+    return metric == "cosine" and (faiss is None or _torch_engine(metric, device, approximate))
+
+
+def _torch_device(device: str) -> torch.device:
+    import torch
+
+    return torch.device("cuda" if str(device).lower() != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+@contextmanager
+def _full_fp32() -> Iterator[None]:
+    """Matrix products in full float32 on CUDA too: TF32 would blur near neighbours."""
+    import torch
+
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def _score_rows(n_base: int) -> int:
+    """Query rows per step of a torch engine: TORCH_SCORE_BYTES of float32 scores."""
+    return max(1, TORCH_SCORE_BYTES // max(1, 4 * n_base))
+
+
 def _torch_search(
     q: np.ndarray, b: np.ndarray, k: int, metric: str, device: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -117,13 +153,11 @@ def _torch_search(
     Queries go TORCH_SCORE_BYTES of scores at a time, so memory stays bounded for a large base."""
     import torch
 
-    dev = torch.device("cuda" if str(device).lower() != "cpu" and torch.cuda.is_available() else "cpu")
+    dev = _torch_device(device)
     base = torch.from_numpy(b).to(dev)
-    rows = max(1, TORCH_SCORE_BYTES // max(1, 4 * b.shape[0]))
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False  # full fp32: TF32 would blur near neighbours
+    rows = _score_rows(b.shape[0])
     values_out, idx_out = [], []
-    try:
+    with _full_fp32():
         for lo in range(0, q.shape[0], rows):
             query = torch.from_numpy(q[lo : lo + rows]).to(dev)
             if metric == "cosine":
@@ -134,8 +168,6 @@ def _torch_search(
                 values = values.square() if metric == "euclidean" else values
             values_out.append(values.cpu().numpy())
             idx_out.append(idx.cpu().numpy())
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
     return np.concatenate(values_out), np.concatenate(idx_out)
 
 
@@ -191,7 +223,7 @@ def search(
     in the same order and each row's own index is dropped). Exact unless ``ivf_min_size`` is set
     and the base has at least that many rows (and FAISS is installed): then an approximate IVF index.
     ``proposals``: the engine's first-round candidates of every query row, already found (engine
-    similarities and indices, k + TIE_MARGIN of them: `search_both_ways`); checked exactly like the engine's.
+    similarities and indices, k + TIE_MARGIN of them: `both_ways_proposals`); checked exactly like the engine's.
     """
     if metric not in SIMILARITY_METRICS:
         raise ValueError(
@@ -261,27 +293,6 @@ def _first_round(
     return engine
 
 
-def search_both_ways(
-    queries: object,
-    base: object,
-    k: int,
-    k_back: int,
-    metric: str = "cosine",
-    device: str = "auto",
-    ivf_min_size: int | None = None,
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """(search(queries, base, k), search(base, queries, k_back)): both directions of one similarity matrix,
-    which the torch engine computes once (`both_ways_proposals`, then checked exactly as search does, so the
-    answers are the same); two searches where it does not run."""
-    options = {"metric": metric, "device": device, "ivf_min_size": ivf_min_size}
-    found = both_ways_proposals(queries, base, k, k_back, **options)  # type: ignore[arg-type]
-    forward, backward = found if found is not None else (None, None)
-    return (
-        search(queries, base, k, proposals=forward, **options),  # type: ignore[arg-type]
-        search(base, queries, k_back, proposals=backward, **options),  # type: ignore[arg-type]
-    )
-
-
 def both_ways_proposals(
     queries: object,
     base: object,
@@ -295,10 +306,7 @@ def both_ways_proposals(
     from one pass over their similarity matrix (search's `proposals`), where the torch engine runs exact
     cosine searches; None elsewhere."""
     q, b = _as_matrix(queries, "queries"), _as_matrix(base, "base")
-    approximate = (
-        ivf_min_size is not None and faiss is not None and max(len(q), len(b)) >= max(1, ivf_min_size)
-    )
-    joint = metric == "cosine" and (faiss is None or _torch_engine(metric, device, approximate))
+    joint = torch_proposes_cosine(metric, device, ivf_min_size, len(q), len(b))
     if not joint or min(len(q), len(b), k, k_back) < 1 or q.shape[1] != b.shape[1]:
         return None
     return _torch_both_ways(
@@ -313,15 +321,13 @@ def _torch_both_ways(
     at a time: the first-round candidates of both directions' searches."""
     import torch
 
-    dev = torch.device("cuda" if str(device).lower() != "cpu" and torch.cuda.is_available() else "cpu")
+    dev = _torch_device(device)
     base = torch.from_numpy(b).to(dev)
-    rows = max(1, TORCH_SCORE_BYTES // max(1, 4 * b.shape[0]))
     values_out, idx_out = [], []
     back_values = torch.empty((len(b), 0), device=dev)
     back_idx = torch.empty((len(b), 0), dtype=torch.int64, device=dev)
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False  # full fp32, as _torch_search
-    try:
+    rows = _score_rows(b.shape[0])
+    with _full_fp32():
         for lo in range(0, q.shape[0], rows):
             scores = torch.from_numpy(q[lo : lo + rows]).to(dev) @ base.T
             values, idx = scores.topk(wanted, dim=1)
@@ -333,8 +339,6 @@ def _torch_both_ways(
             if back_values.shape[1] > wanted_back:
                 back_values, keep = back_values.topk(wanted_back, dim=1)
                 back_idx = back_idx.gather(1, keep)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
     forward = (np.concatenate(values_out), np.concatenate(idx_out))
     return forward, (back_values.cpu().numpy(), back_idx.cpu().numpy())
 

@@ -119,17 +119,17 @@ def registered_evidence(
 ) -> RegisteredEvidence:
     """The registered evidence of every real image (uint8 [N, S, S] both sets, the same side). `search` is
     models.index.search (or a function of its signature) for the descriptor shortlists; the registration runs
-    on `device` (a CUDA device registers the pairs there, batched as on the CPU), at `side` or, by default, the
-    side given (models.registration.registration_side picks it; REG_SIDE by default)."""
+    on `device` (a CUDA device registers the pairs there, batched as on the CPU), with thumbnails of `side`
+    (REG_SIDE when not given; the audit's side is models.registration.registration_side)."""
     from synthaudit.models.registration import (
+        REG_SIDE,
         SHORTLIST,
         prepare,
-        registration_side,
         whitened_descriptors,
     )
 
     n_real, image_side = len(real_images), int(real_images.shape[1])
-    reg_side = side or registration_side(len(generated_images), image_side)  # REG_SIDE, sources unknown
+    reg_side = side or REG_SIDE
     real, gen = prepare(real_images, reg_side, device), prepare(generated_images, reg_side, device)
     real_d, gen_d = whitened_descriptors(real.descriptor, gen.descriptor)
     on_progress(0.1)

@@ -30,18 +30,6 @@ def engine_error_bound(dim: int) -> float:
     return 2.0 * gamma + 1e-7
 
 
-def pooled_search_applies(metric: str, device: str, ivf_min_size: int | None, n_base: int) -> bool:
-    """True where the torch engine proposes exact cosine candidates (models.index._torch_engine)."""
-    from synthaudit.models import index
-
-    approximate = index.faiss is not None and ivf_min_size is not None and n_base >= max(1, ivf_min_size)
-    return (
-        metric == "cosine"
-        and not approximate
-        and (index.faiss is None or index._torch_engine(metric, device, False))
-    )
-
-
 def max_over_versions(
     versions: Sequence[np.ndarray],
     base: np.ndarray,
@@ -55,9 +43,9 @@ def max_over_versions(
     """merge_versions([identity] + [search(v, base, k_each, **options) for v in versions], k_out, exclude),
     with one pooled exact re-check (cosine on the torch engine; elsewhere exactly that merge). `proposals`
     holds, per version, the engine's candidates already found for every row (k_each + TIE_MARGIN of them,
-    models.index.search_both_ways), or None."""
+    models.index.both_ways_proposals), or None."""
     from synthaudit.models.alignment import merge_versions
-    from synthaudit.models.index import search
+    from synthaudit.models.index import search, torch_proposes_cosine
 
     options = dict(options or {})
     n, m = len(identity[0]), len(base)
@@ -72,7 +60,7 @@ def max_over_versions(
         or n == 0
         or m == 0
         or k_out < 1
-        or not pooled_search_applies(
+        or not torch_proposes_cosine(
             options.get("metric", "cosine"), options.get("device", "auto"), options.get("ivf_min_size"), m
         )
     ):

@@ -77,21 +77,6 @@ def stored_versions(arrays: dict[str, np.ndarray], encoder: str) -> list[np.ndar
     return out
 
 
-def aligned_rg(
-    real_versions: list[np.ndarray],
-    generated: np.ndarray,
-    identity: tuple[np.ndarray, np.ndarray],
-    k: int,
-    options: Any,
-) -> tuple[np.ndarray, np.ndarray]:
-    """real -> generated top-k of the max over versions of each real image (identity's top-k given)."""
-    from synthaudit.models.alignment import merge_versions
-    from synthaudit.models.index import search
-
-    parts = [identity] + [search(v, generated, k, **options) for v in real_versions]
-    return merge_versions(parts, min(k, len(generated)))
-
-
 def aligned_gr(
     real_versions: list[np.ndarray],
     generated: np.ndarray,

@@ -123,7 +123,7 @@ def test_the_torch_engine_and_faiss_give_the_same_answer_with_ties(monkeypatch: 
 
 
 @pytest.mark.parametrize("score_bytes", [4 * 300 * 7, 2**28])  # 7 query rows at a time, or all at once
-def test_search_both_ways_equals_two_searches(score_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_both_ways_proposals_give_the_two_searches(score_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
     import synthaudit.models.index as index_module
 
     monkeypatch.setattr(index_module, "TORCH_SCORE_BYTES", score_bytes)
@@ -132,11 +132,19 @@ def test_search_both_ways_equals_two_searches(score_bytes: int, monkeypatch: pyt
     base = rng.normal(size=(300, 24)).astype(np.float32)
     base[200:230] = base[:30]  # ties in the forward direction
     queries[60:70] = queries[:10]  # and in the backward one
-    forward, backward = index_module.search_both_ways(queries, base, 9, 2)
+
+    def both_ways(
+        q: np.ndarray, b: np.ndarray, k: int, k_back: int
+    ) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        found = index_module.both_ways_proposals(q, b, k, k_back)
+        assert found is not None
+        return search(q, b, k, proposals=found[0]), search(b, q, k_back, proposals=found[1])
+
+    forward, backward = both_ways(queries, base, 9, 2)
     for got, expected in ((forward, search(queries, base, 9)), (backward, search(base, queries, 2))):
         np.testing.assert_array_equal(got[0], expected[0])
         np.testing.assert_array_equal(got[1], expected[1])
-    small = index_module.search_both_ways(queries[:3], base, 9, 5)  # fewer queries than k_back + margin
+    small = both_ways(queries[:3], base, 9, 5)  # fewer queries than k_back + margin
     np.testing.assert_array_equal(small[1][1], search(base, queries[:3], 5)[1])
 
 
