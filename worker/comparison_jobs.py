@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 from synthaudit.app.core import repository as repo
 from synthaudit.app.core.db import session_scope
 from synthaudit.app.core.home import private_dir, private_tree
-from synthaudit.app.core.logs import log_unexpected
 from synthaudit.app.core.tables import ACTIVE_STATUSES, utcnow
 from synthaudit.worker.context import WorkerContext
-from synthaudit.worker.errors import TRANSIENT_ERRORS, ComparisonStopped
+from synthaudit.worker.errors import TRANSIENT_ERRORS, ComparisonStopped, unexpected_error
 from synthaudit.worker.heartbeat import ComparisonHeartbeat, JobTimeLimit
 
 if TYPE_CHECKING:
@@ -205,11 +204,10 @@ def run_comparison_job(ctx: WorkerContext, comparison_id: uuid.UUID) -> str:
         log.info("comparison %s: failed at %s (%s)", comparison_id, progress.stage, type(exc).__name__)
         return _fail(ctx, comparison_id, f"{progress.stage or 'decode real'}: {exc}")
     except Exception as exc:  # noqa: BLE001 - any other error fails the job (its type, never its message)
-        if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, on the prefork pool
-            return _fail(ctx, comparison_id, time_limit_message(limit_s))
-        log_unexpected(f"comparison {comparison_id}", exc)  # type and stack only: the message may hold paths
         return _fail(
-            ctx, comparison_id, f"internal error ({type(exc).__name__}); the worker logs have the details"
+            ctx,
+            comparison_id,
+            unexpected_error(f"comparison {comparison_id}", exc, time_limit_message(limit_s)),
         )
     return _succeed(ctx, comparison_id, series, summary_sentence(series))
 

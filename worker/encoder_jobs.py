@@ -17,10 +17,9 @@ import uuid
 
 from synthaudit.app.core import repository as repo
 from synthaudit.app.core.db import session_scope
-from synthaudit.app.core.logs import log_unexpected
 from synthaudit.app.core.tables import ACTIVE_STATUSES, utcnow
 from synthaudit.worker.context import WorkerContext
-from synthaudit.worker.errors import TRANSIENT_ERRORS, EncoderStopped
+from synthaudit.worker.errors import TRANSIENT_ERRORS, EncoderStopped, unexpected_error
 from synthaudit.worker.heartbeat import EncoderHeartbeat, JobTimeLimit
 
 log = logging.getLogger(__name__)
@@ -103,11 +102,8 @@ def run_encoder_job(ctx: WorkerContext, encoder_id: uuid.UUID) -> str:
     except ValueError as exc:  # ImageSetError, bad settings
         return _fail(ctx, encoder_id, str(exc))
     except Exception as exc:  # noqa: BLE001 - any other error fails the job (its type, never its message)
-        if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, on the prefork pool
-            return _fail(ctx, encoder_id, time_limit_message(limit_s))
-        log_unexpected(f"encoder {encoder_id}", exc)  # type and stack only: the message may hold paths
         return _fail(
-            ctx, encoder_id, f"internal error ({type(exc).__name__}); the worker logs have the details"
+            ctx, encoder_id, unexpected_error(f"encoder {encoder_id}", exc, time_limit_message(limit_s))
         )
     stored = _set(
         ctx,

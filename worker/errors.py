@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
+from synthaudit.app.core.logs import log_unexpected
+
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
     """The database's and the broker's connection errors (of the broker clients that are installed)."""
@@ -42,3 +44,12 @@ class EncoderStopped(Exception):
 
 class ComparisonStopped(Exception):
     """The comparison was cancelled or deleted while it ran."""
+
+
+def unexpected_error(what: str, exc: BaseException, time_limit: str) -> str:
+    """The error a job records for an exception nobody expected: `time_limit` for Celery's soft time limit
+    (on the prefork pool), else its type; the stack is logged, never the message (it may hold paths)."""
+    if type(exc).__name__ == "SoftTimeLimitExceeded":
+        return time_limit
+    log_unexpected(what, exc)
+    return f"internal error ({type(exc).__name__}); the worker logs have the details"
